@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Idempotent set-up on Debian 12: DIALS from Debian, a venv on top of it, this
+# project in editable mode and (with --test) mdx2 1.0.5 as the reference.
+# Quick when everything is already there. Source it or run it.
+_mdxbg_saved_opts="$(set +o)"
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MDXBG_VENV:-$REPO/.venv}"
+WANT_TEST=0
+[[ "${1:-}" == "--test" ]] && WANT_TEST=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+say() { echo "[bootstrap] $*" >&2; }
+
+# 1. DIALS, dxtbx, cctbx, h5py, matplotlib from Debian (PyPI's dials/dxtbx are stubs).
+if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, venv" >/dev/null 2>&1; then
+    say "installing DIALS from Debian (python3-dials)"
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        python3-dials dials python3-venv python3-matplotlib python3-pytest >/dev/null
+fi
+
+# 2. A venv that sees Debian's packages.
+if [[ ! -x "$VENV/bin/python" ]]; then
+    say "creating $VENV"
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+PY="$VENV/bin/python"
+# libtbx looks for its build under sys.prefix (the venv); point every Python of
+# the venv (ours, mdx2's scripts, pytest) at Debian's, unless the user set one.
+PTH="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/libtbx_debian_build.pth"
+if [[ ! -e "$PTH" ]]; then
+    PYVER="$("$PY" -c 'import sys; print("python%d.%d" % sys.version_info[:2])')"
+    echo "import os; os.environ.setdefault('LIBTBX_BUILD', '/usr/lib/cctbx/$PYVER')" > "$PTH"
+fi
+
+# 3. Python packages, re-installed only when the recipe changes.
+stamp_of() { cat "$REPO/setup.cfg" "$REPO/scripts/bootstrap.sh" | sha1sum | cut -c1-16; }
+STAMP="$VENV/.mdxbg-$(stamp_of)"
+if [[ ! -e "$STAMP" ]]; then
+    say "installing dials-mdxbg (editable) into $VENV"
+    "$PY" -m pip install -q -e "$REPO" 2>&1 | grep -v "^WARNING: Location" || true
+    "$PY" -c "import dials_mdxbg, isal" || { say "install failed"; exit 1; }
+    touch "$STAMP"
+fi
+TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"
+if [[ $WANT_TEST -eq 1 && ! -e "$TSTAMP" ]]; then
+    say "installing test tools and mdx2 1.0.5 (reference)"
+    # mdx2 and nexusformat without their declared deps: they would pull PyPI's
+    # dxtbx stub and a second h5py; Debian provides h5py, scipy, pandas, joblib.
+    "$PY" -m pip install -q --no-deps mdx2==1.0.5 nexusformat==2.1.0 hdf5plugin 2>&1 \
+        | grep -v "^WARNING: Location" || true
+    "$PY" -m pip install -q ruff loguru simple-parsing chardet colored lxml \
+        python-dateutil pygments packaging 2>&1 | grep -v "^WARNING: Location" || true
+    "$PY" -c "import mdx2.command_line.import_data, nexusformat, pytest" \
+        || { say "test tool install failed"; exit 1; }
+    touch "$TSTAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+# Leave the caller's shell options as they were when sourced.
+eval "$_mdxbg_saved_opts"

@@ -1,0 +1,233 @@
+"""Worker for dials.mdx_bin_background: image series or frames -> binned map.
+
+Both inputs feed the same block accumulator (:mod:`dials_mdxbg.binning`),
+so binning a file written by dials.mdx_import and binning the frames
+directly give the same map to the last bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from dials_mdxbg.binning import BinGrid, BinSums, accumulate_block, axis_bin_means, finalize
+from dials_mdxbg.cli import Progress
+from dials_mdxbg.errors import InputError
+from dials_mdxbg.frames import FrameSource
+from dials_mdxbg.nexus import ImageSeriesReader, SeriesAxes
+
+logger = logging.getLogger("dials.mdxbg.background")
+
+# (frame0, row0, loader): the loader returns an int32 block (frames, rows, nx).
+BlockTask = tuple[int, int, Callable[[], np.ndarray]]
+
+
+@dataclass
+class BinnedMap:
+    """The binned background and what goes with it into the file."""
+
+    phi: np.ndarray
+    iy: np.ndarray
+    ix: np.ndarray
+    signal: np.ndarray
+    errors: np.ndarray
+    count: np.ndarray
+    estimator: str
+
+    def extra_datasets(self) -> dict[str, np.ndarray]:
+        """Datasets stored beside mdx2's signal and axes."""
+        return {"errors": self.errors, "pixel_count": self.count}
+
+    def phi_table(self) -> list[dict]:
+        """Per phi bin: centre, mean/min/max counts/s and fraction of empty bins."""
+        rows = []
+        for k, phi in enumerate(self.phi):
+            plane = self.signal[k]
+            finite = plane[np.isfinite(plane)]
+            rows.append(
+                {
+                    "phi": float(phi),
+                    "mean": float(finite.mean()) if finite.size else float("nan"),
+                    "min": float(finite.min()) if finite.size else float("nan"),
+                    "max": float(finite.max()) if finite.size else float("nan"),
+                    "empty_fraction": float(1.0 - finite.size / plane.size),
+                }
+            )
+        return rows
+
+
+def check_bins(bins, valid_range) -> tuple[tuple[int, int, int], tuple[int, int] | None]:
+    """Validate ``bins`` and ``valid_range`` with one-line errors."""
+    if bins is None or len(bins) != 3 or any(b is None or b < 1 for b in bins):
+        raise InputError(f"bins must be three positive integers (frames, y, x), got {bins}")
+    if valid_range is not None:
+        if len(valid_range) != 2:
+            raise InputError(f"valid_range needs two numbers (min, max), got {valid_range}")
+        if valid_range[0] > valid_range[1]:
+            raise InputError(
+                f"valid_range min {valid_range[0]} is greater than max {valid_range[1]}"
+            )
+        valid_range = (int(valid_range[0]), int(valid_range[1]))
+    return tuple(int(b) for b in bins), valid_range
+
+
+def _reduce(
+    tasks: Iterable[BlockTask],
+    grid: BinGrid,
+    consume: Callable[[BinSums, int, int, np.ndarray], None],
+    nproc: int,
+) -> BinSums:
+    """Run ``consume`` over all blocks in ``nproc`` threads and merge the sums.
+
+    Each thread owns an accumulator; integer sums make the merge order
+    irrelevant, so the result is identical for any nproc. At most 2*nproc
+    blocks are in flight, which bounds memory.
+    """
+    if nproc <= 1:
+        acc = BinSums.zeros(grid.out_shape)
+        for frame0, row0, load in tasks:
+            consume(acc, frame0, row0, load())
+        return acc
+    local = threading.local()
+    accs: list[BinSums] = []
+    lock = threading.Lock()
+
+    def work(task: BlockTask) -> None:
+        acc = getattr(local, "acc", None)
+        if acc is None:
+            acc = local.acc = BinSums.zeros(grid.out_shape)
+            with lock:
+                accs.append(acc)
+        frame0, row0, load = task
+        consume(acc, frame0, row0, load())
+
+    with ThreadPoolExecutor(nproc) as pool:
+        inflight: deque = deque()
+        for task in tasks:
+            inflight.append(pool.submit(work, task))
+            while len(inflight) >= 2 * nproc:
+                inflight.popleft().result()
+        for future in inflight:
+            future.result()
+    total = accs[0]
+    for other in accs[1:]:
+        total.merge(other)
+    return total
+
+
+def _expand(per_bin: np.ndarray, grid: BinGrid, frame0: int, row0: int, shape) -> np.ndarray:
+    """Per-bin values (nphi, nby, nbx) broadcast to the pixels of a block."""
+    n, rows, nx = shape
+    f_bins = grid.phi_index[frame0 : frame0 + n]
+    y_bins = grid.y_index[row0 : row0 + rows]
+    x_bins = np.repeat(np.arange(len(grid.x_sizes)), grid.x_sizes)
+    return per_bin[f_bins][:, y_bins][:, :, x_bins]
+
+
+def bin_blocks(
+    make_tasks: Callable[[], Iterator[BlockTask]],
+    axes: SeriesAxes,
+    bins: tuple[int, int, int],
+    valid_range: tuple[int, int] | None = None,
+    excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
+    estimator: str = "mean",
+    n_sigma: float = 5.0,
+    nproc: int = 1,
+) -> BinnedMap:
+    """Bin a series given as blocks.
+
+    Args:
+        make_tasks: returns a fresh iterator of block tasks covering the series
+            once (called twice for the clipped mean).
+        axes: the series axes.
+        bins: bin size (frames, y, x).
+        valid_range: inclusive count range, or None.
+        excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
+        estimator: "mean" (mdx2's) or "clipped_mean".
+        n_sigma: clipping threshold above the mean, in Poisson sigmas.
+        nproc: threads.
+
+    Returns:
+        The binned map.
+    """
+    grid = BinGrid(axes.shape, bins)
+
+    def plain(acc: BinSums, frame0: int, row0: int, block: np.ndarray) -> None:
+        ex = excluded(frame0, row0, block.shape) if excluded else None
+        accumulate_block(acc, grid, block, frame0, row0, valid_range, ex)
+
+    sums = _reduce(make_tasks(), grid, plain, nproc)
+    if estimator == "clipped_mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sums.total / sums.count
+        # Poisson sigma of the bin mean; floor at 1 count so empty-ish bins still clip.
+        threshold = mean + n_sigma * np.sqrt(np.maximum(mean, 1.0))
+        threshold[~np.isfinite(threshold)] = np.inf
+
+        def clipped(acc: BinSums, frame0: int, row0: int, block: np.ndarray) -> None:
+            ex = excluded(frame0, row0, block.shape) if excluded else None
+            keep = block <= _expand(threshold, grid, frame0, row0, block.shape)
+            accumulate_block(acc, grid, block, frame0, row0, valid_range, ex, keep)
+
+        sums = _reduce(make_tasks(), grid, clipped, nproc)
+    elif estimator != "mean":
+        raise InputError(f"unknown estimator {estimator}")
+
+    signal, errors, count = finalize(sums, grid, axes.exposure_times)
+    return BinnedMap(
+        phi=axis_bin_means(axes.phi, bins[0]),
+        iy=axis_bin_means(axes.iy, bins[1]),
+        ix=axis_bin_means(axes.ix, bins[2]),
+        signal=signal,
+        errors=errors,
+        count=count,
+        estimator=estimator,
+    )
+
+
+def series_tasks(reader: ImageSeriesReader, progress: Progress | None = None):
+    """Block tasks from an image series file (decoding happens in the workers)."""
+
+    def make() -> Iterator[BlockTask]:
+        last = 0
+        for frame0, row0, load in reader.iter_block_loaders():
+            if progress is not None and frame0 > last:
+                progress.update(frame0)
+                last = frame0
+            yield frame0, row0, load
+        if progress is not None:
+            progress.update(reader.shape[0])
+
+    return make
+
+
+def frame_tasks(source: FrameSource, progress: Progress | None = None):
+    """Block tasks straight from frames: read and mask here, reduce in workers."""
+
+    def make() -> Iterator[BlockTask]:
+        for k in range(source.n_frames):
+            frame, _ = source.read(k)
+            block = frame[np.newaxis]
+            yield k, 0, (lambda b=block: b)
+            if progress is not None:
+                progress.update(k + 1)
+
+    return make
+
+
+def mdx2_mask_excluder(mask_dset) -> Callable[[int, int, tuple], np.ndarray]:
+    """Read the matching part of an mdx2 mask (True = excluded) for a block."""
+    lock = threading.Lock()  # h5py datasets are not safe to read from two threads
+
+    def excluded(frame0: int, row0: int, shape: tuple) -> np.ndarray:
+        n, rows, _ = shape
+        with lock:
+            return np.asarray(mask_dset[frame0 : frame0 + n, row0 : row0 + rows, :], dtype=bool)
+
+    return excluded

@@ -1,0 +1,219 @@
+"""Binning an image series into a coarse background map, on numpy arrays.
+
+mdx2's rule, reproduced exactly: an axis of length N with bin size b is cut
+into ``ceil(N / b)`` sections of near-equal size, the first ``N % nbins``
+sections one element longer (``numpy.array_split``). A bin's value is the
+mean of its valid counts (not -1, inside ``valid_range`` inclusive, not in
+the user mask), divided by the mean exposure time of its frames; a bin with
+no valid count is NaN.
+
+Here the sums are accumulated as exact integers block by block, so the result
+does not depend on how the frames are cut into blocks (one frame at a time,
+HDF5 chunk rows, or parts of a distributed run): the final float division is
+the same ``sum * 1.0 / count`` that ``numpy.ma.mean`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MASKED_VALUE = -1
+
+
+def section_sizes(n: int, bin_size: int) -> np.ndarray:
+    """Sizes of the sections mdx2 cuts an axis of length ``n`` into."""
+    if bin_size <= 0:
+        raise ValueError(f"bin size must be positive, got {bin_size}")
+    nbins = -(-n // bin_size)
+    each, extras = divmod(n, nbins)
+    return np.array([each + 1] * extras + [each] * (nbins - extras), dtype=np.int64)
+
+
+def section_edges(n: int, bin_size: int) -> np.ndarray:
+    """Start of every section plus the end, length ``nbins + 1``."""
+    return np.concatenate([[0], np.cumsum(section_sizes(n, bin_size))])
+
+
+def axis_bin_means(values: np.ndarray, bin_size: int) -> np.ndarray:
+    """Mean coordinate of each section, as mdx2 computes its binned axes."""
+    edges = section_edges(len(values), bin_size)
+    return np.array([values[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+
+
+def _reduce_last_axis(array: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Sum consecutive runs of ``sizes`` along the last axis.
+
+    mdx2's sections come in at most two sizes (long ones first), so the sum is
+    two reshapes instead of a slow ``reduceat``.
+    """
+    long_size = int(sizes[0])
+    n_long = int(np.count_nonzero(sizes == long_size))
+    split = n_long * long_size
+    lead = array.shape[:-1]
+    parts = [array[..., :split].reshape(*lead, n_long, long_size).sum(axis=-1)]
+    if n_long < len(sizes):
+        short_size = int(sizes[-1])
+        rest = array[..., split:].reshape(*lead, len(sizes) - n_long, short_size)
+        parts.append(rest.sum(axis=-1))
+    return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def _reduce_rows(array: np.ndarray, row_bins: np.ndarray, n_row_bins: int) -> np.ndarray:
+    """Sum the rows (axis -2) of ``array`` that share a bin index into that bin."""
+    out = np.zeros(array.shape[:-2] + (n_row_bins, array.shape[-1]), dtype=array.dtype)
+    # Rows of one bin are consecutive: reduceat over their starts.
+    starts = np.flatnonzero(np.diff(row_bins, prepend=-1))
+    sums = np.add.reduceat(array, starts, axis=-2)
+    out[..., row_bins[starts], :] = sums
+    return out
+
+
+def valid_mask(
+    block: np.ndarray,
+    valid_range: tuple[int, int] | None,
+    excluded: np.ndarray | None = None,
+) -> np.ndarray:
+    """True where a count takes part in a bin mean."""
+    valid = block != MASKED_VALUE
+    if valid_range is not None:
+        valid &= block >= valid_range[0]
+        valid &= block <= valid_range[1]
+    if excluded is not None:
+        valid &= ~excluded
+    return valid
+
+
+@dataclass
+class BinGrid:
+    """Where the bins of an (n_frames, ny, nx) image series fall."""
+
+    shape: tuple[int, int, int]
+    bins: tuple[int, int, int]
+    phi_edges: np.ndarray = field(init=False)
+    y_sizes: np.ndarray = field(init=False)
+    x_sizes: np.ndarray = field(init=False)
+    y_index: np.ndarray = field(init=False)
+    phi_index: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n, ny, nx = self.shape
+        bf, by, bx = self.bins
+        self.phi_edges = section_edges(n, bf)
+        self.y_sizes = section_sizes(ny, by)
+        self.x_sizes = section_sizes(nx, bx)
+        self.y_index = np.repeat(np.arange(len(self.y_sizes)), self.y_sizes)
+        self.phi_index = np.repeat(np.arange(len(self.phi_edges) - 1), np.diff(self.phi_edges))
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """Shape of the binned map."""
+        return (len(self.phi_edges) - 1, len(self.y_sizes), len(self.x_sizes))
+
+    def phi_bin_frames(self, k: int) -> tuple[int, int]:
+        """Frame range [start, stop) of phi bin ``k``."""
+        return int(self.phi_edges[k]), int(self.phi_edges[k + 1])
+
+
+@dataclass
+class BinSums:
+    """Exact per-bin sums of valid counts; mergeable in any order.
+
+    ``total`` and ``count`` are integers so that adding partial sums from any
+    partition of the frames gives bit-identical results; ``total_sq`` (float)
+    only feeds the standard error.
+    """
+
+    total: np.ndarray
+    count: np.ndarray
+    total_sq: np.ndarray
+
+    @classmethod
+    def zeros(cls, shape: tuple[int, int, int]) -> BinSums:
+        """Empty accumulator for a map of ``shape``."""
+        return cls(
+            np.zeros(shape, dtype=np.int64),
+            np.zeros(shape, dtype=np.int64),
+            np.zeros(shape, dtype=np.float64),
+        )
+
+    def merge(self, other: BinSums) -> BinSums:
+        """Add another partial result into this one (in place) and return self."""
+        self.total += other.total
+        self.count += other.count
+        self.total_sq += other.total_sq
+        return self
+
+
+def accumulate_block(
+    sums: BinSums,
+    grid: BinGrid,
+    block: np.ndarray,
+    frame0: int,
+    row0: int,
+    valid_range: tuple[int, int] | None = None,
+    excluded: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+) -> None:
+    """Add a block of frames into the bin sums.
+
+    Args:
+        sums: accumulator for the whole map (updated in place).
+        grid: the bin layout.
+        block: int32 counts, shape (n, rows, nx) covering frames
+            ``frame0 .. frame0+n`` and image rows ``row0 .. row0+rows``, full width.
+        frame0: index of the block's first frame in the series.
+        row0: index of the block's first row.
+        valid_range: inclusive (min, max) of counts that take part, or None.
+        excluded: optional bool array like ``block``, True = excluded (mdx2 mask).
+        keep: optional extra bool array like ``block``, False = rejected
+            (used by the outlier-rejecting estimator).
+    """
+    n, rows, nx = block.shape
+    if nx != grid.shape[2]:
+        raise ValueError(f"block width {nx} does not match the series width {grid.shape[2]}")
+    valid = valid_mask(block, valid_range, excluded)
+    if keep is not None:
+        valid &= keep
+    values = np.where(valid, block, 0).astype(np.int64, copy=False)
+    # Reduce along x first: the big arrays shrink by the bin width at once.
+    tot = _reduce_last_axis(values, grid.x_sizes)
+    cnt = _reduce_last_axis(valid.view(np.int8), grid.x_sizes).astype(np.int64)
+    sq = _reduce_last_axis(np.square(values, dtype=np.float64), grid.x_sizes)
+    y_bins = grid.y_index[row0 : row0 + rows]
+    f_bins = grid.phi_index[frame0 : frame0 + n]
+    for part, acc in ((tot, sums.total), (cnt, sums.count), (sq, sums.total_sq)):
+        by_row = _reduce_rows(part, y_bins - y_bins[0], int(y_bins[-1] - y_bins[0] + 1))
+        starts = np.flatnonzero(np.diff(f_bins, prepend=-1))
+        by_frame = np.add.reduceat(by_row, starts, axis=0)
+        acc[f_bins[starts], y_bins[0] : y_bins[-1] + 1, :] += by_frame
+
+
+def finalize(
+    sums: BinSums, grid: BinGrid, exposure_times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn sums into the map, as mdx2 computes it.
+
+    Args:
+        sums: accumulated sums over the whole series.
+        grid: the bin layout.
+        exposure_times: per-frame exposure times (s).
+
+    Returns:
+        (signal, errors, count): counts/s (NaN for empty bins), the standard
+        error of the mean in counts/s (NaN with fewer than two counts), and
+        the number of valid pixels in each bin.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums.total * 1.0 / sums.count
+        mean[sums.count == 0] = np.nan
+        n = sums.count.astype(np.float64)
+        var = (sums.total_sq - sums.total.astype(np.float64) * mean) / (n - 1)
+        sem = np.sqrt(np.maximum(var, 0.0) / n)
+        sem[sums.count < 2] = np.nan
+    times = np.array(
+        [exposure_times[a:b].mean() for a, b in zip(grid.phi_edges[:-1], grid.phi_edges[1:])]
+    )
+    scale = times[:, np.newaxis, np.newaxis]
+    return mean / scale, sem / scale, sums.count.copy()

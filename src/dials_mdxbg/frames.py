@@ -1,0 +1,285 @@
+"""Frames from DIALS experiments: selection, validation and masking via dxtbx.
+
+This is the only module that talks to dxtbx imagesets. It turns an
+experiment list into a :class:`FrameSource`: the series axes exactly as
+``mdx2.import_data`` computes them, the static part of dxtbx's mask computed
+once, and a ``read(i)`` that returns a masked int32 frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dials_mdxbg.errors import InputError
+from dials_mdxbg.masking import apply_mask, rectangles_mask
+from dials_mdxbg.nexus import SeriesAxes
+
+logger = logging.getLogger("dials.mdxbg.frames")
+
+
+def _flex_to_numpy(array) -> np.ndarray:
+    """Zero-copy numpy view of a flex array (never modified by us)."""
+    from dxtbx import flumpy
+
+    return flumpy.to_numpy(array)
+
+
+def mdx2_exposure_times(scan) -> np.ndarray:
+    """Exposure times as mdx2 reads them.
+
+    dxtbx sometimes fills only the first exposure time of a CBF sweep imported
+    without reading every header; mdx2 then copies it to all frames. Doing the
+    same keeps counts/s identical.
+    """
+    times = np.array(tuple(scan.get_exposure_times()), dtype=np.float64)
+    if np.count_nonzero(times) == 1 and times[0] > 0:
+        times[:] = times[0]
+    return times
+
+
+def mdx2_axes(scan, image_size: tuple[int, int]) -> SeriesAxes:
+    """Frame-centre phi, pixel indices and exposure times, computed as mdx2 does."""
+    nx, ny = image_size
+    n = scan.get_num_images()
+    phi0, dphi = scan.get_oscillation()
+    phi = phi0 + dphi * np.linspace(0.5, n - 0.5, n)
+    return SeriesAxes(
+        phi=phi,
+        iy=np.linspace(0, ny - 1, ny),
+        ix=np.linspace(0, nx - 1, nx),
+        exposure_times=mdx2_exposure_times(scan),
+    )
+
+
+def default_chunks(dphi: float, n_frames: int, image_size: tuple[int, int]) -> tuple[int, int, int]:
+    """mdx2's default chunk shape: a few degrees of frames by one module + gap.
+
+    Frames: 5-6 degrees of rotation (or 40-50 frames of fine slicing), at
+    most the whole series. Pixels: one Pilatus/Eiger module and its gap when
+    the detector is in dxtbx's database, else 256 x 256 tiles.
+    """
+    nx, ny = image_size
+    frames = _frames_per_chunk(dphi)
+    module = _module_pitch(image_size)
+    cy, cx = module if module else (min(ny, 256), min(nx, 256))
+    return (min(frames, n_frames), min(cy, ny), min(cx, nx))
+
+
+def _frames_per_chunk(dphi: float) -> int:
+    # Same heuristic as mdx2 (mdx2.data._default_stack_from_rotation_angle).
+    numer = 180
+    if dphi == 0:
+        return 50
+    denom = int(np.round(numer / dphi))
+    if denom < numer * 7:
+        for k in (5, 6):
+            if k * denom % numer == 0:
+                return k * denom // numer
+        return 10
+    for mult, frames in ((2, 50), (2, 40), (2, 45), (4, 50), (4, 45)):
+        if mult * frames * numer % denom == 0:
+            return frames
+    return 40
+
+
+def _module_pitch(image_size: tuple[int, int]) -> tuple[int, int] | None:
+    try:
+        from dxtbx.format.FormatPilatusHelpers import _DetectorDatabase
+    except ImportError:  # pragma: no cover - dxtbx always has it
+        return None
+    nx, ny = image_size
+    for det in _DetectorDatabase.values():
+        n_fast, rem_fast = divmod(nx, det.module_size_fast)
+        n_slow, rem_slow = divmod(ny, det.module_size_slow)
+        if (
+            nx in det.all_widths
+            and (n_fast - 1) * det.gap_fast == rem_fast
+            and (n_slow - 1) * det.gap_slow == rem_slow
+        ):
+            return (det.module_size_slow + det.gap_slow, det.module_size_fast + det.gap_fast)
+    return None
+
+
+@dataclass
+class FrameSource:
+    """A validated, masked view of one sweep's frames.
+
+    Attributes:
+        imageset: the dxtbx ImageSequence.
+        indices: 0-based imageset indices of the selected frames.
+        axes: series axes of the selected frames.
+        static_valid: True where a pixel is valid in every frame.
+        trusted_range: the panel's (min, max), exclusive.
+        masked_static: pixel counts masked by each static reason.
+    """
+
+    imageset: object
+    indices: np.ndarray
+    axes: SeriesAxes
+    static_valid: np.ndarray
+    trusted_range: tuple[float, float]
+    masker: object | None = None
+    masked_static: dict = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def n_frames(self) -> int:
+        """Number of selected frames."""
+        return len(self.indices)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(ny, nx)."""
+        return self.static_valid.shape
+
+    def read(self, k: int, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Masked int32 frame ``k`` of the selection and its trusted-range/shadow count."""
+        index = int(self.indices[k])
+        try:
+            raw = self.imageset.get_raw_data(index)
+        except Exception as e:  # dxtbx raises bare RuntimeErrors for unreadable files
+            path = self.imageset.get_path(index)
+            raise InputError(f"cannot read image {path}: {e}") from None
+        extra = None
+        if self.masker is not None:
+            scan = self.imageset.get_scan()
+            angle = scan.get_angle_from_image_index(index + scan.get_image_range()[0], deg=True)
+            shadow = self.masker.get_mask(self.imageset.get_detector(), angle)
+            extra = _flex_to_numpy(shadow[0]).astype(bool)
+        return apply_mask(_flex_to_numpy(raw[0]), self.static_valid, self.trusted_range, extra, out)
+
+
+def _load_dials_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    try:
+        with open(path, "rb") as fh:
+            mask = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, ImportError) as e:
+        raise InputError(f"cannot read mask {path}: {e}") from None
+    if isinstance(mask, (tuple, list)):
+        if len(mask) != 1:
+            raise InputError(f"mask {path} has {len(mask)} panels; a single panel is needed")
+        mask = mask[0]
+    try:
+        array = _flex_to_numpy(mask).astype(bool)
+    except Exception:
+        array = np.asarray(mask, dtype=bool)
+    if array.shape != shape:
+        raise InputError(f"mask {path} has shape {array.shape}, the detector is {shape}")
+    return array
+
+
+def select_imageset(experiments, imageset: int | None):
+    """The one imageset to process, by the documented policy.
+
+    One imageset: that one. Several: the user must say which (``imageset=N``);
+    we never silently take the first, as mdx2 does.
+    """
+    if experiments is None or len(experiments) == 0:
+        raise InputError("no experiments given: pass an experiment list (.expt) or images")
+    imagesets = experiments.imagesets()
+    if imageset is None:
+        if len(imagesets) > 1:
+            listing = "; ".join(
+                f"{i}: {iset.get_template() if hasattr(iset, 'get_template') else iset.paths()[0]}"
+                for i, iset in enumerate(imagesets)
+            )
+            raise InputError(
+                f"the experiments hold {len(imagesets)} imagesets ({listing}); "
+                "choose one with imageset=N"
+            )
+        imageset = 0
+    if imageset >= len(imagesets):
+        raise InputError(f"imageset={imageset} but there are only {len(imagesets)} imagesets")
+    return imagesets[imageset]
+
+
+def frame_source(
+    experiments,
+    imageset: int | None = None,
+    image_range: tuple[int, int] | None = None,
+    mask: str | None = None,
+    goniometer_shadow: bool = False,
+) -> FrameSource:
+    """Validate the experiments and build a :class:`FrameSource`.
+
+    Raises:
+        InputError: with a one-line reason for anything mdx2's layout cannot hold.
+    """
+    iset = select_imageset(experiments, imageset)
+    scan = iset.get_scan()
+    if scan is None or scan.is_still() or scan.get_oscillation()[1] == 0:
+        raise InputError(
+            "the imageset is a still (no rotation scan); an mdx2 image series needs a sweep"
+        )
+    detector = iset.get_detector()
+    if len(detector) != 1:
+        raise InputError(
+            f"the detector has {len(detector)} panels; the mdx2 image series layout is "
+            "single-panel (import the data as one panel, e.g. dials.import without "
+            "multi-panel geometry)"
+        )
+    panel = detector[0]
+    nx, ny = panel.get_image_size()
+    axes = mdx2_axes(scan, (nx, ny))
+
+    first, last = scan.get_image_range()
+    if image_range is not None:
+        lo, hi = image_range
+        if lo > hi or lo < first or hi > last:
+            raise InputError(f"image_range={lo},{hi} is outside the scan's images {first}..{last}")
+    else:
+        lo, hi = first, last
+    start, stop = lo - first, hi - first + 1
+    axes = SeriesAxes(axes.phi[start:stop], axes.iy, axes.ix, axes.exposure_times[start:stop])
+
+    # Static part of dxtbx's mask, computed once.
+    gaps = rectangles_mask((ny, nx), panel.get_mask())
+    static_valid = ~gaps
+    masked = {"untrusted_rectangles": int(gaps.sum())}
+    external = iset.external_lookup.mask.data
+    if not external.empty():
+        ext = _flex_to_numpy(external.tile(0).data()).astype(bool)
+        masked["experiment_mask"] = int(np.count_nonzero(static_valid & ~ext))
+        static_valid &= ext
+    if mask:
+        user = _load_dials_mask(Path(mask), (ny, nx))
+        masked["user_mask"] = int(np.count_nonzero(static_valid & ~user))
+        static_valid &= user
+
+    masker = iset.masker() if hasattr(iset, "masker") else None
+    if masker is None and goniometer_shadow:
+        masker = _format_masker(iset)
+        if masker is None:
+            logger.warning("The image format models no goniometer shadow: none is masked.")
+
+    # Touch the first and last image now, so a missing file fails before any output.
+    for index in (start, stop - 1):
+        path = iset.get_path(index)
+        if not Path(path).exists():
+            raise InputError(f"image file {path} is missing")
+
+    return FrameSource(
+        imageset=iset,
+        indices=np.arange(start, stop),
+        axes=axes,
+        static_valid=static_valid,
+        trusted_range=tuple(panel.get_trusted_range()),
+        masker=masker,
+        masked_static=masked,
+        description=f"{iset.get_template() if hasattr(iset, 'get_template') else ''}"
+        f" images {lo}..{hi}",
+    )
+
+
+def _format_masker(iset):
+    try:
+        fmt = iset.get_format_class().get_instance(iset.get_path(0), **iset.data().get_params())
+        return fmt.get_goniometer_shadow_masker(goniometer=iset.get_goniometer())
+    except Exception as e:  # formats without shadow models raise assorted errors
+        logger.debug("No goniometer shadow masker: %s", e)
+        return None

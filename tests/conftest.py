@@ -1,0 +1,100 @@
+"""Shared fixtures: small synthetic Pilatus sweeps, and running commands as a user does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import dials_mdxbg  # noqa: F401  (LIBTBX_BUILD before libtbx)
+from dials_mdxbg.synthetic import SweepSpec, make_background_sweep
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run a console script from this environment, as a user would."""
+    exe = shutil.which(cmd[0], path=str(BIN)) or cmd[0]
+    env = dict(os.environ, NO_COLOR="1")
+    proc = subprocess.run(
+        [exe, *map(str, cmd[1:])],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        **kw,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def read_series(path: Path) -> dict[str, np.ndarray]:
+    """All datasets of /entry/image_series, read through HDF5's own filters."""
+    with h5py.File(path, "r") as f:
+        g = f["entry/image_series"]
+        return {k: g[k][()] for k in ("data", "phi", "iy", "ix", "exposure_times")}
+
+
+def read_binned(path: Path) -> dict[str, np.ndarray]:
+    """All datasets of /entry/binned_image_series."""
+    with h5py.File(path, "r") as f:
+        g = f["entry/binned_image_series"]
+        return {k: g[k][()] for k in g}
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory) -> Path:
+    """A 12-frame 3x2-module Pilatus sweep (1475 x 407 px, gaps, hot pixels, overloads)."""
+    directory = tmp_path_factory.mktemp("sweep")
+    spec = SweepSpec(
+        n_frames=12, modules=(3, 2), osc_start=5.0, osc_width=1.0, exposure_time=0.5, seed=3
+    )
+    return make_background_sweep(directory, spec)
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory) -> Path:
+    """A 7-frame single-module sweep (487 x 195 px) with 0.25 degree frames."""
+    directory = tmp_path_factory.mktemp("small")
+    spec = SweepSpec(
+        n_frames=7, modules=(1, 1), osc_width=0.25, exposure_time=2.0, seed=11, n_overload=20
+    )
+    return make_background_sweep(directory, spec)
+
+
+@pytest.fixture(scope="session")
+def mdx2_import(sweep, tmp_path_factory) -> Path:
+    """mdx2.import_data's image series of ``sweep`` (virtual dataset + datastore)."""
+    work = tmp_path_factory.mktemp("mdx2_import")
+    run(
+        ["mdx2.import_data", sweep, "--outfile", "mdx.nxs", "--chunks", "5", "211", "493"], cwd=work
+    )
+    return work / "mdx.nxs"
+
+
+@pytest.fixture(scope="session")
+def our_import(sweep, tmp_path_factory) -> Path:
+    """dials.mdx_import's image series of ``sweep`` with the same chunks."""
+    work = tmp_path_factory.mktemp("our_import")
+    run(
+        [
+            "dials.mdx_import",
+            sweep,
+            "output.data=ours.nxs",
+            "chunks=5,211,493",
+            "output.json=ours.json",
+        ],
+        cwd=work,
+    )
+    return work / "ours.nxs"

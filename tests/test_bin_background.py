@@ -1,0 +1,208 @@
+"""dials.mdx_bin_background against mdx2.bin_image_series, and as mdx2.correct uses it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import read_binned, run
+from dials_mdxbg.background import bin_blocks, frame_tasks, series_tasks
+from dials_mdxbg.nexus import ImageSeriesReader
+
+
+def assert_same_map(ours: dict, theirs: dict) -> None:
+    a, b = ours["signal"], theirs["signal"]
+    assert a.shape == b.shape and a.dtype == b.dtype == np.float64
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    finite = np.isfinite(b)
+    rel = np.abs(a[finite] - b[finite]) / np.abs(b[finite]).clip(1e-300)
+    assert rel.max(initial=0) < 1e-12
+    for axis in ("phi", "iy", "ix"):
+        assert np.array_equal(ours[axis], theirs[axis]), axis
+
+
+@pytest.mark.parametrize(
+    "bins, valid",
+    [
+        ((10, 20, 20), (0, 200)),  # the tutorial: 12 frames -> uneven 6+6 phi split
+        ((5, 33, 47), None),  # uneven everywhere, no valid range
+        ((12, 407, 1475), (18, 22)),  # one bin, narrow range
+        ((1, 6, 500), (0, 5)),  # gap rows -> empty bins (NaN)
+    ],
+)
+def test_equal_to_mdx2(sweep, mdx2_import, our_import, tmp_path, bins, valid):
+    vr = ["--valid_range", *map(str, valid)] if valid else []
+    run(
+        [
+            "mdx2.bin_image_series",
+            mdx2_import,
+            *map(str, bins),
+            *vr,
+            "--outfile",
+            tmp_path / "mdx2.nxs",
+        ],
+        cwd=mdx2_import.parent,
+    )
+    theirs = read_binned(tmp_path / "mdx2.nxs")
+    phil = [f"bins={','.join(map(str, bins))}", "output.plot=None"]
+    if valid:
+        phil.append(f"valid_range={valid[0]},{valid[1]}")
+    # Our image series, mdx2's (virtual dataset in a datastore), and one step from frames.
+    run(["dials.mdx_bin_background", our_import, *phil, "output.binned=a.nxs"], cwd=tmp_path)
+    run(
+        ["dials.mdx_bin_background", mdx2_import, *phil, "output.binned=b.nxs", "mp.nproc=2"],
+        cwd=tmp_path,
+    )
+    run(["dials.mdx_bin_background", sweep, *phil, "output.binned=c.nxs"], cwd=tmp_path)
+    for name in ("a", "b", "c"):
+        assert_same_map(read_binned(tmp_path / f"{name}.nxs"), theirs)
+    if valid == (0, 5):
+        assert np.isnan(theirs["signal"]).any()
+
+
+def test_one_step_equals_two_step_bit_for_bit(sweep, our_import):
+    with ImageSeriesReader(our_import) as reader:
+        two = bin_blocks(series_tasks(reader), reader.axes, (4, 20, 20), (0, 200), nproc=1)
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.frames import frame_source
+
+    source = frame_source(ExperimentListFactory.from_json_file(str(sweep)))
+    one = bin_blocks(frame_tasks(source), source.axes, (4, 20, 20), (0, 200), nproc=2)
+    for key in ("signal", "errors", "count", "phi", "iy", "ix"):
+        assert np.array_equal(getattr(one, key), getattr(two, key), equal_nan=True), key
+
+
+def test_mdx2_consumes_the_map_like_correct(our_import, tmp_path):
+    """mdx2.correct does loadobj(...,'binned_image_series').interpolate(phi, iy, ix)."""
+    from mdx2.io import loadobj
+
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "valid_range=0,200",
+            "output.binned=bkg.nxs",
+            "output.plot=None",
+        ],
+        cwd=tmp_path,
+    )
+    grid = loadobj(str(tmp_path / "bkg.nxs"), "binned_image_series")
+    assert type(grid).__name__ == "GridData"
+    phi, iy, ix = grid.axes
+    # At bin centres interpolation returns the bin values; between them, a blend.
+    at = grid.interpolate(phi[[0, 1]], iy[[2, 3]], ix[[4, 5]])
+    np.testing.assert_allclose(at, grid.data[[0, 1], [2, 3], [4, 5]], rtol=1e-12)
+    mid = grid.interpolate(np.array([phi[0]]), np.array([(iy[2] + iy[3]) / 2]), np.array([ix[4]]))
+    lo, hi = sorted([grid.data[0, 2, 4], grid.data[0, 3, 4]])
+    assert lo <= mid[0] <= hi
+    # Per-pixel count rates of the kind mdx2.correct subtracts: finite, near 20/0.5 s.
+    rng = np.random.default_rng(0)
+    rates = grid.interpolate(
+        rng.uniform(phi[0], phi[-1], 500), rng.uniform(30, 180, 500), rng.uniform(30, 450, 500)
+    )
+    assert np.isfinite(rates).all() and 10 < np.median(rates) < 80
+
+
+def test_extras_plot_json_and_preset(sweep, our_import, tmp_path):
+    preset = Path(__file__).parents[1] / "phil" / "insulin_background.phil"
+    proc = run(["dials.mdx_bin_background", sweep, preset, "output.json=s.json"], cwd=tmp_path)
+    assert "empty" in proc.stdout and "phi" in proc.stdout  # the per-phi table
+    out = read_binned(tmp_path / "bkg_data_binned.nxs")
+    assert out["signal"].shape == (2, 21, 74)
+    assert out["pixel_count"].dtype == np.int64 and out["pixel_count"].max() <= 10 * 20 * 20
+    assert np.all(out["errors"][np.isfinite(out["errors"])] > 0)
+    png = tmp_path / "bkg_data_binned.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["bins"] == [10, 20, 20] and summary["valid_range"] == [0, 200]
+    assert len(summary["per_phi_bin"]) == 2 and summary["input_kind"] == "experiments"
+    with h5py.File(tmp_path / "bkg_data_binned.nxs") as f:
+        g = f["entry/binned_image_series"]
+        assert g.attrs["mdx2_module"] == "mdx2.geometry" and g.attrs["mdx2_class"] == "GridData"
+        assert g.attrs["signal"] == "signal" and list(g.attrs["axes"]) == ["phi", "iy", "ix"]
+        assert "valid_range = 0 200" in f["entry/dials_mdxbg/phil"][()].decode()
+
+
+def test_mdx2_mask_file(our_import, mdx2_import, tmp_path):
+    from mdx2.geometry import GridData
+    from mdx2.io import saveobj
+
+    def save_mask(mask, name):  # as mdx2.mask_peaks writes it
+        axes = [np.arange(n, dtype=float) for n in mask.shape]
+        saveobj(
+            GridData(axes, mask, axes_names=["phi", "iy", "ix"]), str(tmp_path / name), name="mask"
+        )
+
+    mask = np.zeros((12, 407, 1475), bool)
+    mask[:, 50:120, 200:400] = True
+    save_mask(mask, "mask.nxs")
+    run(
+        [
+            "mdx2.bin_image_series",
+            mdx2_import,
+            "4",
+            "20",
+            "20",
+            "--mask",
+            tmp_path / "mask.nxs",
+            "--outfile",
+            tmp_path / "m.nxs",
+        ],
+        cwd=mdx2_import.parent,
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "mask=mask.nxs",
+            "output.binned=o.nxs",
+            "output.plot=None",
+        ],
+        cwd=tmp_path,
+    )
+    assert_same_map(read_binned(tmp_path / "o.nxs"), read_binned(tmp_path / "m.nxs"))
+    save_mask(np.zeros((3, 407, 1475), bool), "bad.nxs")
+    proc = run(
+        ["dials.mdx_bin_background", our_import, "mask=bad.nxs", "output.binned=x.nxs"],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0 and "shape" in proc.stderr
+    assert not (tmp_path / "x.nxs").exists()
+
+
+def test_clipped_mean_rejects_zingers(our_import, tmp_path):
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=12,20,20",
+            "output.binned=m.nxs",
+            "output.plot=None",
+        ],
+        cwd=tmp_path,
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=12,20,20",
+            "estimator=clipped_mean",
+            "output.binned=c.nxs",
+            "output.plot=None",
+        ],
+        cwd=tmp_path,
+    )
+    mean, clipped = read_binned(tmp_path / "m.nxs"), read_binned(tmp_path / "c.nxs")
+    # Without valid_range the hot pixels (5000 counts) drag a few bins up; clipping fixes them.
+    excess = mean["signal"] - clipped["signal"]
+    assert np.nanmax(excess) > 10
+    assert np.nanmedian(np.abs(excess)) < 0.5
+    assert (clipped["pixel_count"] <= mean["pixel_count"]).all()

@@ -1,0 +1,200 @@
+"""dials.mdx_import against mdx2.import_data, as users run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import read_series, run
+from dials_mdxbg.synthetic import SweepSpec, frame_counts, gap_mask
+
+
+def test_pixels_and_axes_identical_to_mdx2(mdx2_import, our_import):
+    ours, theirs = read_series(our_import), read_series(mdx2_import)
+    for key in theirs:
+        assert ours[key].dtype == theirs[key].dtype, key
+        assert np.array_equal(ours[key], theirs[key]), key
+    data = ours["data"]
+    # The sweep really has what the masking must handle.
+    assert (data == -1).any() and (data > 1000).any()
+
+
+def test_masking_follows_dxtbx(our_import):
+    spec = SweepSpec(
+        n_frames=12, modules=(3, 2), osc_start=5.0, osc_width=1.0, exposure_time=0.5, seed=3
+    )
+    data = read_series(our_import)["data"]
+    gaps = gap_mask(*spec.shape)
+    for k in (0, 11):
+        raw = frame_counts(spec, k)
+        expected = np.where(gaps | (raw <= -1) | (raw >= spec.count_cutoff), -1, raw)
+        assert np.array_equal(data[k], expected)
+        assert (raw >= spec.count_cutoff).any()  # overloads present and masked
+
+
+def test_layout_attributes_and_provenance(our_import):
+    with h5py.File(our_import, "r") as f:
+        assert f.attrs["mdx2_version"]
+        assert f["entry"].attrs["NX_class"] == "NXentry"
+        g = f["entry/image_series"]
+        assert g.attrs["NX_class"] == "NXdata"
+        assert g.attrs["signal"] == "data"
+        assert list(g.attrs["axes"]) == ["phi", "iy", "ix"]
+        assert g.attrs["mdx2_module"] == "mdx2.data"
+        assert g.attrs["mdx2_class"] == "ImageSeries"
+        d = g["data"]
+        assert d.chunks == (5, 211, 493)
+        assert d.compression == "gzip" and d.shuffle
+        prov = f["entry/dials_mdxbg"]
+        assert "chunks = 5 211 493" in prov["phil"][()].decode()
+        versions = json.loads(prov["versions"][()])
+        assert {"dials", "dxtbx", "dials_mdxbg"} <= set(versions)
+        experiments = json.loads(prov["experiments"][()])
+        assert experiments["__id__"] == "ExperimentList"
+    summary = json.loads((our_import.parent / "ours.json").read_text())
+    assert summary["frames"] == 12 and summary["shape"] == [12, 407, 1475]
+    assert summary["masked_pixels"]["static_per_frame"] == int(gap_mask(407, 1475).sum())
+
+
+def test_mdx2_loads_and_bins_our_file(our_import, mdx2_import, tmp_path):
+    from mdx2.io import loadobj
+
+    series = loadobj(str(our_import), "image_series")
+    assert series.shape == (12, 407, 1475)
+    for name, path in (("ours", our_import), ("theirs", mdx2_import)):
+        run(
+            [
+                "mdx2.bin_image_series",
+                path,
+                "4",
+                "20",
+                "20",
+                "--valid_range",
+                "0",
+                "200",
+                "--outfile",
+                f"{name}_binned.nxs",
+            ],
+            cwd=path.parent,
+        )
+        shutil.copy(path.parent / f"{name}_binned.nxs", tmp_path)
+    with (
+        h5py.File(tmp_path / "ours_binned.nxs") as a,
+        h5py.File(tmp_path / "theirs_binned.nxs") as b,
+    ):
+        x = a["entry/binned_image_series/signal"][()]
+        y = b["entry/binned_image_series/signal"][()]
+        assert np.array_equal(x, y, equal_nan=True)
+
+
+def test_nproc_and_default_chunks(sweep, our_import, tmp_path):
+    run(
+        ["dials.mdx_import", sweep, "output.data=p.nxs", "mp.nproc=2", "compression.level=1"],
+        cwd=tmp_path,
+    )
+    assert np.array_equal(read_series(tmp_path / "p.nxs")["data"], read_series(our_import)["data"])
+    with h5py.File(tmp_path / "p.nxs") as f:
+        # mdx2's rule for 1 degree frames and a Pilatus: 5 frames, one module + gap.
+        assert f["entry/image_series/data"].chunks == (5, 212, 494)
+
+
+def test_image_range(sweep, our_import, tmp_path):
+    run(["dials.mdx_import", sweep, "output.data=r.nxs", "image_range=3,8"], cwd=tmp_path)
+    part, whole = read_series(tmp_path / "r.nxs"), read_series(our_import)
+    assert np.array_equal(part["data"], whole["data"][2:8])
+    assert np.array_equal(part["phi"], whole["phi"][2:8])
+    assert np.array_equal(part["exposure_times"], whole["exposure_times"][2:8])
+
+
+def test_user_mask_matches_mdx2_with_applied_mask(sweep, tmp_path):
+    from dials.array_family import flex
+
+    mask = np.ones((407, 1475), bool)
+    mask[100:150, 600:700] = False
+    mask[300, :] = False
+    with open(tmp_path / "pixels.mask", "wb") as fh:
+        pickle.dump((flex.bool(mask),), fh)
+    run(
+        ["dials.mdx_import", sweep, "mask=pixels.mask", "output.data=m.nxs", "chunks=5,211,493"],
+        cwd=tmp_path,
+    )
+    # mdx2 sees a user mask only through the experiment list: apply it there.
+    run(
+        [
+            "dials.apply_mask",
+            f"input.experiments={sweep}",
+            "input.mask=pixels.mask",
+            "output.experiments=masked.expt",
+        ],
+        cwd=tmp_path,
+    )
+    run(
+        ["mdx2.import_data", "masked.expt", "--outfile", "mm.nxs", "--chunks", "5", "211", "493"],
+        cwd=tmp_path,
+    )
+    ours = read_series(tmp_path / "m.nxs")["data"]
+    assert (ours[:, 100:150, 600:700] == -1).all() and (ours[:, 300] == -1).all()
+    assert np.array_equal(ours, read_series(tmp_path / "mm.nxs")["data"])
+    # The experiment list's own mask is honoured too (as dxtbx does).
+    run(["dials.mdx_import", "masked.expt", "output.data=e.nxs"], cwd=tmp_path)
+    assert np.array_equal(read_series(tmp_path / "e.nxs")["data"], ours)
+
+
+def test_images_given_directly(sweep, our_import, tmp_path):
+    images = sorted(str(p) for p in sweep.parent.glob("*.cbf"))
+    run(["dials.mdx_import", *images, "output.data=i.nxs", "chunks=5,211,493"], cwd=tmp_path)
+    assert np.array_equal(read_series(tmp_path / "i.nxs")["data"], read_series(our_import)["data"])
+
+
+def test_split_layout_moves_and_opens_anywhere(sweep, our_import, tmp_path):
+    from mdx2.io import loadobj
+
+    out = tmp_path / "a" / "split.nxs"
+    out.parent.mkdir()
+    run(
+        [
+            "dials.mdx_import",
+            sweep,
+            f"output.data={out}",
+            "output.layout=split",
+            "chunks=5,211,493",
+        ],
+        cwd=tmp_path,
+    )
+    parts = sorted((tmp_path / "a" / "split_parts").iterdir())
+    assert len(parts) == 3
+    # Move the set elsewhere and read it from an unrelated working directory.
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(tmp_path / "a"), moved)
+    os.chdir(tmp_path)
+    expected = read_series(our_import)["data"]
+    assert np.array_equal(read_series(moved / "split.nxs")["data"], expected)
+    series = loadobj(str(moved / "split.nxs"), "image_series")
+    assert np.array_equal(series.data.nxdata, expected)
+    # And our binning reads it through the same virtual dataset.
+    run(
+        [
+            "dials.mdx_bin_background",
+            moved / "split.nxs",
+            "output.binned=b.nxs",
+            "output.plot=None",
+        ],
+        cwd=moved.parent,
+    )
+
+
+@pytest.mark.parametrize("frames", [7])
+def test_fine_slicing_chunk_rule(small_sweep, tmp_path, frames):
+    run(["dials.mdx_import", small_sweep, "output.data=s.nxs"], cwd=tmp_path)
+    run(["mdx2.import_data", small_sweep, "--outfile", "t.nxs"], cwd=tmp_path)
+    ours, theirs = read_series(tmp_path / "s.nxs"), read_series(tmp_path / "t.nxs")
+    assert np.array_equal(ours["data"], theirs["data"])
+    assert np.array_equal(ours["phi"], theirs["phi"])
+    with h5py.File(tmp_path / "s.nxs") as f:
+        assert f["entry/image_series/data"].chunks[0] == frames

@@ -1,0 +1,154 @@
+"""Pure numpy pieces: codec, masking and binning, without files or DIALS."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from dials_mdxbg import binning, codec
+from dials_mdxbg.masking import apply_mask, rectangles_mask, valid_pixels
+
+
+def reference_bin(data, bins, valid_range=None, excluded=None, times=None):
+    """Independent slow reference: numpy.ma masked mean per bin, as mdx2 defines it."""
+    n, ny, nx = data.shape
+    sections = [np.array_split(np.arange(s), -(-s // b)) for s, b in zip(data.shape, bins)]
+    masked = np.ma.masked_equal(data, -1)
+    if valid_range is not None:
+        masked = np.ma.masked_outside(masked, *valid_range)
+    if excluded is not None:
+        masked = np.ma.masked_where(excluded, masked)
+    out = np.full([len(s) for s in sections], np.nan)
+    for i, fs in enumerate(sections[0]):
+        for j, ys in enumerate(sections[1]):
+            for k, xs in enumerate(sections[2]):
+                v = masked[fs[0] : fs[-1] + 1, ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1].mean()
+                out[i, j, k] = np.nan if np.ma.is_masked(v) else v
+        if times is not None:
+            out[i] /= times[fs].mean()
+    return out
+
+
+def random_series(seed=0, shape=(9, 37, 53)):
+    rng = np.random.default_rng(seed)
+    data = rng.poisson(20, shape).astype(np.int32)
+    data[:, 5:7, :] = -1  # a gap row band
+    data[:, :, 30] = -1  # a gap column
+    data[rng.random(shape) < 0.01] = 5000  # zingers
+    data[2, 10:20, 10:25] = -1  # a fully masked patch
+    return data
+
+
+def test_shuffle_roundtrip_and_hdf5_compatibility(tmp_path):
+    data = random_series()
+    assert np.array_equal(codec.unshuffle(codec.shuffle(data), np.int32, data.shape), data)
+    # A chunk we encode must be what HDF5's own gzip+shuffle pipeline decodes.
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        d = f.create_dataset(
+            "d",
+            shape=data.shape,
+            dtype=np.int32,
+            chunks=(3, 37, 53),
+            compression="gzip",
+            compression_opts=1,
+            shuffle=True,
+        )
+        for f0 in range(0, 9, 3):
+            d.id.write_direct_chunk((f0, 0, 0), codec.encode_chunk(data[f0 : f0 + 3]))
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert np.array_equal(f["d"][()], data)
+        _, payload = f["d"].id.read_direct_chunk((3, 0, 0))
+        decoded = codec.decode_chunk(payload, np.int32, (3, 37, 53))
+        assert np.array_equal(decoded, data[3:6])
+
+
+def test_trusted_range_matches_double_comparison():
+    rng = np.random.default_rng(1)
+    frame = rng.integers(-5, 30, (40, 50)).astype(np.int32)
+    for lo, hi in [(-1.0, 20.0), (-0.5, 19.5), (0.0, 1e30), (-np.inf, 3.0), (25.0, 5.0)]:
+        expected = (frame.astype(float) > lo) & (frame.astype(float) < hi)
+        assert np.array_equal(valid_pixels(frame, (lo, hi)), expected), (lo, hi)
+
+
+def test_apply_mask_leaves_input_alone_and_counts():
+    frame = np.arange(20, dtype=np.int32).reshape(4, 5) - 1
+    before = frame.copy()
+    static = ~rectangles_mask((4, 5), [(3, 0, 5, 2)])  # x 3..4, y 0..1
+    out, n_dynamic = apply_mask(frame, static, (-1.0, 15.0))
+    assert np.array_equal(frame, before)
+    expected = np.where((before > -1) & (before < 15) & static, before, -1)
+    assert np.array_equal(out, expected)
+    # -1 at (0,0) and 15..18 at the end are masked by the trusted range, not statically.
+    assert n_dynamic == 1 + 4
+
+
+def test_sections_match_array_split():
+    for n in (1, 7, 20, 21, 407, 1475, 2463):
+        for b in (1, 3, 10, 20, 500, 5000):
+            sizes = binning.section_sizes(n, b)
+            expected = [len(s) for s in np.array_split(np.arange(n), -(-n // b))]
+            assert sizes.tolist() == expected
+
+
+@pytest.mark.parametrize("bins", [(3, 10, 10), (4, 7, 11), (9, 37, 53), (1, 1, 1), (2, 50, 3)])
+@pytest.mark.parametrize("valid_range", [None, (0, 200), (15, 25)])
+def test_binning_equals_masked_mean(bins, valid_range):
+    data = random_series()
+    times = np.linspace(0.5, 1.5, data.shape[0])
+    grid = binning.BinGrid(data.shape, bins)
+    sums = binning.BinSums.zeros(grid.out_shape)
+    binning.accumulate_block(sums, grid, data, 0, 0, valid_range)
+    signal, errors, count = binning.finalize(sums, grid, times)
+    expected = reference_bin(data, bins, valid_range, times=times)
+    assert np.array_equal(np.isnan(signal), np.isnan(expected))
+    np.testing.assert_allclose(signal, expected, rtol=1e-12, atol=0)
+    assert count.sum() == binning.valid_mask(data, valid_range).sum()
+
+
+def test_partition_does_not_change_the_result():
+    data = random_series(2)
+    bins = (4, 6, 9)
+    grid = binning.BinGrid(data.shape, bins)
+    whole = binning.BinSums.zeros(grid.out_shape)
+    binning.accumulate_block(whole, grid, data, 0, 0, (0, 200))
+    parts = [binning.BinSums.zeros(grid.out_shape) for _ in range(3)]
+    # Ragged blocks: single frames, odd row bands, crossing bin borders.
+    for f0, f1 in [(0, 1), (1, 4), (4, 9)]:
+        for y0, y1 in [(0, 5), (5, 22), (22, 37)]:
+            acc = parts[(f0 + y0) % 3]
+            binning.accumulate_block(acc, grid, data[f0:f1, y0:y1], f0, y0, (0, 200))
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    times = np.ones(data.shape[0])
+    a = binning.finalize(whole, grid, times)[0]
+    b = binning.finalize(merged, grid, times)[0]
+    assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_excluded_pixels_and_all_masked():
+    data = random_series(3)
+    excluded = np.zeros(data.shape, bool)
+    excluded[:, :, :20] = True
+    grid = binning.BinGrid(data.shape, (3, 10, 10))
+    sums = binning.BinSums.zeros(grid.out_shape)
+    binning.accumulate_block(sums, grid, data, 0, 0, None, excluded)
+    signal = binning.finalize(sums, grid, np.ones(9))[0]
+    expected = reference_bin(data, (3, 10, 10), None, excluded)
+    np.testing.assert_allclose(signal, expected, rtol=1e-12)
+    assert np.isnan(signal[:, :, :2]).all()
+    # Everything masked: NaN everywhere, no error.
+    empty = binning.BinSums.zeros(grid.out_shape)
+    binning.accumulate_block(empty, grid, np.full(data.shape, -1, np.int32), 0, 0)
+    assert np.isnan(binning.finalize(empty, grid, np.ones(9))[0]).all()
+
+
+def test_standard_error_matches_numpy():
+    data = random_series(4)
+    grid = binning.BinGrid(data.shape, (9, 37, 53))
+    sums = binning.BinSums.zeros(grid.out_shape)
+    binning.accumulate_block(sums, grid, data, 0, 0, (0, 100))
+    _, errors, count = binning.finalize(sums, grid, np.full(9, 2.0))
+    values = data[(data != -1) & (data <= 100)].astype(float)
+    assert count[0, 0, 0] == values.size
+    expected = values.std(ddof=1) / np.sqrt(values.size) / 2.0
+    np.testing.assert_allclose(errors[0, 0, 0], expected, rtol=1e-9)
