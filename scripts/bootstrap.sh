@@ -13,12 +13,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 say() { echo "[bootstrap] $*" >&2; }
 
 # 1. DIALS, dxtbx, cctbx, h5py, matplotlib from Debian (PyPI's dials/dxtbx are stubs).
-if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, venv" >/dev/null 2>&1; then
+if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, numba, venv" >/dev/null 2>&1; then
     say "installing DIALS from Debian (python3-dials)"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-        python3-dials dials python3-venv python3-matplotlib python3-pytest >/dev/null
+        python3-dials dials python3-venv python3-matplotlib python3-pytest python3-numba >/dev/null
 fi
 
 # 2. A venv that sees Debian's packages.

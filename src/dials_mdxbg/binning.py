@@ -60,13 +60,19 @@ def _reduce_last_axis(array: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
-def _reduce_rows(array: np.ndarray, row_bins: np.ndarray, n_row_bins: int) -> np.ndarray:
-    """Sum the rows (axis -2) of ``array`` that share a bin index into that bin."""
-    out = np.zeros(array.shape[:-2] + (n_row_bins, array.shape[-1]), dtype=array.dtype)
-    # Rows of one bin are consecutive: reduceat over their starts.
-    starts = np.flatnonzero(np.diff(row_bins, prepend=-1))
-    sums = np.add.reduceat(array, starts, axis=-2)
-    out[..., row_bins[starts], :] = sums
+def _reduce_runs(array: np.ndarray, starts: np.ndarray, axis: int, dtype) -> np.ndarray:
+    """Sum consecutive runs along ``axis`` (run i starts at ``starts[i]``).
+
+    Same result as ``np.add.reduceat``, which is ~10x slower along a
+    non-last axis; few runs, each a vectorised add of whole rows.
+    """
+    bounds = [*starts.tolist(), array.shape[axis]]
+    shape = list(array.shape)
+    shape[axis] = len(starts)
+    out = np.empty(shape, dtype=dtype)
+    lead = (slice(None),) * axis
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        np.add.reduce(array[lead + (slice(a, b),)], axis=axis, dtype=dtype, out=out[lead + (i,)])
     return out
 
 
@@ -76,10 +82,16 @@ def valid_mask(
     excluded: np.ndarray | None = None,
 ) -> np.ndarray:
     """True where a count takes part in a bin mean."""
-    valid = block != MASKED_VALUE
-    if valid_range is not None:
-        valid &= block >= valid_range[0]
-        valid &= block <= valid_range[1]
+    if valid_range is not None and valid_range[0] >= 0:
+        # One unsigned comparison covers both ends, and -1 (masked) wraps high.
+        lo, hi = int(valid_range[0]), int(valid_range[1])
+        shifted = block.view(np.uint32) - np.uint32(lo) if lo else block.view(np.uint32)
+        valid = shifted <= np.uint32(min(hi - lo, 2**32 - 1))
+    else:
+        valid = block != MASKED_VALUE
+        if valid_range is not None:
+            valid &= block >= valid_range[0]
+            valid &= block <= valid_range[1]
     if excluded is not None:
         valid &= ~excluded
     return valid
@@ -146,6 +158,20 @@ class BinSums:
         return self
 
 
+def _sum_dtype(valid_range, n_values: int) -> tuple[type, type]:
+    """Narrowest exact dtypes for sums (and sums of squares) of ``n_values`` counts.
+
+    int32 arithmetic is several times faster; it is used only when no partial
+    sum can overflow, so the result is exact either way.
+    """
+    if valid_range is not None:
+        top = max(abs(int(valid_range[0])), abs(int(valid_range[1])))
+        if top * n_values < 2**31 - 1:
+            square = np.int32 if top * top * n_values < 2**31 - 1 else np.float64
+            return np.int32, square
+    return np.int64, np.float64
+
+
 def accumulate_block(
     sums: BinSums,
     grid: BinGrid,
@@ -176,18 +202,26 @@ def accumulate_block(
     valid = valid_mask(block, valid_range, excluded)
     if keep is not None:
         valid &= keep
-    values = np.where(valid, block, 0).astype(np.int64, copy=False)
-    # Reduce along x first: the big arrays shrink by the bin width at once.
-    tot = _reduce_last_axis(values, grid.x_sizes)
-    cnt = _reduce_last_axis(valid.view(np.int8), grid.x_sizes).astype(np.int64)
-    sq = _reduce_last_axis(np.square(values, dtype=np.float64), grid.x_sizes)
-    y_bins = grid.y_index[row0 : row0 + rows]
     f_bins = grid.phi_index[frame0 : frame0 + n]
-    for part, acc in ((tot, sums.total), (cnt, sums.count), (sq, sums.total_sq)):
-        by_row = _reduce_rows(part, y_bins - y_bins[0], int(y_bins[-1] - y_bins[0] + 1))
-        starts = np.flatnonzero(np.diff(f_bins, prepend=-1))
-        by_frame = np.add.reduceat(by_row, starts, axis=0)
-        acc[f_bins[starts], y_bins[0] : y_bins[-1] + 1, :] += by_frame
+    y_bins = grid.y_index[row0 : row0 + rows]
+    f_starts = np.flatnonzero(np.diff(f_bins, prepend=-1))
+    y_starts = np.flatnonzero(np.diff(y_bins, prepend=-1))
+    total_type, square_type = _sum_dtype(valid_range, n * rows * int(grid.x_sizes[0]))
+    values = np.where(valid, block, 0).astype(total_type, copy=False)
+
+    def reduce(part: np.ndarray, dtype) -> np.ndarray:
+        # Frames, then rows: adds of whole contiguous rows (fast); then the
+        # much smaller array along x.
+        part = _reduce_runs(part, f_starts, 0, dtype)
+        part = _reduce_runs(part, y_starts, 1, dtype)
+        return _reduce_last_axis(part, grid.x_sizes)
+
+    fi = f_bins[f_starts][:, np.newaxis]
+    yi = y_bins[y_starts][np.newaxis, :]
+    sums.total[fi, yi, :] += reduce(values, total_type)
+    sums.count[fi, yi, :] += reduce(valid, np.int32)
+    squares = np.multiply(values, values, dtype=square_type)
+    sums.total_sq[fi, yi, :] += reduce(squares, square_type)
 
 
 def finalize(

@@ -63,6 +63,51 @@ def unshuffle(buffer: bytes | np.ndarray, dtype: np.dtype, shape: tuple[int, ...
     return out.view(dtype).reshape(shape)
 
 
+_ADLER_MOD = 65521
+# zlib stream header (deflate, 32 KiB window, "fastest" flag): FCHECK makes it a multiple of 31.
+_ZLIB_HEADER = b"\x78\x01"
+# An empty final block with fixed Huffman codes, as zlib ends a sync-flushed stream.
+_FINAL_BLOCK = b"\x03\x00"
+
+
+def _adler32_combine(adler1: int, adler2: int, len2: int) -> int:
+    """Adler-32 of A+B from those of A and B (zlib's adler32_combine)."""
+    rem = len2 % _ADLER_MOD
+    sum1 = adler1 & 0xFFFF
+    sum2 = (rem * sum1) % _ADLER_MOD
+    sum1 += (adler2 & 0xFFFF) + _ADLER_MOD - 1
+    sum2 += ((adler1 >> 16) & 0xFFFF) + ((adler2 >> 16) & 0xFFFF) + _ADLER_MOD - rem
+    sum1 %= _ADLER_MOD
+    sum2 %= _ADLER_MOD
+    return (sum2 << 16) | sum1
+
+
+def encode_segment(data: np.ndarray | bytes, level: int = 1) -> tuple[bytes, int, int]:
+    """Deflate one piece of a stream so pieces can be joined later.
+
+    The piece ends on a byte boundary with a sync flush and no final block,
+    so concatenating pieces gives one valid deflate stream (as pigz does).
+    This lets a chunk that spans many frames be compressed frame by frame,
+    without holding the frames.
+
+    Returns:
+        (raw deflate bytes, adler-32 of the data, length of the data).
+    """
+    buffer = memoryview(np.ascontiguousarray(data)).cast("B")
+    compressor = _deflate.compressobj(deflate_level(level), _deflate.DEFLATED, -15)
+    payload = compressor.compress(buffer) + compressor.flush(_deflate.Z_SYNC_FLUSH)
+    return payload, _deflate.adler32(buffer), buffer.nbytes
+
+
+def join_segments(segments: list[tuple[bytes, int, int]]) -> bytes:
+    """One zlib stream (what HDF5's deflate filter stores) from pieces in order."""
+    adler = 1
+    for _, piece_adler, length in segments:
+        adler = _adler32_combine(adler, piece_adler, length)
+    body = b"".join(payload for payload, _, _ in segments)
+    return _ZLIB_HEADER + body + _FINAL_BLOCK + adler.to_bytes(4, "big")
+
+
 def deflate_level(level: int) -> int:
     """The level actually passed to the deflate backend for an HDF5 gzip level."""
     if DEFLATE_BACKEND == "isal":

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dials_mdxbg import kernels
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.masking import apply_mask, rectangles_mask
+from dials_mdxbg.masking import rectangles_mask
 from dials_mdxbg.nexus import SeriesAxes
 
 logger = logging.getLogger("dials.mdxbg.frames")
@@ -137,8 +138,8 @@ class FrameSource:
         """(ny, nx)."""
         return self.static_valid.shape
 
-    def read(self, k: int, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """Masked int32 frame ``k`` of the selection and its trusted-range/shadow count."""
+    def _raw(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw counts of frame ``k`` (a view of dxtbx's array) and its shadow validity."""
         index = int(self.indices[k])
         try:
             raw = self.imageset.get_raw_data(index)
@@ -151,7 +152,17 @@ class FrameSource:
             angle = scan.get_angle_from_image_index(index + scan.get_image_range()[0], deg=True)
             shadow = self.masker.get_mask(self.imageset.get_detector(), angle)
             extra = _flex_to_numpy(shadow[0]).astype(bool)
-        return apply_mask(_flex_to_numpy(raw[0]), self.static_valid, self.trusted_range, extra, out)
+        return _flex_to_numpy(raw[0]), extra
+
+    def read(self, k: int) -> tuple[np.ndarray, int]:
+        """Masked int32 frame ``k`` and how many pixels the trusted range/shadow masked."""
+        raw, extra = self._raw(k)
+        return kernels.mask_frame(raw, self.static_valid, self.trusted_range, extra)
+
+    def read_planes(self, k: int) -> tuple[np.ndarray, int]:
+        """Frame ``k`` masked and split into HDF5 shuffle byte planes (4, ny, nx)."""
+        raw, extra = self._raw(k)
+        return kernels.mask_to_planes(raw, self.static_valid, self.trusted_range, extra)
 
 
 def _load_dials_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dials_mdxbg import kernels
 from dials_mdxbg.cli import Progress
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames import FrameSource, default_chunks
@@ -45,8 +46,10 @@ def import_frames(
 ) -> dict:
     """Stream the masked frames of ``source`` into an mdx2 image series.
 
-    Memory holds one chunk-deep slab of frames (e.g. 10 frames), never the
-    sweep. Chunks are compressed by ``nproc`` threads while frames are read.
+    Memory holds a frame or two and the compressed current slab, never the
+    sweep: each frame is compressed tile by tile as it arrives (by ``nproc``
+    threads while the next frame is read) and the pieces are joined into
+    HDF5 chunks when a slab of ``chunks[0]`` frames is complete.
 
     Args:
         source: validated frames (see :func:`dials_mdxbg.frames.frame_source`).
@@ -62,13 +65,17 @@ def import_frames(
     """
     n = source.n_frames
     ny, nx = source.frame_shape
-    depth = chunks[0]
-    slab = np.empty((depth, ny, nx), dtype=np.int32)
     masked_dynamic = 0
     t_read = 0.0
     progress = Progress(n, "frames")
     logger.info(
-        "Importing %d frames of %d x %d pixels into %s (chunks %s)", n, ny, nx, output, chunks
+        "Importing %d frames of %d x %d pixels into %s (chunks %s, %s)",
+        n,
+        ny,
+        nx,
+        output,
+        chunks,
+        "compiled kernels" if kernels.have_numba() else "numpy kernels",
     )
     with ImageSeriesWriter(
         output,
@@ -79,15 +86,13 @@ def import_frames(
         provenance=provenance,
         split=split,
     ) as writer:
-        for start in range(0, n, depth):
-            stop = min(start + depth, n)
+        for k in range(n):
             t0 = time.perf_counter()
-            for k in range(start, stop):
-                _, n_masked = source.read(k, out=slab[k - start])
-                masked_dynamic += n_masked
+            planes, n_masked = source.read_planes(k)
             t_read += time.perf_counter() - t0
-            writer.write_slab(slab[: stop - start])
-            progress.update(stop)
+            masked_dynamic += n_masked
+            writer.add_frame(planes)
+            progress.update(k + 1)
     size = sum(p.stat().st_size for p in _outputs(output, split))
     static = int(np.count_nonzero(~source.static_valid))
     summary = {

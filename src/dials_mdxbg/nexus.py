@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,44 +164,85 @@ def _create_series_group(
     )
 
 
-class _ChunkWriter:
-    """Compresses slabs of frames chunk by chunk and writes them directly."""
+class _SlabEncoder:
+    """Compresses frames tile by tile into per-chunk deflate pieces.
 
-    def __init__(self, dset: h5py.Dataset, level: int, pool: ThreadPoolExecutor | None):
-        self.dset = dset
+    A chunk spans ``cf`` frames, but it is never held: each frame's byte
+    planes are deflated per tile as the frame arrives (in threads when
+    nproc > 1), and the pieces are joined into one standard zlib stream per
+    chunk when the slab of frames is complete. Memory is the compressed
+    slab plus a frame or two in flight.
+    """
+
+    def __init__(self, shape, chunks, level: int, pool: ThreadPoolExecutor | None):
+        _, ny, nx = shape
+        self.chunks = chunks
         self.level = level
         self.pool = pool
-        self.chunks = dset.chunks
+        cf, cy, cx = chunks
+        self.tiles = [(y0, x0) for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)]
+        # A padding frame (or padding tile): all-zero planes, encoded once.
+        self._zero = codec.encode_segment(np.zeros(cy * cx, dtype=np.uint8), level)
+        self._frames: deque = deque()  # per frame: futures or results, one per tile
+        self._inflight: deque = deque()
 
-    def write_slab(self, frame0: int, slab: np.ndarray) -> None:
-        """Write frames ``frame0 .. frame0 + len(slab)``; frame0 is chunk aligned."""
-        cf, cy, cx = self.chunks
-        n, ny, nx = slab.shape
-        jobs = []
-        for y0 in range(0, ny, cy):
-            for x0 in range(0, nx, cx):
-                jobs.append((y0, x0))
-
-        def encode(job: tuple[int, int]) -> bytes:
-            y0, x0 = job
-            part = slab[:, y0 : y0 + cy, x0 : x0 + cx]
-            if part.shape != (cf, cy, cx):
+    def _encode_frame(self, planes: np.ndarray, tile: tuple[int, int]) -> list:
+        _, cy, cx = self.chunks
+        y0, x0 = tile
+        pieces = []
+        for k in range(planes.shape[0]):
+            part = planes[k, y0 : y0 + cy, x0 : x0 + cx]
+            if part.shape != (cy, cx):
                 # HDF5 stores edge chunks at full size; pad (value irrelevant).
-                full = np.zeros((cf, cy, cx), dtype=np.int32)
-                full[: part.shape[0], : part.shape[1], : part.shape[2]] = part
+                full = np.zeros((cy, cx), dtype=np.uint8)
+                full[: part.shape[0], : part.shape[1]] = part
                 part = full
-            return codec.encode_chunk(part, self.level)
+            pieces.append(codec.encode_segment(part, self.level))
+        return pieces
 
-        encoded = self.pool.map(encode, jobs) if self.pool else map(encode, jobs)
-        for (y0, x0), payload in zip(jobs, encoded):
-            self.dset.id.write_direct_chunk((frame0, y0, x0), payload)
+    def add(self, planes: np.ndarray) -> None:
+        """Queue one frame's byte planes (4, ny, nx) for compression."""
+        if self.pool is None:
+            self._frames.append([self._encode_frame(planes, t) for t in self.tiles])
+            return
+        futures = [self.pool.submit(self._encode_frame, planes, t) for t in self.tiles]
+        self._frames.append(futures)
+        # Bound the frames in flight: each holds its planes until encoded.
+        self._inflight.append(futures)
+        while len(self._inflight) > self.pool._max_workers:
+            for future in self._inflight.popleft():
+                future.result()
+
+    def chunks_of_slab(self, depth: int) -> Iterator[tuple[tuple[int, int], bytes]]:
+        """Join the queued frames' pieces into one chunk per tile (clears the queue).
+
+        ``depth`` is the dataset's chunk depth; missing frames are zero padding.
+        """
+        cf = depth
+        frames = [
+            [p if isinstance(p, list) else p.result() for p in frame] for frame in self._frames
+        ]
+        self._frames.clear()
+        self._inflight.clear()
+        for i, tile in enumerate(self.tiles):
+            pieces = []
+            for k in range(4):
+                pieces += [frame[i][k] for frame in frames]
+                pieces += [self._zero] * (cf - len(frames))
+            # Plane-major order: byte 0 of every element of the chunk, then byte 1...
+            yield tile, codec.join_segments(pieces)
+
+    @property
+    def n_queued(self) -> int:
+        """Frames queued since the last slab."""
+        return len(self._frames)
 
 
 class ImageSeriesWriter:
-    """Write an mdx2 image series slab by slab, atomically.
+    """Write an mdx2 image series frame by frame, atomically.
 
-    Use as a context manager; call :meth:`write_slab` with consecutive,
-    chunk-aligned slabs of int32 frames (already masked with -1).
+    Use as a context manager and call :meth:`add_frame` with each frame's
+    byte planes (:func:`dials_mdxbg.kernels.mask_to_planes`), in order.
 
     With ``split=True`` the pixels go into one part file per slab of frames
     (each itself a loadable mdx2 image series, like mdx2's ``datastore``), and
@@ -229,7 +271,6 @@ class ImageSeriesWriter:
         self.parts_dir = self.path.with_name(self.path.stem + "_parts")
         self._stack = contextlib.ExitStack()
 
-    # Parts are written into a private temporary folder, renamed with the main file.
     def _part_name(self, index: int) -> str:
         return f"{self.path.stem}_{index:05d}{self.path.suffix or '.nxs'}"
 
@@ -237,12 +278,12 @@ class ImageSeriesWriter:
         check_writable(self.path)
         stack = self._stack
         self._tmp = stack.enter_context(atomic_path(self.path))
-        self._pool = (
-            stack.enter_context(ThreadPoolExecutor(self.nthreads)) if self.nthreads > 1 else None
-        )
+        pool = stack.enter_context(ThreadPoolExecutor(self.nthreads)) if self.nthreads > 1 else None
+        self._encoder = _SlabEncoder(self.axes.shape, self.chunks, self.level, pool)
         self._file, entry = _new_file(self._tmp, self.path, self.provenance)
         stack.callback(self._file.close)
         if self.split:
+            # Parts go to a private temporary folder, renamed with the main file.
             self._tmp_parts = self.path.with_name(f".{self.parts_dir.name}.part-{os.getpid()}")
             if self._tmp_parts.exists():
                 shutil.rmtree(self._tmp_parts)
@@ -251,39 +292,47 @@ class ImageSeriesWriter:
             self._layout = h5py.VirtualLayout(shape=self.axes.shape, dtype=np.int32)
             self._entry = entry
         else:
-            dset = _create_series_group(entry, self.axes, self.chunks, self.level)
-            self._writer = _ChunkWriter(dset, self.level, self._pool)
-        self._next_frame = 0
+            self._dset = _create_series_group(entry, self.axes, self.chunks, self.level)
+        self._slab_start = 0
         return self
 
-    def write_slab(self, slab: np.ndarray) -> None:
-        """Append the next slab of frames (int32, (n, ny, nx), n = chunk depth except last)."""
-        frame0 = self._next_frame
+    def add_frame(self, planes: np.ndarray) -> None:
+        """Append the next frame, given as byte planes (4, ny, nx) uint8."""
+        self._encoder.add(planes)
+        if self._encoder.n_queued == self.chunks[0]:
+            self._flush_slab()
+
+    def _flush_slab(self) -> None:
+        n = self._encoder.n_queued
+        if n == 0:
+            return
+        start = self._slab_start
         if self.split:
-            index = frame0 // self.chunks[0]
+            index = start // self.chunks[0]
             name = self._part_name(index)
-            sub = self.axes.frames(frame0, frame0 + len(slab))
+            sub = self.axes.frames(start, start + n)
             with h5py.File(self._tmp_parts / name, "w") as part:
                 _root_attrs(part, self.parts_dir / name)
                 entry = part.create_group("entry")
                 entry.attrs["NX_class"] = "NXentry"
                 dset = _create_series_group(entry, sub, self.chunks, self.level)
-                _ChunkWriter(dset, self.level, self._pool).write_slab(0, slab)
+                for (y0, x0), payload in self._encoder.chunks_of_slab(dset.chunks[0]):
+                    dset.id.write_direct_chunk((0, y0, x0), payload)
             source = h5py.VirtualSource(
-                f"{self.parts_dir.name}/{name}",
-                f"/entry/{IMAGE_SERIES}/data",
-                shape=slab.shape,
+                f"{self.parts_dir.name}/{name}", f"/entry/{IMAGE_SERIES}/data", shape=sub.shape
             )
-            self._layout[frame0 : frame0 + len(slab)] = source
+            self._layout[start : start + n] = source
         else:
-            self._writer.write_slab(frame0, slab)
-        self._next_frame += len(slab)
+            for (y0, x0), payload in self._encoder.chunks_of_slab(self.chunks[0]):
+                self._dset.id.write_direct_chunk((start, y0, x0), payload)
+        self._slab_start += n
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             try:
-                if self._next_frame != self.axes.shape[0]:
-                    raise RuntimeError(f"wrote {self._next_frame} of {self.axes.shape[0]} frames")
+                self._flush_slab()
+                if self._slab_start != self.axes.shape[0]:
+                    raise RuntimeError(f"wrote {self._slab_start} of {self.axes.shape[0]} frames")
                 if self.split:
                     self._finish_split()
             except BaseException:
