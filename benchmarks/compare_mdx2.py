@@ -164,45 +164,30 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process (``VmRSS``), 0 if gone or a zombie.
-
-    Args:
-        pid: Process id.
-
-    Returns:
-        Bytes.
-    """
+def _proc_field(path: str, key: str) -> int:
+    """A ``key: N kB`` field of a /proc file in bytes, 0 if the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
     return 0
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (``VmRSS``), 0 if gone or a zombie."""
+    return _proc_field(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_bytes(pid: int) -> int:
-    """Proportional set size of a process (``Pss`` in ``smaps_rollup``), 0 if gone.
+    """Proportional set size (``Pss`` in ``smaps_rollup``), 0 if gone.
 
     Unlike ``VmRSS``, pages shared between processes (e.g. after ``fork``) are
     divided among them, so sums over a process tree do not count them twice.
-
-    Args:
-        pid: Process id.
-
-    Returns:
-        Bytes.
     """
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
+    return _proc_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 class TreeMemorySampler(threading.Thread):

@@ -41,7 +41,13 @@ STAMP="$VENV/.mdxbg-$(stamp_of)"
 if [[ ! -e "$STAMP" ]]; then
     say "installing dials-mdxbg (editable) into $VENV"
     "$PY" -m pip install -q -e "$REPO" 2>&1 | grep -v "^WARNING: Location" || true
-    "$PY" -c "import dials_mdxbg, isal" || { say "install failed"; exit 1; }
+    # hdf5plugin (Eiger bitshuffle/LZ4) and dask.distributed (mp.method=dask);
+    # hdf5plugin without deps so that Debian's h5py stays the only one.
+    "$PY" -m pip install -q --no-deps hdf5plugin 2>&1 | grep -v "^WARNING: Location" || true
+    "$PY" -m pip install -q "dask[distributed]" dask-jobqueue 2>&1 \
+        | grep -v "^WARNING: Location" || true
+    "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
+        || { say "install failed"; exit 1; }
     touch "$STAMP"
 fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"
@@ -49,7 +55,7 @@ if [[ $WANT_TEST -eq 1 && ! -e "$TSTAMP" ]]; then
     say "installing test tools and mdx2 1.0.5 (reference)"
     # mdx2 and nexusformat without their declared deps: they would pull PyPI's
     # dxtbx stub and a second h5py; Debian provides h5py, scipy, pandas, joblib.
-    "$PY" -m pip install -q --no-deps mdx2==1.0.5 nexusformat==2.1.0 hdf5plugin 2>&1 \
+    "$PY" -m pip install -q --no-deps mdx2==1.0.5 nexusformat==2.1.0 2>&1 \
         | grep -v "^WARNING: Location" || true
     "$PY" -m pip install -q ruff loguru simple-parsing chardet colored lxml \
         python-dateutil pygments packaging 2>&1 | grep -v "^WARNING: Location" || true

@@ -7,7 +7,10 @@ directly give the same map to the last bit.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -19,8 +22,8 @@ import numpy as np
 from dials_mdxbg.binning import BinGrid, BinSums, accumulate_block, axis_bin_means, finalize
 from dials_mdxbg.cli import Progress
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.frames import FrameSource
-from dials_mdxbg.nexus import ImageSeriesReader, SeriesAxes
+from dials_mdxbg.frames import FrameSource, frame_source
+from dials_mdxbg.nexus import ImageSeriesReader, SeriesAxes, read_mdx2_mask
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -130,55 +133,60 @@ def _expand(per_bin: np.ndarray, grid: BinGrid, frame0: int, row0: int, shape) -
     return per_bin[f_bins][:, y_bins][:, :, x_bins]
 
 
-def bin_blocks(
-    make_tasks: Callable[[], Iterator[BlockTask]],
-    axes: SeriesAxes,
-    bins: tuple[int, int, int],
+def clip_threshold(sums: BinSums, n_sigma: float) -> np.ndarray:
+    """Per-bin count above which the clipped mean rejects a pixel."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums.total / sums.count
+    # Poisson sigma of a count; floor at 1 so near-empty bins still clip.
+    threshold = mean + n_sigma * np.sqrt(np.maximum(mean, 1.0))
+    threshold[~np.isfinite(threshold)] = np.inf
+    return threshold
+
+
+def block_sums(
+    tasks: Iterable[BlockTask],
+    grid: BinGrid,
     valid_range: tuple[int, int] | None = None,
     excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
+    threshold: np.ndarray | None = None,
+    nproc: int = 1,
+) -> BinSums:
+    """Exact bin sums of the blocks (those above ``threshold`` left out, if given)."""
+
+    def consume(acc: BinSums, frame0: int, row0: int, block: np.ndarray) -> None:
+        ex = excluded(frame0, row0, block.shape) if excluded else None
+        keep = None
+        if threshold is not None:
+            keep = block <= _expand(threshold, grid, frame0, row0, block.shape)
+        accumulate_block(acc, grid, block, frame0, row0, valid_range, ex, keep)
+
+    return _reduce(tasks, grid, consume, nproc)
+
+
+def bin_map(
+    sums_for: Callable[[np.ndarray | None], BinSums],
+    axes: SeriesAxes,
+    bins: tuple[int, int, int],
     estimator: str = "mean",
     n_sigma: float = 5.0,
-    nproc: int = 1,
 ) -> BinnedMap:
-    """Bin a series given as blocks.
+    """The binned map from a source of sums.
 
     Args:
-        make_tasks: returns a fresh iterator of block tasks covering the series
-            once (called twice for the clipped mean).
+        sums_for: ``threshold -> BinSums`` over the whole series; called once
+            (mean) or twice (clipped mean, the second time with the per-bin
+            threshold). Local threads and dask tasks both fit behind it.
         axes: the series axes.
         bins: bin size (frames, y, x).
-        valid_range: inclusive count range, or None.
-        excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
         estimator: "mean" (mdx2's) or "clipped_mean".
         n_sigma: clipping threshold above the mean, in Poisson sigmas.
-        nproc: threads.
-
-    Returns:
-        The binned map.
     """
-    grid = BinGrid(axes.shape, bins)
-
-    def plain(acc: BinSums, frame0: int, row0: int, block: np.ndarray) -> None:
-        ex = excluded(frame0, row0, block.shape) if excluded else None
-        accumulate_block(acc, grid, block, frame0, row0, valid_range, ex)
-
-    sums = _reduce(make_tasks(), grid, plain, nproc)
-    if estimator == "clipped_mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = sums.total / sums.count
-        # Poisson sigma of the bin mean; floor at 1 count so empty-ish bins still clip.
-        threshold = mean + n_sigma * np.sqrt(np.maximum(mean, 1.0))
-        threshold[~np.isfinite(threshold)] = np.inf
-
-        def clipped(acc: BinSums, frame0: int, row0: int, block: np.ndarray) -> None:
-            ex = excluded(frame0, row0, block.shape) if excluded else None
-            keep = block <= _expand(threshold, grid, frame0, row0, block.shape)
-            accumulate_block(acc, grid, block, frame0, row0, valid_range, ex, keep)
-
-        sums = _reduce(make_tasks(), grid, clipped, nproc)
-    elif estimator != "mean":
+    if estimator not in ("mean", "clipped_mean"):
         raise InputError(f"unknown estimator {estimator}")
-
+    grid = BinGrid(axes.shape, bins)
+    sums = sums_for(None)
+    if estimator == "clipped_mean":
+        sums = sums_for(clip_threshold(sums, n_sigma))
     signal, errors, count = finalize(sums, grid, axes.exposure_times)
     return BinnedMap(
         phi=axis_bin_means(axes.phi, bins[0]),
@@ -191,12 +199,47 @@ def bin_blocks(
     )
 
 
-def series_tasks(reader: ImageSeriesReader, progress: Progress | None = None):
+def bin_blocks(
+    make_tasks: Callable[[], Iterator[BlockTask]],
+    axes: SeriesAxes,
+    bins: tuple[int, int, int],
+    valid_range: tuple[int, int] | None = None,
+    excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
+    estimator: str = "mean",
+    n_sigma: float = 5.0,
+    nproc: int = 1,
+) -> BinnedMap:
+    """Bin a series given as blocks, in this process (``nproc`` threads).
+
+    Args:
+        make_tasks: returns a fresh iterator of block tasks covering the series
+            once (called twice for the clipped mean).
+        axes: the series axes.
+        bins: bin size (frames, y, x).
+        valid_range: inclusive count range, or None.
+        excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
+        estimator: "mean" (mdx2's) or "clipped_mean".
+        n_sigma: clipping threshold above the mean, in Poisson sigmas.
+        nproc: threads.
+    """
+    grid = BinGrid(axes.shape, bins)
+
+    def sums_for(threshold):
+        return block_sums(make_tasks(), grid, valid_range, excluded, threshold, nproc)
+
+    return bin_map(sums_for, axes, bins, estimator, n_sigma)
+
+
+def series_tasks(
+    reader: ImageSeriesReader,
+    progress: Progress | None = None,
+    frame_range: tuple[int, int] | None = None,
+):
     """Block tasks from an image series file (decoding happens in the workers)."""
 
     def make() -> Iterator[BlockTask]:
         last = 0
-        for frame0, row0, load in reader.iter_block_loaders():
+        for frame0, row0, load in reader.iter_block_loaders(frame_range):
             if progress is not None and frame0 > last:
                 progress.update(frame0)
                 last = frame0
@@ -207,16 +250,21 @@ def series_tasks(reader: ImageSeriesReader, progress: Progress | None = None):
     return make
 
 
-def frame_tasks(source: FrameSource, progress: Progress | None = None):
+def frame_tasks(
+    source: FrameSource,
+    progress: Progress | None = None,
+    frame_range: tuple[int, int] | None = None,
+):
     """Block tasks straight from frames: read and mask here, reduce in workers."""
+    start, stop = frame_range or (0, source.n_frames)
 
     def make() -> Iterator[BlockTask]:
-        for k in range(source.n_frames):
+        for k in range(start, stop):
             frame, _ = source.read(k)
             block = frame[np.newaxis]
             yield k, 0, (lambda b=block: b)
             if progress is not None:
-                progress.update(k + 1)
+                progress.update(k + 1 - start)
 
     return make
 
@@ -231,3 +279,99 @@ def mdx2_mask_excluder(mask_dset) -> Callable[[int, int, tuple], np.ndarray]:
             return np.asarray(mask_dset[frame0 : frame0 + n, row0 : row0 + rows, :], dtype=bool)
 
     return excluded
+
+
+@dataclass
+class BinSource:
+    """Where a binning job reads its counts: picklable, so a dask worker can open it.
+
+    Either ``series`` (an image series file, with an optional mdx2 ``mask``) or
+    ``experiments`` (experiment list JSON) with ``selection`` (keyword
+    arguments of :func:`dials_mdxbg.frames.frame_source`).
+    """
+
+    series: str | None = None
+    mask: str | None = None
+    experiments: str | None = None
+    selection: dict | None = None
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[tuple[SeriesAxes, Callable, Callable | None, int]]:
+        """Yield (axes, tasks_for(frame_range, progress), excluded, frames per block)."""
+        if self.series:
+            with ImageSeriesReader(self.series) as reader:
+                excluded = None
+                if self.mask:
+                    excluded = mdx2_mask_excluder(read_mdx2_mask(self.mask, reader.shape))
+
+                def tasks_for(frame_range=None, progress=None):
+                    return series_tasks(reader, progress, frame_range)
+
+                yield reader.axes, tasks_for, excluded, reader.block_frames
+        else:
+            from dxtbx.model.experiment_list import ExperimentListFactory
+
+            experiments = ExperimentListFactory.from_dict(json.loads(self.experiments))
+            source = frame_source(experiments, **self.selection)
+
+            def tasks_for(frame_range=None, progress=None):
+                return frame_tasks(source, progress, frame_range)
+
+            yield source.axes, tasks_for, None, 1
+
+
+def range_sums(
+    src: BinSource,
+    bins: tuple[int, int, int],
+    valid_range: tuple[int, int] | None,
+    frame_range: tuple[int, int],
+    threshold: np.ndarray | None,
+) -> BinSums:
+    """One dask task: exact bin sums of frames [a, b) (zero elsewhere)."""
+    with src.open() as (axes, tasks_for, excluded, _):
+        grid = BinGrid(axes.shape, bins)
+        return block_sums(tasks_for(frame_range)(), grid, valid_range, excluded, threshold)
+
+
+def bin_source(
+    src: BinSource,
+    bins: tuple[int, int, int],
+    valid_range: tuple[int, int] | None = None,
+    estimator: str = "mean",
+    n_sigma: float = 5.0,
+    nproc: int = 1,
+    client=None,
+    frames_per_task: int | None = None,
+) -> tuple[BinnedMap, int]:
+    """Bin ``src`` here (``nproc`` threads) or as frame-range tasks on a dask ``client``.
+
+    Integer sums make both give the same map to the last bit, whatever the
+    partition. Returns the map and the number of frames binned.
+    """
+    with src.open() as (axes, tasks_for, excluded, block_frames):
+        n = axes.shape[0]
+        grid = BinGrid(axes.shape, bins)
+        progress = Progress(n, "frames")
+        if client is None:
+
+            def sums_for(threshold):
+                tasks = tasks_for(None, progress)()
+                return block_sums(tasks, grid, valid_range, excluded, threshold, nproc)
+
+        else:
+            from dials_mdxbg.cluster import frame_ranges, run_tasks
+
+            workers = max(1, len(client.scheduler_info().get("workers", {})))
+            parts = math.ceil(n / frames_per_task) if frames_per_task else 4 * workers
+            ranges = frame_ranges(n, parts, block_frames)
+            logger.info("Binning %d frames as %d dask tasks on %d workers", n, len(ranges), workers)
+
+            def sums_for(threshold):
+                arguments = [(src, bins, valid_range, r, threshold) for r in ranges]
+                results = run_tasks(client, range_sums, arguments, "frame ranges")
+                total = BinSums.zeros(grid.out_shape)
+                for part in results:
+                    total.merge(part)
+                return total
+
+        return bin_map(sums_for, axes, bins, estimator, n_sigma), n

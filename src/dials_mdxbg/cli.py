@@ -51,6 +51,20 @@ def versions() -> dict[str, str]:
     return found
 
 
+def make_parser(command: str, inputs: str, phil, doc: str):
+    """DIALS' ArgumentParser as both commands use it (experiments or images in)."""
+    from dials.util.options import ArgumentParser
+
+    return ArgumentParser(
+        usage=f"{command} [options] {inputs}",
+        phil=phil,
+        read_experiments=True,
+        read_experiments_from_images=True,
+        check_format=True,
+        epilog=doc,
+    )
+
+
 def parse(parser, args: list[str] | None):
     """Parse DIALS-style arguments; turn every parser complaint into one line.
 

@@ -22,6 +22,11 @@ from dials_mdxbg.nexus import SeriesAxes
 
 logger = logging.getLogger("dials.mdxbg.frames")
 
+try:  # Eiger/NXmx data are bitshuffle/LZ4 compressed; dxtbx 3.11 does not load the filter.
+    import hdf5plugin  # noqa: F401
+except ImportError:  # pragma: no cover - then only plain HDF5 filters can be read
+    hdf5plugin = None
+
 
 def _flex_to_numpy(array) -> np.ndarray:
     """Zero-copy numpy view of a flex array (never modified by us)."""
@@ -145,7 +150,8 @@ class FrameSource:
             raw = self.imageset.get_raw_data(index)
         except Exception as e:  # dxtbx raises bare RuntimeErrors for unreadable files
             path = self.imageset.get_path(index)
-            raise InputError(f"cannot read image {path}: {e}") from None
+            hint = "; pip install hdf5plugin for compressed HDF5" if hdf5plugin is None else ""
+            raise InputError(f"cannot read image {path}: {e}{hint}") from None
         extra = None
         if self.masker is not None:
             scan = self.imageset.get_scan()
@@ -285,6 +291,37 @@ def frame_source(
         description=f"{iset.get_template() if hasattr(iset, 'get_template') else ''}"
         f" images {lo}..{hi}",
     )
+
+
+def with_imageset(path: str | Path | None, index: int | None) -> Path | None:
+    """``bkg.nxs`` -> ``bkg_imageset2.nxs`` (unchanged when ``index`` is None)."""
+    if path is None or index is None:
+        return Path(path) if path else None
+    path = Path(path)
+    return path.with_name(f"{path.stem}_imageset{index}{path.suffix}")
+
+
+def selections(experiments, sel) -> list[tuple[dict, int | None]]:
+    """The imagesets to process, as ``frame_source`` keyword sets and output indices.
+
+    Args:
+        experiments: the experiment list.
+        sel: PHIL scope with imageset, all_imagesets, image_range, mask,
+            goniometer_shadow.
+
+    Returns:
+        A list of (kwargs for :func:`frame_source`, index for output names or None).
+    """
+    common = {
+        "image_range": sel.image_range,
+        # Absolute, so that workers elsewhere (dask) find it.
+        "mask": str(Path(sel.mask).resolve()) if sel.mask else None,
+        "goniometer_shadow": sel.goniometer_shadow,
+    }
+    n = len(experiments.imagesets()) if experiments else 0
+    if sel.all_imagesets and sel.imageset is None and n > 1:
+        return [(dict(common, imageset=i), i) for i in range(n)]
+    return [(dict(common, imageset=sel.imageset), None)]
 
 
 def _format_masker(iset):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
+import shutil
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +98,21 @@ def import_frames(
             masked_dynamic += n_masked
             writer.add_frame(planes)
             progress.update(k + 1)
+    return _summary(
+        source,
+        output,
+        chunks,
+        split,
+        masked_dynamic,
+        progress.elapsed,
+        t_read,
+        {"engine": "threads", "threads": nproc},
+    )
+
+
+def _summary(source, output, chunks, split, masked_dynamic, elapsed, t_read, engine) -> dict:
+    n = source.n_frames
+    ny, nx = source.frame_shape
     size = sum(p.stat().st_size for p in _outputs(output, split))
     static = int(np.count_nonzero(~source.static_valid))
     summary = {
@@ -108,9 +128,12 @@ def import_frames(
             "trusted_range_or_shadow_total": masked_dynamic,
             "total": static * n + masked_dynamic,
         },
-        "seconds": {"total": round(progress.elapsed, 3), "reading_and_masking": round(t_read, 3)},
+        "seconds": {"total": round(elapsed, 3)},
+        "engine": engine,
     }
-    logger.info("Wrote %s: %d frames, %.1f MB, %.1f s", output, n, size / 1e6, progress.elapsed)
+    if t_read is not None:
+        summary["seconds"]["reading_and_masking"] = round(t_read, 3)
+    logger.info("Wrote %s: %d frames, %.1f MB, %.1f s", output, n, size / 1e6, elapsed)
     logger.info(
         "Masked pixels: %d static per frame %s; %d more by trusted range/shadow in all",
         static,
@@ -126,3 +149,108 @@ def _outputs(output: Path, split: bool) -> list[Path]:
         parts = Path(output).with_name(Path(output).stem + "_parts")
         files += sorted(parts.iterdir())
     return files
+
+
+def import_part(
+    experiments_json: str,
+    selection: dict,
+    frame_range: tuple[int, int],
+    part_path: str,
+    chunks: tuple[int, int, int],
+    level: int,
+) -> dict:
+    """One dask task: frames [a, b) of the selection into their own part file.
+
+    Self-contained (it reopens the experiments), so it can run on any worker;
+    idempotent (the part appears atomically), so dask may safely retry it.
+    """
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.frames import frame_source
+
+    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
+    source = frame_source(experiments, **selection)
+    start, stop = frame_range
+    masked = 0
+    axes = source.axes.frames(start, stop)
+    with ImageSeriesWriter(Path(part_path), axes, chunks, level=level, resizable=True) as writer:
+        for k in range(start, stop):
+            planes, n_masked = source.read_planes(k)
+            masked += n_masked
+            writer.add_frame(planes)
+    return {"path": part_path, "frames": [start, stop], "masked_dynamic": masked}
+
+
+def import_frames_dask(
+    client,
+    experiments_json: str,
+    selection: dict,
+    source: FrameSource,
+    output: Path,
+    chunks: tuple[int, int, int],
+    level: int = 1,
+    split: bool = False,
+    provenance: dict | None = None,
+    frames_per_task: int | None = None,
+) -> dict:
+    """Import on a dask cluster: each task writes a part; the output appears when all have.
+
+    Parts are written into a private folder unique to this run
+    (``.<name>_parts.part-<pid>-<token>``), so concurrent runs never mix
+    parts. Any failure removes that folder: nothing that looks valid is left,
+    and a re-run starts clean.
+    """
+    from dials_mdxbg.cluster import frame_ranges, run_tasks
+    from dials_mdxbg.nexus import assemble_series, check_writable
+
+    output = Path(output)
+    check_writable(output)
+    # Absolute: workers may run in another directory (or on another machine).
+    parts_home = output.resolve().parent
+    n = source.n_frames
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    if frames_per_task:
+        ranges = frame_ranges(n, math.ceil(n / frames_per_task), chunks[0])
+    else:
+        ranges = frame_ranges(n, 4 * n_workers, chunks[0])
+    parts_dir = parts_home / f".{output.stem}_parts.part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    parts_dir.mkdir()
+    progress = Progress(n, "frames")
+    logger.info(
+        "Importing %d frames as %d dask tasks on %d workers into %s",
+        n,
+        len(ranges),
+        n_workers,
+        output,
+    )
+    try:
+        arguments = [
+            (
+                experiments_json,
+                selection,
+                r,
+                str(parts_dir / f"{output.stem}_{i:05d}.nxs"),
+                chunks,
+                level,
+            )
+            for i, r in enumerate(ranges)
+        ]
+        results = run_tasks(client, import_part, arguments, "parts")
+        parts = [(Path(r["path"]), *r["frames"]) for r in results]
+        for stray in parts_dir.glob(".*.part-*"):  # left by a retried task
+            stray.unlink()
+        assemble_series(output, source.axes, chunks, level, parts, parts_dir, split, provenance)
+    finally:
+        if parts_dir.exists():
+            shutil.rmtree(parts_dir)
+    masked_dynamic = sum(r["masked_dynamic"] for r in results)
+    return _summary(
+        source,
+        output,
+        chunks,
+        split,
+        masked_dynamic,
+        progress.elapsed,
+        None,
+        {"engine": "dask", "tasks": len(ranges), "workers": n_workers},
+    )

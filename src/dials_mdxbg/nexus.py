@@ -146,18 +146,27 @@ class SeriesAxes:
 
 
 def _create_series_group(
-    entry: h5py.Group, axes: SeriesAxes, chunks: tuple[int, int, int], level: int
+    entry: h5py.Group,
+    axes: SeriesAxes,
+    chunks: tuple[int, int, int],
+    level: int,
+    resizable: bool = False,
 ) -> h5py.Dataset:
     group = _nxdata(entry, IMAGE_SERIES, "data", "mdx2.data", "ImageSeries")
     group.create_dataset("phi", data=np.asarray(axes.phi, dtype=np.float64))
     group.create_dataset("iy", data=np.asarray(axes.iy, dtype=np.float64))
     group.create_dataset("ix", data=np.asarray(axes.ix, dtype=np.float64))
     group.create_dataset("exposure_times", data=np.asarray(axes.exposure_times, dtype=np.float64))
+    # A resizable frame axis lets a part of a series keep the full chunk depth,
+    # so its chunks can later be copied as they are into the whole series.
     return group.create_dataset(
         "data",
         shape=axes.shape,
+        maxshape=(None, *axes.shape[1:]) if resizable else None,
         dtype=np.int32,
-        chunks=tuple(min(c, s) for c, s in zip(chunks, axes.shape)),
+        chunks=tuple(min(c, s) for c, s in zip(chunks, axes.shape))
+        if not resizable
+        else (chunks[0], *(min(c, s) for c, s in zip(chunks[1:], axes.shape[1:]))),
         compression="gzip",
         compression_opts=level,
         shuffle=True,
@@ -260,10 +269,14 @@ class ImageSeriesWriter:
         nthreads: int = 1,
         provenance: dict | None = None,
         split: bool = False,
+        resizable: bool = False,
     ):
         self.path = Path(path)
         self.axes = axes
+        self.resizable = resizable
         self.chunks = tuple(min(c, s) for c, s in zip(chunks, axes.shape))
+        if resizable:
+            self.chunks = (chunks[0], *self.chunks[1:])
         self.level = level
         self.nthreads = nthreads
         self.provenance = provenance
@@ -292,7 +305,9 @@ class ImageSeriesWriter:
             self._layout = h5py.VirtualLayout(shape=self.axes.shape, dtype=np.int32)
             self._entry = entry
         else:
-            self._dset = _create_series_group(entry, self.axes, self.chunks, self.level)
+            self._dset = _create_series_group(
+                entry, self.axes, self.chunks, self.level, self.resizable
+            )
         self._slab_start = 0
         return self
 
@@ -323,7 +338,7 @@ class ImageSeriesWriter:
             )
             self._layout[start : start + n] = source
         else:
-            for (y0, x0), payload in self._encoder.chunks_of_slab(self.chunks[0]):
+            for (y0, x0), payload in self._encoder.chunks_of_slab(self._dset.chunks[0]):
                 self._dset.id.write_direct_chunk((start, y0, x0), payload)
         self._slab_start += n
 
@@ -350,6 +365,65 @@ class ImageSeriesWriter:
         if self.parts_dir.exists():
             shutil.rmtree(self.parts_dir)
         os.replace(self._tmp_parts, self.parts_dir)
+
+
+def assemble_series(
+    output: Path,
+    axes: SeriesAxes,
+    chunks: tuple[int, int, int],
+    level: int,
+    parts: list[tuple[Path, int, int]],
+    parts_dir: Path,
+    split: bool,
+    provenance: dict | None = None,
+) -> None:
+    """Join part files (each frames [a, b) of the series) into the final output, atomically.
+
+    ``split``: the parts folder is renamed to ``<output stem>_parts`` and the
+    main file maps it with a virtual dataset (paths relative to the main file).
+    Otherwise the compressed chunks are copied as they are into one file (no
+    recompression) and the parts are deleted.
+    """
+    output = Path(output)
+    check_writable(output)
+    final_parts = output.with_name(output.stem + "_parts")
+    with atomic_path(output) as tmp:
+        f, entry = _new_file(tmp, output, provenance)
+        with f:
+            if split:
+                group = _nxdata(entry, IMAGE_SERIES, "data", "mdx2.data", "ImageSeries")
+                for name in ("phi", "iy", "ix", "exposure_times"):
+                    group.create_dataset(name, data=np.asarray(getattr(axes, name), np.float64))
+                layout = h5py.VirtualLayout(shape=axes.shape, dtype=np.int32)
+                for path, a, b in parts:
+                    layout[a:b] = h5py.VirtualSource(
+                        f"{final_parts.name}/{Path(path).name}",
+                        f"/entry/{IMAGE_SERIES}/data",
+                        shape=(b - a, *axes.shape[1:]),
+                    )
+                group.create_virtual_dataset("data", layout, fillvalue=-1)
+            else:
+                dset = _create_series_group(entry, axes, chunks, level)
+                for path, a, _ in parts:
+                    with h5py.File(path, "r") as part:
+                        _copy_chunks(part[f"/entry/{IMAGE_SERIES}/data"], dset, a)
+        if split:
+            if final_parts.exists():
+                shutil.rmtree(final_parts)
+            os.replace(parts_dir, final_parts)
+
+
+def _copy_chunks(source: h5py.Dataset, target: h5py.Dataset, frame0: int) -> None:
+    """Copy every stored chunk of ``source`` into ``target`` at frame offset ``frame0``."""
+    if source.chunks != target.chunks:
+        raise RuntimeError(f"part chunks {source.chunks} differ from {target.chunks}")
+    cf, cy, cx = source.chunks
+    n, ny, nx = source.shape
+    for f0 in range(0, n, cf):
+        for y0 in range(0, ny, cy):
+            for x0 in range(0, nx, cx):
+                filter_mask, payload = source.id.read_direct_chunk((f0, y0, x0))
+                target.id.write_direct_chunk((frame0 + f0, y0, x0), payload, filter_mask)
 
 
 # --------------------------------------------------------------------------- image series: read

@@ -18,7 +18,11 @@ image_range = None
 imageset = None
   .type = int(value_min=0)
   .help = "Which imageset (0-based) of a multi-imageset experiment list to use."
-          "Required when there is more than one: they are never merged silently."
+          "Required when there is more than one (or all_imagesets=True): they are"
+          "never merged or dropped silently."
+all_imagesets = False
+  .type = bool
+  .help = "Process every imageset, one output each, named <name>_imageset<N>.<ext>."
 goniometer_shadow = False
   .type = bool
   .help = "Mask the goniometer shadow, where the format models one."
@@ -26,12 +30,40 @@ goniometer_shadow = False
 
 MP = """
 mp {
-  method = *multiprocessing
+  method = *multiprocessing dask
     .type = choice
-    .help = "Parallel engine: threads and processes on this machine."
+    .help = "multiprocessing: threads on this machine. dask: frame ranges as"
+            "tasks on a dask.distributed cluster (pip install 'dials-mdxbg[dask]')."
   nproc = 1
     .type = int(value_min=1)
-    .help = "Number of cores to use."
+    .help = "Cores to use (threads; or workers of a local dask cluster)."
+  dask {
+    scheduler = None
+      .type = str
+      .help = "Address of a running dask scheduler (tcp://host:8786). Unset:"
+              "start the cluster given by 'cluster'."
+    cluster = *local slurm pbs sge lsf
+      .type = choice
+      .help = "local: mp.nproc worker processes here. Others: batch jobs via"
+              "dask-jobqueue with the resources below."
+    cores = 1
+      .type = int(value_min=1)
+    memory = "4GB"
+      .type = str
+    queue = None
+      .type = str
+    walltime = "01:00:00"
+      .type = str
+    njobs = 1
+      .type = int(value_min=1)
+    timeout = 30
+      .type = int(value_min=1)
+      .help = "Seconds to wait for the scheduler."
+    frames_per_task = None
+      .type = int(value_min=1)
+      .help = "Frames per task (rounded up to whole chunks). Default: about"
+              "four tasks per worker."
+  }
 }
 """
 

@@ -26,35 +26,29 @@ Examples (the mdx2 insulin tutorial's settings)::
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import sys
+import time
+from pathlib import Path
+
+import numpy as np
 
 import dials_mdxbg  # noqa: F401  (sets LIBTBX_BUILD before libtbx is imported)
-from dials_mdxbg.background import (
-    BinnedMap,
-    bin_blocks,
-    check_bins,
-    frame_tasks,
-    mdx2_mask_excluder,
-    series_tasks,
-)
+from dials_mdxbg.background import BinnedMap, BinSource, bin_source, check_bins
 from dials_mdxbg.cli import (
-    Progress,
     configure_logging,
     handle_errors,
+    make_parser,
     parse,
     versions,
     write_json,
 )
+from dials_mdxbg.cluster import dask_client
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.frames import frame_source
-from dials_mdxbg.nexus import (
-    ImageSeriesReader,
-    check_writable,
-    is_image_series_file,
-    read_mdx2_mask,
-    write_binned,
-)
+from dials_mdxbg.frames import frame_source, selections, with_imageset
+from dials_mdxbg.nexus import check_writable, is_image_series_file, write_binned
 from dials_mdxbg.phil import bin_phil_scope as phil_scope
 
 logger = logging.getLogger("dials.mdx_bin_background")
@@ -91,18 +85,13 @@ def log_table(binned: BinnedMap) -> None:
 def run(args: list[str] | None = None, phil=phil_scope) -> None:
     """Command-line entry point."""
     from dials.util import show_mail_handle_errors
-    from dials.util.options import ArgumentParser, flatten_experiments
+    from dials.util.options import flatten_experiments
 
     with show_mail_handle_errors(), handle_errors(COMMAND):
         args = sys.argv[1:] if args is None else list(args)
         series_args, args = _split_series_args(args)
-        parser = ArgumentParser(
-            usage=f"{COMMAND} [options] (image_series.nxs | experiments.expt | images)",
-            phil=phil,
-            read_experiments=True,
-            read_experiments_from_images=True,
-            check_format=True,
-            epilog=__doc__,
+        parser = make_parser(
+            COMMAND, "(image_series.nxs | experiments.expt | images)", phil, __doc__
         )
         params, options = parse(parser, args)
         if len(series_args) > 1:
@@ -116,132 +105,110 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
             raise InputError("give an image series or experiments, not both")
         configure_logging(parser, options, params.output.log)
         bins, valid_range = check_bins(params.bins, params.valid_range)
-        check_writable(params.output.binned)
-        if params.output.plot:
-            check_writable(params.output.plot)
-
+        if experiments and params.mask:
+            raise InputError(
+                "mask= is an mdx2 mask for image series input; for experiments use "
+                "frames.mask= (a dials.generate_mask mask)"
+            )
         if series:
-            binned, described = _bin_series(series, params, bins, valid_range)
+            # Absolute paths, so that dask workers elsewhere find the files.
+            mask = str(Path(params.mask).resolve()) if params.mask else None
+            src = BinSource(series=str(Path(series).resolve()), mask=mask)
+            jobs = [(src, None, str(series))]
         else:
-            binned, described = _bin_experiments(experiments, params, bins, valid_range)
-        _finish(binned, described, params, phil, bins, valid_range)
+            experiments_json = json.dumps(experiments.to_dict(), default=str)
+            jobs = []
+            for selection, index in selections(experiments, params.frames):
+                # Validate here, before any work, with the one-line errors.
+                source = frame_source(experiments, **selection)
+                src = BinSource(experiments=experiments_json, selection=selection)
+                jobs.append((src, index, source.description))
+        with contextlib.ExitStack() as stack:
+            client = None
+            if params.mp.method == "dask":
+                client = stack.enter_context(dask_client(params.mp))
+            summaries = [
+                _bin_one(src, index, described, params, phil, bins, valid_range, client)
+                for src, index, described in jobs
+            ]
+        summary = summaries[0] if len(summaries) == 1 else {"imagesets": summaries}
+        summary["program"] = COMMAND
+        summary["versions"] = versions()
+        write_json(params.output.json, summary)
 
 
-def _bin_series(path, params, bins, valid_range) -> tuple[BinnedMap, dict]:
-    with ImageSeriesReader(path) as reader:
-        logger.info("Binning image series %s %s with bins %s", path, reader.shape, bins)
-        excluded = None
-        if params.mask:
-            excluded = mdx2_mask_excluder(read_mdx2_mask(params.mask, reader.shape))
-        progress = Progress(reader.shape[0], "frames")
-        binned = bin_blocks(
-            series_tasks(reader, progress),
-            reader.axes,
-            bins,
-            valid_range,
-            excluded,
-            params.estimator,
-            params.clip.n_sigma,
-            params.mp.nproc,
-        )
-        return binned, {
-            "input": str(path),
-            "input_kind": "image_series",
-            "frames": reader.shape[0],
-            "shape": list(reader.shape),
-            "seconds": round(progress.elapsed, 3),
-        }
-
-
-def _bin_experiments(experiments, params, bins, valid_range) -> tuple[BinnedMap, dict]:
-    if params.mask:
-        raise InputError(
-            "mask= is an mdx2 mask for image series input; for experiments use "
-            "frames.mask= (a dials.generate_mask mask)"
-        )
-    sel = params.frames
-    source = frame_source(
-        experiments, sel.imageset, sel.image_range, sel.mask, sel.goniometer_shadow
-    )
-    shape = (source.n_frames, *source.frame_shape)
-    logger.info(
-        "Binning %d frames of %s directly (one step) with bins %s",
-        source.n_frames,
-        source.description,
-        bins,
-    )
-    progress = Progress(source.n_frames, "frames")
-    binned = bin_blocks(
-        frame_tasks(source, progress),
-        source.axes,
+def _bin_one(src, index, described, params, phil, bins, valid_range, client) -> dict:
+    """Bin one input (``index`` names the outputs when there are several imagesets)."""
+    binned_path = with_imageset(params.output.binned, index)
+    plot_path = with_imageset(params.output.plot, index)
+    check_writable(binned_path)
+    if plot_path:
+        check_writable(plot_path)
+    kind = "image_series" if src.series else "experiments"
+    logger.info("Binning %s (%s) with bins %s", described, kind, bins)
+    t0 = time.perf_counter()
+    binned, n_frames = bin_source(
+        src,
         bins,
         valid_range,
-        None,
         params.estimator,
         params.clip.n_sigma,
         params.mp.nproc,
+        client,
+        params.mp.dask.frames_per_task,
     )
-    return binned, {
-        "input": source.description,
-        "input_kind": "experiments",
-        "frames": source.n_frames,
-        "shape": list(shape),
-        "masked_static": source.masked_static,
-        "seconds": round(progress.elapsed, 3),
-    }
-
-
-def _finish(binned: BinnedMap, described: dict, params, phil, bins, valid_range) -> None:
-    import numpy as np
+    seconds = round(time.perf_counter() - t0, 3)
 
     empty = int(np.count_nonzero(binned.count == 0))
     if empty == binned.count.size:
         logger.warning("Warning: every pixel is masked or outside valid_range; the map is all NaN")
     elif empty:
         logger.info("%d of %d bins have no valid pixel (NaN)", empty, binned.count.size)
+    input_info = {"input": described, "input_kind": kind, "frames": n_frames}
+    if index is not None:
+        input_info["imageset"] = index
     provenance = {
         "program": COMMAND,
         "phil": phil.format(params).as_str(),
         "versions": versions(),
-        "input": described,
+        "input": input_info,
     }
     write_binned(
-        params.output.binned,
+        binned_path,
         (binned.phi, binned.iy, binned.ix),
         binned.signal,
         binned.extra_datasets(),
         provenance,
     )
-    logger.info("Wrote %s", params.output.binned)
+    logger.info("Wrote %s", binned_path)
     log_table(binned)
-    if params.output.plot:
+    if plot_path:
         from dials_mdxbg.plot import plot_map
 
         plot_map(
-            params.output.plot,
+            plot_path,
             binned.phi,
             binned.iy,
             binned.ix,
             binned.signal,
-            title=f"{params.output.binned}: bins {bins}, valid_range {valid_range}",
+            title=f"{binned_path}: bins {bins}, valid_range {valid_range}",
         )
-        logger.info("Preview written to %s", params.output.plot)
-    summary = dict(described)
+        logger.info("Preview written to %s", plot_path)
+    summary = dict(input_info)
     summary.update(
         {
-            "program": COMMAND,
-            "output": str(params.output.binned),
-            "plot": str(params.output.plot) if params.output.plot else None,
+            "output": str(binned_path),
+            "plot": str(plot_path) if plot_path else None,
             "bins": list(bins),
             "valid_range": list(valid_range) if valid_range else None,
             "estimator": binned.estimator,
             "map_shape": list(binned.signal.shape),
             "empty_bins": empty,
             "per_phi_bin": binned.phi_table(),
-            "versions": provenance["versions"],
+            "seconds": seconds,
         }
     )
-    write_json(params.output.json, summary)
+    return summary
 
 
 if __name__ == "__main__":

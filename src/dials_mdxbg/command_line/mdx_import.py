@@ -9,8 +9,10 @@ the trusted range, module gaps and the format's static mask, the experiment
 list's mask, an optional dials.generate_mask mask, and the goniometer shadow
 when requested. Frames are streamed: memory holds one chunk of frames.
 
-An experiment list with several imagesets needs imageset=N (0-based); the
-default is never to guess.
+An experiment list with several imagesets needs imageset=N (0-based), or
+all_imagesets=True for one output per imageset (<name>_imageset<N>.nxs); the
+default is never to guess. With mp.method=dask, frame ranges are imported as
+tasks on a dask.distributed cluster (local, a scheduler, or SLURM/PBS/SGE/LSF).
 
 Examples::
 
@@ -21,17 +23,32 @@ Examples::
   dials.mdx_import images/bkg_*.cbf output.data=bkg_data.nxs output.json=import.json
 
   dials.mdx_import background.expt output.layout=split
+
+  dials.mdx_import sweeps.expt all_imagesets=True output.json=import.json
+
+  dials.mdx_import background.expt mp.method=dask mp.nproc=2
+
+  dials.mdx_import background.expt phil/slurm_dask.phil
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
 import dials_mdxbg  # noqa: F401  (sets LIBTBX_BUILD before libtbx is imported)
-from dials_mdxbg.cli import configure_logging, handle_errors, parse, versions, write_json
-from dials_mdxbg.frames import frame_source
-from dials_mdxbg.importer import import_frames, resolve_chunks
+from dials_mdxbg.cli import (
+    configure_logging,
+    handle_errors,
+    make_parser,
+    parse,
+    versions,
+    write_json,
+)
+from dials_mdxbg.cluster import dask_client
+from dials_mdxbg.frames import frame_source, selections, with_imageset
+from dials_mdxbg.importer import import_frames, import_frames_dask, resolve_chunks
 from dials_mdxbg.phil import import_phil_scope as phil_scope
 
 logger = logging.getLogger("dials.mdx_import")
@@ -42,17 +59,10 @@ COMMAND = "dials.mdx_import"
 def run(args: list[str] | None = None, phil=phil_scope) -> None:
     """Command-line entry point."""
     from dials.util import show_mail_handle_errors
-    from dials.util.options import ArgumentParser, flatten_experiments
+    from dials.util.options import flatten_experiments
 
     with show_mail_handle_errors(), handle_errors(COMMAND):
-        parser = ArgumentParser(
-            usage=f"{COMMAND} [options] experiments.expt|images",
-            phil=phil,
-            read_experiments=True,
-            read_experiments_from_images=True,
-            check_format=True,
-            epilog=__doc__,
-        )
+        parser = make_parser(COMMAND, "experiments.expt|images", phil, __doc__)
         params, options = parse(parser, args)
         experiments = flatten_experiments(params.input.experiments)
         if not experiments:
@@ -60,32 +70,62 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
             raise SystemExit(f"{COMMAND}: error: no experiments or images given")
         configure_logging(parser, options, params.output.log)
 
-        source = frame_source(
-            experiments,
-            imageset=params.imageset,
-            image_range=params.image_range,
-            mask=params.mask,
-            goniometer_shadow=params.goniometer_shadow,
+        runs = selections(experiments, params)
+        experiments_json = json.dumps(experiments.to_dict(), default=str)
+        with contextlib.ExitStack() as stack:
+            client = None
+            if params.mp.method == "dask":
+                client = stack.enter_context(dask_client(params.mp))
+            summaries = [
+                _import_one(params, phil, experiments_json, experiments, selection, index, client)
+                for selection, index in runs
+            ]
+        summary = summaries[0] if len(summaries) == 1 else {"imagesets": summaries}
+        summary["program"] = COMMAND
+        summary["versions"] = versions()
+        write_json(params.output.json, summary)
+
+
+def _import_one(params, phil, experiments_json, experiments, selection, index, client) -> dict:
+    """Import one imageset (``index`` names the output when there are several)."""
+    source = frame_source(experiments, **selection)
+    output = with_imageset(params.output.data, index)
+    if index is not None:
+        logger.info("Imageset %d: %s -> %s", index, source.description, output)
+    chunks = resolve_chunks(params.chunks, source)
+    provenance = {
+        "program": COMMAND,
+        "phil": phil.format(params).as_str(),
+        "versions": versions(),
+        "experiments": experiments_json,
+        "imageset": json.dumps(selection["imageset"]),
+    }
+    split = params.output.layout == "split"
+    if client is not None:
+        summary = import_frames_dask(
+            client,
+            experiments_json,
+            selection,
+            source,
+            output,
+            chunks,
+            level=params.compression.level,
+            split=split,
+            provenance=provenance,
+            frames_per_task=params.mp.dask.frames_per_task,
         )
-        chunks = resolve_chunks(params.chunks, source)
-        provenance = {
-            "program": COMMAND,
-            "phil": phil.format(params).as_str(),
-            "versions": versions(),
-            "experiments": json.dumps(experiments.to_dict(), default=str),
-        }
+    else:
         summary = import_frames(
             source,
-            params.output.data,
+            output,
             chunks,
             level=params.compression.level,
             nproc=params.mp.nproc,
-            split=params.output.layout == "split",
+            split=split,
             provenance=provenance,
         )
-        summary["program"] = COMMAND
-        summary["versions"] = provenance["versions"]
-        write_json(params.output.json, summary)
+    summary["imageset"] = selection["imageset"] if index is None else index
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,0 +1,561 @@
+"""Synthetic DECTRIS-style Eiger sweeps written as NXmx HDF5 (master + data files).
+
+The layout follows what a DECTRIS filewriter (SIMPLON >= 1.8) writes and what
+dxtbx reads with ``FormatNXmx`` (an ``/entry/definition`` of ``NXmx`` is
+present, so the legacy ``FormatHDF5EigerNearlyNexus`` does not claim it)::
+
+    <name>_master.h5
+      /entry                              NXentry, definition = "NXmx"
+        data/data_000001 -> <name>_data_000001.h5:/entry/data/data   (external link)
+        instrument/                       NXinstrument
+          beam/incident_wavelength        NXbeam (angstrom)
+          detector/                       NXdetector
+            pixel_mask                    uint32, nonzero = bad (NXmx bit field)
+            saturation_value, [underload_value], count_time, frame_time, ...
+            detectorSpecific/             NXcollection (nimages, count cutoff, mask link)
+            transformations/translation   NXtransformations (sample-detector distance)
+            module/                       NXdetector_module (origin, size, pixel axes)
+        sample/                           NXsample, depends_on = .../omega
+          transformations/omega, omega_end, omega_increment_set
+
+The frames are stored one frame per chunk, compressed with bitshuffle + LZ4
+through ``hdf5plugin`` (as DECTRIS writes them). Reading them back needs the
+filter registered in the reading process: ``import hdf5plugin`` (dxtbx 3.11
+does not do it by itself) or ``HDF5_PLUGIN_PATH`` pointing at the plugins.
+
+What dxtbx 3.11 (``FormatNXmx``) makes of it:
+
+* ``get_raw_data``: the stored integers cast to int32 (``flex.int``); uint32
+  values >= 2**31 wrap to negative numbers (``0xFFFFFFFF`` -> -1).
+* trusted range: ``(underload_value - 1, saturation_value)``, exclusive, so
+  pixels at or above ``saturation_value`` are invalid; without
+  ``underload_value`` the lower limit is ``-0x7FFFFFFF - 1``.
+* static mask: ``pixel_mask == 0`` (any set bit masks, even bit 31), added to
+  the imageset's external mask, so ``imageset.get_mask(i)`` honours it.
+* exposure times come from ``frame_time`` (``count_time`` is ignored), the
+  scan from ``omega`` and ``omega_end``.
+* only the first NXdata dataset is read: sweeps split over several data
+  files (``frames_per_file < n_frames``) cannot be read past the first file.
+
+Example:
+    ``python -m dials_mdxbg.nxmx OUTDIR --frames 6``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+__all__ = [
+    "MASK_DEAD",
+    "MASK_GAP",
+    "MASK_NOISY",
+    "MASK_VIRTUAL",
+    "NXmxSpec",
+    "frame_counts",
+    "main",
+    "pixel_mask",
+    "write_nxmx_sweep",
+    "write_sweep",
+]
+
+#: NXmx pixel_mask bits used here.
+MASK_GAP = 1  # bit 0: gap (no sensor)
+MASK_DEAD = 2  # bit 1: dead
+MASK_NOISY = 16  # bit 4: noisy
+MASK_VIRTUAL = 1 << 31  # bit 31: virtual pixel (interpolated)
+
+#: Eiger X module geometry (pixels) and chip pitch.
+MODULE_FAST = 1030
+MODULE_SLOW = 514
+GAP_FAST = 10
+GAP_SLOW = 37
+CHIP = 256
+CHIP_BORDER = 2
+
+_EPOCH = datetime.datetime(2024, 1, 1, 0, 0, 0, tzinfo=datetime.timezone.utc)
+_DTYPES = ("uint32", "int32", "uint16")
+
+
+@dataclass
+class NXmxSpec:
+    """Parameters of a synthetic Eiger sweep.
+
+    Attributes:
+        n_frames: Number of frames.
+        shape: Image shape ``(ny, nx)``. Any size is readable by dxtbx; ``(514, 1030)``
+            (one Eiger X 500K module) or a multi-module Eiger X size is also in
+            dxtbx's detector database, which mdx2 requires.
+        name: File name stem: ``<name>_master.h5``, ``<name>_data_000001.h5``, ...
+        osc_start: Omega at the start of the first frame (degrees).
+        osc_width: Rotation per frame (degrees).
+        exposure_time: ``count_time`` (s).
+        readout_time: ``frame_time - count_time`` (s); dxtbx uses ``frame_time``.
+        background: Mean expected counts per active pixel.
+        seed: Random seed (>= 0).
+        n_dead: Dead pixels (mask bit 1, counts 0).
+        n_noisy: Noisy pixels (mask bit 4, counts ~5000, below saturation).
+        n_virtual: Pixels flagged only with bit 31 (counts normal).
+        n_overload: Pixels per frame at (even) or above (odd) ``saturation_value``.
+        saturation_value: ``saturation_value`` and the count-rate cutoff.
+        underload_value: ``underload_value`` to write, or None (DECTRIS writes none).
+        pixel_mask_applied: Write masked pixels as the dtype's maximum (as DECTRIS
+            does by default) instead of their counts.
+        dtype: Stored integer type: "uint32" (Eiger2 32-bit images), "int32" or "uint16".
+        compression: "bslz4" (bitshuffle + LZ4 via hdf5plugin), "gzip" or "none".
+        frames_per_file: Frames per data file (DECTRIS ``nimages_per_file``);
+            None puts all frames in one file.
+        bit_depth_readout: Value of ``bit_depth_readout`` to write, or None. Note that
+            dxtbx 3.11 then turns ``2**n - 1`` into -1 and ``2**n - 2`` into -2 (``n = 31``
+            for 32).
+        distance: Sample-detector distance (mm).
+        wavelength: Wavelength (Angstrom).
+        pixel_size: Pixel size (mm).
+        beam_centre: ``(x, y)`` beam centre in pixels, or None for near the centre.
+    """
+
+    n_frames: int = 6
+    shape: tuple[int, int] = (MODULE_SLOW, MODULE_FAST)
+    name: str = "eiger"
+    osc_start: float = 0.0
+    osc_width: float = 0.5
+    exposure_time: float = 0.1
+    readout_time: float = 0.0
+    background: float = 20.0
+    seed: int = 0
+    n_dead: int = 6
+    n_noisy: int = 3
+    n_virtual: int = 2
+    n_overload: int = 4
+    saturation_value: int = 100000
+    underload_value: int | None = None
+    pixel_mask_applied: bool = False
+    dtype: str = "uint32"
+    compression: str = "bslz4"
+    frames_per_file: int | None = None
+    bit_depth_readout: int | None = None
+    distance: float = 150.0
+    wavelength: float = 0.9763
+    pixel_size: float = 0.075
+    beam_centre: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.shape = (int(self.shape[0]), int(self.shape[1]))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the parameters.
+
+        Raises:
+            ValueError: If a parameter is out of range.
+        """
+        if self.n_frames < 1:
+            raise ValueError("n_frames must be >= 1")
+        if len(self.shape) != 2 or min(self.shape) < 8:
+            raise ValueError(f"shape must be (ny, nx), both >= 8, got {self.shape}")
+        if self.osc_width <= 0 or self.exposure_time <= 0 or self.readout_time < 0:
+            raise ValueError("osc_width and exposure_time must be > 0, readout_time >= 0")
+        if self.background <= 0 or self.seed < 0:
+            raise ValueError("background must be > 0 and seed >= 0")
+        if min(self.n_dead, self.n_noisy, self.n_virtual, self.n_overload) < 0:
+            raise ValueError("pixel counts must be >= 0")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        top = int(np.iinfo(self.dtype).max)
+        if not 5000 < self.saturation_value < top - 1:
+            raise ValueError(f"saturation_value must be in (5000, {top - 1}) for {self.dtype}")
+        if self.compression not in ("bslz4", "gzip", "none"):
+            raise ValueError(f"compression must be bslz4, gzip or none: {self.compression!r}")
+        if self.frames_per_file is not None and self.frames_per_file < 1:
+            raise ValueError("frames_per_file must be >= 1")
+        if min(self.distance, self.wavelength, self.pixel_size) <= 0:
+            raise ValueError("distance, wavelength and pixel_size must be > 0")
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """Beam centre ``(x, y)`` in pixels."""
+        if self.beam_centre is not None:
+            return float(self.beam_centre[0]), float(self.beam_centre[1])
+        ny, nx = self.shape
+        return 0.47 * nx + 0.3, 0.53 * ny + 0.2
+
+    @property
+    def file_ranges(self) -> list[tuple[int, int]]:
+        """0-based ``(start, stop)`` frames of each data file."""
+        per_file = self.frames_per_file or self.n_frames
+        return [(s, min(s + per_file, self.n_frames)) for s in range(0, self.n_frames, per_file)]
+
+    def data_name(self, number: int) -> str:
+        """File name of data file ``number`` (1-based), e.g. ``eiger_data_000001.h5``."""
+        return f"{self.name}_data_{number:06d}.h5"
+
+    @property
+    def master_name(self) -> str:
+        """File name of the master file."""
+        return f"{self.name}_master.h5"
+
+
+def _eiger_gaps(shape: tuple[int, int]) -> np.ndarray:
+    """Inter-module gaps (Eiger X geometry) and 2-pixel chip-border stripes."""
+    ny, nx = shape
+    gaps = np.zeros(shape, dtype=bool)
+    for x0 in range(MODULE_FAST, nx, MODULE_FAST + GAP_FAST):
+        gaps[:, x0 : x0 + GAP_FAST] = True
+    for y0 in range(MODULE_SLOW, ny, MODULE_SLOW + GAP_SLOW):
+        gaps[y0 : y0 + GAP_SLOW, :] = True
+    # Module-gap-like stripes at the chip borders (inside each module).
+    pitch_x, pitch_y = MODULE_FAST + GAP_FAST, MODULE_SLOW + GAP_SLOW
+    for x in range(nx):
+        if (x % pitch_x) % (CHIP + CHIP_BORDER) in range(CHIP, CHIP + CHIP_BORDER):
+            gaps[:, x] = True
+    for y in range(ny):
+        if (y % pitch_y) % (CHIP + CHIP_BORDER) in range(CHIP, CHIP + CHIP_BORDER):
+            gaps[y, :] = True
+    return gaps
+
+
+def _choose(rng: np.random.Generator, free: np.ndarray, n: int) -> np.ndarray:
+    """``n`` distinct flat indices where ``free`` is True (marks them taken)."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    candidates = np.flatnonzero(free)
+    picked = rng.choice(candidates, size=n, replace=False)
+    free.flat[picked] = False
+    return np.sort(picked)
+
+
+def _special_pixels(spec: NXmxSpec) -> dict[str, np.ndarray]:
+    """Fixed flat indices of dead, noisy and virtual pixels."""
+    rng = np.random.default_rng([spec.seed, 0xE16E])
+    free = ~_eiger_gaps(spec.shape)
+    return {
+        "dead": _choose(rng, free, spec.n_dead),
+        "noisy": _choose(rng, free, spec.n_noisy),
+        "virtual": _choose(rng, free, spec.n_virtual),
+    }
+
+
+def pixel_mask(spec: NXmxSpec) -> np.ndarray:
+    """The ``pixel_mask`` written to the master file.
+
+    Args:
+        spec: Sweep parameters.
+
+    Returns:
+        uint32 array ``(ny, nx)``: gaps and chip-border stripes ``MASK_GAP``, dead
+        pixels ``MASK_DEAD``, noisy ``MASK_NOISY``, virtual ``MASK_VIRTUAL``, else 0.
+    """
+    mask = np.zeros(spec.shape, dtype=np.uint32)
+    mask[_eiger_gaps(spec.shape)] = MASK_GAP
+    special = _special_pixels(spec)
+    mask.flat[special["dead"]] = MASK_DEAD
+    mask.flat[special["noisy"]] = MASK_NOISY
+    mask.flat[special["virtual"]] = MASK_VIRTUAL
+    return mask
+
+
+def _smooth_field(spec: NXmxSpec) -> np.ndarray:
+    """Noise-free expected counts (float64, mean ``background`` over active pixels)."""
+    ny, nx = spec.shape
+    bx, by = spec.centre
+    x = (np.arange(nx) + 0.5 - bx)[None, :] * spec.pixel_size
+    y = (np.arange(ny) + 0.5 - by)[:, None] * spec.pixel_size
+    r = np.hypot(x, y)
+    two_theta = np.arctan(r / spec.distance)
+    s = 2.0 / spec.wavelength * np.sin(0.5 * two_theta)
+    profile = (
+        0.4 + 0.6 * np.exp(-0.5 * (s / 0.08) ** 2) + 0.8 * np.exp(-0.5 * ((s - 0.3) / 0.05) ** 2)
+    )
+    field = profile * np.cos(two_theta) ** 3 * (1.0 + 0.1 * x / max(abs(x).max(), 1e-9))
+    active = ~_eiger_gaps(spec.shape)
+    return field * (spec.background / field[active].mean())
+
+
+def frame_counts(spec: NXmxSpec, index: int) -> np.ndarray:
+    """Counts of one frame, exactly as stored in the data file.
+
+    Poisson noise (``default_rng([seed, index + 1])``) around the smooth field
+    scaled by ``1 + 0.05 sin(omega)``; dead pixels 0; noisy pixels ~5000;
+    ``n_overload`` pixels alternately at ``saturation_value`` and
+    ``saturation_value + 1000``; gap, stripe and dead pixels 0. With
+    ``pixel_mask_applied``, every masked pixel holds the dtype's maximum.
+
+    Args:
+        spec: Sweep parameters.
+        index: 0-based frame index.
+
+    Returns:
+        Array ``(ny, nx)`` of ``spec.dtype``.
+    """
+    if not 0 <= index < spec.n_frames:
+        raise IndexError(f"frame index {index} out of range [0, {spec.n_frames})")
+    omega = np.radians(spec.osc_start + (index + 0.5) * spec.osc_width)
+    lam = _smooth_field(spec) * (1.0 + 0.05 * np.sin(omega))
+    rng = np.random.default_rng([spec.seed, index + 1])
+    counts = rng.poisson(lam).astype(np.int64)
+    mask = pixel_mask(spec)
+    special = _special_pixels(spec)
+    counts[mask == MASK_GAP] = 0
+    counts.flat[special["dead"]] = 0
+    counts.flat[special["noisy"]] = rng.poisson(5000.0, len(special["noisy"]))
+    if spec.n_overload:
+        free = mask == 0
+        where = _choose(rng, free, spec.n_overload)
+        high = spec.saturation_value + 1000
+        counts.flat[where] = np.where(np.arange(len(where)) % 2 == 0, spec.saturation_value, high)
+    if spec.pixel_mask_applied:
+        counts[mask != 0] = np.iinfo(spec.dtype).max
+    return counts.astype(spec.dtype)
+
+
+def _compression(spec: NXmxSpec) -> dict:
+    if spec.compression == "bslz4":
+        import hdf5plugin
+
+        return dict(hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+    if spec.compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+    return {}
+
+
+def _group(parent: h5py.Group, name: str, nx_class: str, **attrs) -> h5py.Group:
+    group = parent.create_group(name)
+    group.attrs["NX_class"] = np.bytes_(nx_class)
+    for key, value in attrs.items():
+        group.attrs[key] = value
+    return group
+
+
+def _field(parent: h5py.Group, name: str, value, units: str | None = None, **attrs) -> h5py.Dataset:
+    if isinstance(value, str):
+        value = np.bytes_(value)
+    dataset = parent.create_dataset(name, data=value)
+    if units is not None:
+        dataset.attrs["units"] = np.bytes_(units)
+    for key, val in attrs.items():
+        dataset.attrs[key] = np.bytes_(val) if isinstance(val, str) else val
+    return dataset
+
+
+def _write_data_file(path: Path, spec: NXmxSpec, start: int, stop: int) -> None:
+    ny, nx = spec.shape
+    tmp = path.with_name(path.name + ".part")
+    with h5py.File(tmp, "w") as f:
+        entry = _group(f, "entry", "NXentry")
+        data = _group(entry, "data", "NXdata")
+        dset = data.create_dataset(
+            "data",
+            shape=(stop - start, ny, nx),
+            dtype=spec.dtype,
+            chunks=(1, ny, nx),
+            **_compression(spec),
+        )
+        dset.attrs["image_nr_low"] = np.int32(start + 1)
+        dset.attrs["image_nr_high"] = np.int32(stop)
+        for k in range(start, stop):
+            dset[k - start] = frame_counts(spec, k)
+    os.replace(tmp, path)
+
+
+def _write_master(path: Path, spec: NXmxSpec) -> None:
+    ny, nx = spec.shape
+    n = spec.n_frames
+    bx, by = spec.centre
+    px_m = spec.pixel_size / 1000.0
+    det_path = "/entry/instrument/detector"
+    tmp = path.with_name(path.name + ".part")
+    with h5py.File(tmp, "w") as f:
+        entry = _group(f, "entry", "NXentry", default=np.bytes_("data"))
+        _field(entry, "definition", "NXmx")
+        _field(entry, "start_time", _EPOCH.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+
+        data = _group(entry, "data", "NXdata")
+        for number, _ in enumerate(spec.file_ranges, start=1):
+            data[f"data_{number:06d}"] = h5py.ExternalLink(
+                spec.data_name(number), "/entry/data/data"
+            )
+
+        instrument = _group(entry, "instrument", "NXinstrument")
+        _field(instrument, "name", "SYNTHETIC BEAMLINE", short_name=np.bytes_("SYN"))
+        beam = _group(instrument, "beam", "NXbeam")
+        _field(beam, "incident_wavelength", np.float32(spec.wavelength), "angstrom")
+
+        det = _group(instrument, "detector", "NXdetector")
+        _field(det, "description", "Dectris EIGER X 500K (synthetic)")
+        _field(det, "type", "PIXEL")
+        _field(det, "serial_number", "E-00-0000")
+        _field(det, "sensor_material", "Si")
+        _field(det, "sensor_thickness", np.float32(450e-6), "m")
+        _field(det, "x_pixel_size", np.float32(px_m), "m")
+        _field(det, "y_pixel_size", np.float32(px_m), "m")
+        _field(det, "beam_center_x", np.float32(bx), "pixel")
+        _field(det, "beam_center_y", np.float32(by), "pixel")
+        _field(det, "detector_distance", np.float32(spec.distance / 1000.0), "m")
+        _field(det, "distance", np.float32(spec.distance / 1000.0), "m")
+        _field(det, "count_time", np.float32(spec.exposure_time), "s")
+        _field(det, "frame_time", np.float32(spec.exposure_time + spec.readout_time), "s")
+        _field(det, "saturation_value", np.int32(spec.saturation_value))
+        if spec.underload_value is not None:
+            _field(det, "underload_value", np.int32(spec.underload_value))
+        if spec.bit_depth_readout is not None:
+            _field(det, "bit_depth_readout", np.int32(spec.bit_depth_readout))
+        _field(det, "countrate_correction_applied", np.int32(1))
+        _field(det, "pixel_mask_applied", np.int32(spec.pixel_mask_applied))
+        mask = det.create_dataset(
+            "pixel_mask", data=pixel_mask(spec), compression="gzip", compression_opts=1
+        )
+        _field(det, "depends_on", f"{det_path}/transformations/translation")
+
+        specific = _group(det, "detectorSpecific", "NXcollection")
+        specific["pixel_mask"] = mask  # hard link, as DECTRIS writes both
+        _field(specific, "nimages", np.int64(n))
+        _field(specific, "ntrigger", np.int64(1))
+        _field(specific, "nimages_per_file", np.int64(spec.frames_per_file or n))
+        _field(specific, "x_pixels_in_detector", np.int32(nx))
+        _field(specific, "y_pixels_in_detector", np.int32(ny))
+        _field(specific, "countrate_correction_count_cutoff", np.int32(spec.saturation_value))
+        _field(specific, "bit_depth_image", np.int32(np.iinfo(spec.dtype).bits))
+
+        transformations = _group(det, "transformations", "NXtransformations")
+        _field(
+            transformations,
+            "translation",
+            np.float64(spec.distance / 1000.0),
+            "m",
+            transformation_type="translation",
+            vector=np.array([0.0, 0.0, 1.0]),
+            depends_on=".",
+        )
+        module = _group(det, "module", "NXdetector_module")
+        _field(module, "data_origin", np.array([0, 0], dtype=np.int32))
+        _field(module, "data_size", np.array([ny, nx], dtype=np.int32))
+        _field(module, "data_stride", np.array([1, 1], dtype=np.int32))
+        _field(
+            module,
+            "module_offset",
+            np.float64(0.0),
+            "m",
+            transformation_type="translation",
+            vector=np.array([1.0, 0.0, 0.0]),
+            offset=np.array([bx * px_m, by * px_m, 0.0]),
+            offset_units="m",
+            depends_on=f"{det_path}/transformations/translation",
+        )
+        for axis, vector in (("fast", [-1.0, 0.0, 0.0]), ("slow", [0.0, -1.0, 0.0])):
+            _field(
+                module,
+                f"{axis}_pixel_direction",
+                np.float64(px_m),
+                "m",
+                transformation_type="translation",
+                vector=np.array(vector),
+                offset=np.zeros(3),
+                offset_units="m",
+                depends_on=f"{det_path}/module/module_offset",
+            )
+
+        sample = _group(entry, "sample", "NXsample")
+        _field(sample, "name", "background")
+        _field(sample, "depends_on", "/entry/sample/transformations/omega")
+        gonio = _group(sample, "transformations", "NXtransformations")
+        omega = spec.osc_start + spec.osc_width * np.arange(n, dtype=np.float64)
+        _field(
+            gonio,
+            "omega",
+            omega,
+            "deg",
+            transformation_type="rotation",
+            vector=np.array([-1.0, 0.0, 0.0]),
+            depends_on=".",
+        )
+        _field(gonio, "omega_end", omega + spec.osc_width, "deg")
+        _field(gonio, "omega_increment_set", np.float64(spec.osc_width), "deg")
+        _field(gonio, "omega_range_average", np.float64(spec.osc_width), "deg")
+        _field(gonio, "omega_range_total", np.float64(spec.osc_width * n), "deg")
+    os.replace(tmp, path)
+
+
+def write_sweep(directory: str | os.PathLike[str], spec: NXmxSpec) -> Path:
+    """Write the data file(s) and the master file of a sweep.
+
+    Args:
+        directory: Output directory (created if needed).
+        spec: Sweep parameters.
+
+    Returns:
+        Absolute path of the master file (written last).
+    """
+    spec.validate()
+    out = Path(directory).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for number, (start, stop) in enumerate(spec.file_ranges, start=1):
+        _write_data_file(out / spec.data_name(number), spec, start, stop)
+    master = out / spec.master_name
+    _write_master(master, spec)
+    return master
+
+
+def write_nxmx_sweep(
+    directory: str | os.PathLike[str],
+    n_frames: int = 6,
+    shape: tuple[int, int] = (MODULE_SLOW, MODULE_FAST),
+    **kwargs,
+) -> Path:
+    """Write a DECTRIS-style NXmx Eiger sweep (master file + linked data files).
+
+    Args:
+        directory: Output directory (created if needed).
+        n_frames: Number of frames.
+        shape: Image shape ``(ny, nx)``.
+        **kwargs: Further :class:`NXmxSpec` fields (``seed``, ``saturation_value``,
+            ``pixel_mask_applied``, ``compression``, ``name``, ...).
+
+    Returns:
+        Absolute path of ``<name>_master.h5``.
+    """
+    return write_sweep(directory, NXmxSpec(n_frames=n_frames, shape=shape, **kwargs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: write a sweep and print the master file path.
+
+    Args:
+        argv: Arguments (defaults to ``sys.argv[1:]``).
+    """
+    d = NXmxSpec()
+    p = argparse.ArgumentParser(
+        prog="python -m dials_mdxbg.nxmx", description="Write a synthetic NXmx Eiger sweep."
+    )
+    p.add_argument("outdir", type=Path, help="output directory")
+    p.add_argument("--frames", type=int, default=d.n_frames, help="number of frames")
+    p.add_argument("--shape", type=int, nargs=2, default=list(d.shape), metavar=("NY", "NX"))
+    p.add_argument("--name", default=d.name, help="file name stem")
+    p.add_argument("--osc-width", type=float, default=d.osc_width, help="deg per frame")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--compression", default=d.compression, choices=("bslz4", "gzip", "none"))
+    p.add_argument("--pixel-mask-applied", action="store_true", help="masked pixels = max")
+    args = p.parse_args(argv)
+    try:
+        master = write_nxmx_sweep(
+            args.outdir,
+            n_frames=args.frames,
+            shape=(args.shape[0], args.shape[1]),
+            name=args.name,
+            osc_width=args.osc_width,
+            seed=args.seed,
+            compression=args.compression,
+            pixel_mask_applied=args.pixel_mask_applied,
+        )
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(master)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""dask.distributed execution and experiment lists with several sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import BIN, read_binned, read_series, run
+from dials_mdxbg.synthetic import SweepSpec, write_sweep
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-worker LocalCluster on loopback, as a user's running scheduler."""
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as local:
+        yield local
+
+
+def test_dask_import_equals_single_process(sweep, our_import, cluster, tmp_path):
+    address = f"mp.dask.scheduler={cluster.scheduler_address}"
+    run(
+        [
+            "dials.mdx_import",
+            sweep,
+            "output.data=d.nxs",
+            "chunks=5,211,493",
+            "mp.method=dask",
+            address,
+            "mp.dask.frames_per_task=5",
+            "output.json=d.json",
+        ],
+        cwd=tmp_path,
+    )
+    ours = read_series(our_import)
+    dask = read_series(tmp_path / "d.nxs")
+    for key in ours:
+        assert np.array_equal(dask[key], ours[key]), key
+    summary = json.loads((tmp_path / "d.json").read_text())
+    assert summary["engine"]["engine"] == "dask" and summary["engine"]["tasks"] == 3
+    # Nothing but the output is left: the parts were copied in and removed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.nxs", "dials.mdx_import.log"]
+
+
+def test_dask_split_layout_is_movable(sweep, our_import, cluster, tmp_path):
+    from mdx2.io import loadobj
+
+    address = f"mp.dask.scheduler={cluster.scheduler_address}"
+    run(
+        [
+            "dials.mdx_import",
+            sweep,
+            "output.data=s.nxs",
+            "chunks=5,211,493",
+            "output.layout=split",
+            "mp.method=dask",
+            address,
+        ],
+        cwd=tmp_path,
+    )
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (tmp_path / "s.nxs").rename(moved / "s.nxs")
+    (tmp_path / "s_parts").rename(moved / "s_parts")
+    os.chdir(tmp_path.parent)
+    expected = read_series(our_import)["data"]
+    assert np.array_equal(read_series(moved / "s.nxs")["data"], expected)
+    assert np.array_equal(loadobj(str(moved / "s.nxs"), "image_series").data.nxdata, expected)
+
+
+@pytest.mark.parametrize("estimator", ["mean", "clipped_mean"])
+def test_dask_binning_identical(sweep, our_import, cluster, tmp_path, estimator):
+    common = ["bins=4,20,20", "valid_range=0,300", f"estimator={estimator}", "output.plot=None"]
+    dask = [
+        "mp.method=dask",
+        f"mp.dask.scheduler={cluster.scheduler_address}",
+        "mp.dask.frames_per_task=3",
+    ]
+    run(["dials.mdx_bin_background", our_import, *common, "output.binned=a.nxs"], cwd=tmp_path)
+    run(
+        ["dials.mdx_bin_background", our_import, *common, *dask, "output.binned=b.nxs"],
+        cwd=tmp_path,
+    )
+    run(["dials.mdx_bin_background", sweep, *common, *dask, "output.binned=c.nxs"], cwd=tmp_path)
+    a = read_binned(tmp_path / "a.nxs")
+    for name in ("b", "c"):
+        other = read_binned(tmp_path / f"{name}.nxs")
+        for key in ("signal", "errors", "pixel_count", "phi", "iy", "ix"):
+            assert np.array_equal(other[key], a[key], equal_nan=True), (name, key)
+
+
+def test_local_dask_cluster_started_by_the_command(sweep, our_import, tmp_path):
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "output.plot=None",
+            "output.binned=a.nxs",
+        ],
+        cwd=tmp_path,
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "output.plot=None",
+            "output.binned=b.nxs",
+            "mp.method=dask",
+            "mp.nproc=2",
+        ],
+        cwd=tmp_path,
+    )
+    a, b = read_binned(tmp_path / "a.nxs"), read_binned(tmp_path / "b.nxs")
+    assert np.array_equal(a["signal"], b["signal"], equal_nan=True)
+
+
+def test_killed_worker_leaves_nothing_and_rerun_is_clean(tmp_path):
+    """Kill the dask workers mid-import: no output that looks valid; a re-run succeeds."""
+    spec = SweepSpec(n_frames=40, modules=(3, 2), seed=5)
+    images = write_sweep(tmp_path / "img", spec)
+    from dials_mdxbg.synthetic import import_sweep
+
+    expt = import_sweep(tmp_path / "img", images)
+    work = tmp_path / "work"
+    work.mkdir()
+    # A cluster of our own (in another process) whose workers we can kill; a task
+    # whose worker dies is not retried, so the kill fails the job.
+    env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
+    scheduler = subprocess.Popen(
+        [
+            str(BIN / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(tmp_path / "sched.json"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    workers = None
+    try:
+        for _ in range(100):
+            if (tmp_path / "sched.json").exists():
+                break
+            time.sleep(0.1)
+        address = json.loads((tmp_path / "sched.json").read_text())["address"]
+        workers = subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                address,
+                "--nworkers",
+                "2",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+        cmd = [
+            str(BIN / "dials.mdx_import"),
+            str(expt),
+            "output.data=k.nxs",
+            "chunks=2,211,493",
+            "mp.method=dask",
+            f"mp.dask.scheduler={address}",
+            "mp.dask.frames_per_task=2",
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, NO_COLOR="1"),
+        )
+        # Wait until parts are being written, then kill every worker.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if any(p.name.startswith(".k_parts.part-") for p in work.iterdir()):
+                parts_dir = next(p for p in work.iterdir() if p.name.startswith(".k_parts"))
+                if any(parts_dir.iterdir()):
+                    break
+            time.sleep(0.05)
+        os.killpg(workers.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out[-2000:]
+        assert "Traceback" not in err and err.strip().count("\n") == 0, err
+        assert sorted(p.name for p in work.iterdir()) == ["dials.mdx_import.log"]
+    finally:
+        for p in (workers, scheduler):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    # Re-running starts clean and gives the single-process result.
+    run(
+        [
+            "dials.mdx_import",
+            expt,
+            "output.data=k.nxs",
+            "chunks=2,211,493",
+            "mp.method=dask",
+            "mp.nproc=2",
+        ],
+        cwd=work,
+    )
+    run(["dials.mdx_import", expt, "output.data=ref.nxs", "chunks=2,211,493"], cwd=work)
+    assert np.array_equal(
+        read_series(work / "k.nxs")["data"], read_series(work / "ref.nxs")["data"]
+    )
+
+
+def test_dask_missing_gives_install_hint(sweep, tmp_path):
+    code = (
+        "import sys; sys.modules['distributed'] = None; "
+        "from dials_mdxbg.command_line.mdx_import import run; "
+        f"run(['{sweep}', 'output.data=x.nxs', 'mp.method=dask'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "pip install" in proc.stderr
+    assert not (tmp_path / "x.nxs").exists()
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory):
+    base = tmp_path_factory.mktemp("two")
+    paths = []
+    for name, seed in (("a", 1), ("b", 2)):
+        spec = SweepSpec(n_frames=4, modules=(1, 1), seed=seed, template=f"{name}_#####.cbf")
+        paths += [str(p) for p in write_sweep(base, spec)]
+    run(["dials.import", *paths, "output.experiments=both.expt"], cwd=base)
+    return base / "both.expt"
+
+
+def test_several_imagesets(two_sweeps, tmp_path):
+    proc = run(["dials.mdx_import", two_sweeps, "output.data=x.nxs"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "imageset=N" in proc.stderr
+    run(
+        [
+            "dials.mdx_import",
+            two_sweeps,
+            "output.data=x.nxs",
+            "all_imagesets=True",
+            "output.json=x.json",
+        ],
+        cwd=tmp_path,
+    )
+    run(["dials.mdx_import", two_sweeps, "output.data=one.nxs", "imageset=1"], cwd=tmp_path)
+    summary = json.loads((tmp_path / "x.json").read_text())
+    assert [s["imageset"] for s in summary["imagesets"]] == [0, 1]
+    first, second = (
+        read_series(tmp_path / "x_imageset0.nxs"),
+        read_series(tmp_path / "x_imageset1.nxs"),
+    )
+    assert not np.array_equal(first["data"], second["data"])
+    assert np.array_equal(second["data"], read_series(tmp_path / "one.nxs")["data"])
+    run(
+        [
+            "dials.mdx_bin_background",
+            two_sweeps,
+            "frames.all_imagesets=True",
+            "bins=2,20,20",
+            "output.binned=b.nxs",
+            "output.plot=b.png",
+            "output.json=b.json",
+        ],
+        cwd=tmp_path,
+    )
+    for i in (0, 1):
+        assert (tmp_path / f"b_imageset{i}.png").exists()
+        run(
+            [
+                "dials.mdx_bin_background",
+                f"x_imageset{i}.nxs",
+                "bins=2,20,20",
+                "output.binned=ref.nxs",
+                "output.plot=None",
+            ],
+            cwd=tmp_path,
+        )
+        assert np.array_equal(
+            read_binned(tmp_path / f"b_imageset{i}.nxs")["signal"],
+            read_binned(tmp_path / "ref.nxs")["signal"],
+            equal_nan=True,
+        )
+    assert len(json.loads((tmp_path / "b.json").read_text())["imagesets"]) == 2
