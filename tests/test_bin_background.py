@@ -115,7 +115,7 @@ def test_extras_plot_json_and_preset(sweep, our_import, tmp_path):
     assert "empty" in proc.stdout and "phi" in proc.stdout  # the per-phi table
     out = read_binned(tmp_path / "bkg_data_binned.nxs")
     assert out["signal"].shape == (2, 21, 74)
-    assert out["pixel_count"].dtype == np.int64 and out["pixel_count"].max() <= 10 * 20 * 20
+    assert out["pixel_count"].dtype == np.int32 and out["pixel_count"].max() <= 10 * 20 * 20
     assert np.all(out["errors"][np.isfinite(out["errors"])] > 0)
     png = tmp_path / "bkg_data_binned.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -40,7 +40,7 @@ def random_series(seed=0, shape=(9, 37, 53)):
     return data
 
 
-def test_shuffle_roundtrip_and_hdf5_compatibility(tmp_path):
+def test_shuffle_roundtrip_and_hdf5_compatibility(tmp_path, kernel_path):
     data = random_series()
     assert np.array_equal(codec.unshuffle(codec.shuffle(data), np.int32, data.shape), data)
     # A chunk we encode must be what HDF5's own gzip+shuffle pipeline decodes.
@@ -91,9 +91,21 @@ def test_sections_match_array_split():
             assert sizes.tolist() == expected
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def kernel_path(request, monkeypatch):
+    """Run a test with the numba kernels and again with the numpy fallback."""
+    from dials_mdxbg import kernels
+
+    kernels._compiled.cache_clear()
+    if request.param == "numpy":
+        monkeypatch.setenv("DIALS_MDXBG_NO_NUMBA", "1")
+    yield request.param
+    kernels._compiled.cache_clear()
+
+
 @pytest.mark.parametrize("bins", [(3, 10, 10), (4, 7, 11), (9, 37, 53), (1, 1, 1), (2, 50, 3)])
-@pytest.mark.parametrize("valid_range", [None, (0, 200), (15, 25)])
-def test_binning_equals_masked_mean(bins, valid_range):
+@pytest.mark.parametrize("valid_range", [None, (0, 200), (15, 25), (-3, 30)])
+def test_binning_equals_masked_mean(bins, valid_range, kernel_path):
     data = random_series()
     times = np.linspace(0.5, 1.5, data.shape[0])
     grid = binning.BinGrid(data.shape, bins)
@@ -106,7 +118,7 @@ def test_binning_equals_masked_mean(bins, valid_range):
     assert count.sum() == binning.valid_mask(data, valid_range).sum()
 
 
-def test_partition_does_not_change_the_result():
+def test_partition_does_not_change_the_result(kernel_path):
     data = random_series(2)
     bins = (4, 6, 9)
     grid = binning.BinGrid(data.shape, bins)
@@ -142,7 +154,7 @@ def test_excluded_pixels_and_all_masked():
     assert np.isnan(binning.finalize(empty, grid, np.ones(9))[0]).all()
 
 
-def test_standard_error_matches_numpy():
+def test_standard_error_matches_numpy(kernel_path):
     data = random_series(4)
     grid = binning.BinGrid(data.shape, (9, 37, 53))
     sums = binning.BinSums.zeros(grid.out_shape)

@@ -310,3 +310,63 @@ def test_several_imagesets(two_sweeps, tmp_path):
             equal_nan=True,
         )
     assert len(json.loads((tmp_path / "b.json").read_text())["imagesets"]) == 2
+
+
+def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
+    """mp.dask.cluster=slurm, with stand-ins for sbatch/scancel that run the job locally."""
+    pytest.importorskip("dask_jobqueue")
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(
+        "#!/bin/bash\n"
+        "# Run the job script here, in the background, like a one-node SLURM.\n"
+        'copy=$(mktemp); cp "${@: -1}" "$copy"  # dask-jobqueue deletes its script\n'
+        'setsid bash "$copy" > /dev/null 2>&1 < /dev/null &\n'
+        'echo "Submitted batch job $!"\n'
+    )
+    (fake / "scancel").write_text(
+        '#!/bin/bash\nfor j in "$@"; do kill -- -"$j" 2>/dev/null; done\n'
+    )
+    (fake / "squeue").write_text("#!/bin/bash\n")
+    for name in ("sbatch", "scancel", "squeue"):
+        (fake / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    phil = tmp_path / "slurm.phil"
+    phil.write_text(
+        "mp { method = dask\n dask { cluster = slurm\n cores = 1\n memory = 2GB\n njobs = 1\n"
+        " queue = test\n worker_timeout = 120 } }\n"
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            phil,
+            "bins=4,20,20",
+            "output.plot=None",
+            "output.binned=s.nxs",
+        ],
+        cwd=tmp_path,
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "output.plot=None",
+            "output.binned=l.nxs",
+        ],
+        cwd=tmp_path,
+    )
+    assert np.array_equal(
+        read_binned(tmp_path / "s.nxs")["signal"],
+        read_binned(tmp_path / "l.nxs")["signal"],
+        equal_nan=True,
+    )
+    # Without sbatch on the machine: one clear line.
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(":", 1)[1])
+    proc = run(
+        ["dials.mdx_bin_background", our_import, phil, "output.binned=x.nxs"],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0 and "sbatch not found" in proc.stderr

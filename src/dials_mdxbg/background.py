@@ -45,7 +45,11 @@ class BinnedMap:
 
     def extra_datasets(self) -> dict[str, np.ndarray]:
         """Datasets stored beside mdx2's signal and axes."""
-        return {"errors": self.errors, "pixel_count": self.count}
+        # float32 errors and int32 counts are plenty, and keep the file small.
+        return {
+            "errors": self.errors.astype(np.float32),
+            "pixel_count": self.count.astype(np.int32),
+        }
 
     def phi_table(self) -> list[dict]:
         """Per phi bin: centre, mean/min/max counts/s and fraction of empty bins."""

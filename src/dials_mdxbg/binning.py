@@ -107,6 +107,7 @@ class BinGrid:
     y_sizes: np.ndarray = field(init=False)
     x_sizes: np.ndarray = field(init=False)
     y_index: np.ndarray = field(init=False)
+    x_index: np.ndarray = field(init=False)
     phi_index: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +117,7 @@ class BinGrid:
         self.y_sizes = section_sizes(ny, by)
         self.x_sizes = section_sizes(nx, bx)
         self.y_index = np.repeat(np.arange(len(self.y_sizes)), self.y_sizes)
+        self.x_index = np.repeat(np.arange(len(self.x_sizes)), self.x_sizes)
         self.phi_index = np.repeat(np.arange(len(self.phi_edges) - 1), np.diff(self.phi_edges))
 
     @property
@@ -199,6 +201,15 @@ def accumulate_block(
     n, rows, nx = block.shape
     if nx != grid.shape[2]:
         raise ValueError(f"block width {nx} does not match the series width {grid.shape[2]}")
+    if excluded is None and keep is None:
+        from dials_mdxbg.kernels import bin_block
+
+        f_bins = grid.phi_index[frame0 : frame0 + n]
+        y_bins = grid.y_index[row0 : row0 + rows]
+        if bin_block(
+            block, f_bins, y_bins, grid.x_index, valid_range, sums.total, sums.count, sums.total_sq
+        ):
+            return
     valid = valid_mask(block, valid_range, excluded)
     if keep is not None:
         valid &= keep

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 from collections.abc import Callable, Iterator
 
 from dials_mdxbg.errors import InputError
@@ -69,6 +70,12 @@ def dask_client(mp) -> Iterator[object]:
                     f"mp.dask.cluster={opts.cluster} needs dask-jobqueue: pip install dask-jobqueue"
                 ) from None
             kind = getattr(dask_jobqueue, _JOBQUEUE[opts.cluster])
+            submit = kind.job_cls.submit_command
+            if not shutil.which(submit):
+                raise InputError(
+                    f"mp.dask.cluster={opts.cluster}: {submit} not found (run on a "
+                    f"{opts.cluster.upper()} submission host)"
+                )
             kwargs = {"cores": opts.cores, "memory": opts.memory, "walltime": opts.walltime}
             if opts.queue:
                 kwargs["queue"] = opts.queue
@@ -76,6 +83,13 @@ def dask_client(mp) -> Iterator[object]:
             cluster = stack.enter_context(kind(**kwargs))
             cluster.scale(jobs=opts.njobs)
             client = stack.enter_context(Client(cluster))
+        if opts.scheduler or opts.cluster != "local":
+            try:
+                client.wait_for_workers(1, timeout=opts.worker_timeout)
+            except (TimeoutError, OSError):
+                raise InputError(
+                    f"no dask worker joined within {opts.worker_timeout} s; no output written"
+                ) from None
         yield client
 
 

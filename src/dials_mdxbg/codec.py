@@ -127,5 +127,11 @@ def decode_chunk(
     """Decode one chunk stored with HDF5's (shuffle +) deflate filters."""
     raw = _deflate.decompress(payload)
     if use_shuffle:
+        if np.dtype(dtype) == np.int32:
+            from dials_mdxbg.kernels import unshuffle_int32
+
+            fast = unshuffle_int32(raw, shape)
+            if fast is not None:
+                return fast
         return unshuffle(raw, dtype, shape)
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()

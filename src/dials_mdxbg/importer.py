@@ -70,8 +70,6 @@ def import_frames(
     """
     n = source.n_frames
     ny, nx = source.frame_shape
-    masked_dynamic = 0
-    t_read = 0.0
     progress = Progress(n, "frames")
     logger.info(
         "Importing %d frames of %d x %d pixels into %s (chunks %s, %s)",
@@ -91,13 +89,7 @@ def import_frames(
         provenance=provenance,
         split=split,
     ) as writer:
-        for k in range(n):
-            t0 = time.perf_counter()
-            planes, n_masked = source.read_planes(k)
-            t_read += time.perf_counter() - t0
-            masked_dynamic += n_masked
-            writer.add_frame(planes)
-            progress.update(k + 1)
+        masked_dynamic, t_read = _stream_frames(source, writer, 0, n, progress)
     return _summary(
         source,
         output,
@@ -171,14 +163,27 @@ def import_part(
     experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
     source = frame_source(experiments, **selection)
     start, stop = frame_range
-    masked = 0
     axes = source.axes.frames(start, stop)
     with ImageSeriesWriter(Path(part_path), axes, chunks, level=level, resizable=True) as writer:
-        for k in range(start, stop):
-            planes, n_masked = source.read_planes(k)
-            masked += n_masked
-            writer.add_frame(planes)
+        masked, _ = _stream_frames(source, writer, start, stop)
     return {"path": part_path, "frames": [start, stop], "masked_dynamic": masked}
+
+
+def _stream_frames(
+    source: FrameSource, writer: ImageSeriesWriter, start: int, stop: int, progress=None
+) -> tuple[int, float]:
+    """Read, mask and hand frames [start, stop) to the writer; (masked pixels, read seconds)."""
+    masked = 0
+    t_read = 0.0
+    for k in range(start, stop):
+        t0 = time.perf_counter()
+        planes, n_masked = source.read_planes(k)
+        t_read += time.perf_counter() - t0
+        masked += n_masked
+        writer.add_frame(planes)
+        if progress is not None:
+            progress.update(k + 1 - start)
+    return masked, t_read
 
 
 def import_frames_dask(

@@ -67,7 +67,45 @@ def _compiled():
             p3[i] = u >> 24
         return n_dynamic
 
-    return mask_frame, mask_to_planes
+    @numba.njit(nogil=True, cache=True)
+    def unshuffle4(planes, out):  # pragma: no cover - compiled
+        n = out.size
+        for i in range(n):
+            out[i] = (
+                np.uint32(planes[i])
+                | (np.uint32(planes[n + i]) << 8)
+                | (np.uint32(planes[2 * n + i]) << 16)
+                | (np.uint32(planes[3 * n + i]) << 24)
+            )
+
+    @numba.njit(nogil=True, cache=True)
+    def bin_block(block, f_bins, y_bins, x_bins, lo, hi, total, count, total_sq):
+        # pragma: no cover - compiled
+        n, rows, nx = block.shape
+        nbx = total.shape[2]
+        row_total = np.zeros(nbx, dtype=np.int64)
+        row_count = np.zeros(nbx, dtype=np.int64)
+        row_sq = np.zeros(nbx, dtype=np.float64)
+        for f in range(n):
+            fb = f_bins[f]
+            for y in range(rows):
+                yb = y_bins[y]
+                row_total[:] = 0
+                row_count[:] = 0
+                row_sq[:] = 0.0
+                for x in range(nx):
+                    v = block[f, y, x]
+                    if v != -1 and v >= lo and v <= hi:
+                        xb = x_bins[x]
+                        row_total[xb] += v
+                        row_count[xb] += 1
+                        row_sq[xb] += float(v) * float(v)
+                for xb in range(nbx):
+                    total[fb, yb, xb] += row_total[xb]
+                    count[fb, yb, xb] += row_count[xb]
+                    total_sq[fb, yb, xb] += row_sq[xb]
+
+    return mask_frame, mask_to_planes, unshuffle4, bin_block
 
 
 def have_numba() -> bool:
@@ -124,4 +162,35 @@ def mask_to_planes(
     return planes, int(n_dynamic)
 
 
-__all__ = ["MASKED_VALUE", "have_numba", "mask_frame", "mask_to_planes"]
+def unshuffle_int32(raw: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Compiled inverse of the HDF5 shuffle for int32, or None without numba."""
+    kernels = _compiled()
+    if kernels is None:
+        return None
+    out = np.empty(int(np.prod(shape)), dtype=np.uint32)
+    kernels[2](np.frombuffer(raw, dtype=np.uint8), out)
+    return out.view(np.int32).reshape(shape)
+
+
+def bin_block(block, f_bins, y_bins, x_bins, valid_range, total, count, total_sq) -> bool:
+    """Add a block's valid counts into the bin sums in one pass; False without numba.
+
+    Integer sums, so the result is the same as the numpy path to the last bit.
+    """
+    kernels = _compiled()
+    if kernels is None or block.dtype != np.int32:
+        return False
+    info = np.iinfo(np.int32)
+    lo, hi = valid_range if valid_range is not None else (info.min, info.max)
+    kernels[3](block, f_bins, y_bins, x_bins, int(lo), int(hi), total, count, total_sq)
+    return True
+
+
+__all__ = [
+    "MASKED_VALUE",
+    "bin_block",
+    "have_numba",
+    "mask_frame",
+    "mask_to_planes",
+    "unshuffle_int32",
+]

@@ -696,5 +696,8 @@ def write_binned(
             for name, values in zip(("phi", "iy", "ix"), axes):
                 group.create_dataset(name, data=np.asarray(values, dtype=np.float64))
             for name, values in extra.items():
-                group.create_dataset(name, data=values)
+                # Extras are ours alone: compress them (mdx2's own fields stay plain).
+                group.create_dataset(
+                    name, data=values, compression="gzip", compression_opts=4, shuffle=True
+                )
             entry.attrs["default"] = BINNED

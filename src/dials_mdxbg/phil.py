@@ -59,6 +59,9 @@ mp {
     timeout = 30
       .type = int(value_min=1)
       .help = "Seconds to wait for the scheduler."
+    worker_timeout = 600
+      .type = int(value_min=1)
+      .help = "Seconds to wait for a first worker (batch jobs may queue)."
     frames_per_task = None
       .type = int(value_min=1)
       .help = "Frames per task (rounded up to whole chunks). Default: about"
