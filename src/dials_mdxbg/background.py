@@ -344,10 +344,10 @@ def bin_source(
     estimator: str = "mean",
     n_sigma: float = 5.0,
     nproc: int = 1,
-    client=None,
+    engine=None,
     frames_per_task: int | None = None,
 ) -> tuple[BinnedMap, int]:
-    """Bin ``src`` here (``nproc`` threads) or as frame-range tasks on a dask ``client``.
+    """Bin ``src`` here, or as frame-range tasks on an engine (processes or dask).
 
     Integer sums make both give the same map to the last bit, whatever the
     partition. Returns the map and the number of frames binned.
@@ -356,7 +356,7 @@ def bin_source(
         n = axes.shape[0]
         grid = BinGrid(axes.shape, bins)
         progress = Progress(n, "frames")
-        if client is None:
+        if engine is None:
 
             def sums_for(threshold):
                 tasks = tasks_for(None, progress)()
@@ -365,14 +365,24 @@ def bin_source(
         else:
             from dials_mdxbg.cluster import frame_ranges, run_tasks
 
-            workers = max(1, len(client.scheduler_info().get("workers", {})))
-            parts = math.ceil(n / frames_per_task) if frames_per_task else 4 * workers
+            workers = engine.n_workers
+            parts = (
+                math.ceil(n / frames_per_task)
+                if frames_per_task
+                else engine.tasks_per_worker * workers
+            )
             ranges = frame_ranges(n, parts, block_frames)
-            logger.info("Binning %d frames as %d dask tasks on %d workers", n, len(ranges), workers)
+            logger.info(
+                "Binning %d frames as %d tasks on %d %s workers",
+                n,
+                len(ranges),
+                workers,
+                engine.name,
+            )
 
             def sums_for(threshold):
                 arguments = [(src, bins, valid_range, r, threshold) for r in ranges]
-                results = run_tasks(client, range_sums, arguments, "frame ranges")
+                results = run_tasks(engine, range_sums, arguments, "frame ranges")
                 total = BinSums.zeros(grid.out_shape)
                 for part in results:
                     total.merge(part)

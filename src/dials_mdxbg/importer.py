@@ -186,8 +186,8 @@ def _stream_frames(
     return masked, t_read
 
 
-def import_frames_dask(
-    client,
+def import_frames_parallel(
+    engine,
     experiments_json: str,
     selection: dict,
     source: FrameSource,
@@ -198,7 +198,7 @@ def import_frames_dask(
     provenance: dict | None = None,
     frames_per_task: int | None = None,
 ) -> dict:
-    """Import on a dask cluster: each task writes a part; the output appears when all have.
+    """Import as frame-range tasks (dask or local processes); the output appears when all are done.
 
     Parts are written into a private folder unique to this run
     (``.<name>_parts.part-<pid>-<token>``), so concurrent runs never mix
@@ -213,19 +213,20 @@ def import_frames_dask(
     # Absolute: workers may run in another directory (or on another machine).
     parts_home = output.resolve().parent
     n = source.n_frames
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    n_workers = engine.n_workers
     if frames_per_task:
         ranges = frame_ranges(n, math.ceil(n / frames_per_task), chunks[0])
     else:
-        ranges = frame_ranges(n, 4 * n_workers, chunks[0])
+        ranges = frame_ranges(n, engine.tasks_per_worker * n_workers, chunks[0])
     parts_dir = parts_home / f".{output.stem}_parts.part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     parts_dir.mkdir()
     progress = Progress(n, "frames")
     logger.info(
-        "Importing %d frames as %d dask tasks on %d workers into %s",
+        "Importing %d frames as %d tasks on %d %s workers into %s",
         n,
         len(ranges),
         n_workers,
+        engine.name,
         output,
     )
     try:
@@ -240,7 +241,7 @@ def import_frames_dask(
             )
             for i, r in enumerate(ranges)
         ]
-        results = run_tasks(client, import_part, arguments, "parts")
+        results = run_tasks(engine, import_part, arguments, "parts")
         parts = [(Path(r["path"]), *r["frames"]) for r in results]
         for stray in parts_dir.glob(".*.part-*"):  # left by a retried task
             stray.unlink()
@@ -257,5 +258,5 @@ def import_frames_dask(
         masked_dynamic,
         progress.elapsed,
         None,
-        {"engine": "dask", "tasks": len(ranges), "workers": n_workers},
+        {"engine": engine.name, "tasks": len(ranges), "workers": n_workers},
     )

@@ -45,7 +45,7 @@ from dials_mdxbg.cli import (
     versions,
     write_json,
 )
-from dials_mdxbg.cluster import dask_client
+from dials_mdxbg.cluster import task_engine
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames import frame_source, selections, with_imageset
 from dials_mdxbg.nexus import check_writable, is_image_series_file, write_binned
@@ -124,11 +124,9 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
                 src = BinSource(experiments=experiments_json, selection=selection)
                 jobs.append((src, index, source.description))
         with contextlib.ExitStack() as stack:
-            client = None
-            if params.mp.method == "dask":
-                client = stack.enter_context(dask_client(params.mp))
+            engine = stack.enter_context(task_engine(params.mp))
             summaries = [
-                _bin_one(src, index, described, params, phil, bins, valid_range, client)
+                _bin_one(src, index, described, params, phil, bins, valid_range, engine)
                 for src, index, described in jobs
             ]
         summary = summaries[0] if len(summaries) == 1 else {"imagesets": summaries}
@@ -137,7 +135,7 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
         write_json(params.output.json, summary)
 
 
-def _bin_one(src, index, described, params, phil, bins, valid_range, client) -> dict:
+def _bin_one(src, index, described, params, phil, bins, valid_range, engine) -> dict:
     """Bin one input (``index`` names the outputs when there are several imagesets)."""
     binned_path = with_imageset(params.output.binned, index)
     plot_path = with_imageset(params.output.plot, index)
@@ -154,7 +152,7 @@ def _bin_one(src, index, described, params, phil, bins, valid_range, client) -> 
         params.estimator,
         params.clip.n_sigma,
         params.mp.nproc,
-        client,
+        engine,
         params.mp.dask.frames_per_task,
     )
     seconds = round(time.perf_counter() - t0, 3)

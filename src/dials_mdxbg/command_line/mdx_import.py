@@ -46,9 +46,9 @@ from dials_mdxbg.cli import (
     versions,
     write_json,
 )
-from dials_mdxbg.cluster import dask_client
+from dials_mdxbg.cluster import task_engine
 from dials_mdxbg.frames import frame_source, selections, with_imageset
-from dials_mdxbg.importer import import_frames, import_frames_dask, resolve_chunks
+from dials_mdxbg.importer import import_frames, import_frames_parallel, resolve_chunks
 from dials_mdxbg.phil import import_phil_scope as phil_scope
 
 logger = logging.getLogger("dials.mdx_import")
@@ -73,11 +73,9 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
         runs = selections(experiments, params)
         experiments_json = json.dumps(experiments.to_dict(), default=str)
         with contextlib.ExitStack() as stack:
-            client = None
-            if params.mp.method == "dask":
-                client = stack.enter_context(dask_client(params.mp))
+            engine = stack.enter_context(task_engine(params.mp))
             summaries = [
-                _import_one(params, phil, experiments_json, experiments, selection, index, client)
+                _import_one(params, phil, experiments_json, experiments, selection, index, engine)
                 for selection, index in runs
             ]
         summary = summaries[0] if len(summaries) == 1 else {"imagesets": summaries}
@@ -86,7 +84,7 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
         write_json(params.output.json, summary)
 
 
-def _import_one(params, phil, experiments_json, experiments, selection, index, client) -> dict:
+def _import_one(params, phil, experiments_json, experiments, selection, index, engine) -> dict:
     """Import one imageset (``index`` names the output when there are several)."""
     source = frame_source(experiments, **selection)
     output = with_imageset(params.output.data, index)
@@ -101,9 +99,9 @@ def _import_one(params, phil, experiments_json, experiments, selection, index, c
         "imageset": json.dumps(selection["imageset"]),
     }
     split = params.output.layout == "split"
-    if client is not None:
-        summary = import_frames_dask(
-            client,
+    if engine is not None:
+        summary = import_frames_parallel(
+            engine,
             experiments_json,
             selection,
             source,
