@@ -122,6 +122,8 @@ def test_extras_plot_json_and_preset(sweep, our_import, tmp_path):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["bins"] == [10, 20, 20] and summary["valid_range"] == [0, 200]
     assert len(summary["per_phi_bin"]) == 2 and summary["input_kind"] == "experiments"
+    assert summary["pixel_values_used"] == int(out["pixel_count"].sum())
+    assert summary["pixel_values_total"] == 12 * 407 * 1475 > summary["pixel_values_used"]
     with h5py.File(tmp_path / "bkg_data_binned.nxs") as f:
         g = f["entry/binned_image_series"]
         assert g.attrs["mdx2_module"] == "mdx2.geometry" and g.attrs["mdx2_class"] == "GridData"
@@ -206,3 +208,27 @@ def test_clipped_mean_rejects_zingers(our_import, tmp_path):
     assert np.nanmax(excess) > 10
     assert np.nanmedian(np.abs(excess)) < 0.5
     assert (clipped["pixel_count"] <= mean["pixel_count"]).all()
+
+
+def test_nexpy_view_of_both_files(our_import, tmp_path):
+    """NeXpy opens files through nexusformat: signal, axes and error bars must resolve."""
+    from nexusformat.nexus import nxload
+
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "output.binned=n.nxs",
+            "output.plot=None",
+        ],
+        cwd=tmp_path,
+    )
+    series = nxload(str(our_import))["entry/image_series"]
+    assert series.nxsignal.nxname == "data" and series.nxsignal.shape == (12, 407, 1475)
+    assert [a.nxname for a in series.nxaxes] == ["phi", "iy", "ix"]
+    binned = nxload(str(tmp_path / "n.nxs"))["entry/binned_image_series"]
+    assert binned.nxsignal.nxname == "signal"
+    assert [a.nxname for a in binned.nxaxes] == ["phi", "iy", "ix"]
+    assert binned.nxerrors is not None and binned.nxerrors.shape == binned.nxsignal.shape
+    assert "dials.mdx_bin_background" in nxload(str(tmp_path / "n.nxs")).entry.dials_mdxbg.tree

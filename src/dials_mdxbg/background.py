@@ -42,6 +42,7 @@ class BinnedMap:
     errors: np.ndarray
     count: np.ndarray
     estimator: str
+    ny_nx: tuple[int, int] = (0, 0)
 
     def extra_datasets(self) -> dict[str, np.ndarray]:
         """Datasets stored beside mdx2's signal and axes."""
@@ -200,6 +201,7 @@ def bin_map(
         errors=errors,
         count=count,
         estimator=estimator,
+        ny_nx=axes.shape[1:],
     )
 
 

@@ -122,6 +122,12 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
                 # Validate here, before any work, with the one-line errors.
                 source = frame_source(experiments, **selection)
                 src = BinSource(experiments=experiments_json, selection=selection)
+                logger.info(
+                    "%s: %d frames; statically masked pixels per frame: %s",
+                    source.description,
+                    source.n_frames,
+                    source.masked_static,
+                )
                 jobs.append((src, index, source.description))
         with contextlib.ExitStack() as stack:
             engine = stack.enter_context(task_engine(params.mp))
@@ -162,7 +168,23 @@ def _bin_one(src, index, described, params, phil, bins, valid_range, engine) -> 
         logger.warning("Warning: every pixel is masked or outside valid_range; the map is all NaN")
     elif empty:
         logger.info("%d of %d bins have no valid pixel (NaN)", empty, binned.count.size)
-    input_info = {"input": described, "input_kind": kind, "frames": n_frames}
+    used = int(binned.count.sum())
+    pixels = n_frames * int(binned.ny_nx[0]) * int(binned.ny_nx[1])
+    logger.info(
+        "%d frames: %d of %d pixel values used (%.2f%%); the rest are masked (-1), "
+        "outside valid_range or in the mask",
+        n_frames,
+        used,
+        pixels,
+        100.0 * used / pixels,
+    )
+    input_info = {
+        "input": described,
+        "input_kind": kind,
+        "frames": n_frames,
+        "pixel_values_used": used,
+        "pixel_values_total": pixels,
+    }
     if index is not None:
         input_info["imageset"] = index
     provenance = {

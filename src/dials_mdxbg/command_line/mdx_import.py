@@ -7,7 +7,8 @@ exposure_times), so mdx2.bin_image_series, mdx2.find_peaks, mdx2.integrate and
 NeXpy read it unchanged. Masked pixels are those dxtbx calls invalid: outside
 the trusted range, module gaps and the format's static mask, the experiment
 list's mask, an optional dials.generate_mask mask, and the goniometer shadow
-when requested. Frames are streamed: memory holds one chunk of frames.
+when requested. Frames are streamed: memory holds a frame or two and the
+compressed current slab, never the sweep.
 
 An experiment list with several imagesets needs imageset=N (0-based), or
 all_imagesets=True for one output per imageset (<name>_imageset<N>.nxs); the
