@@ -107,7 +107,7 @@ class BinGrid:
     y_sizes: np.ndarray = field(init=False)
     x_sizes: np.ndarray = field(init=False)
     y_index: np.ndarray = field(init=False)
-    x_index: np.ndarray = field(init=False)
+    x_edges: np.ndarray = field(init=False)
     phi_index: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,7 +117,7 @@ class BinGrid:
         self.y_sizes = section_sizes(ny, by)
         self.x_sizes = section_sizes(nx, bx)
         self.y_index = np.repeat(np.arange(len(self.y_sizes)), self.y_sizes)
-        self.x_index = np.repeat(np.arange(len(self.x_sizes)), self.x_sizes)
+        self.x_edges = np.concatenate([[0], np.cumsum(self.x_sizes)])
         self.phi_index = np.repeat(np.arange(len(self.phi_edges) - 1), np.diff(self.phi_edges))
 
     @property
@@ -207,7 +207,7 @@ def accumulate_block(
         f_bins = grid.phi_index[frame0 : frame0 + n]
         y_bins = grid.y_index[row0 : row0 + rows]
         if bin_block(
-            block, f_bins, y_bins, grid.x_index, valid_range, sums.total, sums.count, sums.total_sq
+            block, f_bins, y_bins, grid.x_edges, valid_range, sums.total, sums.count, sums.total_sq
         ):
             return
     valid = valid_mask(block, valid_range, excluded)

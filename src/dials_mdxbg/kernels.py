@@ -79,31 +79,32 @@ def _compiled():
             )
 
     @numba.njit(nogil=True, cache=True)
-    def bin_block(block, f_bins, y_bins, x_bins, lo, hi, total, count, total_sq):
+    def bin_block(block, f_bins, y_bins, x_edges, lo, hi, total, count, total_sq):
         # pragma: no cover - compiled
-        n, rows, nx = block.shape
-        nbx = total.shape[2]
-        row_total = np.zeros(nbx, dtype=np.int64)
-        row_count = np.zeros(nbx, dtype=np.int64)
-        row_sq = np.zeros(nbx, dtype=np.float64)
+        n, rows, _ = block.shape
+        nbx = x_edges.size - 1
+        span = np.uint32(hi - lo)
         for f in range(n):
             fb = f_bins[f]
             for y in range(rows):
                 yb = y_bins[y]
-                row_total[:] = 0
-                row_count[:] = 0
-                row_sq[:] = 0.0
-                for x in range(nx):
-                    v = block[f, y, x]
-                    if v != -1 and v >= lo and v <= hi:
-                        xb = x_bins[x]
-                        row_total[xb] += v
-                        row_count[xb] += 1
-                        row_sq[xb] += float(v) * float(v)
+                row = block[f, y]
+                # One tight loop per x bin, with scalar accumulators.
                 for xb in range(nbx):
-                    total[fb, yb, xb] += row_total[xb]
-                    count[fb, yb, xb] += row_count[xb]
-                    total_sq[fb, yb, xb] += row_sq[xb]
+                    s = 0
+                    c = 0
+                    q = 0.0
+                    for x in range(x_edges[xb], x_edges[xb + 1]):
+                        v = row[x]
+                        # One unsigned compare for lo <= v <= hi (v - lo wraps
+                        # when below); -1 needs its own test only if lo < 0.
+                        if np.uint32(v - lo) <= span and (lo >= 0 or v != -1):
+                            s += v
+                            c += 1
+                            q += float(v) * float(v)
+                    total[fb, yb, xb] += s
+                    count[fb, yb, xb] += c
+                    total_sq[fb, yb, xb] += q
 
     return mask_frame, mask_to_planes, unshuffle4, bin_block
 
@@ -172,7 +173,7 @@ def unshuffle_int32(raw: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     return out.view(np.int32).reshape(shape)
 
 
-def bin_block(block, f_bins, y_bins, x_bins, valid_range, total, count, total_sq) -> bool:
+def bin_block(block, f_bins, y_bins, x_edges, valid_range, total, count, total_sq) -> bool:
     """Add a block's valid counts into the bin sums in one pass; False without numba.
 
     Integer sums, so the result is the same as the numpy path to the last bit.
@@ -182,7 +183,8 @@ def bin_block(block, f_bins, y_bins, x_bins, valid_range, total, count, total_sq
         return False
     info = np.iinfo(np.int32)
     lo, hi = valid_range if valid_range is not None else (info.min, info.max)
-    kernels[3](block, f_bins, y_bins, x_bins, int(lo), int(hi), total, count, total_sq)
+    lo, hi = max(int(lo), info.min), min(int(hi), info.max)
+    kernels[3](block, f_bins, y_bins, x_edges, np.int32(lo), np.int32(hi), total, count, total_sq)
     return True
 
 
