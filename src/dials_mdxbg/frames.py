@@ -165,10 +165,10 @@ class FrameSource:
         raw, extra = self._raw(k)
         return kernels.mask_frame(raw, self.static_valid, self.trusted_range, extra)
 
-    def read_planes(self, k: int) -> tuple[np.ndarray, int]:
+    def read_planes(self, k: int, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Frame ``k`` masked and split into HDF5 shuffle byte planes (4, ny, nx)."""
         raw, extra = self._raw(k)
-        return kernels.mask_to_planes(raw, self.static_valid, self.trusted_range, extra)
+        return kernels.mask_to_planes(raw, self.static_valid, self.trusted_range, extra, out)
 
 
 def _load_dials_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:

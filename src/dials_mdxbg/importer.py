@@ -175,9 +175,13 @@ def _stream_frames(
     """Read, mask and hand frames [start, stop) to the writer; (masked pixels, read seconds)."""
     masked = 0
     t_read = 0.0
+    # A ring of plane buffers, one more than the frames the writer keeps in
+    # flight, so a buffer is only refilled once its frame is compressed.
+    ny, nx = source.frame_shape
+    ring = [np.empty((4, ny, nx), dtype=np.uint8) for _ in range(writer.frames_in_flight + 1)]
     for k in range(start, stop):
         t0 = time.perf_counter()
-        planes, n_masked = source.read_planes(k)
+        planes, n_masked = source.read_planes(k, out=ring[k % len(ring)])
         t_read += time.perf_counter() - t0
         masked += n_masked
         writer.add_frame(planes)

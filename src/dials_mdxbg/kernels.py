@@ -144,21 +144,24 @@ def mask_to_planes(
     static_valid: np.ndarray | None,
     trusted_range: tuple[float, float],
     extra_valid: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Mask a frame and return it as HDF5 shuffle byte planes, shape (4, ny, nx) uint8.
 
     ``planes[k, y, x]`` is byte ``k`` (little-endian) of the masked int32
     value, so a chunk's shuffled bytes are its tiles' planes in order.
+    ``out`` (uint8, (4, ny, nx)) is reused when given: a fresh 25 MB array
+    per 6M frame would otherwise churn the allocator and grow the process.
     """
     if not _kernel_ready(raw, static_valid, extra_valid):
         masked, n_dynamic = apply_mask(raw, static_valid, trusted_range, extra_valid)
         as_bytes = masked.astype("<i4", copy=False).view(np.uint8).reshape(*masked.shape, 4)
-        planes = np.empty((4, *masked.shape), dtype=np.uint8)
+        planes = out if out is not None else np.empty((4, *masked.shape), dtype=np.uint8)
         for k in range(4):
             planes[k] = as_bytes[:, :, k]
         return planes, n_dynamic
     lo, hi = _integer_bounds(trusted_range, raw.dtype)
-    planes = np.empty((4, *raw.shape), dtype=np.uint8)
+    planes = out if out is not None else np.empty((4, *raw.shape), dtype=np.uint8)
     n_dynamic = _compiled()[1](raw, static_valid, lo, hi, planes)
     return planes, int(n_dynamic)
 

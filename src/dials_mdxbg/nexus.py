@@ -183,8 +183,11 @@ class _SlabEncoder:
     slab plus a frame or two in flight.
     """
 
-    def __init__(self, shape, chunks, level: int, pool: ThreadPoolExecutor | None):
+    def __init__(
+        self, shape, chunks, level: int, pool: ThreadPoolExecutor | None, max_inflight: int = 1
+    ):
         _, ny, nx = shape
+        self.max_inflight = max_inflight
         self.chunks = chunks
         self.level = level
         self.pool = pool
@@ -218,7 +221,7 @@ class _SlabEncoder:
         self._frames.append(futures)
         # Bound the frames in flight: each holds its planes until encoded.
         self._inflight.append(futures)
-        while len(self._inflight) > self.pool._max_workers:
+        while len(self._inflight) > self.max_inflight:
             for future in self._inflight.popleft():
                 future.result()
 
@@ -292,7 +295,9 @@ class ImageSeriesWriter:
         stack = self._stack
         self._tmp = stack.enter_context(atomic_path(self.path))
         pool = stack.enter_context(ThreadPoolExecutor(self.nthreads)) if self.nthreads > 1 else None
-        self._encoder = _SlabEncoder(self.axes.shape, self.chunks, self.level, pool)
+        self._encoder = _SlabEncoder(
+            self.axes.shape, self.chunks, self.level, pool, self.frames_in_flight
+        )
         self._file, entry = _new_file(self._tmp, self.path, self.provenance)
         stack.callback(self._file.close)
         if self.split:
@@ -310,6 +315,11 @@ class ImageSeriesWriter:
             )
         self._slab_start = 0
         return self
+
+    @property
+    def frames_in_flight(self) -> int:
+        """At most this many added frames may still be read by compression threads."""
+        return self.nthreads if self.nthreads > 1 else 0
 
     def add_frame(self, planes: np.ndarray) -> None:
         """Append the next frame, given as byte planes (4, ny, nx) uint8."""
