@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 
@@ -152,7 +151,7 @@ def test_images_given_directly(sweep, our_import, tmp_path):
     assert np.array_equal(read_series(tmp_path / "i.nxs")["data"], read_series(our_import)["data"])
 
 
-def test_split_layout_moves_and_opens_anywhere(sweep, our_import, tmp_path):
+def test_split_layout_moves_and_opens_anywhere(sweep, our_import, tmp_path, monkeypatch):
     from mdx2.io import loadobj
 
     out = tmp_path / "a" / "split.nxs"
@@ -172,7 +171,7 @@ def test_split_layout_moves_and_opens_anywhere(sweep, our_import, tmp_path):
     # Move the set elsewhere and read it from an unrelated working directory.
     moved = tmp_path / "elsewhere"
     shutil.move(str(tmp_path / "a"), moved)
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     expected = read_series(our_import)["data"]
     assert np.array_equal(read_series(moved / "split.nxs")["data"], expected)
     series = loadobj(str(moved / "split.nxs"), "image_series")

@@ -56,7 +56,7 @@ def test_dask_import_equals_single_process(sweep, our_import, cluster, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.nxs", "dials.mdx_import.log"]
 
 
-def test_dask_split_layout_is_movable(sweep, our_import, cluster, tmp_path):
+def test_dask_split_layout_is_movable(sweep, our_import, cluster, tmp_path, monkeypatch):
     from mdx2.io import loadobj
 
     address = f"mp.dask.scheduler={cluster.scheduler_address}"
@@ -76,7 +76,7 @@ def test_dask_split_layout_is_movable(sweep, our_import, cluster, tmp_path):
     moved.mkdir()
     (tmp_path / "s.nxs").rename(moved / "s.nxs")
     (tmp_path / "s_parts").rename(moved / "s_parts")
-    os.chdir(tmp_path.parent)
+    monkeypatch.chdir(tmp_path.parent)
     expected = read_series(our_import)["data"]
     assert np.array_equal(read_series(moved / "s.nxs")["data"], expected)
     assert np.array_equal(loadobj(str(moved / "s.nxs"), "image_series").data.nxdata, expected)
@@ -132,7 +132,7 @@ def test_local_dask_cluster_started_by_the_command(sweep, our_import, tmp_path):
 
 def test_killed_worker_leaves_nothing_and_rerun_is_clean(tmp_path):
     """Kill the dask workers mid-import: no output that looks valid; a re-run succeeds."""
-    spec = SweepSpec(n_frames=40, modules=(3, 2), seed=5)
+    spec = SweepSpec(n_frames=60, modules=(3, 2), seed=5)  # long enough to kill mid-run
     images = write_sweep(tmp_path / "img", spec)
     from dials_mdxbg.synthetic import import_sweep
 
