@@ -80,16 +80,26 @@ def import_frames(
         chunks,
         "compiled kernels" if kernels.have_numba() else "numpy kernels",
     )
-    with ImageSeriesWriter(
-        output,
-        source.axes,
-        chunks,
-        level=level,
-        nthreads=nproc,
-        provenance=provenance,
-        split=split,
-    ) as writer:
-        masked_dynamic, t_read = _stream_frames(source, writer, 0, n, progress)
+    if split:
+        # One part file per slab of frames, joined like the parts of a dask run.
+        ranges = [(a, min(a + chunks[0], n)) for a in range(0, n, chunks[0])]
+
+        def write_parts(parts_dir: Path) -> list[dict]:
+            return [
+                write_part(
+                    source, r, parts_dir / _part_name(output, i), chunks, level, nproc, progress
+                )
+                for i, r in enumerate(ranges)
+            ]
+
+        results = _via_parts(output, source, chunks, level, split, provenance, write_parts)
+        masked_dynamic = sum(r["masked_dynamic"] for r in results)
+        t_read = sum(r["read_seconds"] for r in results)
+    else:
+        with ImageSeriesWriter(
+            output, source.axes, chunks, level=level, nthreads=nproc, provenance=provenance
+        ) as writer:
+            masked_dynamic, t_read = _stream_frames(source, writer, 0, n, progress)
     return _summary(
         source,
         output,
@@ -162,15 +172,75 @@ def import_part(
 
     experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
     source = frame_source(experiments, **selection)
+    return write_part(source, frame_range, Path(part_path), chunks, level)
+
+
+def write_part(
+    source: FrameSource,
+    frame_range: tuple[int, int],
+    part_path: Path,
+    chunks: tuple[int, int, int],
+    level: int,
+    nthreads: int = 1,
+    progress: Progress | None = None,
+) -> dict:
+    """Frames [a, b) into a part file: a loadable image series of those frames.
+
+    Its frame axis is resizable, so the chunks keep the full depth and can be
+    copied as they are into the whole series (see ``assemble_series``).
+    """
     start, stop = frame_range
     axes = source.axes.frames(start, stop)
-    with ImageSeriesWriter(Path(part_path), axes, chunks, level=level, resizable=True) as writer:
-        masked, _ = _stream_frames(source, writer, start, stop)
-    return {"path": part_path, "frames": [start, stop], "masked_dynamic": masked}
+    with ImageSeriesWriter(
+        part_path, axes, chunks, level=level, nthreads=nthreads, resizable=True
+    ) as writer:
+        masked, t_read = _stream_frames(source, writer, start, stop, progress, start)
+    return {
+        "path": str(part_path),
+        "frames": [start, stop],
+        "masked_dynamic": masked,
+        "read_seconds": t_read,
+    }
+
+
+def _part_name(output: Path, index: int) -> str:
+    return f"{Path(output).stem}_{index:05d}.nxs"
+
+
+def _via_parts(output, source, chunks, level, split, provenance, write_parts) -> list[dict]:
+    """Write parts into a folder private to this run, then join them into ``output``.
+
+    The folder (``.<name>_parts.part-<pid>-<token>``) keeps concurrent runs
+    apart; any failure removes it, so nothing that looks valid is left and a
+    re-run starts clean.
+    """
+    from dials_mdxbg.nexus import assemble_series, check_writable
+
+    output = Path(output)
+    check_writable(output)
+    # Absolute: workers may run in another directory (or on another machine).
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    parts_dir = output.resolve().parent / f".{output.stem}_parts.part-{token}"
+    parts_dir.mkdir()
+    try:
+        results = write_parts(parts_dir)
+        parts = [(Path(r["path"]), *r["frames"]) for r in results]
+        for stray in parts_dir.glob(".*.part-*"):  # left by a retried task
+            stray.unlink()
+        assemble_series(output, source.axes, chunks, level, parts, parts_dir, split, provenance)
+    finally:
+        if parts_dir.exists():
+            shutil.rmtree(parts_dir)
+    return results
 
 
 def _stream_frames(
-    source: FrameSource, writer: ImageSeriesWriter, start: int, stop: int, progress=None
+    source: FrameSource,
+    writer: ImageSeriesWriter,
+    start: int,
+    stop: int,
+    progress: Progress | None = None,
+    done_before: int = 0,
 ) -> tuple[int, float]:
     """Read, mask and hand frames [start, stop) to the writer; (masked pixels, read seconds)."""
     masked = 0
@@ -186,7 +256,7 @@ def _stream_frames(
         masked += n_masked
         writer.add_frame(planes)
         if progress is not None:
-            progress.update(k + 1 - start)
+            progress.update(done_before + k + 1 - start)
     return masked, t_read
 
 
@@ -202,28 +272,15 @@ def import_frames_parallel(
     provenance: dict | None = None,
     frames_per_task: int | None = None,
 ) -> dict:
-    """Import as frame-range tasks (dask or local processes); the output appears when all are done.
-
-    Parts are written into a private folder unique to this run
-    (``.<name>_parts.part-<pid>-<token>``), so concurrent runs never mix
-    parts. Any failure removes that folder: nothing that looks valid is left,
-    and a re-run starts clean.
-    """
+    """Import as frame-range tasks on a dask engine; the output appears when all are done."""
     from dials_mdxbg.cluster import frame_ranges, run_tasks
-    from dials_mdxbg.nexus import assemble_series, check_writable
 
-    output = Path(output)
-    check_writable(output)
-    # Absolute: workers may run in another directory (or on another machine).
-    parts_home = output.resolve().parent
     n = source.n_frames
     n_workers = engine.n_workers
     if frames_per_task:
         ranges = frame_ranges(n, math.ceil(n / frames_per_task), chunks[0])
     else:
         ranges = frame_ranges(n, engine.tasks_per_worker * n_workers, chunks[0])
-    parts_dir = parts_home / f".{output.stem}_parts.part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    parts_dir.mkdir()
     progress = Progress(n, "frames")
     logger.info(
         "Importing %d frames as %d tasks on %d %s workers into %s",
@@ -233,26 +290,15 @@ def import_frames_parallel(
         engine.name,
         output,
     )
-    try:
+
+    def write_parts(parts_dir: Path) -> list[dict]:
         arguments = [
-            (
-                experiments_json,
-                selection,
-                r,
-                str(parts_dir / f"{output.stem}_{i:05d}.nxs"),
-                chunks,
-                level,
-            )
+            (experiments_json, selection, r, str(parts_dir / _part_name(output, i)), chunks, level)
             for i, r in enumerate(ranges)
         ]
-        results = run_tasks(engine, import_part, arguments, "parts")
-        parts = [(Path(r["path"]), *r["frames"]) for r in results]
-        for stray in parts_dir.glob(".*.part-*"):  # left by a retried task
-            stray.unlink()
-        assemble_series(output, source.axes, chunks, level, parts, parts_dir, split, provenance)
-    finally:
-        if parts_dir.exists():
-            shutil.rmtree(parts_dir)
+        return run_tasks(engine, import_part, arguments, "parts")
+
+    results = _via_parts(output, source, chunks, level, split, provenance, write_parts)
     masked_dynamic = sum(r["masked_dynamic"] for r in results)
     return _summary(
         source,

@@ -255,12 +255,8 @@ class ImageSeriesWriter:
 
     Use as a context manager and call :meth:`add_frame` with each frame's
     byte planes (:func:`dials_mdxbg.kernels.mask_to_planes`), in order.
-
-    With ``split=True`` the pixels go into one part file per slab of frames
-    (each itself a loadable mdx2 image series, like mdx2's ``datastore``), and
-    the main file joins them with a virtual dataset whose source paths are
-    relative to the main file, so the set can be moved and opened from any
-    working directory.
+    The multi-file layout is made of such series, one per part, joined by
+    :func:`assemble_series`.
     """
 
     def __init__(
@@ -271,7 +267,6 @@ class ImageSeriesWriter:
         level: int = 1,
         nthreads: int = 1,
         provenance: dict | None = None,
-        split: bool = False,
         resizable: bool = False,
     ):
         self.path = Path(path)
@@ -283,12 +278,7 @@ class ImageSeriesWriter:
         self.level = level
         self.nthreads = nthreads
         self.provenance = provenance
-        self.split = split
-        self.parts_dir = self.path.with_name(self.path.stem + "_parts")
         self._stack = contextlib.ExitStack()
-
-    def _part_name(self, index: int) -> str:
-        return f"{self.path.stem}_{index:05d}{self.path.suffix or '.nxs'}"
 
     def __enter__(self) -> ImageSeriesWriter:
         check_writable(self.path)
@@ -300,19 +290,7 @@ class ImageSeriesWriter:
         )
         self._file, entry = _new_file(self._tmp, self.path, self.provenance)
         stack.callback(self._file.close)
-        if self.split:
-            # Parts go to a private temporary folder, renamed with the main file.
-            self._tmp_parts = self.path.with_name(f".{self.parts_dir.name}.part-{os.getpid()}")
-            if self._tmp_parts.exists():
-                shutil.rmtree(self._tmp_parts)
-            self._tmp_parts.mkdir()
-            stack.callback(shutil.rmtree, self._tmp_parts, ignore_errors=True)
-            self._layout = h5py.VirtualLayout(shape=self.axes.shape, dtype=np.int32)
-            self._entry = entry
-        else:
-            self._dset = _create_series_group(
-                entry, self.axes, self.chunks, self.level, self.resizable
-            )
+        self._dset = _create_series_group(entry, self.axes, self.chunks, self.level, self.resizable)
         self._slab_start = 0
         return self
 
@@ -332,24 +310,8 @@ class ImageSeriesWriter:
         if n == 0:
             return
         start = self._slab_start
-        if self.split:
-            index = start // self.chunks[0]
-            name = self._part_name(index)
-            sub = self.axes.frames(start, start + n)
-            with h5py.File(self._tmp_parts / name, "w") as part:
-                _root_attrs(part, self.parts_dir / name)
-                entry = part.create_group("entry")
-                entry.attrs["NX_class"] = "NXentry"
-                dset = _create_series_group(entry, sub, self.chunks, self.level)
-                for (y0, x0), payload in self._encoder.chunks_of_slab(dset.chunks[0]):
-                    dset.id.write_direct_chunk((0, y0, x0), payload)
-            source = h5py.VirtualSource(
-                f"{self.parts_dir.name}/{name}", f"/entry/{IMAGE_SERIES}/data", shape=sub.shape
-            )
-            self._layout[start : start + n] = source
-        else:
-            for (y0, x0), payload in self._encoder.chunks_of_slab(self._dset.chunks[0]):
-                self._dset.id.write_direct_chunk((start, y0, x0), payload)
+        for (y0, x0), payload in self._encoder.chunks_of_slab(self._dset.chunks[0]):
+            self._dset.id.write_direct_chunk((start, y0, x0), payload)
         self._slab_start += n
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -358,23 +320,11 @@ class ImageSeriesWriter:
                 self._flush_slab()
                 if self._slab_start != self.axes.shape[0]:
                     raise RuntimeError(f"wrote {self._slab_start} of {self.axes.shape[0]} frames")
-                if self.split:
-                    self._finish_split()
             except BaseException:
                 self._stack.__exit__(*sys.exc_info())
                 raise
         # Closing the stack closes the file, then renames it into place (or deletes it).
         self._stack.__exit__(exc_type, exc, tb)
-
-    def _finish_split(self) -> None:
-        group = _nxdata(self._entry, IMAGE_SERIES, "data", "mdx2.data", "ImageSeries")
-        for name in ("phi", "iy", "ix", "exposure_times"):
-            group.create_dataset(name, data=np.asarray(getattr(self.axes, name), np.float64))
-        group.create_virtual_dataset("data", self._layout, fillvalue=-1)
-        # Move the parts into place before the main file is renamed over it.
-        if self.parts_dir.exists():
-            shutil.rmtree(self.parts_dir)
-        os.replace(self._tmp_parts, self.parts_dir)
 
 
 def assemble_series(
