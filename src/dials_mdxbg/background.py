@@ -349,45 +349,42 @@ def bin_source(
     engine=None,
     frames_per_task: int | None = None,
 ) -> tuple[BinnedMap, int]:
-    """Bin ``src`` here, or as frame-range tasks on an engine (processes or dask).
+    """Bin ``src`` here (``nproc`` threads), or as frame-range tasks on a dask engine.
 
     Integer sums make both give the same map to the last bit, whatever the
     partition. Returns the map and the number of frames binned.
     """
     with src.open() as (axes, tasks_for, excluded, block_frames):
         n = axes.shape[0]
-        grid = BinGrid(axes.shape, bins)
-        progress = Progress(n, "frames")
         if engine is None:
-
-            def sums_for(threshold):
-                tasks = tasks_for(None, progress)()
-                return block_sums(tasks, grid, valid_range, excluded, threshold, nproc)
-
-        else:
-            from dials_mdxbg.cluster import frame_ranges, run_tasks
-
-            workers = engine.n_workers
-            parts = (
-                math.ceil(n / frames_per_task)
-                if frames_per_task
-                else engine.tasks_per_worker * workers
+            make_tasks = tasks_for(None, Progress(n, "frames"))
+            binned = bin_blocks(
+                make_tasks, axes, bins, valid_range, excluded, estimator, n_sigma, nproc
             )
-            ranges = frame_ranges(n, parts, block_frames)
-            logger.info(
-                "Binning %d frames as %d tasks on %d %s workers",
-                n,
-                len(ranges),
-                workers,
-                engine.name,
-            )
+            return binned, n
 
-            def sums_for(threshold):
-                arguments = [(src, bins, valid_range, r, threshold) for r in ranges]
-                results = run_tasks(engine, range_sums, arguments, "frame ranges")
-                total = BinSums.zeros(grid.out_shape)
-                for part in results:
-                    total.merge(part)
-                return total
+        from dials_mdxbg.cluster import frame_ranges, run_tasks
+
+        grid = BinGrid(axes.shape, bins)
+        workers = engine.n_workers
+        parts = (
+            math.ceil(n / frames_per_task) if frames_per_task else engine.tasks_per_worker * workers
+        )
+        ranges = frame_ranges(n, parts, block_frames)
+        logger.info(
+            "Binning %d frames as %d tasks on %d %s workers",
+            n,
+            len(ranges),
+            workers,
+            engine.name,
+        )
+
+        def sums_for(threshold):
+            arguments = [(src, bins, valid_range, r, threshold) for r in ranges]
+            results = run_tasks(engine, range_sums, arguments, "frame ranges")
+            total = BinSums.zeros(grid.out_shape)
+            for part in results:
+                total.merge(part)
+            return total
 
         return bin_map(sums_for, axes, bins, estimator, n_sigma), n
