@@ -12,13 +12,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 say() { echo "[bootstrap] $*" >&2; }
 
-# 1. DIALS, dxtbx, cctbx, h5py, matplotlib from Debian (PyPI's dials/dxtbx are stubs).
-if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, numba, venv" >/dev/null 2>&1; then
-    say "installing DIALS from Debian (python3-dials)"
+# 1. DIALS, dxtbx, cctbx, h5py, matplotlib from Debian (PyPI's dials/dxtbx are stubs);
+#    gcc and ISA-L's headers to build our C kernels (import compresses in C with them).
+if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, venv" >/dev/null 2>&1 \
+    || [[ ! -e /usr/include/isa-l/igzip_lib.h ]] || ! command -v gcc >/dev/null; then
+    say "installing DIALS from Debian (python3-dials), gcc and libisal-dev"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-        python3-dials dials python3-venv python3-matplotlib python3-pytest python3-numba >/dev/null
+        python3-dials dials python3-venv python3-matplotlib python3-pytest \
+        gcc libisal-dev >/dev/null
 fi
 
 # 2. A venv that sees Debian's packages.
@@ -36,7 +39,10 @@ if [[ ! -e "$PTH" ]]; then
 fi
 
 # 3. Python packages, re-installed only when the recipe changes.
-stamp_of() { cat "$REPO/setup.cfg" "$REPO/scripts/bootstrap.sh" | sha1sum | cut -c1-16; }
+stamp_of() {
+    cat "$REPO/setup.cfg" "$REPO/setup.py" "$REPO/scripts/bootstrap.sh" \
+        "$REPO/src/dials_mdxbg/_ckernels.c" | sha1sum | cut -c1-16
+}
 STAMP="$VENV/.mdxbg-$(stamp_of)"
 if [[ ! -e "$STAMP" ]]; then
     say "installing dials-mdxbg (editable) into $VENV"
@@ -48,6 +54,8 @@ if [[ ! -e "$STAMP" ]]; then
         | grep -v "^WARNING: Location" || true
     "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
         || { say "install failed"; exit 1; }
+    "$PY" -c "from dials_mdxbg import kernels; assert kernels.have_compiled_encoder()" \
+        || say "warning: C kernels not built (no gcc/libisal-dev?): numpy fallback, slower"
     touch "$STAMP"
 fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"

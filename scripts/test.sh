@@ -3,6 +3,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/scripts/bootstrap.sh" --test
+set -euo pipefail  # bootstrap restores the caller's options; ours must hold (ruff fails the run)
 cd "$REPO"
 ruff check src tests $(ls -d benchmarks 2>/dev/null)
 exec python -m pytest "$@"

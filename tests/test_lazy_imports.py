@@ -31,7 +31,9 @@ def heavy_package(tmp_path: Path) -> Path:
     (pkg / "__init__.py").write_text(
         f"open({str(log)!r}, 'a').write('pkg\\n')\nVALUE = 42\n__version__ = '1.0'\n"
     )
-    (pkg / "sub.py").write_text(f"open({str(log)!r}, 'a').write('sub\\n')\ndef f():\n    return 7\n")
+    (pkg / "sub.py").write_text(
+        f"open({str(log)!r}, 'a').write('sub\\n')\ndef f():\n    return 7\n"
+    )
     (pkg / "other.py").write_text("X = 1\n")
     return tmp_path
 

@@ -93,12 +93,12 @@ def test_sections_match_array_split():
 
 @pytest.fixture(params=["compiled", "numpy"])
 def kernel_path(request, monkeypatch):
-    """Run a test with the numba kernels and again with the numpy fallback."""
+    """Run a test with the C kernels and again with the numpy fallback."""
     from dials_mdxbg import kernels
 
     kernels._compiled.cache_clear()
     if request.param == "numpy":
-        monkeypatch.setenv("DIALS_MDXBG_NO_NUMBA", "1")
+        monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
     yield request.param
     kernels._compiled.cache_clear()
 
@@ -199,11 +199,52 @@ def test_compiled_kernels_equal_numpy_reference(monkeypatch, trusted):
     planes, planes_n = kernels.mask_to_planes(raw, static, trusted)
     assert np.array_equal(fast, ref) and fast_n == ref_n == planes_n
     assert np.array_equal(planes.reshape(-1), codec.shuffle(ref))
-    # The numpy fallback (no numba) gives the same bytes.
+    # The numpy fallback gives the same bytes.
     kernels._compiled.cache_clear()
-    monkeypatch.setenv("DIALS_MDXBG_NO_NUMBA", "1")
+    monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
     try:
         slow_planes, _ = kernels.mask_to_planes(raw, static, trusted)
         assert np.array_equal(slow_planes, planes)
     finally:
         kernels._compiled.cache_clear()
+
+
+def test_c_kernels_are_built_and_used():
+    """The install builds the C kernels; without them every 'compiled' test would be numpy."""
+    from dials_mdxbg import kernels
+
+    kernels._compiled.cache_clear()
+    assert kernels.have_compiled()
+
+
+@pytest.mark.parametrize("trusted", [(-1.0, 1048500.0), (0.5, 30.5), (20.0, 10.0)])
+@pytest.mark.parametrize("valid_range", [None, (0, 200), (15, 25), (-3, 30)])
+def test_binning_raw_frames_equals_mask_then_bin(trusted, valid_range, kernel_path):
+    """One-pass mask+bin of raw frames gives the sums of masking, then binning."""
+    from dials_mdxbg import kernels
+    from dials_mdxbg.frames import RawFrame
+
+    rng = np.random.default_rng(11)
+    raw = rng.integers(-3, 40, (5, 37, 53)).astype(np.int32)
+    raw[:, 3, 4] = 1048500
+    raw[1, 7, 7] = -1  # a pixel that reads -1 but is inside the trusted range
+    static = rng.random(raw.shape[1:]) > 0.1
+    grid = binning.BinGrid(raw.shape, (2, 10, 7))
+    fused = binning.BinSums.zeros(grid.out_shape)
+    two_step = binning.BinSums.zeros(grid.out_shape)
+    dynamic = []
+    for k, frame in enumerate(raw):
+        rf = RawFrame(frame, None, static, trusted)
+        n = rf.bin_into(fused, grid, k, valid_range)
+        if n is None:  # numpy path: the caller masks and bins
+            assert kernel_path == "numpy" and not kernels.have_compiled()
+            masked, n = rf.masked()
+            binning.accumulate_block(fused, grid, masked[np.newaxis], k, 0, valid_range)
+        masked, n_ref = apply_mask(frame, static, trusted)
+        binning.accumulate_block(two_step, grid, masked[np.newaxis], k, 0, valid_range)
+        dynamic.append((n, n_ref))
+    assert all(a == b for a, b in dynamic)
+    assert np.array_equal(fused.total, two_step.total)
+    assert np.array_equal(fused.count, two_step.count)
+    assert np.array_equal(fused.total_sq, two_step.total_sq)
+    assert fused.count.sum() > 0 or trusted == (20.0, 10.0)

@@ -190,6 +190,7 @@ def test_killed_worker_leaves_nothing_and_rerun_is_clean(tmp_path):
             "mp.method=dask",
             f"mp.dask.scheduler={address}",
             "mp.dask.frames_per_task=2",
+            "mp.dask.worker_timeout=5",
         ]
         proc = subprocess.Popen(
             cmd,

@@ -22,12 +22,13 @@ import numpy as np
 from dials_mdxbg.binning import BinGrid, BinSums, accumulate_block, axis_bin_means, finalize
 from dials_mdxbg.cli import Progress
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.frames import FrameSource, frame_source
+from dials_mdxbg.frames import FrameSource, RawFrame, frame_source
 from dials_mdxbg.nexus import ImageSeriesReader, SeriesAxes, read_mdx2_mask
 
 logger = logging.getLogger("dials.mdxbg.background")
 
-# (frame0, row0, loader): the loader returns an int32 block (frames, rows, nx).
+# (frame0, row0, loader): the loader returns an int32 block (frames, rows, nx),
+# or a RawFrame (one frame, not yet masked) when binning straight from frames.
 BlockTask = tuple[int, int, Callable[[], np.ndarray]]
 
 
@@ -158,7 +159,13 @@ def block_sums(
 ) -> BinSums:
     """Exact bin sums of the blocks (those above ``threshold`` left out, if given)."""
 
-    def consume(acc: BinSums, frame0: int, row0: int, block: np.ndarray) -> None:
+    def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
+        if isinstance(block, RawFrame):
+            # A frame straight from the detector: mask and bin in one pass if we can.
+            if excluded is None and threshold is None:
+                if block.bin_into(acc, grid, frame0, valid_range) is not None:
+                    return
+            block = block.masked()[0][np.newaxis]
         ex = excluded(frame0, row0, block.shape) if excluded else None
         keep = None
         if threshold is not None:
@@ -261,14 +268,14 @@ def frame_tasks(
     progress: Progress | None = None,
     frame_range: tuple[int, int] | None = None,
 ):
-    """Block tasks straight from frames: read and mask here, reduce in workers."""
+    """Block tasks straight from frames: read here (dxtbx holds the GIL), mask and
+    reduce in the workers."""
     start, stop = frame_range or (0, source.n_frames)
 
     def make() -> Iterator[BlockTask]:
         for k in range(start, stop):
-            frame, _ = source.read(k)
-            block = frame[np.newaxis]
-            yield k, 0, (lambda b=block: b)
+            frame = source.read_raw(k)
+            yield k, 0, (lambda f=frame: f)
             if progress is not None:
                 progress.update(k + 1 - start)
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import shutil
+import time
 from collections.abc import Callable, Iterator
 
 from dials_mdxbg.errors import InputError
@@ -47,6 +48,7 @@ def dask_client(mp) -> Iterator[object]:
         raise InputError(INSTALL_HINT) from None
     opts = mp.dask
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_distributed_logs_to_ours())
         if opts.scheduler:
             logger.info("Connecting to dask scheduler %s", opts.scheduler)
             client = stack.enter_context(Client(opts.scheduler, timeout=opts.timeout))
@@ -83,6 +85,7 @@ def dask_client(mp) -> Iterator[object]:
             cluster = stack.enter_context(kind(**kwargs))
             cluster.scale(jobs=opts.njobs)
             client = stack.enter_context(Client(cluster))
+        _ignore_cancelled_gathers(client)
         if opts.scheduler or opts.cluster != "local":
             try:
                 client.wait_for_workers(1, timeout=opts.worker_timeout)
@@ -91,6 +94,41 @@ def dask_client(mp) -> Iterator[object]:
                     f"no dask worker joined within {opts.worker_timeout} s; no output written"
                 ) from None
         yield client
+
+
+@contextlib.contextmanager
+def _distributed_logs_to_ours() -> Iterator[None]:
+    """Send dask.distributed's log records to the command's log, not straight to stderr.
+
+    A lost worker makes the client warn (e.g. "Couldn't gather keys,
+    rescheduling"); that belongs in the log, while stderr keeps the one-line
+    error of a failed run.
+    """
+    dist = logging.getLogger("distributed")
+    saved = dist.handlers[:], dist.propagate
+    dist.handlers, dist.propagate = [], True
+    try:
+        yield
+    finally:
+        dist.handlers, dist.propagate = saved
+
+
+def _ignore_cancelled_gathers(client) -> None:
+    """Drop asyncio's report of a result fetch we abandoned on purpose.
+
+    When workers are lost we stop waiting and cancel every future; the
+    client's pending fetch then ends with distributed's internal ``AllExit``,
+    which asyncio would print as "Task exception was never retrieved".
+    """
+    from distributed.client import AllExit
+
+    loop = client.loop.asyncio_loop
+
+    def handler(loop, context):
+        if not isinstance(context.get("exception"), AllExit):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def frame_ranges(n_frames: int, n_parts: int, align: int = 1) -> list[tuple[int, int]]:
@@ -106,9 +144,14 @@ class DaskEngine:
     name = "dask"
     tasks_per_worker = 4  # balances uneven workers, and limits what a lost one costs
 
-    def __init__(self, client):
+    def __init__(self, client, worker_timeout: float = 600):
         self.client = client
         self.n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        self.worker_timeout = worker_timeout
+
+    def live_workers(self) -> int:
+        """Workers the scheduler knows now."""
+        return len(self.client.scheduler_info().get("workers", {}))
 
     def submit(self, func: Callable, *args):
         """Start ``func(*args)`` on the cluster."""
@@ -125,22 +168,35 @@ def task_engine(mp) -> Iterator[DaskEngine | None]:
     """
     if mp.method == "dask":
         with dask_client(mp) as client:
-            yield DaskEngine(client)
+            yield DaskEngine(client, mp.dask.worker_timeout)
     else:
         yield None
 
 
 def run_tasks(engine, func: Callable, arguments: list[tuple], what: str) -> list:
-    """Run ``func(*args)`` for each argument tuple on the engine; results in order."""
-    from distributed import as_completed
+    """Run ``func(*args)`` for each argument tuple on the engine; results in order.
+
+    If every worker is lost (killed batch jobs) and none is back within
+    ``engine.worker_timeout`` seconds, the run fails rather than waiting forever.
+    """
+    from distributed import wait
 
     futures = [engine.submit(func, *args) for args in arguments]
-    done = 0
+    index = {future.key: i for i, future in enumerate(futures)}
+    results: dict[int, object] = {}
+    pending = set(futures)
+    watch = _WorkerWatch(engine)
     try:
-        for future in as_completed(futures):
-            future.result()  # raise the first failure now
-            done += 1
-            logger.info("  %s %d/%d done", what, done, len(futures))
+        while pending:
+            try:
+                finished, pending = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                finished = set()
+            for future in finished:
+                # A result can still be lost with its worker (dask then reruns the task).
+                results[index[future.key]] = watch.result(future)
+                logger.info("  %s %d/%d done", what, len(results), len(futures))
+            watch.check(busy=bool(pending))
     except InputError:
         for future in futures:
             future.cancel()
@@ -150,4 +206,30 @@ def run_tasks(engine, func: Callable, arguments: list[tuple], what: str) -> list
             future.cancel()
         name = type(e).__name__
         raise InputError(f"a {engine.name} task failed ({name}: {e}); no output written") from None
-    return [future.result() for future in futures]
+    return [results[i] for i in range(len(futures))]
+
+
+class _WorkerWatch:
+    """Fails the run once no worker has been connected for ``worker_timeout`` s."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.alone_since: float | None = None
+
+    def check(self, busy: bool = True) -> None:
+        if not busy or self.engine.live_workers() > 0:
+            self.alone_since = None
+            return
+        self.alone_since = self.alone_since or time.monotonic()
+        if time.monotonic() - self.alone_since > self.engine.worker_timeout:
+            raise InputError(
+                f"all dask workers were lost and none came back within "
+                f"{self.engine.worker_timeout} s; no output written"
+            )
+
+    def result(self, future):
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except TimeoutError:
+                self.check()

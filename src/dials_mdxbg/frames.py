@@ -165,10 +165,60 @@ class FrameSource:
         raw, extra = self._raw(k)
         return kernels.mask_frame(raw, self.static_valid, self.trusted_range, extra)
 
+    def read_raw(self, k: int) -> RawFrame:
+        """Frame ``k`` read but not yet masked (masking can then run in another thread)."""
+        raw, extra = self._raw(k)
+        return RawFrame(raw, extra, self.static_valid, self.trusted_range)
+
     def read_planes(self, k: int, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Frame ``k`` masked and split into HDF5 shuffle byte planes (4, ny, nx)."""
         raw, extra = self._raw(k)
         return kernels.mask_to_planes(raw, self.static_valid, self.trusted_range, extra, out)
+
+
+@dataclass
+class RawFrame:
+    """One frame as read, with what masking it needs.
+
+    Reading holds the GIL (dxtbx); masking and binning do not, so the reader
+    hands these to worker threads.
+    """
+
+    raw: np.ndarray
+    extra_valid: np.ndarray | None
+    static_valid: np.ndarray
+    trusted_range: tuple[float, float]
+
+    def masked(self) -> tuple[np.ndarray, int]:
+        """The masked int32 frame and how many pixels the trusted range/shadow masked."""
+        return kernels.mask_frame(self.raw, self.static_valid, self.trusted_range, self.extra_valid)
+
+    def planes(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """The masked frame as HDF5 shuffle byte planes (4, ny, nx), and the pixels masked."""
+        return kernels.mask_to_planes(
+            self.raw, self.static_valid, self.trusted_range, self.extra_valid, out
+        )
+
+    def bin_into(self, sums, grid, frame: int, valid_range) -> int | None:
+        """Mask and add this frame into ``sums`` in one pass (see kernels.bin_raw_frame).
+
+        Returns the pixels masked by the trusted range, or None when the fused
+        kernel cannot be used (no C kernels, a shadow mask, float data).
+        """
+        if self.extra_valid is not None:
+            return None
+        return kernels.bin_raw_frame(
+            self.raw,
+            self.static_valid,
+            self.trusted_range,
+            grid.phi_index[frame],
+            grid.y_index,
+            grid.x_edges,
+            valid_range,
+            sums.total,
+            sums.count,
+            sums.total_sq,
+        )
 
 
 def _load_dials_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:

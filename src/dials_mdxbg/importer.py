@@ -78,7 +78,7 @@ def import_frames(
         nx,
         output,
         chunks,
-        "compiled kernels" if kernels.have_numba() else "numpy kernels",
+        "compiled kernels" if kernels.have_compiled() else "numpy kernels",
     )
     if split:
         # One part file per slab of frames, joined like the parts of a dask run.
@@ -99,7 +99,8 @@ def import_frames(
         with ImageSeriesWriter(
             output, source.axes, chunks, level=level, nthreads=nproc, provenance=provenance
         ) as writer:
-            masked_dynamic, t_read = _stream_frames(source, writer, 0, n, progress)
+            t_read = _stream_frames(source, writer, 0, n, progress)
+        masked_dynamic = writer.masked_dynamic  # complete once the writer has closed
     return _summary(
         source,
         output,
@@ -194,7 +195,8 @@ def write_part(
     with ImageSeriesWriter(
         part_path, axes, chunks, level=level, nthreads=nthreads, resizable=True
     ) as writer:
-        masked, t_read = _stream_frames(source, writer, start, stop, progress, start)
+        t_read = _stream_frames(source, writer, start, stop, progress, start)
+    masked = writer.masked_dynamic
     return {
         "path": str(part_path),
         "frames": [start, stop],
@@ -241,23 +243,32 @@ def _stream_frames(
     stop: int,
     progress: Progress | None = None,
     done_before: int = 0,
-) -> tuple[int, float]:
-    """Read, mask and hand frames [start, stop) to the writer; (masked pixels, read seconds)."""
-    masked = 0
+) -> float:
+    """Read frames [start, stop) and hand them to the writer; returns seconds spent reading.
+
+    This thread only reads (dxtbx holds the GIL while it decodes a frame);
+    masking and compression happen in C in the writer's threads. Without the
+    C encoder (or with a shadow mask) frames are masked to byte planes here.
+    """
     t_read = 0.0
-    # A ring of plane buffers, one more than the frames the writer keeps in
-    # flight, so a buffer is only refilled once its frame is compressed.
-    ny, nx = source.frame_shape
-    ring = [np.empty((4, ny, nx), dtype=np.uint8) for _ in range(writer.frames_in_flight + 1)]
+    ring: list[np.ndarray] = []  # plane buffers for the fallback path, made on first use
     for k in range(start, stop):
         t0 = time.perf_counter()
-        planes, n_masked = source.read_planes(k, out=ring[k % len(ring)])
+        frame = source.read_raw(k)
         t_read += time.perf_counter() - t0
-        masked += n_masked
-        writer.add_frame(planes)
+        if writer.can_take_raw(frame):
+            writer.add_raw_frame(frame)
+        else:
+            if not ring:
+                # One buffer more than the frames in flight, so a buffer is only
+                # refilled once its frame is compressed.
+                shape = (4, *source.frame_shape)
+                ring = [np.empty(shape, np.uint8) for _ in range(writer.frames_in_flight + 1)]
+            planes, n_masked = frame.planes(out=ring[k % len(ring)])
+            writer.add_frame(planes, n_masked)
         if progress is not None:
             progress.update(done_before + k + 1 - start)
-    return masked, t_read
+    return t_read
 
 
 def import_frames_parallel(

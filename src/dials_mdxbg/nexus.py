@@ -40,7 +40,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dials_mdxbg import __version__, codec
+from dials_mdxbg import __version__, codec, kernels
 from dials_mdxbg.errors import InputError
 
 MDX2_LAYOUT_VERSION = "1.0.5"
@@ -176,11 +176,15 @@ def _create_series_group(
 class _SlabEncoder:
     """Compresses frames tile by tile into per-chunk deflate pieces.
 
-    A chunk spans ``cf`` frames, but it is never held: each frame's byte
-    planes are deflated per tile as the frame arrives (in threads when
+    A chunk spans ``cf`` frames, but it is never held: each frame is
+    deflated per tile and byte plane as it arrives (in threads when
     nproc > 1), and the pieces are joined into one standard zlib stream per
     chunk when the slab of frames is complete. Memory is the compressed
     slab plus a frame or two in flight.
+
+    Frames come either raw (:meth:`add_raw`: masked and deflated in C, the
+    GIL released for the whole frame) or as masked byte planes
+    (:meth:`add_planes`: deflated piece by piece with the isal package).
     """
 
     def __init__(
@@ -193,12 +197,23 @@ class _SlabEncoder:
         self.pool = pool
         cf, cy, cx = chunks
         self.tiles = [(y0, x0) for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)]
+        # With threads, a frame's tiles are cut into one group per thread.
+        groups = pool._max_workers if pool is not None else 1
+        bounds = np.linspace(0, len(self.tiles), min(groups, len(self.tiles)) + 1).astype(int)
+        self._tile_groups = [
+            np.array(self.tiles[a:b], dtype=np.int64).reshape(-1, 2)
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        self._all_tiles = np.array(self.tiles, dtype=np.int64).reshape(-1, 2)
         # A padding frame (or padding tile): all-zero planes, encoded once.
         self._zero = codec.encode_segment(np.zeros(cy * cx, dtype=np.uint8), level)
-        self._frames: deque = deque()  # per frame: futures or results, one per tile
+        # Per frame, a list of parts; each part is (or will be, as a future) a
+        # list of (tile pieces, masked pixels) for consecutive tiles.
+        self._frames: deque = deque()
         self._inflight: deque = deque()
+        self.masked_dynamic = 0
 
-    def _encode_frame(self, planes: np.ndarray, tile: tuple[int, int]) -> list:
+    def _encode_planes(self, planes: np.ndarray, tile: tuple[int, int]) -> tuple[list, int]:
         _, cy, cx = self.chunks
         y0, x0 = tile
         pieces = []
@@ -210,20 +225,60 @@ class _SlabEncoder:
                 full[: part.shape[0], : part.shape[1]] = part
                 part = full
             pieces.append(codec.encode_segment(part, self.level))
-        return pieces
+        return [pieces], 0
 
-    def add(self, planes: np.ndarray) -> None:
-        """Queue one frame's byte planes (4, ny, nx) for compression."""
+    def _encode_raw(self, frame, tiles: np.ndarray) -> tuple[list, int]:
+        _, cy, cx = self.chunks
+        level = codec.deflate_level(self.level)
+        result = kernels.encode_tiles(
+            frame.raw, frame.static_valid, frame.trusted_range, (cy, cx), tiles, level
+        )
+        if result is None:  # out of room: the slow path, same bytes
+            planes, n_dynamic = frame.planes()
+            pieces = [self._encode_planes(planes, (y0, x0))[0][0] for y0, x0 in tiles.tolist()]
+            return pieces, n_dynamic
+        return result
+
+    def can_take_raw(self, frame) -> bool:
+        """True when :meth:`add_raw` can take this frame (C encoder, no shadow mask)."""
+        return (
+            codec.DEFLATE_BACKEND == "isal"
+            and frame.extra_valid is None
+            and kernels.have_compiled_encoder()
+        )
+
+    def add_raw(self, frame) -> None:
+        """Queue one raw frame (a :class:`dials_mdxbg.frames.RawFrame`)."""
         if self.pool is None:
-            self._frames.append([self._encode_frame(planes, t) for t in self.tiles])
+            self._queue([self._encode_raw(frame, self._all_tiles)])
+        else:
+            self._queue([self.pool.submit(self._encode_raw, frame, g) for g in self._tile_groups])
+
+    def add_planes(self, planes: np.ndarray, n_dynamic: int = 0) -> None:
+        """Queue one frame's masked byte planes (4, ny, nx) for compression."""
+        self.masked_dynamic += n_dynamic
+        if self.pool is None:
+            self._queue([self._encode_planes(planes, t) for t in self.tiles])
+        else:
+            self._queue([self.pool.submit(self._encode_planes, planes, t) for t in self.tiles])
+
+    def _queue(self, parts: list) -> None:
+        self._frames.append(parts)
+        if self.pool is None:
             return
-        futures = [self.pool.submit(self._encode_frame, planes, t) for t in self.tiles]
-        self._frames.append(futures)
-        # Bound the frames in flight: each holds its planes until encoded.
-        self._inflight.append(futures)
+        # Bound the frames in flight: each holds its input until encoded.
+        self._inflight.append(parts)
         while len(self._inflight) > self.max_inflight:
             for future in self._inflight.popleft():
                 future.result()
+
+    def _tile_pieces(self, parts: list) -> list:
+        per_tile = []
+        for part in parts:
+            pieces, n_dynamic = part if isinstance(part, tuple) else part.result()
+            self.masked_dynamic += n_dynamic
+            per_tile += pieces
+        return per_tile
 
     def chunks_of_slab(self, depth: int) -> Iterator[tuple[tuple[int, int], bytes]]:
         """Join the queued frames' pieces into one chunk per tile (clears the queue).
@@ -231,9 +286,7 @@ class _SlabEncoder:
         ``depth`` is the dataset's chunk depth; missing frames are zero padding.
         """
         cf = depth
-        frames = [
-            [p if isinstance(p, list) else p.result() for p in frame] for frame in self._frames
-        ]
+        frames = [self._tile_pieces(parts) for parts in self._frames]
         self._frames.clear()
         self._inflight.clear()
         for i, tile in enumerate(self.tiles):
@@ -299,9 +352,26 @@ class ImageSeriesWriter:
         """At most this many added frames may still be read by compression threads."""
         return self.nthreads if self.nthreads > 1 else 0
 
-    def add_frame(self, planes: np.ndarray) -> None:
-        """Append the next frame, given as byte planes (4, ny, nx) uint8."""
-        self._encoder.add(planes)
+    def add_frame(self, planes: np.ndarray, n_dynamic: int = 0) -> None:
+        """Append the next frame, given as masked byte planes (4, ny, nx) uint8."""
+        self._encoder.add_planes(planes, n_dynamic)
+        self._after_add()
+
+    def can_take_raw(self, frame) -> bool:
+        """True when :meth:`add_raw_frame` can take ``frame`` (else mask it to planes)."""
+        return self._encoder.can_take_raw(frame)
+
+    def add_raw_frame(self, frame) -> None:
+        """Append the next frame as read (a RawFrame): masked and deflated in C."""
+        self._encoder.add_raw(frame)
+        self._after_add()
+
+    @property
+    def masked_dynamic(self) -> int:
+        """Pixels masked by the trusted range/shadow in the frames encoded so far."""
+        return self._encoder.masked_dynamic
+
+    def _after_add(self) -> None:
         if self._encoder.n_queued == self.chunks[0]:
             self._flush_slab()
 

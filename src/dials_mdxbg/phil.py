@@ -61,7 +61,8 @@ mp {
       .help = "Seconds to wait for the scheduler."
     worker_timeout = 600
       .type = int(value_min=1)
-      .help = "Seconds to wait for a first worker (batch jobs may queue)."
+      .help = "Seconds to wait for a worker: the first (batch jobs may queue), or a new one"
+              " after all were lost."
     frames_per_task = None
       .type = int(value_min=1)
       .help = "Frames per task (rounded up to whole chunks). Default: about"

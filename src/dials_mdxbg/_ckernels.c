@@ -1,0 +1,318 @@
+/*
+ * Per-pixel loops of dials-mdxbg, fused into single passes.
+ *
+ * Plain C called through ctypes (which releases the GIL, so several threads
+ * run these at once). Each function has a numpy reference in masking.py,
+ * codec.py or binning.py that gives the same bytes; the tests check both.
+ * Arrays are C-contiguous; bool arrays are one byte per element (0/1).
+ *
+ * Masking follows dxtbx: a pixel is valid when the static mask says so and
+ * lo <= v <= hi (the trusted range, exclusive, turned into integer bounds by
+ * the caller); masked pixels become -1. Binning adds the valid counts
+ * (vlo <= v <= vhi, and never a masked -1) into exact per-bin sums.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(_WIN32)
+#define EXPORT __declspec(dllexport)
+#else
+#define EXPORT __attribute__((visibility("default")))
+#endif
+
+/* 1 when lo <= v <= hi: one unsigned compare (v - lo wraps when below). */
+static inline int in_range(int32_t v, int32_t lo, uint32_t span) {
+    return (uint32_t)v - (uint32_t)lo <= span;
+}
+
+EXPORT int64_t mdx_mask_frame(const int32_t *restrict raw, const uint8_t *restrict valid, int64_t n, int32_t lo,
+                              int32_t hi, int32_t *restrict out) {
+    const uint32_t span = (uint32_t)hi - (uint32_t)lo;
+    int64_t n_dynamic = 0;
+    if (lo > hi) { /* empty trusted range: everything is masked */
+        for (int64_t i = 0; i < n; i++) {
+            n_dynamic += valid[i] != 0;
+            out[i] = -1;
+        }
+        return n_dynamic;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t v = raw[i];
+        const int ok = in_range(v, lo, span);
+        const int keep = (valid[i] != 0) & ok;
+        n_dynamic += (valid[i] != 0) & !ok;
+        out[i] = keep ? v : -1;
+    }
+    return n_dynamic;
+}
+
+/* Masked frame written as the four byte planes of HDF5's shuffle filter. */
+EXPORT int64_t mdx_mask_to_planes(const int32_t *restrict raw, const uint8_t *restrict valid, int64_t n,
+                                  int32_t lo, int32_t hi, uint8_t *restrict planes) {
+    const uint32_t span = (uint32_t)hi - (uint32_t)lo;
+    const int empty = lo > hi;
+    uint8_t *restrict p0 = planes, *restrict p1 = planes + n, *restrict p2 = planes + 2 * n,
+                    *restrict p3 = planes + 3 * n;
+    int64_t n_dynamic = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t v = raw[i];
+        const int ok = !empty & in_range(v, lo, span);
+        n_dynamic += (valid[i] != 0) & !ok;
+        const uint32_t u = ((valid[i] != 0) & ok) ? (uint32_t)v : 0xFFFFFFFFu;
+        p0[i] = (uint8_t)u;
+        p1[i] = (uint8_t)(u >> 8);
+        p2[i] = (uint8_t)(u >> 16);
+        p3[i] = (uint8_t)(u >> 24);
+    }
+    return n_dynamic;
+}
+
+/* Inverse of the shuffle filter for 4-byte elements. */
+EXPORT void mdx_unshuffle4(const uint8_t *restrict planes, int64_t n, uint32_t *restrict out) {
+    const uint8_t *restrict p0 = planes, *restrict p1 = planes + n, *restrict p2 = planes + 2 * n,
+                    *restrict p3 = planes + 3 * n;
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
+                 ((uint32_t)p3[i] << 24);
+    }
+}
+
+/*
+ * Sums over one row segment [a, b): count, sum and sum of squares of the
+ * values that take part. With vrow, the raw values are masked on the fly
+ * (static mask vrow, trusted range lo..hi) and *dyn counts the pixels the
+ * trusted range masked. Squares add up in int64 when the caller has checked
+ * they stay below 2^53 (then every partial sum is exact, as in double, but
+ * without the 4-cycle dependency of a double add per pixel).
+ */
+static inline void segment(const int32_t *restrict row, const uint8_t *restrict vrow, int64_t a,
+                           int64_t b, int32_t lo, uint32_t span, int empty, int32_t vlo,
+                           uint32_t vspan, int int_squares, int64_t *restrict s_out,
+                           int64_t *restrict c_out, double *restrict q_out,
+                           int64_t *restrict dyn_out) {
+    const int negative_ok = vlo >= 0; /* else -1 (masked) must be left out explicitly */
+    int64_t s = 0, c = 0, qi = 0, dyn = 0;
+    double qd = 0.0;
+#define MDX_ADD(keep)                                                                 \
+    do {                                                                              \
+        const int use = (keep) & in_range(v, vlo, vspan) & (negative_ok | (v != -1)); \
+        const int64_t w = use ? v : 0;                                                \
+        s += w;                                                                       \
+        c += use;                                                                     \
+        if (int_squares)                                                              \
+            qi += w * w;                                                              \
+        else                                                                          \
+            qd += (double)w * (double)w;                                              \
+    } while (0)
+    if (vrow) {
+        for (int64_t x = a; x < b; x++) {
+            const int32_t v = row[x];
+            const int valid = vrow[x] != 0;
+            const int ok = !empty & in_range(v, lo, span);
+            dyn += valid & !ok;
+            MDX_ADD(valid & ok);
+        }
+    } else {
+        for (int64_t x = a; x < b; x++) {
+            const int32_t v = row[x];
+            MDX_ADD(1);
+        }
+    }
+#undef MDX_ADD
+    *s_out += s;
+    *c_out += c;
+    *q_out += int_squares ? (double)qi : qd;
+    *dyn_out += dyn;
+}
+
+/* True when every per-segment sum of squares is below 2^53. */
+static int squares_fit_int(int32_t vlo, int32_t vhi, const int64_t *restrict x_edges, int64_t nbx) {
+    double m = (double)vhi, widest = 0.0;
+    if (-(double)vlo > m) m = -(double)vlo;
+    for (int64_t xb = 0; xb < nbx; xb++) {
+        const double w = (double)(x_edges[xb + 1] - x_edges[xb]);
+        if (w > widest) widest = w;
+    }
+    return m * m * widest < 9007199254740992.0;
+}
+
+/* One row of bins; the flags are constants at each call so the loop is specialised. */
+static inline void bin_row(const int32_t *restrict row, const uint8_t *restrict vrow,
+                           const int64_t *restrict x_edges, int64_t nbx, int32_t lo, uint32_t span,
+                           int empty, int32_t vlo, uint32_t vspan, int int_squares,
+                           int64_t *restrict total, int64_t *restrict count,
+                           double *restrict total_sq, int64_t *restrict dyn) {
+    for (int64_t xb = 0; xb < nbx; xb++) {
+        segment(row, vrow, x_edges[xb], x_edges[xb + 1], lo, span, empty, vlo, vspan, int_squares,
+                total + xb, count + xb, total_sq + xb, dyn);
+    }
+}
+
+/*
+ * Add a block of masked frames (nf, rows, nx) into the bin sums (nphi, nby, nbx).
+ * f_bins[f] and y_bins[y] are the block's frame and row bins; x_edges (nbx + 1)
+ * the column bin edges.
+ */
+EXPORT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_t rows, int64_t nx,
+                          const int64_t *restrict f_bins, const int64_t *restrict y_bins,
+                          const int64_t *restrict x_edges, int64_t nby, int64_t nbx, int32_t vlo,
+                          int32_t vhi, int64_t *restrict total, int64_t *restrict count,
+                          double *restrict total_sq) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const int int_squares = squares_fit_int(vlo, vhi, x_edges, nbx);
+    int64_t unused = 0;
+    for (int64_t f = 0; f < nf; f++) {
+        for (int64_t y = 0; y < rows; y++) {
+            const int32_t *row = block + (f * rows + y) * nx;
+            const int64_t base = (f_bins[f] * nby + y_bins[y]) * nbx;
+            if (int_squares)
+                bin_row(row, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 1, total + base,
+                        count + base, total_sq + base, &unused);
+            else
+                bin_row(row, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 0, total + base,
+                        count + base, total_sq + base, &unused);
+        }
+    }
+}
+
+/*
+ * mdx_mask_frame then mdx_bin_block for one raw frame (ny, nx) in bin fb,
+ * without writing the masked frame. Returns the pixels the trusted range masked.
+ */
+EXPORT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t *restrict valid,
+                                 int64_t ny, int64_t nx, int32_t lo, int32_t hi, int64_t fb,
+                                 const int64_t *restrict y_bins, const int64_t *restrict x_edges,
+                                 int64_t nby, int64_t nbx, int32_t vlo, int32_t vhi,
+                                 int64_t *restrict total, int64_t *restrict count,
+                                 double *restrict total_sq) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const int int_squares = squares_fit_int(vlo, vhi, x_edges, nbx);
+    int64_t n_dynamic = 0, unused = 0;
+    /* Mask a row into a small buffer that stays in cache, then bin it: two
+     * simple loops the compiler vectorises, instead of one that it cannot. */
+    int32_t *masked = malloc((size_t)nx * sizeof(int32_t));
+    if (!masked) return -1;
+    for (int64_t y = 0; y < ny; y++) {
+        const int64_t base = (fb * nby + y_bins[y]) * nbx;
+        n_dynamic += mdx_mask_frame(raw + y * nx, valid + y * nx, nx, lo, hi, masked);
+        if (int_squares)
+            bin_row(masked, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 1, total + base,
+                    count + base, total_sq + base, &unused);
+        else
+            bin_row(masked, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 0, total + base,
+                    count + base, total_sq + base, &unused);
+    }
+    free(masked);
+    return n_dynamic;
+}
+
+/*
+ * Import: mask frame tiles and deflate them as HDF5 chunk pieces, without the
+ * GIL. Built only when ISA-L's headers (Debian: libisal-dev, conda: isa-l) are
+ * found; otherwise Python does the same with the isal package, piece by piece.
+ */
+#ifdef MDX_HAVE_ISAL
+#include <isa-l/igzip_lib.h>
+
+EXPORT int mdx_have_isal(void) { return 1; }
+
+static uint32_t level_buf_size(int level) {
+    switch (level) {
+    case 0: return ISAL_DEF_LVL0_DEFAULT;
+    case 1: return ISAL_DEF_LVL1_DEFAULT;
+    case 2: return ISAL_DEF_LVL2_DEFAULT;
+    default: return ISAL_DEF_LVL3_DEFAULT;
+    }
+}
+
+/*
+ * For each tile (y0, x0) in tiles[2 * t], take the (cy, cx) window of the
+ * raw frame (ny, nx), mask it (as mdx_mask_to_planes), zero-pad it past the
+ * frame edge as HDF5 pads edge chunks, and deflate each of its four byte
+ * planes as an independent sync-flushed raw-deflate piece (codec.encode_segment).
+ * Pieces go one after another into out; piece 4 * t + k has offsets[],
+ * lengths[] and adlers[] (adler-32 of its uncompressed bytes).
+ * Returns the bytes written, or -1 if out is too small or deflate fails.
+ */
+EXPORT int64_t mdx_encode_tiles(const int32_t *restrict raw, const uint8_t *restrict valid, int64_t ny, int64_t nx,
+                                int32_t lo, int32_t hi, int64_t cy, int64_t cx,
+                                const int64_t *restrict tiles, int64_t n_tiles, int32_t level, uint8_t *restrict out,
+                                int64_t capacity, int64_t *restrict offsets, int64_t *restrict lengths,
+                                uint32_t *restrict adlers, int64_t *restrict n_dynamic) {
+    const int64_t tile_n = cy * cx;
+    const uint32_t span = (uint32_t)hi - (uint32_t)lo;
+    const int empty = lo > hi;
+    const uint32_t lbs = level_buf_size(level);
+    uint8_t *scratch = malloc(4 * tile_n);
+    uint8_t *lbuf = lbs ? malloc(lbs) : NULL;
+    int64_t pos = 0, dynamic = 0, result = 0;
+    struct isal_zstream stream;
+    if (!scratch || (lbs && !lbuf)) {
+        result = -1;
+        goto done;
+    }
+    isal_deflate_init(&stream);
+    stream.level = level;
+    stream.level_buf = lbuf;
+    stream.level_buf_size = lbs;
+    stream.flush = SYNC_FLUSH;
+    stream.end_of_stream = 0;
+    stream.gzip_flag = IGZIP_DEFLATE;
+    for (int64_t t = 0; t < n_tiles; t++) {
+        const int64_t y0 = tiles[2 * t], x0 = tiles[2 * t + 1];
+        const int64_t rows = ny - y0 < cy ? ny - y0 : cy;
+        const int64_t cols = nx - x0 < cx ? nx - x0 : cx;
+        uint8_t *restrict p0 = scratch, *restrict p1 = scratch + tile_n,
+                         *restrict p2 = scratch + 2 * tile_n, *restrict p3 = scratch + 3 * tile_n;
+        if (rows < cy || cols < cx) memset(scratch, 0, 4 * tile_n);
+        for (int64_t r = 0; r < rows; r++) {
+            const int32_t *src = raw + (y0 + r) * nx + x0;
+            const uint8_t *vsrc = valid + (y0 + r) * nx + x0;
+            const int64_t d = r * cx;
+            for (int64_t c = 0; c < cols; c++) {
+                const int32_t v = src[c];
+                const int ok = !empty & in_range(v, lo, span);
+                dynamic += (vsrc[c] != 0) & !ok;
+                const uint32_t u = ((vsrc[c] != 0) & ok) ? (uint32_t)v : 0xFFFFFFFFu;
+                p0[d + c] = (uint8_t)u;
+                p1[d + c] = (uint8_t)(u >> 8);
+                p2[d + c] = (uint8_t)(u >> 16);
+                p3[d + c] = (uint8_t)(u >> 24);
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            uint8_t *piece = scratch + k * tile_n;
+            const int64_t room = capacity - pos;
+            if (room < 64) {
+                result = -1;
+                goto done;
+            }
+            isal_deflate_reset(&stream);
+            stream.next_in = piece;
+            stream.avail_in = (uint32_t)tile_n;
+            stream.next_out = out + pos;
+            stream.avail_out = room > 0x7FFFFFFF ? 0x7FFFFFFF : (uint32_t)room;
+            if (isal_deflate(&stream) != COMP_OK || stream.avail_in != 0 ||
+                stream.internal_state.state != ZSTATE_NEW_HDR) {
+                result = -1; /* out of room (or a deflate error): caller falls back */
+                goto done;
+            }
+            const int64_t written = stream.next_out - (out + pos);
+            offsets[4 * t + k] = pos;
+            lengths[4 * t + k] = written;
+            adlers[4 * t + k] = isal_adler32(1, piece, (uint64_t)tile_n);
+            pos += written;
+        }
+    }
+    result = pos;
+    *n_dynamic = dynamic;
+done:
+    free(scratch);
+    free(lbuf);
+    return result;
+}
+#else
+EXPORT int mdx_have_isal(void) { return 0; }
+#endif
