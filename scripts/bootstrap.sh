@@ -13,15 +13,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 say() { echo "[bootstrap] $*" >&2; }
 
 # 1. DIALS, dxtbx, cctbx, h5py, matplotlib from Debian (PyPI's dials/dxtbx are stubs);
-#    gcc and ISA-L's headers to build our C kernels (import compresses in C with them).
+#    gcc, ISA-L and libdeflate headers to build our C kernels (compression in C).
 if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, venv" >/dev/null 2>&1 \
-    || [[ ! -e /usr/include/isa-l/igzip_lib.h ]] || ! command -v gcc >/dev/null; then
-    say "installing DIALS from Debian (python3-dials), gcc and libisal-dev"
+    || [[ ! -e /usr/include/isa-l/igzip_lib.h || ! -e /usr/include/libdeflate.h ]] \
+    || ! command -v gcc >/dev/null; then
+    say "installing DIALS from Debian (python3-dials), gcc, libisal-dev, libdeflate-dev"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
         python3-dials dials python3-venv python3-matplotlib python3-pytest \
-        gcc libisal-dev >/dev/null
+        gcc libisal-dev libdeflate-dev >/dev/null
 fi
 
 # 2. A venv that sees Debian's packages.
@@ -54,8 +55,9 @@ if [[ ! -e "$STAMP" ]]; then
         | grep -v "^WARNING: Location" || true
     "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
         || { say "install failed"; exit 1; }
-    "$PY" -c "from dials_mdxbg import kernels; assert kernels.have_compiled_encoder()" \
-        || say "warning: C kernels not built (no gcc/libisal-dev?): numpy fallback, slower"
+    "$PY" -c "from dials_mdxbg import kernels as k; assert k.have_compiled_encoder()
+assert k._compiled().mdx_have_libdeflate()" \
+        || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev?): slower"
     touch "$STAMP"
 fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"

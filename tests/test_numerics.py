@@ -248,3 +248,64 @@ def test_binning_raw_frames_equals_mask_then_bin(trusted, valid_range, kernel_pa
     assert np.array_equal(fused.count, two_step.count)
     assert np.array_equal(fused.total_sq, two_step.total_sq)
     assert fused.count.sum() > 0 or trusted == (20.0, 10.0)
+
+
+def _stored_chunk(chunk: np.ndarray, level: int = 1) -> bytes:
+    return codec.encode_chunk(chunk, level)
+
+
+@pytest.mark.parametrize("edge", [(4, 30, 40), (3, 17, 25), (1, 1, 1)])
+def test_chunks_decode_straight_into_a_block(edge):
+    """In-place decoding (libdeflate or inflate + C unshuffle) equals decode_chunk + copy."""
+    from dials_mdxbg import kernels
+
+    rng = np.random.default_rng(3)
+    shape = (4, 30, 40)
+    chunk = rng.integers(-1, 70000, shape).astype(np.int32)
+    payload = _stored_chunk(chunk)
+    nf, rows, cols = edge
+    nx = 55
+    x0 = nx - cols  # the chunk's last column lands on the block's last column
+    expected = np.full((nf, rows, nx), 7, np.int32)
+    expected[:, :, x0:] = codec.decode_chunk(payload, np.int32, shape)[:nf, :rows, :cols]
+    for fill in (kernels.decode_chunk_into, None):
+        out = np.full((nf, rows, nx), 7, np.int32)
+        if fill is None:
+            assert kernels.unshuffle_into(codec.inflate(payload), shape, out, x0)
+        else:
+            assert fill(payload, shape, out, x0)
+        assert np.array_equal(out, expected)
+    # Not a chunk of that shape: refused, nothing written.
+    out = np.full((nf, rows, nx), 7, np.int32)
+    assert not kernels.decode_chunk_into(payload[:-9], shape, out, x0)
+    assert not kernels.decode_chunk_into(payload, (4, 30, 41), out, x0)
+    assert (out == 7).all()
+
+
+@pytest.mark.parametrize("chunk_yx", [(211, 493), (16, 23), (7, 64)])
+def test_c_encoder_gives_the_pieces_of_the_planes_path(chunk_yx):
+    """encode_tiles: the same data, piece by piece, as mask_to_planes + encode_segment."""
+    import zlib
+
+    from dials_mdxbg import kernels
+
+    assert kernels.have_compiled_encoder()
+    rng = np.random.default_rng(5)
+    raw = rng.poisson(20, (70, 95)).astype(np.int32)
+    raw[3, :] = 1048600  # above the trusted range
+    static = np.ones(raw.shape, bool)
+    static[:, 40:43] = False
+    trusted = (-1.0, 1048500.0)
+    cy, cx = chunk_yx
+    tiles = np.array([(y, x) for y in range(0, 70, cy) for x in range(0, 95, cx)], np.int64)
+    pieces, n_dynamic = kernels.encode_tiles(raw, static, trusted, chunk_yx, tiles, 1)
+    planes, n_ref = kernels.mask_to_planes(raw, static, trusted)
+    assert n_dynamic == n_ref == 92
+    for (y0, x0), tile_pieces in zip(tiles.tolist(), pieces):
+        for k, (payload, adler, length) in enumerate(tile_pieces):
+            expected = np.zeros((cy, cx), np.uint8)
+            part = planes[k, y0 : y0 + cy, x0 : x0 + cx]
+            expected[: part.shape[0], : part.shape[1]] = part
+            data = zlib.decompressobj(-15).decompress(bytes(payload))
+            assert data == expected.tobytes()
+            assert length == cy * cx and adler == zlib.adler32(data)

@@ -80,6 +80,59 @@ EXPORT void mdx_unshuffle4(const uint8_t *restrict planes, int64_t n, uint32_t *
 }
 
 /*
+ * The first nf frames, rows rows and cols columns of a shuffled (cf, cy, cx)
+ * int32 chunk, written into a block out (nf, out_rows, out_nx) at column x0:
+ * unshuffle and copy in one pass.
+ */
+EXPORT void mdx_unshuffle4_into(const uint8_t *restrict planes, int64_t cf, int64_t cy,
+                                int64_t cx, int64_t nf, int64_t rows, int64_t cols,
+                                int32_t *restrict out, int64_t out_rows, int64_t out_nx,
+                                int64_t x0) {
+    const int64_t n = cf * cy * cx;
+    const uint8_t *restrict p0 = planes, *restrict p1 = planes + n, *restrict p2 = planes + 2 * n,
+                          *restrict p3 = planes + 3 * n;
+    for (int64_t f = 0; f < nf; f++) {
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t i = (f * cy + r) * cx;
+            int32_t *restrict dst = out + (f * out_rows + r) * out_nx + x0;
+            for (int64_t c = 0; c < cols; c++) {
+                dst[c] = (int32_t)((uint32_t)p0[i + c] | ((uint32_t)p1[i + c] << 8) |
+                                   ((uint32_t)p2[i + c] << 16) | ((uint32_t)p3[i + c] << 24));
+            }
+        }
+    }
+}
+
+/*
+ * Binning from a file: inflate a chunk (zlib stream of cf*cy*cx*4 shuffled
+ * bytes) into scratch with libdeflate (~1.4x faster than ISA-L here), then
+ * mdx_unshuffle4_into. Returns 0, or -1 if the stream is not such a chunk.
+ */
+#ifdef MDX_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+
+EXPORT int mdx_have_libdeflate(void) { return 1; }
+
+EXPORT int mdx_decode_chunk_into(const uint8_t *restrict payload, int64_t size,
+                                 uint8_t *restrict scratch, int64_t cf, int64_t cy, int64_t cx,
+                                 int64_t nf, int64_t rows, int64_t cols, int32_t *restrict out,
+                                 int64_t out_rows, int64_t out_nx, int64_t x0) {
+    const size_t expected = (size_t)(cf * cy * cx * 4);
+    size_t actual = 0;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    if (!d) return -1;
+    const enum libdeflate_result r =
+        libdeflate_zlib_decompress(d, payload, (size_t)size, scratch, expected, &actual);
+    libdeflate_free_decompressor(d);
+    if (r != LIBDEFLATE_SUCCESS || actual != expected) return -1;
+    mdx_unshuffle4_into(scratch, cf, cy, cx, nf, rows, cols, out, out_rows, out_nx, x0);
+    return 0;
+}
+#else
+EXPORT int mdx_have_libdeflate(void) { return 0; }
+#endif
+
+/*
  * Sums over one row segment [a, b): count, sum and sum of squares of the
  * values that take part. With vrow, the raw values are masked on the fly
  * (static mask vrow, trusted range lo..hi) and *dyn counts the pixels the

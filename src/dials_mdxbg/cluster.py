@@ -104,13 +104,17 @@ def _distributed_logs_to_ours() -> Iterator[None]:
     rescheduling"); that belongs in the log, while stderr keeps the one-line
     error of a failed run.
     """
-    dist = logging.getLogger("distributed")
-    saved = dist.handlers[:], dist.propagate
-    dist.handlers, dist.propagate = [], True
+    # distributed gives some of its loggers their own stderr handler.
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]
+    loggers = [logging.getLogger(n) for n in ["distributed", *names]]
+    saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.handlers, lg.propagate = [], True
     try:
         yield
     finally:
-        dist.handlers, dist.propagate = saved
+        for lg, handlers, propagate in saved:
+            lg.handlers, lg.propagate = handlers, propagate
 
 
 def _ignore_cancelled_gathers(client) -> None:

@@ -121,11 +121,16 @@ def encode_chunk(chunk: np.ndarray, level: int = 1, use_shuffle: bool = True) ->
     return _deflate.compress(data, deflate_level(level))
 
 
+def inflate(payload: bytes) -> bytes:
+    """Decompress one zlib stream (an HDF5 deflate-filtered chunk)."""
+    return _deflate.decompress(payload)
+
+
 def decode_chunk(
     payload: bytes, dtype: np.dtype, shape: tuple[int, ...], use_shuffle: bool = True
 ) -> np.ndarray:
     """Decode one chunk stored with HDF5's (shuffle +) deflate filters."""
-    raw = _deflate.decompress(payload)
+    raw = inflate(payload)
     if use_shuffle:
         if np.dtype(dtype) == np.int32:
             from dials_mdxbg.kernels import unshuffle_int32

@@ -39,7 +39,13 @@ _SIGNATURES = {
         [_P, _P, _I64, _I64, _I32, _I32, _I64, _P, _P, _I64, _I64, _I32, _I32, _P, _P, _P],
     ),
     "mdx_have_isal": (ctypes.c_int, []),
+    "mdx_have_libdeflate": (ctypes.c_int, []),
+    "mdx_unshuffle4_into": (None, [_P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _I64, _I64, _I64]),
 }
+_DECODE_SIGNATURE = (
+    ctypes.c_int,
+    [_P, _I64, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _I64, _I64, _I64],
+)
 _ENCODE_SIGNATURE = (
     _I64,
     [_P, _P, _I64, _I64, _I32, _I32, _I64, _I64, _P, _I64, _I32, _P, _I64, _P, _P, _P, _P],
@@ -62,6 +68,10 @@ def _compiled() -> ctypes.CDLL | None:
             function.argtypes = argtypes
         if lib.mdx_have_isal():
             lib.mdx_encode_tiles.restype, lib.mdx_encode_tiles.argtypes = _ENCODE_SIGNATURE
+        if lib.mdx_have_libdeflate():
+            lib.mdx_decode_chunk_into.restype, lib.mdx_decode_chunk_into.argtypes = (
+                _DECODE_SIGNATURE
+            )
     except (OSError, AttributeError):
         return None
     return lib
@@ -76,6 +86,10 @@ def have_compiled_encoder() -> bool:
 def have_compiled() -> bool:
     """True when the C kernels are in use."""
     return _compiled() is not None
+
+
+# Per-thread buffers of encode_tiles and decode_chunk_into, reused call after call.
+_scratch = threading.local()
 
 
 def _ptr(array: np.ndarray) -> int:
@@ -162,6 +176,57 @@ def unshuffle_int32(raw: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     return out.reshape(shape)
 
 
+def _check_into(chunk_shape, out: np.ndarray, x0: int) -> tuple[int, int, int] | None:
+    """(frames, rows, columns) of a chunk that land in ``out`` at column ``x0``, if valid."""
+    cf, cy, cx = chunk_shape
+    nf, rows, nx = out.shape
+    if out.dtype != np.int32 or not out.flags.c_contiguous or nf > cf or rows > cy:
+        return None
+    if not 0 <= x0 < nx:
+        return None
+    return nf, rows, min(cx, nx - x0)
+
+
+def unshuffle_into(raw: bytes, chunk_shape: tuple[int, int, int], out: np.ndarray, x0: int) -> bool:
+    """Unshuffle an inflated int32 chunk straight into a block at column ``x0``.
+
+    ``out`` (nf, rows, nx) receives the chunk's first nf frames and rows.
+    Returns False (nothing written) without the C kernels.
+    """
+    lib = _compiled()
+    extent = _check_into(chunk_shape, out, x0)
+    if lib is None or extent is None or len(raw) != 4 * int(np.prod(chunk_shape)):
+        return False
+    planes = np.frombuffer(raw, dtype=np.uint8)
+    lib.mdx_unshuffle4_into(_ptr(planes), *chunk_shape, *extent, _ptr(out), *out.shape[1:], x0)
+    return True
+
+
+def decode_chunk_into(
+    payload: bytes, chunk_shape: tuple[int, int, int], out: np.ndarray, x0: int
+) -> bool:
+    """Inflate (libdeflate) and unshuffle a stored chunk straight into a block.
+
+    Like :func:`unshuffle_into` on ``zlib.decompress(payload)``, in C without
+    the GIL. Returns False (nothing written) without libdeflate, or if the
+    payload is not a shuffled int32 chunk of ``chunk_shape``.
+    """
+    lib = _compiled()
+    extent = _check_into(chunk_shape, out, x0)
+    if lib is None or extent is None or not lib.mdx_have_libdeflate():
+        return False
+    size = 4 * int(np.prod(chunk_shape))
+    scratch = getattr(_scratch, "inflated", None)
+    if scratch is None or scratch.size < size:
+        scratch = _scratch.inflated = np.empty(size, dtype=np.uint8)
+    source = np.frombuffer(payload, dtype=np.uint8)
+    status = lib.mdx_decode_chunk_into(
+        _ptr(source), source.size, _ptr(scratch), *chunk_shape, *extent, _ptr(out),
+        *out.shape[1:], x0,
+    )  # fmt: skip
+    return status == 0
+
+
 def bin_block(block, f_bins, y_bins, x_edges, valid_range, total, count, total_sq) -> bool:
     """Add a block's valid counts into the bin sums in one pass; False without C kernels.
 
@@ -214,8 +279,6 @@ def bin_raw_frame(
     return int(n_dynamic)
 
 
-# Per-thread output buffer of encode_tiles, reused frame after frame.
-_scratch = threading.local()
 
 
 def encode_tiles(
@@ -279,10 +342,12 @@ __all__ = [
     "MASKED_VALUE",
     "bin_block",
     "bin_raw_frame",
+    "decode_chunk_into",
     "encode_tiles",
     "have_compiled",
     "have_compiled_encoder",
     "mask_frame",
     "mask_to_planes",
     "unshuffle_int32",
+    "unshuffle_into",
 ]

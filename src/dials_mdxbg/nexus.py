@@ -650,6 +650,12 @@ class ImageSeriesReader:
                 x1 = min(x0 + cx, nx)
                 if filter_mask != 0:
                     out[:, :, x0:x1] = payload
+                elif shuffled and kernels.decode_chunk_into(payload, (cf, cy, cx), out, x0):
+                    pass  # inflated and unshuffled in place, in C
+                elif shuffled and kernels.unshuffle_into(
+                    codec.inflate(payload), (cf, cy, cx), out, x0
+                ):
+                    pass
                 else:
                     chunk = codec.decode_chunk(payload, np.int32, (cf, cy, cx), shuffled)
                     out[:, :, x0:x1] = chunk[: f1 - f0, : y1 - y0, : x1 - x0]
