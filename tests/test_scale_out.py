@@ -371,3 +371,20 @@ def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
         check=False,
     )
     assert proc.returncode != 0 and "sbatch not found" in proc.stderr
+
+
+def test_distributed_warnings_go_to_our_log_not_stderr(capfd, caplog):
+    """A lost worker makes distributed warn; stderr must keep only our one-line error."""
+    pytest.importorskip("distributed")
+    import logging
+
+    from dials_mdxbg.cluster import _distributed_logs_to_ours
+
+    client_log = logging.getLogger("distributed.client")
+    before = client_log.handlers[:]
+    with caplog.at_level(logging.INFO, logger="dials.mdxbg.cluster"):
+        with _distributed_logs_to_ours():
+            client_log.warning("Couldn't gather 1 keys, rescheduling")
+    assert "dask: Couldn't gather 1 keys, rescheduling" in caplog.text
+    assert "Couldn't gather" not in capfd.readouterr().err
+    assert client_log.handlers == before  # restored afterwards

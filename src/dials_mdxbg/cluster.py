@@ -96,9 +96,16 @@ def dask_client(mp) -> Iterator[object]:
         yield client
 
 
+class _ToOurLog(logging.Handler):
+    """Re-emits a dask.distributed record as an INFO line of the command's log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger.info("dask: %s", record.getMessage())
+
+
 @contextlib.contextmanager
 def _distributed_logs_to_ours() -> Iterator[None]:
-    """Send dask.distributed's log records to the command's log, not straight to stderr.
+    """Send dask.distributed's log records to the command's log, not to stderr.
 
     A lost worker makes the client warn (e.g. "Couldn't gather keys,
     rescheduling"); that belongs in the log, while stderr keeps the one-line
@@ -108,8 +115,12 @@ def _distributed_logs_to_ours() -> Iterator[None]:
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]
     loggers = [logging.getLogger(n) for n in ["distributed", *names]]
     saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
+    ours = _ToOurLog()
     for lg in loggers:
-        lg.handlers, lg.propagate = [], True
+        lg.handlers, lg.propagate = [], False
+    logging.getLogger("distributed").handlers = [ours]
+    for lg in loggers[1:]:
+        lg.propagate = True  # up to "distributed", whose handler forwards
     try:
         yield
     finally:
