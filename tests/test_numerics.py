@@ -215,6 +215,7 @@ def test_c_kernels_are_built_and_used():
 
     kernels._compiled.cache_clear()
     assert kernels.have_compiled()
+    assert kernels.have_compiled_encoder() and kernels.have_compiled_decoder()
 
 
 @pytest.mark.parametrize("trusted", [(-1.0, 1048500.0), (0.5, 30.5), (20.0, 10.0)])

@@ -77,6 +77,12 @@ def _compiled() -> ctypes.CDLL | None:
     return lib
 
 
+def have_compiled_decoder() -> bool:
+    """True when binning from a file can inflate in C (built against libdeflate)."""
+    lib = _compiled()
+    return lib is not None and bool(lib.mdx_have_libdeflate())
+
+
 def have_compiled_encoder() -> bool:
     """True when import can mask and deflate in C (built against ISA-L)."""
     lib = _compiled()
@@ -213,7 +219,7 @@ def decode_chunk_into(
     """
     lib = _compiled()
     extent = _check_into(chunk_shape, out, x0)
-    if lib is None or extent is None or not lib.mdx_have_libdeflate():
+    if extent is None or not have_compiled_decoder():
         return False
     size = 4 * int(np.prod(chunk_shape))
     scratch = getattr(_scratch, "inflated", None)
@@ -345,6 +351,7 @@ __all__ = [
     "decode_chunk_into",
     "encode_tiles",
     "have_compiled",
+    "have_compiled_decoder",
     "have_compiled_encoder",
     "mask_frame",
     "mask_to_planes",
