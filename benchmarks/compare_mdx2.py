@@ -887,15 +887,26 @@ def markdown_report(report: dict[str, Any]) -> str:
     for lin in report["linearity"]:
         cols = [f"time({f})/time({lin['base_frames']})" for f in lin["frames"]]
         ideal = ", ".join(f"{f / lin['base_frames']:.2f}" for f in lin["frames"])
+        span = f"{lin['base_frames']}->{lin['frames'][-1]}"
+        cols += [f"ms per frame ({span})", "fixed s"]
         lines += [
             "",
-            f"## Linearity, nproc = {lin['nproc']} (ideal: {ideal})",
+            f"## Linearity, nproc = {lin['nproc']} (ideal ratio without fixed costs: {ideal})",
+            "",
+            "Time = fixed + frames x per-frame cost, fitted through the two runs; a ratio",
+            "below the ideal is the fixed start-up (interpreter, DIALS, experiments) showing.",
             "",
             "| command | " + " | ".join(cols) + " |",
             "|---|" + "---|" * len(cols),
         ]
         for key, ratios in lin["ratios"].items():
             cells = [_fmt(ratios.get(str(f)), ".2f") for f in lin["frames"]]
+            fit = lin.get("per_frame", {}).get(key)
+            cells += (
+                [_fmt(fit["s_per_frame"] * 1e3, ".1f"), _fmt(fit["fixed_s"], ".2f")]
+                if fit
+                else ["", ""]
+            )
             lines.append(f"| {LINEARITY_LABELS[key]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -921,7 +932,9 @@ def linearity(datasets: list[dict[str, Any]], nprocs: Sequence[int]) -> list[dic
             return next(r["medians"] for r in ds["results"] if r["nproc"] == n)
 
         base_m = medians_of(base)
+        last = ordered[-1]
         ratios: dict[str, dict[str, float]] = {}
+        per_frame: dict[str, dict[str, float]] = {}
         for key in LINEARITY_LABELS:
             if key not in base_m:
                 continue
@@ -930,12 +943,19 @@ def linearity(datasets: list[dict[str, Any]], nprocs: Sequence[int]) -> list[dic
                 for ds in ordered[1:]
                 if key in medians_of(ds)
             }
+            if key in medians_of(last):
+                # A straight line through the smallest and largest runs: the cost
+                # of one more frame, and the fixed part (start-up, set-up).
+                t0, t1 = base_m[key]["wall_s"], medians_of(last)[key]["wall_s"]
+                slope = (t1 - t0) / (last["frames"] - base["frames"])
+                per_frame[key] = {"s_per_frame": slope, "fixed_s": t0 - slope * base["frames"]}
         out.append(
             {
                 "nproc": nproc,
                 "base_frames": base["frames"],
                 "frames": [ds["frames"] for ds in ordered[1:]],
                 "ratios": ratios,
+                "per_frame": per_frame,
             }
         )
     return out
@@ -1156,6 +1176,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--workdir", type=Path, default=Path("bench"), help="work directory (default bench)"
     )
     p.add_argument("--json", type=Path, help="JSON output (default WORKDIR/results.json)")
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="only rebuild the tables of an earlier run's JSON (to --markdown/--json and stdout)",
+    )
     p.add_argument("--markdown", type=Path, help="markdown output (default WORKDIR/results.md)")
     p.add_argument(
         "--keep",
@@ -1198,6 +1224,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         Exit status: 0 on success, 1 if a command failed or the outputs differ.
     """
     args = parse_args(argv)
+    if args.render:
+        # Re-derive the summary tables of an earlier run (no command is run).
+        report = json.loads(args.render.read_text())
+        report["linearity"] = linearity(report["datasets"], report["settings"]["nproc"])
+        markdown = markdown_report(report)
+        if args.markdown:
+            args.markdown.write_text(markdown)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(markdown)
+        return 0
     command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(list(argv))
     settings = Settings(
         chunks=(args.chunks[0], args.chunks[1], args.chunks[2]),

@@ -69,7 +69,7 @@ EXPORT HOT int64_t mdx_mask_to_planes(const int32_t *restrict raw, const uint8_t
     int64_t n_dynamic = 0;
     for (int64_t i = 0; i < n; i++) {
         const int32_t v = raw[i];
-        const int ok = !empty & in_range(v, lo, span);
+        const int ok = (!empty) & in_range(v, lo, span);
         n_dynamic += (valid[i] != 0) & !ok;
         const uint32_t u = ((valid[i] != 0) & ok) ? (uint32_t)v : 0xFFFFFFFFu;
         p0[i] = (uint8_t)u;
@@ -144,51 +144,32 @@ EXPORT int mdx_have_libdeflate(void) { return 0; }
 #endif
 
 /*
- * Sums over one row segment [a, b): count, sum and sum of squares of the
- * values that take part. With vrow, the raw values are masked on the fly
- * (static mask vrow, trusted range lo..hi) and *dyn counts the pixels the
- * trusted range masked. Squares add up in int64 when the caller has checked
- * they stay below 2^53 (then every partial sum is exact, as in double, but
- * without the 4-cycle dependency of a double add per pixel).
+ * Sums over one row segment [a, b) of masked counts: count, sum and sum of
+ * squares of those that take part (vlo <= v <= vhi, never a masked -1).
+ * Squares add up in int64 when the caller has checked they stay below 2^53
+ * (then every partial sum is exact, as in double, but without the 4-cycle
+ * dependency of a double add per pixel).
  */
-static inline void segment(const int32_t *restrict row, const uint8_t *restrict vrow, int64_t a,
-                           int64_t b, int32_t lo, uint32_t span, int empty, int32_t vlo,
+static inline void segment(const int32_t *restrict row, int64_t a, int64_t b, int32_t vlo,
                            uint32_t vspan, int int_squares, int64_t *restrict s_out,
-                           int64_t *restrict c_out, double *restrict q_out,
-                           int64_t *restrict dyn_out) {
+                           int64_t *restrict c_out, double *restrict q_out) {
     const int negative_ok = vlo >= 0; /* else -1 (masked) must be left out explicitly */
-    int64_t s = 0, c = 0, qi = 0, dyn = 0;
+    int64_t s = 0, c = 0, qi = 0;
     double qd = 0.0;
-#define MDX_ADD(keep)                                                                 \
-    do {                                                                              \
-        const int use = (keep) & in_range(v, vlo, vspan) & (negative_ok | (v != -1)); \
-        const int64_t w = use ? v : 0;                                                \
-        s += w;                                                                       \
-        c += use;                                                                     \
-        if (int_squares)                                                              \
-            qi += w * w;                                                              \
-        else                                                                          \
-            qd += (double)w * (double)w;                                              \
-    } while (0)
-    if (vrow) {
-        for (int64_t x = a; x < b; x++) {
-            const int32_t v = row[x];
-            const int valid = vrow[x] != 0;
-            const int ok = !empty & in_range(v, lo, span);
-            dyn += valid & !ok;
-            MDX_ADD(valid & ok);
-        }
-    } else {
-        for (int64_t x = a; x < b; x++) {
-            const int32_t v = row[x];
-            MDX_ADD(1);
-        }
+    for (int64_t x = a; x < b; x++) {
+        const int32_t v = row[x];
+        const int use = in_range(v, vlo, vspan) & (negative_ok | (v != -1));
+        const int64_t w = use ? v : 0;
+        s += w;
+        c += use;
+        if (int_squares)
+            qi += w * w;
+        else
+            qd += (double)w * (double)w;
     }
-#undef MDX_ADD
     *s_out += s;
     *c_out += c;
     *q_out += int_squares ? (double)qi : qd;
-    *dyn_out += dyn;
 }
 
 /* True when every per-segment sum of squares is below 2^53. */
@@ -202,15 +183,20 @@ static int squares_fit_int(int32_t vlo, int32_t vhi, const int64_t *restrict x_e
     return m * m * widest < 9007199254740992.0;
 }
 
-/* One row of bins; the flags are constants at each call so the loop is specialised. */
-static inline void bin_row(const int32_t *restrict row, const uint8_t *restrict vrow,
-                           const int64_t *restrict x_edges, int64_t nbx, int32_t lo, uint32_t span,
-                           int empty, int32_t vlo, uint32_t vspan, int int_squares,
+/* One row of masked counts into its row of bins (total, count, total_sq at xb = 0). */
+static inline void bin_row(const int32_t *restrict row, const int64_t *restrict x_edges,
+                           int64_t nbx, int32_t vlo, uint32_t vspan, int int_squares,
                            int64_t *restrict total, int64_t *restrict count,
-                           double *restrict total_sq, int64_t *restrict dyn) {
-    for (int64_t xb = 0; xb < nbx; xb++) {
-        segment(row, vrow, x_edges[xb], x_edges[xb + 1], lo, span, empty, vlo, vspan, int_squares,
-                total + xb, count + xb, total_sq + xb, dyn);
+                           double *restrict total_sq) {
+    /* The flag is a constant in each branch, so each loop is specialised. */
+    if (int_squares) {
+        for (int64_t xb = 0; xb < nbx; xb++)
+            segment(row, x_edges[xb], x_edges[xb + 1], vlo, vspan, 1, total + xb, count + xb,
+                    total_sq + xb);
+    } else {
+        for (int64_t xb = 0; xb < nbx; xb++)
+            segment(row, x_edges[xb], x_edges[xb + 1], vlo, vspan, 0, total + xb, count + xb,
+                    total_sq + xb);
     }
 }
 
@@ -220,40 +206,35 @@ static inline void bin_row(const int32_t *restrict row, const uint8_t *restrict 
  * the column bin edges.
  */
 EXPORT HOT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_t rows, int64_t nx,
-                          const int64_t *restrict f_bins, const int64_t *restrict y_bins,
-                          const int64_t *restrict x_edges, int64_t nby, int64_t nbx, int32_t vlo,
-                          int32_t vhi, int64_t *restrict total, int64_t *restrict count,
-                          double *restrict total_sq) {
+                              const int64_t *restrict f_bins, const int64_t *restrict y_bins,
+                              const int64_t *restrict x_edges, int64_t nby, int64_t nbx,
+                              int32_t vlo, int32_t vhi, int64_t *restrict total,
+                              int64_t *restrict count, double *restrict total_sq) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     const int int_squares = squares_fit_int(vlo, vhi, x_edges, nbx);
-    int64_t unused = 0;
     for (int64_t f = 0; f < nf; f++) {
         for (int64_t y = 0; y < rows; y++) {
-            const int32_t *row = block + (f * rows + y) * nx;
             const int64_t base = (f_bins[f] * nby + y_bins[y]) * nbx;
-            if (int_squares)
-                bin_row(row, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 1, total + base,
-                        count + base, total_sq + base, &unused);
-            else
-                bin_row(row, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 0, total + base,
-                        count + base, total_sq + base, &unused);
+            bin_row(block + (f * rows + y) * nx, x_edges, nbx, vlo, vspan, int_squares,
+                    total + base, count + base, total_sq + base);
         }
     }
 }
 
 /*
  * mdx_mask_frame then mdx_bin_block for one raw frame (ny, nx) in bin fb,
- * without writing the masked frame. Returns the pixels the trusted range masked.
+ * without writing the masked frame. Returns the pixels the trusted range
+ * masked, or -1 if out of memory (nothing added).
  */
 EXPORT HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t *restrict valid,
-                                 int64_t ny, int64_t nx, int32_t lo, int32_t hi, int64_t fb,
-                                 const int64_t *restrict y_bins, const int64_t *restrict x_edges,
-                                 int64_t nby, int64_t nbx, int32_t vlo, int32_t vhi,
-                                 int64_t *restrict total, int64_t *restrict count,
-                                 double *restrict total_sq) {
+                                     int64_t ny, int64_t nx, int32_t lo, int32_t hi, int64_t fb,
+                                     const int64_t *restrict y_bins,
+                                     const int64_t *restrict x_edges, int64_t nby, int64_t nbx,
+                                     int32_t vlo, int32_t vhi, int64_t *restrict total,
+                                     int64_t *restrict count, double *restrict total_sq) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     const int int_squares = squares_fit_int(vlo, vhi, x_edges, nbx);
-    int64_t n_dynamic = 0, unused = 0;
+    int64_t n_dynamic = 0;
     /* Mask a row into a small buffer that stays in cache, then bin it: two
      * simple loops the compiler vectorises, instead of one that it cannot. */
     int32_t *masked = malloc((size_t)nx * sizeof(int32_t));
@@ -261,12 +242,8 @@ EXPORT HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t 
     for (int64_t y = 0; y < ny; y++) {
         const int64_t base = (fb * nby + y_bins[y]) * nbx;
         n_dynamic += mdx_mask_frame(raw + y * nx, valid + y * nx, nx, lo, hi, masked);
-        if (int_squares)
-            bin_row(masked, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 1, total + base,
-                    count + base, total_sq + base, &unused);
-        else
-            bin_row(masked, NULL, x_edges, nbx, 0, 0, 0, vlo, vspan, 0, total + base,
-                    count + base, total_sq + base, &unused);
+        bin_row(masked, x_edges, nbx, vlo, vspan, int_squares, total + base, count + base,
+                total_sq + base);
     }
     free(masked);
     return n_dynamic;
@@ -341,7 +318,7 @@ EXPORT HOT int64_t mdx_encode_tiles(const int32_t *restrict raw, const uint8_t *
             const int64_t d = r * cx;
             for (int64_t c = 0; c < cols; c++) {
                 const int32_t v = src[c];
-                const int ok = !empty & in_range(v, lo, span);
+                const int ok = (!empty) & in_range(v, lo, span);
                 dynamic += (vsrc[c] != 0) & !ok;
                 const uint32_t u = ((vsrc[c] != 0) & ok) ? (uint32_t)v : 0xFFFFFFFFu;
                 p0[d + c] = (uint8_t)u;

@@ -282,7 +282,7 @@ def bin_raw_frame(
         _ptr(raw), _ptr(static_valid), ny, nx, lo, hi, int(f_bin), _ptr(y_bins), _ptr(x_edges),
         total.shape[1], total.shape[2], vlo, vhi, _ptr(total), _ptr(count), _ptr(total_sq),
     )  # fmt: skip
-    return int(n_dynamic)
+    return int(n_dynamic) if n_dynamic >= 0 else None  # -1: out of memory, nothing added
 
 
 
