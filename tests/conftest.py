@@ -18,10 +18,12 @@ from dials_mdxbg.synthetic import SweepSpec, make_background_sweep
 BIN = Path(sys.executable).parent
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    """Run a console script from this environment, as a user would."""
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, **kw
+) -> subprocess.CompletedProcess:
+    """Run a console script from this environment, as a user would (``env``: extra variables)."""
     exe = shutil.which(cmd[0], path=str(BIN)) or cmd[0]
-    env = dict(os.environ, NO_COLOR="1")
+    env = dict(os.environ, NO_COLOR="1", **(env or {}))
     proc = subprocess.run(
         [exe, *map(str, cmd[1:])],
         cwd=cwd,
