@@ -188,7 +188,13 @@ class _SlabEncoder:
     """
 
     def __init__(
-        self, shape, chunks, level: int, pool: ThreadPoolExecutor | None, max_inflight: int = 1
+        self,
+        shape,
+        chunks,
+        level: int,
+        pool: ThreadPoolExecutor | None,
+        max_inflight: int = 1,
+        nthreads: int = 1,
     ):
         _, ny, nx = shape
         self.max_inflight = max_inflight
@@ -198,7 +204,7 @@ class _SlabEncoder:
         cf, cy, cx = chunks
         self.tiles = [(y0, x0) for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)]
         # With threads, a frame's tiles are cut into one group per thread.
-        groups = pool._max_workers if pool is not None else 1
+        groups = nthreads if pool is not None else 1
         bounds = np.linspace(0, len(self.tiles), min(groups, len(self.tiles)) + 1).astype(int)
         self._tile_groups = [
             np.array(self.tiles[a:b], dtype=np.int64).reshape(-1, 2)
@@ -339,7 +345,7 @@ class ImageSeriesWriter:
         self._tmp = stack.enter_context(atomic_path(self.path))
         pool = stack.enter_context(ThreadPoolExecutor(self.nthreads)) if self.nthreads > 1 else None
         self._encoder = _SlabEncoder(
-            self.axes.shape, self.chunks, self.level, pool, self.frames_in_flight
+            self.axes.shape, self.chunks, self.level, pool, self.frames_in_flight, self.nthreads
         )
         self._file, entry = _new_file(self._tmp, self.path, self.provenance)
         stack.callback(self._file.close)
