@@ -52,6 +52,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from dials_mdxbg.synthetic import check_scan
+
 __all__ = [
     "MASK_DEAD",
     "MASK_GAP",
@@ -155,14 +157,11 @@ class NXmxSpec:
         Raises:
             ValueError: If a parameter is out of range.
         """
-        if self.n_frames < 1:
-            raise ValueError("n_frames must be >= 1")
+        check_scan(self)
         if len(self.shape) != 2 or min(self.shape) < 8:
             raise ValueError(f"shape must be (ny, nx), both >= 8, got {self.shape}")
-        if self.osc_width <= 0 or self.exposure_time <= 0 or self.readout_time < 0:
-            raise ValueError("osc_width and exposure_time must be > 0, readout_time >= 0")
-        if self.background <= 0 or self.seed < 0:
-            raise ValueError("background must be > 0 and seed >= 0")
+        if self.readout_time < 0:
+            raise ValueError("readout_time must be >= 0")
         if min(self.n_dead, self.n_noisy, self.n_virtual, self.n_overload) < 0:
             raise ValueError("pixel counts must be >= 0")
         if self.dtype not in _DTYPES:

@@ -118,18 +118,9 @@ class SweepSpec:
         Raises:
             ValueError: If a parameter is out of range.
         """
-        if self.n_frames < 1:
-            raise ValueError("n_frames must be >= 1")
+        check_scan(self)
         if len(self.modules) != 2 or min(self.modules) < 1:
             raise ValueError("modules must be two positive integers (fast, slow)")
-        if self.osc_width <= 0:
-            raise ValueError("osc_width must be > 0")
-        if self.exposure_time <= 0:
-            raise ValueError("exposure_time must be > 0")
-        if self.background <= 0:
-            raise ValueError("background must be > 0")
-        if self.seed < 0:
-            raise ValueError("seed must be >= 0")
         if self.n_hot < 0 or self.n_overload < 0:
             raise ValueError("n_hot and n_overload must be >= 0")
         if not 10 <= self.count_cutoff < 2**31 - 1:
@@ -157,6 +148,24 @@ class SweepSpec:
         if len(str(number)) > width:
             raise ValueError(f"template {self.template!r} too short for frame {number}")
         return f"{head}{number:0{width}d}{tail}"
+
+
+def check_scan(spec) -> None:
+    """Checks every synthetic sweep spec shares: frames, oscillation, exposure, counts, seed.
+
+    Raises:
+        ValueError: If one is out of range.
+    """
+    if spec.n_frames < 1:
+        raise ValueError("n_frames must be >= 1")
+    if spec.osc_width <= 0:
+        raise ValueError("osc_width must be > 0")
+    if spec.exposure_time <= 0:
+        raise ValueError("exposure_time must be > 0")
+    if spec.background <= 0:
+        raise ValueError("background must be > 0")
+    if spec.seed < 0:
+        raise ValueError("seed must be >= 0")
 
 
 def _split_template(template: str) -> tuple[str, int, str]:
