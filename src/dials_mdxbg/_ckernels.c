@@ -38,56 +38,48 @@ static inline int in_range(int32_t v, int32_t lo, uint32_t span) {
     return (uint32_t)v - (uint32_t)lo <= span;
 }
 
-EXPORT HOT int64_t mdx_mask_frame(const int32_t *restrict raw, const uint8_t *restrict valid, int64_t n, int32_t lo,
-                              int32_t hi, int32_t *restrict out) {
-    const uint32_t span = (uint32_t)hi - (uint32_t)lo;
-    int64_t n_dynamic = 0;
-    if (lo > hi) { /* empty trusted range: everything is masked */
-        for (int64_t i = 0; i < n; i++) {
-            n_dynamic += valid[i] != 0;
-            out[i] = -1;
-        }
-        return n_dynamic;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        const int32_t v = raw[i];
-        const int ok = in_range(v, lo, span);
-        const int keep = (valid[i] != 0) & ok;
-        n_dynamic += (valid[i] != 0) & !ok;
-        out[i] = keep ? v : -1;
-    }
-    return n_dynamic;
+/*
+ * dxtbx's rule for one pixel: valid if the static mask says so and it is in
+ * the trusted range lo..hi (empty when lo > hi); else -1. *dyn counts the
+ * statically valid pixels that the trusted range masks.
+ */
+static inline int32_t mask_pixel(int32_t v, uint8_t valid, int32_t lo, uint32_t span, int empty,
+                                 int64_t *restrict dyn) {
+    const int ok = (!empty) & in_range(v, lo, span);
+    *dyn += (valid != 0) & !ok;
+    return ((valid != 0) & ok) ? v : -1;
 }
 
-/* Masked frame written as the four byte planes of HDF5's shuffle filter. */
-EXPORT HOT int64_t mdx_mask_to_planes(const int32_t *restrict raw, const uint8_t *restrict valid, int64_t n,
-                                  int32_t lo, int32_t hi, uint8_t *restrict planes) {
-    const uint32_t span = (uint32_t)hi - (uint32_t)lo;
-    const int empty = lo > hi;
-    uint8_t *restrict p0 = planes, *restrict p1 = planes + n, *restrict p2 = planes + 2 * n,
-                    *restrict p3 = planes + 3 * n;
-    int64_t n_dynamic = 0;
+/* n pixels masked and split into four byte planes p0..p3 (HDF5 shuffle layout). */
+static inline int64_t mask_split(const int32_t *restrict raw, const uint8_t *restrict valid,
+                                 int64_t n, int32_t lo, uint32_t span, int empty,
+                                 uint8_t *restrict p0, uint8_t *restrict p1,
+                                 uint8_t *restrict p2, uint8_t *restrict p3) {
+    int64_t dyn = 0;
     for (int64_t i = 0; i < n; i++) {
-        const int32_t v = raw[i];
-        const int ok = (!empty) & in_range(v, lo, span);
-        n_dynamic += (valid[i] != 0) & !ok;
-        const uint32_t u = ((valid[i] != 0) & ok) ? (uint32_t)v : 0xFFFFFFFFu;
+        const uint32_t u = (uint32_t)mask_pixel(raw[i], valid[i], lo, span, empty, &dyn);
         p0[i] = (uint8_t)u;
         p1[i] = (uint8_t)(u >> 8);
         p2[i] = (uint8_t)(u >> 16);
         p3[i] = (uint8_t)(u >> 24);
     }
-    return n_dynamic;
+    return dyn;
 }
 
-/* Inverse of the shuffle filter for 4-byte elements. */
-EXPORT HOT void mdx_unshuffle4(const uint8_t *restrict planes, int64_t n, uint32_t *restrict out) {
-    const uint8_t *restrict p0 = planes, *restrict p1 = planes + n, *restrict p2 = planes + 2 * n,
-                    *restrict p3 = planes + 3 * n;
-    for (int64_t i = 0; i < n; i++) {
-        out[i] = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
-                 ((uint32_t)p3[i] << 24);
-    }
+EXPORT HOT int64_t mdx_mask_frame(const int32_t *restrict raw, const uint8_t *restrict valid,
+                                  int64_t n, int32_t lo, int32_t hi, int32_t *restrict out) {
+    const uint32_t span = (uint32_t)hi - (uint32_t)lo;
+    const int empty = lo > hi;
+    int64_t dyn = 0;
+    for (int64_t i = 0; i < n; i++) out[i] = mask_pixel(raw[i], valid[i], lo, span, empty, &dyn);
+    return dyn;
+}
+
+/* Masked frame written as the four byte planes of HDF5's shuffle filter. */
+EXPORT HOT int64_t mdx_mask_to_planes(const int32_t *restrict raw, const uint8_t *restrict valid,
+                                      int64_t n, int32_t lo, int32_t hi, uint8_t *restrict planes) {
+    return mask_split(raw, valid, n, lo, (uint32_t)hi - (uint32_t)lo, lo > hi, planes, planes + n,
+                      planes + 2 * n, planes + 3 * n);
 }
 
 /*
@@ -309,23 +301,12 @@ EXPORT HOT int64_t mdx_encode_tiles(const int32_t *restrict raw, const uint8_t *
         const int64_t y0 = tiles[2 * t], x0 = tiles[2 * t + 1];
         const int64_t rows = ny - y0 < cy ? ny - y0 : cy;
         const int64_t cols = nx - x0 < cx ? nx - x0 : cx;
-        uint8_t *restrict p0 = scratch, *restrict p1 = scratch + tile_n,
-                         *restrict p2 = scratch + 2 * tile_n, *restrict p3 = scratch + 3 * tile_n;
         if (rows < cy || cols < cx) memset(scratch, 0, 4 * tile_n);
         for (int64_t r = 0; r < rows; r++) {
-            const int32_t *src = raw + (y0 + r) * nx + x0;
-            const uint8_t *vsrc = valid + (y0 + r) * nx + x0;
-            const int64_t d = r * cx;
-            for (int64_t c = 0; c < cols; c++) {
-                const int32_t v = src[c];
-                const int ok = (!empty) & in_range(v, lo, span);
-                dynamic += (vsrc[c] != 0) & !ok;
-                const uint32_t u = ((vsrc[c] != 0) & ok) ? (uint32_t)v : 0xFFFFFFFFu;
-                p0[d + c] = (uint8_t)u;
-                p1[d + c] = (uint8_t)(u >> 8);
-                p2[d + c] = (uint8_t)(u >> 16);
-                p3[d + c] = (uint8_t)(u >> 24);
-            }
+            const int64_t src = (y0 + r) * nx + x0, d = r * cx;
+            dynamic += mask_split(raw + src, valid + src, cols, lo, span, empty, scratch + d,
+                                  scratch + tile_n + d, scratch + 2 * tile_n + d,
+                                  scratch + 3 * tile_n + d);
         }
         for (int k = 0; k < 4; k++) {
             uint8_t *piece = scratch + k * tile_n;

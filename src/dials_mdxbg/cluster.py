@@ -115,12 +115,10 @@ def _distributed_logs_to_ours() -> Iterator[None]:
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]
     loggers = [logging.getLogger(n) for n in ["distributed", *names]]
     saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
-    ours = _ToOurLog()
     for lg in loggers:
-        lg.handlers, lg.propagate = [], False
-    logging.getLogger("distributed").handlers = [ours]
-    for lg in loggers[1:]:
-        lg.propagate = True  # up to "distributed", whose handler forwards
+        # Children propagate up to "distributed", whose only handler forwards.
+        lg.handlers, lg.propagate = [], lg.name != "distributed"
+    loggers[0].handlers = [_ToOurLog()]
     try:
         yield
     finally:
@@ -161,7 +159,7 @@ class DaskEngine:
 
     def __init__(self, client, worker_timeout: float = 600):
         self.client = client
-        self.n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        self.n_workers = max(1, self.live_workers())
         self.worker_timeout = worker_timeout
 
     def live_workers(self) -> int:

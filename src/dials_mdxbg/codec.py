@@ -130,7 +130,13 @@ def decode_chunk(
     payload: bytes, dtype: np.dtype, shape: tuple[int, ...], use_shuffle: bool = True
 ) -> np.ndarray:
     """Decode one chunk stored with HDF5's (shuffle +) deflate filters."""
-    raw = inflate(payload)
+    return decode_inflated(inflate(payload), dtype, shape, use_shuffle)
+
+
+def decode_inflated(
+    raw: bytes, dtype: np.dtype, shape: tuple[int, ...], use_shuffle: bool = True
+) -> np.ndarray:
+    """The array of an already inflated chunk (undoing the shuffle filter if used)."""
     if use_shuffle:
         if np.dtype(dtype) == np.int32:
             from dials_mdxbg.kernels import unshuffle_int32

@@ -160,20 +160,10 @@ class FrameSource:
             extra = _flex_to_numpy(shadow[0]).astype(bool)
         return _flex_to_numpy(raw[0]), extra
 
-    def read(self, k: int) -> tuple[np.ndarray, int]:
-        """Masked int32 frame ``k`` and how many pixels the trusted range/shadow masked."""
-        raw, extra = self._raw(k)
-        return kernels.mask_frame(raw, self.static_valid, self.trusted_range, extra)
-
     def read_raw(self, k: int) -> RawFrame:
         """Frame ``k`` read but not yet masked (masking can then run in another thread)."""
         raw, extra = self._raw(k)
         return RawFrame(raw, extra, self.static_valid, self.trusted_range)
-
-    def read_planes(self, k: int, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """Frame ``k`` masked and split into HDF5 shuffle byte planes (4, ny, nx)."""
-        raw, extra = self._raw(k)
-        return kernels.mask_to_planes(raw, self.static_valid, self.trusted_range, extra, out)
 
 
 @dataclass

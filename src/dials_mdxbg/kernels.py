@@ -29,7 +29,6 @@ _I32 = ctypes.c_int32
 _SIGNATURES = {
     "mdx_mask_frame": (_I64, [_P, _P, _I64, _I32, _I32, _P]),
     "mdx_mask_to_planes": (_I64, [_P, _P, _I64, _I32, _I32, _P]),
-    "mdx_unshuffle4": (None, [_P, _I64, _P]),
     "mdx_bin_block": (
         None,
         [_P, _I64, _I64, _I64, _P, _P, _P, _I64, _I64, _I32, _I32, _P, _P, _P],
@@ -176,9 +175,8 @@ def unshuffle_int32(raw: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     n = int(np.prod(shape))
     if lib is None or len(raw) != 4 * n:
         return None
-    planes = np.frombuffer(raw, dtype=np.uint8)
-    out = np.empty(n, dtype=np.int32)
-    lib.mdx_unshuffle4(_ptr(planes), n, _ptr(out))
+    out = np.empty((1, 1, n), dtype=np.int32)
+    unshuffle_into(raw, (1, 1, n), out, 0)  # the whole chunk as one row
     return out.reshape(shape)
 
 
@@ -283,8 +281,6 @@ def bin_raw_frame(
         total.shape[1], total.shape[2], vlo, vhi, _ptr(total), _ptr(count), _ptr(total_sq),
     )  # fmt: skip
     return int(n_dynamic) if n_dynamic >= 0 else None  # -1: out of memory, nothing added
-
-
 
 
 def encode_tiles(

@@ -203,14 +203,13 @@ class _SlabEncoder:
         self.pool = pool
         cf, cy, cx = chunks
         self.tiles = [(y0, x0) for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)]
-        # With threads, a frame's tiles are cut into one group per thread.
+        # A frame's tiles are cut into one group per thread (one group without).
         groups = nthreads if pool is not None else 1
         bounds = np.linspace(0, len(self.tiles), min(groups, len(self.tiles)) + 1).astype(int)
         self._tile_groups = [
             np.array(self.tiles[a:b], dtype=np.int64).reshape(-1, 2)
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
-        self._all_tiles = np.array(self.tiles, dtype=np.int64).reshape(-1, 2)
         # A padding frame (or padding tile): all-zero planes, encoded once.
         self._zero = codec.encode_segment(np.zeros(cy * cx, dtype=np.uint8), level)
         # Per frame, a list of parts; each part is (or will be, as a future) a
@@ -255,23 +254,20 @@ class _SlabEncoder:
 
     def add_raw(self, frame) -> None:
         """Queue one raw frame (a :class:`dials_mdxbg.frames.RawFrame`)."""
-        if self.pool is None:
-            self._queue([self._encode_raw(frame, self._all_tiles)])
-        else:
-            self._queue([self.pool.submit(self._encode_raw, frame, g) for g in self._tile_groups])
+        self._queue(self._encode_raw, frame, self._tile_groups)
 
     def add_planes(self, planes: np.ndarray, n_dynamic: int = 0) -> None:
         """Queue one frame's masked byte planes (4, ny, nx) for compression."""
         self.masked_dynamic += n_dynamic
-        if self.pool is None:
-            self._queue([self._encode_planes(planes, t) for t in self.tiles])
-        else:
-            self._queue([self.pool.submit(self._encode_planes, planes, t) for t in self.tiles])
+        self._queue(self._encode_planes, planes, self.tiles)
 
-    def _queue(self, parts: list) -> None:
-        self._frames.append(parts)
+    def _queue(self, encode, frame, tile_sets: list) -> None:
+        """``encode(frame, tiles)`` for each set of tiles: now, or in the pool."""
         if self.pool is None:
+            self._frames.append([encode(frame, tiles) for tiles in tile_sets])
             return
+        parts = [self.pool.submit(encode, frame, tiles) for tiles in tile_sets]
+        self._frames.append(parts)
         # Bound the frames in flight: each holds its input until encoded.
         self._inflight.append(parts)
         while len(self._inflight) > self.max_inflight:
@@ -662,13 +658,11 @@ class ImageSeriesReader:
                     out[:, :, x0:x1] = payload
                 elif shuffled and kernels.decode_chunk_into(payload, (cf, cy, cx), out, x0):
                     pass  # inflated and unshuffled in place, in C
-                elif shuffled and kernels.unshuffle_into(
-                    codec.inflate(payload), (cf, cy, cx), out, x0
-                ):
-                    pass
                 else:
-                    chunk = codec.decode_chunk(payload, np.int32, (cf, cy, cx), shuffled)
-                    out[:, :, x0:x1] = chunk[: f1 - f0, : y1 - y0, : x1 - x0]
+                    raw = codec.inflate(payload)  # once, whichever way it is unshuffled
+                    if not (shuffled and kernels.unshuffle_into(raw, (cf, cy, cx), out, x0)):
+                        chunk = codec.decode_inflated(raw, np.int32, (cf, cy, cx), shuffled)
+                        out[:, :, x0:x1] = chunk[: f1 - f0, : y1 - y0, : x1 - x0]
             return out[take[0] : take[1]]
 
         return load
