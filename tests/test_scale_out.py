@@ -388,3 +388,24 @@ def test_distributed_warnings_go_to_our_log_not_stderr(capfd, caplog):
     assert "dask: Couldn't gather 1 keys, rescheduling" in caplog.text
     assert "Couldn't gather" not in capfd.readouterr().err
     assert client_log.handlers == before  # restored afterwards
+
+
+def test_unreachable_scheduler_gives_one_line(sweep, tmp_path):
+    pytest.importorskip("distributed")
+    proc = run(
+        [
+            "dials.mdx_import",
+            sweep,
+            "output.data=u.nxs",
+            "mp.method=dask",
+            "mp.dask.scheduler=tcp://127.0.0.1:1",  # nothing listens on port 1
+            "mp.dask.timeout=2",
+        ],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and err.count("\n") == 0, err
+    assert "cannot reach the dask scheduler tcp://127.0.0.1:1" in err
+    assert not list(tmp_path.glob("*.nxs")) and not list(tmp_path.glob(".*part*"))

@@ -51,7 +51,13 @@ def dask_client(mp) -> Iterator[object]:
         stack.enter_context(_distributed_logs_to_ours())
         if opts.scheduler:
             logger.info("Connecting to dask scheduler %s", opts.scheduler)
-            client = stack.enter_context(Client(opts.scheduler, timeout=opts.timeout))
+            try:
+                client = stack.enter_context(Client(opts.scheduler, timeout=opts.timeout))
+            except (OSError, TimeoutError) as e:
+                raise InputError(
+                    f"cannot reach the dask scheduler {opts.scheduler} within "
+                    f"{opts.timeout} s ({type(e).__name__}); no output written"
+                ) from None
         elif opts.cluster == "local":
             logger.info("Starting a local dask cluster of %d workers", mp.nproc)
             cluster = stack.enter_context(
