@@ -42,7 +42,7 @@ fi
 # 3. Python packages, re-installed only when the recipe changes.
 stamp_of() {
     cat "$REPO/setup.cfg" "$REPO/setup.py" "$REPO/scripts/bootstrap.sh" \
-        "$REPO/src/dials_mdxbg/_ckernels.c" | sha1sum | cut -c1-16
+        "$REPO/src/dials_mdxbg/native/_ckernels.c" | sha1sum | cut -c1-16
 }
 STAMP="$VENV/.mdxbg-$(stamp_of)"
 if [[ ! -e "$STAMP" ]]; then

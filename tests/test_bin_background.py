@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import read_binned, run
-from dials_mdxbg.background import bin_blocks, frame_tasks, series_tasks
-from dials_mdxbg.nexus import ImageSeriesReader
+from dials_mdxbg.binning.blocks import bin_blocks, frame_tasks, series_tasks
+from dials_mdxbg.series.reader import ImageSeriesReader
 
 
 def assert_same_map(ours: dict, theirs: dict) -> None:
@@ -69,7 +69,7 @@ def test_one_step_equals_two_step_bit_for_bit(sweep, our_import):
         two = bin_blocks(series_tasks(reader), reader.axes, (4, 20, 20), (0, 200), nproc=1)
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    from dials_mdxbg.frames import frame_source
+    from dials_mdxbg.frames.source import frame_source
 
     source = frame_source(ExperimentListFactory.from_json_file(str(sweep)))
     one = bin_blocks(frame_tasks(source), source.axes, (4, 20, 20), (0, 200), nproc=2)

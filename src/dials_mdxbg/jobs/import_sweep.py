@@ -1,43 +1,34 @@
-"""Worker for dials.mdx_import: frames -> mdx2 image series, streamed."""
+"""The import job: experiments -> mdx2 image series, streamed (``dials.mdx_import``).
+
+:func:`import_sweep` is the public entry point; it runs in this process
+(``mp.nproc`` threads) or as frame-range tasks on a dask cluster.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg import kernels
-from dials_mdxbg.cli import Progress
-from dials_mdxbg.errors import InputError
-from dials_mdxbg.frames import FrameSource, default_chunks
-from dials_mdxbg.nexus import ImageSeriesWriter
+from dials_mdxbg.frames.source import FrameSource, frame_source, selections, with_imageset
+from dials_mdxbg.jobs.engine import run_tasks, task_engine
+from dials_mdxbg.jobs.partition import task_ranges
+from dials_mdxbg.model import resolve_chunks
+from dials_mdxbg.native import kernels
+from dials_mdxbg.series.writer import ImageSeriesWriter, assemble_series
+from dials_mdxbg.util.atomic import check_writable
+from dials_mdxbg.util.progress import Progress
+from dials_mdxbg.util.versions import versions
 
 logger = logging.getLogger("dials.mdxbg.import")
-
-
-def resolve_chunks(
-    requested: tuple[int, int, int] | None, source: FrameSource
-) -> tuple[int, int, int]:
-    """The chunk shape to use: the request, with 0/-1 entries (or None) from mdx2's default."""
-    ny, nx = source.frame_shape
-    dphi = float(np.diff(source.axes.phi[:2])[0]) if source.n_frames > 1 else 1.0
-    default = default_chunks(dphi, source.n_frames, (nx, ny))
-    if requested is None:
-        return default
-    if len(requested) != 3:
-        raise InputError(f"chunks needs three numbers (frames, y, x), got {requested}")
-    if any(c < -1 for c in requested):
-        raise InputError(f"chunks must be positive (or 0/-1 for the default), got {requested}")
-    chunks = tuple(c if c > 0 else d for c, d in zip(requested, default))
-    limits = (source.n_frames, ny, nx)
-    return tuple(min(c, n) for c, n in zip(chunks, limits))
 
 
 def import_frames(
@@ -57,7 +48,7 @@ def import_frames(
     HDF5 chunks when a slab of ``chunks[0]`` frames is complete.
 
     Args:
-        source: validated frames (see :func:`dials_mdxbg.frames.frame_source`).
+        source: validated frames (see :func:`dials_mdxbg.frames.source.frame_source`).
         output: the NeXus file to write (appears only when complete).
         chunks: HDF5 chunk shape (frames, y, x).
         level: deflate level.
@@ -169,8 +160,6 @@ def import_part(
     """
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    from dials_mdxbg.frames import frame_source
-
     experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
     source = frame_source(experiments, **selection)
     return write_part(source, frame_range, Path(part_path), chunks, level)
@@ -216,8 +205,6 @@ def _via_parts(output, source, chunks, level, split, provenance, write_parts) ->
     apart; any failure removes it, so nothing that looks valid is left and a
     re-run starts clean.
     """
-    from dials_mdxbg.nexus import assemble_series, check_writable
-
     output = Path(output)
     check_writable(output)
     # Absolute: workers may run in another directory (or on another machine).
@@ -284,14 +271,9 @@ def import_frames_parallel(
     frames_per_task: int | None = None,
 ) -> dict:
     """Import as frame-range tasks on a dask engine; the output appears when all are done."""
-    from dials_mdxbg.cluster import frame_ranges, run_tasks
-
     n = source.n_frames
     n_workers = engine.n_workers
-    if frames_per_task:
-        ranges = frame_ranges(n, math.ceil(n / frames_per_task), chunks[0])
-    else:
-        ranges = frame_ranges(n, engine.tasks_per_worker * n_workers, chunks[0])
+    ranges = task_ranges(n, n_workers, engine.tasks_per_worker, chunks[0], frames_per_task)
     progress = Progress(n, "frames")
     logger.info(
         "Importing %d frames as %d tasks on %d %s workers into %s",
@@ -321,3 +303,98 @@ def import_frames_parallel(
         None,
         {"engine": engine.name, "tasks": len(ranges), "workers": n_workers},
     )
+
+
+@dataclass
+class ImportSummary:
+    """What :func:`import_sweep` did: one entry per imageset imported.
+
+    Attributes:
+        runs: per imageset, the summary dict (output, frames, shape, chunks,
+            masked pixels by reason, bytes, seconds, engine).
+    """
+
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[Path]:
+        """The image series written."""
+        return [Path(r["output"]) for r in self.runs]
+
+    def to_dict(self) -> dict:
+        """The JSON summary: one run's dict, or ``{"imagesets": [...]}`` for several."""
+        return dict(self.runs[0]) if len(self.runs) == 1 else {"imagesets": list(self.runs)}
+
+
+def import_sweep(experiments, params, phil_text: str | None = None) -> ImportSummary:
+    """Import the experiments' frames into mdx2 image series, as ``dials.mdx_import`` does.
+
+    Args:
+        experiments: a dxtbx ``ExperimentList`` (one imageset, or choose with
+            ``params.imageset`` / ``params.all_imagesets``).
+        params: the extracted PHIL of :mod:`dials_mdxbg.command_line.mdx_import`
+            (``phil_scope.extract()``, changed as needed).
+        phil_text: the effective PHIL to store as provenance, if any.
+
+    Returns:
+        The summary; the files are complete on disk when it returns.
+
+    Raises:
+        InputError: bad input, with a one-line reason (nothing is written).
+
+    Example::
+
+        from dxtbx.model.experiment_list import ExperimentListFactory
+        from dials_mdxbg.command_line.mdx_import import phil_scope
+        from dials_mdxbg.jobs.import_sweep import import_sweep
+
+        params = phil_scope.extract()
+        params.output.data = "bkg_data.nxs"
+        summary = import_sweep(ExperimentListFactory.from_json_file("background.expt"), params)
+    """
+    runs = selections(experiments, params)
+    experiments_json = json.dumps(experiments.to_dict(), default=str)
+    summary = ImportSummary()
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(task_engine(params.mp))
+        for selection, index in runs:
+            source = frame_source(experiments, **selection)
+            output = with_imageset(params.output.data, index)
+            if index is not None:
+                logger.info("Imageset %d: %s -> %s", index, source.description, output)
+            provenance = {
+                "program": "dials.mdx_import",
+                "phil": phil_text or "",
+                "versions": versions(),
+                "experiments": experiments_json,
+                "imageset": json.dumps(selection["imageset"]),
+            }
+            chunks = resolve_chunks(params.chunks, source.axes)
+            split = params.output.layout == "split"
+            level = params.compression.level
+            if engine is not None:
+                run = import_frames_parallel(
+                    engine,
+                    experiments_json,
+                    selection,
+                    source,
+                    output,
+                    chunks,
+                    level=level,
+                    split=split,
+                    provenance=provenance,
+                    frames_per_task=params.mp.dask.frames_per_task,
+                )
+            else:
+                run = import_frames(
+                    source,
+                    output,
+                    chunks,
+                    level=level,
+                    nproc=params.mp.nproc,
+                    split=split,
+                    provenance=provenance,
+                )
+            run["imageset"] = selection["imageset"] if index is None else index
+            summary.runs.append(run)
+    return summary
