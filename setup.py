@@ -35,6 +35,7 @@ options = {
 for macro, header, library in [
     ("MDX_HAVE_ISAL", "isa-l/igzip_lib.h", "isal"),
     ("MDX_HAVE_LIBDEFLATE", "libdeflate.h", "deflate"),
+    ("MDX_HAVE_LZ4", "lz4.h", "lz4"),
 ]:
     prefix = _prefix_with(header)
     if prefix is None:

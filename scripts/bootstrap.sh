@@ -13,16 +13,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 say() { echo "[bootstrap] $*" >&2; }
 
 # 1. DIALS, dxtbx, cctbx, h5py, matplotlib from Debian (PyPI's dials/dxtbx are stubs);
-#    gcc, ISA-L and libdeflate headers to build our C kernels (compression in C).
+#    gcc, ISA-L, libdeflate and LZ4 headers to build our C kernels (compression in C,
+#    Eiger bitshuffle/LZ4 decoding without the GIL).
 if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, venv" >/dev/null 2>&1 \
     || [[ ! -e /usr/include/isa-l/igzip_lib.h || ! -e /usr/include/libdeflate.h ]] \
+    || [[ ! -e /usr/include/lz4.h ]] \
     || ! command -v gcc >/dev/null; then
-    say "installing DIALS from Debian (python3-dials), gcc, libisal-dev, libdeflate-dev"
+    say "installing DIALS from Debian (python3-dials), gcc, libisal-dev, libdeflate-dev, liblz4-dev"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
         python3-dials dials python3-venv python3-matplotlib python3-pytest \
-        gcc libisal-dev libdeflate-dev >/dev/null
+        gcc libisal-dev libdeflate-dev liblz4-dev >/dev/null
 fi
 
 # 2. A venv that sees Debian's packages.
@@ -55,9 +57,9 @@ if [[ ! -e "$STAMP" ]]; then
         | grep -v "^WARNING: Location" || true
     "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
         || { say "install failed"; exit 1; }
-    "$PY" -c "from dials_mdxbg import kernels as k
-assert k.have_compiled_encoder() and k.have_compiled_decoder()" \
-        || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev?): slower"
+    "$PY" -c "from dials_mdxbg.native import kernels as k
+assert k.have_compiled_encoder() and k.have_compiled_decoder() and k.have_bslz4()" \
+        || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev, liblz4-dev?): slower"
     touch "$STAMP"
 fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"

@@ -9,7 +9,11 @@ once, and a ``read(i)`` that returns a masked int32 frame.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import numpy as np
 
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.masking import rectangles_mask
+from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.model import SeriesAxes
 from dials_mdxbg.native import kernels
 from dials_mdxbg.util.startup import load_hdf5_filters
@@ -78,6 +83,7 @@ class FrameSource:
     masker: object | None = None
     masked_static: dict = field(default_factory=dict)
     description: str = ""
+    direct: NXmxDirect | None = None
 
     @property
     def n_frames(self) -> int:
@@ -89,41 +95,95 @@ class FrameSource:
         """(ny, nx)."""
         return self.static_valid.shape
 
-    def _raw(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw counts of frame ``k`` (a view of dxtbx's array) and its shadow validity."""
-        index = int(self.indices[k])
+    def _raw(self, index: int) -> np.ndarray:
+        """Raw counts of imageset frame ``index`` through dxtbx (a view of its array)."""
         try:
             raw = self.imageset.get_raw_data(index)
         except Exception as e:  # dxtbx raises bare RuntimeErrors for unreadable files
             path = self.imageset.get_path(index)
             hint = "" if load_hdf5_filters() else "; pip install hdf5plugin for compressed HDF5"
             raise InputError(f"cannot read image {path}: {e}{hint}") from None
-        extra = None
-        if self.masker is not None:
-            scan = self.imageset.get_scan()
-            angle = scan.get_angle_from_image_index(index + scan.get_image_range()[0], deg=True)
-            shadow = self.masker.get_mask(self.imageset.get_detector(), angle)
-            extra = _flex_to_numpy(shadow[0]).astype(bool)
-        return _flex_to_numpy(raw[0]), extra
+        return _flex_to_numpy(raw[0])
+
+    def _shadow(self, index: int) -> np.ndarray | None:
+        if self.masker is None:
+            return None
+        scan = self.imageset.get_scan()
+        angle = scan.get_angle_from_image_index(index + scan.get_image_range()[0], deg=True)
+        shadow = self.masker.get_mask(self.imageset.get_detector(), angle)
+        return _flex_to_numpy(shadow[0]).astype(bool)
 
     def read_raw(self, k: int) -> RawFrame:
-        """Frame ``k`` read but not yet masked (masking can then run in another thread)."""
-        raw, extra = self._raw(k)
-        return RawFrame(raw, extra, self.static_valid, self.trusted_range)
+        """Frame ``k`` read but not yet masked (masking can then run in another thread).
+
+        NXmx (Eiger) frames are only read here (the stored chunk); they are
+        decoded when a worker first touches :attr:`RawFrame.raw`, in C without
+        the GIL, so decoding runs in parallel with the next read.
+        """
+        index = int(self.indices[k])
+        extra = self._shadow(index)
+        if self.direct is None:
+            return RawFrame(self._raw(index), extra, self.static_valid, self.trusted_range)
+        encoded = self.direct.read(index)
+        return RawFrame(
+            None, extra, self.static_valid, self.trusted_range, _pooled_decode(self.direct, encoded)
+        )
 
 
-@dataclass
+def _pooled_decode(direct: NXmxDirect, encoded) -> Callable[[RawFrame], np.ndarray]:
+    """A decoder for one frame that takes a pooled buffer and gives it back with the frame."""
+
+    def decode(frame: RawFrame) -> np.ndarray:
+        buffer = direct.take_buffer()
+        raw = encoded.decode(buffer)
+        if buffer is not None:
+            if raw is buffer or raw.base is buffer:
+                # The frame owns the buffer until it is dropped (its users keep no views).
+                weakref.finalize(frame, direct.give_back, buffer)
+            else:
+                direct.give_back(buffer)
+        return raw
+
+    return decode
+
+
 class RawFrame:
     """One frame as read, with what masking it needs.
 
     Reading holds the GIL (dxtbx); masking and binning do not, so the reader
-    hands these to worker threads.
+    hands these to worker threads. A frame read as stored bytes (NXmx) is
+    decoded on first use of :attr:`raw`, once, in whichever thread asks first.
+
+    Attributes:
+        extra_valid: per-frame validity (goniometer shadow), or None.
+        static_valid: True where a pixel is valid in every frame.
+        trusted_range: the panel's (min, max), exclusive.
     """
 
-    raw: np.ndarray
-    extra_valid: np.ndarray | None
-    static_valid: np.ndarray
-    trusted_range: tuple[float, float]
+    def __init__(
+        self,
+        raw: np.ndarray | None,
+        extra_valid: np.ndarray | None,
+        static_valid: np.ndarray,
+        trusted_range: tuple[float, float],
+        decode: Callable[[RawFrame], np.ndarray] | None = None,
+    ):
+        self._raw = raw
+        self._decode = decode
+        self._lock = threading.Lock() if raw is None else None
+        self.extra_valid = extra_valid
+        self.static_valid = static_valid
+        self.trusted_range = trusted_range
+
+    @property
+    def raw(self) -> np.ndarray:
+        """The raw counts (int32 for integer detectors), as dxtbx's get_raw_data gives them."""
+        if self._raw is None:
+            with self._lock:
+                if self._raw is None:
+                    self._raw = self._decode(self)
+                    self._decode = None
+        return self._raw
 
     def masked(self) -> tuple[np.ndarray, int]:
         """The masked int32 frame and how many pixels the trusted range/shadow masked."""
@@ -207,8 +267,14 @@ def frame_source(
     image_range: tuple[int, int] | None = None,
     mask: str | None = None,
     goniometer_shadow: bool = False,
+    direct: bool | None = None,
 ) -> FrameSource:
     """Validate the experiments and build a :class:`FrameSource`.
+
+    Args:
+        direct: read NXmx (Eiger) frames from their chunks (:mod:`nxmx_direct`);
+            None: yes unless ``DIALS_MDXBG_DXTBX_READ=1``. Other formats, and
+            NXmx layouts the direct reader does not handle, are read by dxtbx.
 
     Raises:
         InputError: with a one-line reason for anything mdx2's layout cannot hold.
@@ -266,6 +332,10 @@ def frame_source(
         path = iset.get_path(index)
         if not Path(path).exists():
             raise InputError(f"image file {path} is missing")
+    if direct is None:
+        direct = not os.environ.get("DIALS_MDXBG_DXTBX_READ")
+    # NXmx: every data file is checked here (a missing one would read as zeros).
+    reader = NXmxDirect.for_imageset(iset) if direct else None
 
     return FrameSource(
         imageset=iset,
@@ -277,6 +347,7 @@ def frame_source(
         masked_static=masked,
         description=f"{iset.get_template() if hasattr(iset, 'get_template') else ''}"
         f" images {lo}..{hi}",
+        direct=reader,
     )
 
 
