@@ -329,7 +329,7 @@ def _segments(master: Path, nxdata, n_images: int):
 
 
 def _dataset_segments(master: Path, path: Path, dset: h5py.Dataset, first: int):
-    """Segments of one (possibly virtual) 3-D dataset whose frames start at sweep frame ``first``."""
+    """Segments of one (possibly virtual) 3-D dataset, its frames from sweep frame ``first``."""
     if dset.ndim != 3:
         return None, None, None
     n, ny, nx = dset.shape

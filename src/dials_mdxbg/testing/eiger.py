@@ -35,7 +35,14 @@ What dxtbx 3.11 (``FormatNXmx``) makes of it:
 * exposure times come from ``frame_time`` (``count_time`` is ignored), the
   scan from ``omega`` and ``omega_end``.
 * only the first NXdata dataset is read: sweeps split over several data
-  files (``frames_per_file < n_frames``) cannot be read past the first file.
+  files (``frames_per_file < n_frames``) cannot be read past the first file
+  with ``layout="dectris"`` (``data_00000N`` links); ``layout="vds"`` writes a
+  DLS-style master whose ``/entry/data/data`` is a virtual dataset over the
+  data files, which dxtbx reads in full. (dials-mdxbg reads both in full.)
+
+Module gaps follow dxtbx's detector database: Eiger 2X geometry (1028 x 512
+modules, 12 / 38 pixel gaps) for its widths (1028, 2068, 3108, 4148, e.g. the
+Eiger2 16M 4148 x 4362), Eiger X (1030 x 514, 10 / 37) otherwise.
 
 Example:
     ``python -m dials_mdxbg.testing.eiger OUTDIR --frames 6``
@@ -44,7 +51,9 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +87,11 @@ MODULE_FAST = 1030
 MODULE_SLOW = 514
 GAP_FAST = 10
 GAP_SLOW = 37
+#: Eiger 2X module geometry (fast, slow, gap fast, gap slow) and its detector widths.
+EIGER2_MODULE = (1028, 512, 12, 38)
+EIGER2_WIDTHS = (1028, 2068, 3108, 4148)
+#: Eiger2 16M (ny, nx).
+EIGER2_16M = (4362, 4148)
 CHIP = 256
 CHIP_BORDER = 2
 
@@ -113,6 +127,9 @@ class NXmxSpec:
         compression: "bslz4" (bitshuffle + LZ4 via hdf5plugin), "gzip" or "none".
         frames_per_file: Frames per data file (DECTRIS ``nimages_per_file``);
             None puts all frames in one file.
+        layout: "dectris": ``/entry/data/data_00000N`` external links (DECTRIS
+            filewriter); "vds": ``/entry/data/data``, a virtual dataset over the data
+            files, with ``signal="data"`` (DLS-style).
         bit_depth_readout: Value of ``bit_depth_readout`` to write, or None. Note that
             dxtbx 3.11 then turns ``2**n - 1`` into -1 and ``2**n - 2`` into -2 (``n = 31``
             for 32).
@@ -141,6 +158,7 @@ class NXmxSpec:
     dtype: str = "uint32"
     compression: str = "bslz4"
     frames_per_file: int | None = None
+    layout: str = "dectris"
     bit_depth_readout: int | None = None
     distance: float = 150.0
     wavelength: float = 0.9763
@@ -171,6 +189,8 @@ class NXmxSpec:
             raise ValueError(f"saturation_value must be in (5000, {top - 1}) for {self.dtype}")
         if self.compression not in ("bslz4", "gzip", "none"):
             raise ValueError(f"compression must be bslz4, gzip or none: {self.compression!r}")
+        if self.layout not in ("dectris", "vds"):
+            raise ValueError(f"layout must be dectris or vds, got {self.layout!r}")
         if self.frames_per_file is not None and self.frames_per_file < 1:
             raise ValueError("frames_per_file must be >= 1")
         if min(self.distance, self.wavelength, self.pixel_size) <= 0:
@@ -200,23 +220,34 @@ class NXmxSpec:
         return f"{self.name}_master.h5"
 
 
-def _eiger_gaps(shape: tuple[int, int]) -> np.ndarray:
-    """Inter-module gaps (Eiger X geometry) and 2-pixel chip-border stripes."""
+def module_geometry(shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(module fast, module slow, gap fast, gap slow) of a detector of ``shape``."""
+    if shape[1] in EIGER2_WIDTHS:
+        return EIGER2_MODULE
+    return MODULE_FAST, MODULE_SLOW, GAP_FAST, GAP_SLOW
+
+
+@functools.lru_cache(maxsize=4)
+def _eiger_gaps_cached(shape: tuple[int, int]) -> np.ndarray:
     ny, nx = shape
+    mod_x, mod_y, gap_x, gap_y = module_geometry(shape)
     gaps = np.zeros(shape, dtype=bool)
-    for x0 in range(MODULE_FAST, nx, MODULE_FAST + GAP_FAST):
-        gaps[:, x0 : x0 + GAP_FAST] = True
-    for y0 in range(MODULE_SLOW, ny, MODULE_SLOW + GAP_SLOW):
-        gaps[y0 : y0 + GAP_SLOW, :] = True
+    for x0 in range(mod_x, nx, mod_x + gap_x):
+        gaps[:, x0 : x0 + gap_x] = True
+    for y0 in range(mod_y, ny, mod_y + gap_y):
+        gaps[y0 : y0 + gap_y, :] = True
     # Module-gap-like stripes at the chip borders (inside each module).
-    pitch_x, pitch_y = MODULE_FAST + GAP_FAST, MODULE_SLOW + GAP_SLOW
-    for x in range(nx):
-        if (x % pitch_x) % (CHIP + CHIP_BORDER) in range(CHIP, CHIP + CHIP_BORDER):
-            gaps[:, x] = True
-    for y in range(ny):
-        if (y % pitch_y) % (CHIP + CHIP_BORDER) in range(CHIP, CHIP + CHIP_BORDER):
-            gaps[y, :] = True
+    pitch_x, pitch_y = mod_x + gap_x, mod_y + gap_y
+    border = range(CHIP, CHIP + CHIP_BORDER)
+    gaps[:, [(x % pitch_x) % (CHIP + CHIP_BORDER) in border for x in range(nx)]] = True
+    gaps[[(y % pitch_y) % (CHIP + CHIP_BORDER) in border for y in range(ny)], :] = True
+    gaps.flags.writeable = False
     return gaps
+
+
+def _eiger_gaps(shape: tuple[int, int]) -> np.ndarray:
+    """Inter-module gaps and 2-pixel chip-border stripes (a fresh array)."""
+    return _eiger_gaps_cached((int(shape[0]), int(shape[1]))).copy()
 
 
 def _choose(rng: np.random.Generator, free: np.ndarray, n: int) -> np.ndarray:
@@ -295,11 +326,10 @@ def frame_counts(spec: NXmxSpec, index: int) -> np.ndarray:
     if not 0 <= index < spec.n_frames:
         raise IndexError(f"frame index {index} out of range [0, {spec.n_frames})")
     omega = np.radians(spec.osc_start + (index + 0.5) * spec.osc_width)
-    lam = _smooth_field(spec) * (1.0 + 0.05 * np.sin(omega))
+    field, mask, special = _static_parts(spec)
+    lam = field * (1.0 + 0.05 * np.sin(omega))
     rng = np.random.default_rng([spec.seed, index + 1])
     counts = rng.poisson(lam).astype(np.int64)
-    mask = pixel_mask(spec)
-    special = _special_pixels(spec)
     counts[mask == MASK_GAP] = 0
     counts.flat[special["dead"]] = 0
     counts.flat[special["noisy"]] = rng.poisson(5000.0, len(special["noisy"]))
@@ -311,6 +341,18 @@ def frame_counts(spec: NXmxSpec, index: int) -> np.ndarray:
     if spec.pixel_mask_applied:
         counts[mask != 0] = np.iinfo(spec.dtype).max
     return counts.astype(spec.dtype)
+
+
+_STATIC: dict = {}
+
+
+def _static_parts(spec: NXmxSpec) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Smooth field, pixel mask and special pixels of a sweep, computed once per spec."""
+    key = dataclasses.astuple(spec)
+    if key not in _STATIC:
+        _STATIC.clear()  # one sweep at a time: a 16M field is 145 MB
+        _STATIC[key] = (_smooth_field(spec), pixel_mask(spec), _special_pixels(spec))
+    return _STATIC[key]
 
 
 def _compression(spec: NXmxSpec) -> dict:
@@ -375,10 +417,20 @@ def _write_master(path: Path, spec: NXmxSpec) -> None:
         _field(entry, "start_time", _EPOCH.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
 
         data = _group(entry, "data", "NXdata")
-        for number, _ in enumerate(spec.file_ranges, start=1):
-            data[f"data_{number:06d}"] = h5py.ExternalLink(
-                spec.data_name(number), "/entry/data/data"
-            )
+        if spec.layout == "vds":
+            layout = h5py.VirtualLayout((n, ny, nx), dtype=spec.dtype)
+            for number, (start, stop) in enumerate(spec.file_ranges, start=1):
+                source = h5py.VirtualSource(
+                    spec.data_name(number), "/entry/data/data", shape=(stop - start, ny, nx)
+                )
+                layout[start:stop] = source
+            data.create_virtual_dataset("data", layout, fillvalue=0)
+            data.attrs["signal"] = np.bytes_("data")
+        else:
+            for number, _ in enumerate(spec.file_ranges, start=1):
+                data[f"data_{number:06d}"] = h5py.ExternalLink(
+                    spec.data_name(number), "/entry/data/data"
+                )
 
         instrument = _group(entry, "instrument", "NXinstrument")
         _field(instrument, "name", "SYNTHETIC BEAMLINE", short_name=np.bytes_("SYN"))
@@ -540,17 +592,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--compression", default=d.compression, choices=("bslz4", "gzip", "none"))
     p.add_argument("--pixel-mask-applied", action="store_true", help="masked pixels = max")
+    p.add_argument("--background", type=float, default=d.background, help="mean counts/px")
+    p.add_argument("--exposure", type=float, default=d.exposure_time, help="s per frame")
+    p.add_argument("--frames-per-file", type=int, default=None, help="frames per data file")
+    p.add_argument("--layout", default=d.layout, choices=("dectris", "vds"))
+    p.add_argument("--eiger2-16m", action="store_true", help="Eiger2 16M shape (4362 x 4148)")
     args = p.parse_args(argv)
     try:
         master = write_nxmx_sweep(
             args.outdir,
             n_frames=args.frames,
-            shape=(args.shape[0], args.shape[1]),
+            shape=EIGER2_16M if args.eiger2_16m else (args.shape[0], args.shape[1]),
             name=args.name,
             osc_width=args.osc_width,
             seed=args.seed,
             compression=args.compression,
             pixel_mask_applied=args.pixel_mask_applied,
+            background=args.background,
+            exposure_time=args.exposure,
+            frames_per_file=args.frames_per_file,
+            layout=args.layout,
         )
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
