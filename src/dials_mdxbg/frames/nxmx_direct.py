@@ -349,7 +349,17 @@ def _dataset_segments(master: Path, path: Path, dset: h5py.Dataset, first: int):
         name = plist.get_virtual_dsetname(i)
         try:
             with h5py.File(src_path, "r", swmr=True) as f:
-                src_shape = f[name].shape
+                link = f.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    # e.g. DLS: the VDS maps /entry/data/data_000001, a link to the data file.
+                    target = _resolve(src_path, link.filename)
+                    if not target.exists():
+                        raise _missing(master, target)
+                    src_path, name = target, link.path
+                    with h5py.File(src_path, "r", swmr=True) as g:
+                        src_shape = g[name].shape
+                else:
+                    src_shape = f[name].shape
         except (KeyError, OSError) as e:
             raise InputError(f"cannot read {name} in data file {src_path}: {e}") from None
         if src.get_select_type() == h5py.h5s.SEL_ALL:
