@@ -272,3 +272,31 @@ def test_real_master_without_its_data_file_is_an_error_not_zeros(tmp_path):
     err = proc.stderr.strip()
     assert proc.returncode != 0 and err.count("\n") == 0, err
     assert "Therm_6_2_000001.h5" in err and "missing" in err, err
+
+
+@needs_c
+@pytest.mark.parametrize("extra", [{}, {"bit_depth_readout": 32}], ids=["plain", "bit-depth-32"])
+def test_fused_decode_and_bin_equals_decode_then_bin(tmp_path, extra):
+    from dials_mdxbg.binning.grid import BinGrid
+    from dials_mdxbg.binning.sums import BinSums
+
+    # 7 x 2049: rows end inside bitshuffle blocks and the frame ends in a raw tail.
+    master = write_nxmx_sweep(tmp_path, n_frames=3, shape=(37, 2049), seed=8, **extra)
+    if extra:
+        with h5py.File(tmp_path / "eiger_data_000001.h5", "a") as f:
+            d = f["/entry/data/data"]
+            frame = d[0]
+            frame[3, 100:104] = [2**31 - 1, 2**31 - 2, 2**32 - 1, 7]
+            d[0] = frame
+    source = frame_source(load(master))
+    grid = BinGrid((source.n_frames, *source.frame_shape), (2, 5, 7))
+    fused, plain = BinSums.zeros(grid.out_shape), BinSums.zeros(grid.out_shape)
+    for k in range(source.n_frames):
+        frame = source.read_raw(k)
+        assert frame.binner is not None
+        n_fused = frame.bin_into(fused, grid, k, (-5, 60))
+        again = source.read_raw(k)
+        again.raw  # decoded: the two-step path
+        assert again.bin_into(plain, grid, k, (-5, 60)) == n_fused
+    for name in ("total", "count", "total_sq"):
+        assert np.array_equal(getattr(fused, name), getattr(plain, name)), name

@@ -224,6 +224,24 @@ class NXmxDirect:
             raw = np.ascontiguousarray(raw[self.window])
         return to_dxtbx_int32(raw, self.bit_depth)
 
+    @property
+    def flag_top(self) -> int:
+        """``top`` of the bit-depth flags (see :func:`to_dxtbx_int32`), 0 for none."""
+        if not self.bit_depth:
+            return 0
+        top = 2**31 if self.bit_depth == 32 else 2**self.bit_depth
+        return top if top - 2 <= np.iinfo(np.int32).max else 0
+
+    def bins_directly(self, frame: EncodedFrame) -> bool:
+        """True when ``frame`` can be decoded and binned in one C pass (no frame buffer)."""
+        return (
+            frame.chunk is not None
+            and frame.filtered
+            and self.window is None
+            and self.dtype.itemsize == 4
+            and kernels.have_bslz4()
+        )
+
     def close(self) -> None:
         """Close the data files."""
         for f in self._files.values():
@@ -242,7 +260,7 @@ def to_dxtbx_int32(raw: np.ndarray, bit_depth: int | None) -> np.ndarray:
         out = out.copy()
     if bit_depth:
         top = 2**31 if bit_depth == 32 else 2**bit_depth
-        if top - 2 <= np.iinfo(np.int32).max:
+        if top - 2 <= np.iinfo(np.int32).max:  # else no int32 value can equal the flags
             kernels.flag_top(out, top)
     return out
 

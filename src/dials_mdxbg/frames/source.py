@@ -125,9 +125,28 @@ class FrameSource:
         if self.direct is None:
             return RawFrame(self._raw(index), extra, self.static_valid, self.trusted_range)
         encoded = self.direct.read(index)
-        return RawFrame(
+        frame = RawFrame(
             None, extra, self.static_valid, self.trusted_range, _pooled_decode(self.direct, encoded)
         )
+        if self.direct.bins_directly(encoded):
+            frame.binner = _chunk_binner(self.direct, encoded)
+        return frame
+
+
+def _chunk_binner(direct: NXmxDirect, encoded) -> Callable:
+    """Decode-and-bin of one stored frame in one C pass (see kernels.bslz4_bin_frame)."""
+
+    def bin_chunk(frame: RawFrame, sums, grid, k: int, valid_range) -> int | None:
+        try:
+            return kernels.bslz4_bin_frame(
+                encoded.chunk, direct.flag_top, frame.static_valid, frame.trusted_range,
+                grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums.total,
+                sums.count, sums.total_sq,
+            )  # fmt: skip
+        except ValueError as e:
+            raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
+
+    return bin_chunk
 
 
 def _pooled_decode(direct: NXmxDirect, encoded) -> Callable[[RawFrame], np.ndarray]:
@@ -171,6 +190,8 @@ class RawFrame:
         self._raw = raw
         self._decode = decode
         self._lock = threading.Lock() if raw is None else None
+        # Set for stored frames that can be decoded and binned in one pass.
+        self.binner: Callable | None = None
         self.extra_valid = extra_valid
         self.static_valid = static_valid
         self.trusted_range = trusted_range
@@ -203,6 +224,10 @@ class RawFrame:
         """
         if self.extra_valid is not None:
             return None
+        if self.binner is not None and self._raw is None:
+            n_dynamic = self.binner(self, sums, grid, frame, valid_range)
+            if n_dynamic is not None:
+                return n_dynamic
         return kernels.bin_raw_frame(
             self.raw,
             self.static_valid,

@@ -47,6 +47,11 @@ _SIGNATURES = {
 _BSLZ4_SIGNATURES = {
     "mdx_bslz4_decode": (_I64, [_P, _I64, _P, _I64, _I64]),
     "mdx_bslz4_set_simd": (None, [ctypes.c_int]),
+    "mdx_bslz4_bin_frame": (
+        _I64,
+        [_P, _I64, _I64, _P, _I64, _I64, _I32, _I32, _I64, _P, _P, _I64, _I64, _I32, _I32, _P,
+         _P, _P],
+    ),  # fmt: skip
 }
 _DECODE_SIGNATURE = (
     ctypes.c_int,
@@ -153,6 +158,49 @@ def bslz4_decode(
     if status != out.nbytes:
         raise ValueError(f"bitshuffle/LZ4 chunk: {_BSLZ4_ERRORS.get(status, status)}")
     return out
+
+
+def bslz4_bin_frame(
+    chunk: bytes,
+    top: int,
+    static_valid: np.ndarray,
+    trusted_range: tuple[float, float],
+    f_bin: int,
+    y_bins: np.ndarray,
+    x_edges: np.ndarray,
+    valid_range: tuple[int, int] | None,
+    total: np.ndarray,
+    count: np.ndarray,
+    total_sq: np.ndarray,
+) -> int | None:
+    """Decode a 4-byte bitshuffle/LZ4 frame chunk and bin it, row by row, in one C call.
+
+    The same sums as :func:`bslz4_decode`, the bit-depth flags (``top`` > 0,
+    see ``nxmx_direct.to_dxtbx_int32``) and :func:`bin_raw_frame`, without
+    writing the decoded frame (72 MB for a 16M frame): measured ~15 ms less
+    per 16M frame, and one frame buffer less per thread.
+
+    Returns:
+        Pixels masked by the trusted range, or None when the kernel is not built.
+
+    Raises:
+        ValueError: the chunk is not a bitshuffle/LZ4 chunk of the frame's size.
+    """
+    if not have_bslz4() or static_valid.dtype != np.bool_ or not static_valid.flags.c_contiguous:
+        return None
+    ny, nx = static_valid.shape
+    lo, hi = _integer_bounds(trusted_range, np.dtype(np.int32))
+    vlo, vhi = _valid_bounds(valid_range)
+    y_bins, x_edges = _index(y_bins), _index(x_edges)
+    source = np.frombuffer(chunk, dtype=np.uint8)
+    n_dynamic = _compiled().mdx_bslz4_bin_frame(
+        _ptr(source), source.size, int(top), _ptr(static_valid), ny, nx, lo, hi, int(f_bin),
+        _ptr(y_bins), _ptr(x_edges), total.shape[1], total.shape[2], vlo, vhi, _ptr(total),
+        _ptr(count), _ptr(total_sq),
+    )  # fmt: skip
+    if n_dynamic < 0:
+        raise ValueError(f"bitshuffle/LZ4 chunk: {_BSLZ4_ERRORS.get(n_dynamic, n_dynamic)}")
+    return int(n_dynamic)
 
 
 def set_bslz4_simd(enabled: bool) -> None:
@@ -423,6 +471,7 @@ __all__ = [
     "MASKED_VALUE",
     "bin_block",
     "bin_raw_frame",
+    "bslz4_bin_frame",
     "bslz4_decode",
     "decode_chunk_into",
     "encode_tiles",
