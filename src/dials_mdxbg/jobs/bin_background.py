@@ -21,6 +21,7 @@ import numpy as np
 
 from dials_mdxbg.binning.blocks import bin_blocks, bin_map, block_sums, frame_tasks, series_tasks
 from dials_mdxbg.binning.grid import BinGrid
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.source import frame_source, selections, with_imageset
@@ -110,37 +111,6 @@ class BinSource:
             yield OpenedSource(source.axes, tasks_for, None, 1)
 
 
-@dataclass(frozen=True)
-class BinOptions:
-    """The algorithm's settings (the ``bins``, ``valid_range``, ``estimator``, ``clip`` PHIL)."""
-
-    bins: tuple[int, int, int] = (10, 20, 20)
-    valid_range: tuple[int, int] | None = None
-    estimator: str = "mean"
-    n_sigma: float = 5.0
-
-    @classmethod
-    def from_params(cls, params) -> BinOptions:
-        """Validated options from the extracted PHIL, with one-line errors."""
-        bins, valid_range = check_bins(params.bins, params.valid_range)
-        return cls(bins, valid_range, params.estimator, params.clip.n_sigma)
-
-
-def check_bins(bins, valid_range) -> tuple[tuple[int, int, int], tuple[int, int] | None]:
-    """Validate ``bins`` and ``valid_range`` with one-line errors."""
-    if bins is None or len(bins) != 3 or any(b is None or b < 1 for b in bins):
-        raise InputError(f"bins must be three positive integers (frames, y, x), got {bins}")
-    if valid_range is not None:
-        if len(valid_range) != 2:
-            raise InputError(f"valid_range needs two numbers (min, max), got {valid_range}")
-        if valid_range[0] > valid_range[1]:
-            raise InputError(
-                f"valid_range min {valid_range[0]} is greater than max {valid_range[1]}"
-            )
-        valid_range = (int(valid_range[0]), int(valid_range[1]))
-    return tuple(int(b) for b in bins), valid_range
-
-
 def range_sums(
     src: BinSource,
     options: BinOptions,
@@ -175,7 +145,8 @@ def bin_background(
 
     Example::
 
-        from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background
+        from dials_mdxbg.binning.phil import BinOptions
+        from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 
         binned = bin_background(
             BinSource.from_series("bkg_data.nxs"), BinOptions((10, 20, 20), (0, 200))
@@ -187,16 +158,7 @@ def bin_background(
         n = axes.shape[0]
         if engine is None:
             make_tasks = opened.tasks_for(None, Progress(n, "frames"))
-            return bin_blocks(
-                make_tasks,
-                axes,
-                options.bins,
-                options.valid_range,
-                opened.excluded,
-                options.estimator,
-                options.n_sigma,
-                nproc,
-            )
+            return bin_blocks(make_tasks, axes, options, opened.excluded, nproc)
 
         grid = BinGrid(axes.shape, options.bins)
         workers = engine.n_workers
@@ -215,7 +177,7 @@ def bin_background(
                 total.merge(part)
             return total
 
-        return bin_map(sums_for, axes, options.bins, options.estimator, options.n_sigma)
+        return bin_map(sums_for, axes, options)
 
 
 @dataclass
