@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg.frames.source import FrameSource, frame_source, selections, with_imageset
+from dials_mdxbg.frames.source import (
+    FrameSource,
+    frame_source,
+    frame_source_from_json,
+    selections,
+    with_imageset,
+)
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
@@ -27,7 +33,7 @@ from dials_mdxbg.native import kernels
 from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import versions
+from dials_mdxbg.util.versions import provenance_of
 
 logger = logging.getLogger("dials.mdxbg.import")
 
@@ -141,10 +147,7 @@ def import_part(
     Self-contained (it reopens the experiments), so it can run on any worker;
     idempotent (the part appears atomically), so dask may safely retry it.
     """
-    from dxtbx.model.experiment_list import ExperimentListFactory
-
-    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
-    source = frame_source(experiments, **selection)
+    source = frame_source_from_json(experiments_json, selection)
     return write_part(source, frame_range, Path(part_path), target)
 
 
@@ -331,13 +334,12 @@ def import_sweep(experiments, params, phil_text: str | None = None) -> ImportSum
             output = with_imageset(params.output.data, index)
             if index is not None:
                 logger.info("Imageset %d: %s -> %s", index, source.description, output)
-            provenance = {
-                "program": "dials.mdx_import",
-                "phil": phil_text or "",
-                "versions": versions(),
-                "experiments": experiments_json,
-                "imageset": json.dumps(selection["imageset"]),
-            }
+            provenance = provenance_of(
+                "dials.mdx_import",
+                phil_text,
+                experiments=experiments_json,
+                imageset=json.dumps(selection["imageset"]),
+            )
             target = SeriesTarget(
                 output=Path(output),
                 chunks=resolve_chunks(params.chunks, source.axes),

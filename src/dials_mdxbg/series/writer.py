@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from dials_mdxbg.encode.slab import SlabEncoder
-from dials_mdxbg.model import SeriesAxes
+from dials_mdxbg.model import SeriesAxes, storage_chunks
 from dials_mdxbg.series.layout import IMAGE_SERIES, create_series_group, new_file, nxdata
 from dials_mdxbg.util.atomic import atomic_path, check_writable
 
@@ -72,9 +72,7 @@ class ImageSeriesWriter:
         self.path = Path(path)
         self.axes = axes
         self.resizable = resizable
-        self.chunks = tuple(min(c, s) for c, s in zip(chunks, axes.shape))
-        if resizable:
-            self.chunks = (chunks[0], *self.chunks[1:])
+        self.chunks = storage_chunks(chunks, axes.shape, resizable)
         self.level = level
         self.nthreads = nthreads
         self.provenance = provenance
