@@ -6,7 +6,9 @@ Measures, on the same sweep and image series the benchmark uses:
   ``dials.*`` command, and mdx2, pay this), its wall time and peak RSS; and
   the same after ``dials_mdxbg.util.startup.prepare()`` (what our commands pay, with
   unused libraries deferred);
-* read: ``imageset.get_raw_data(i)`` for every frame, nothing else;
+* read: ``imageset.get_raw_data(i)`` for every frame, nothing else; for NXmx
+  (Eiger) imagesets also our direct chunk reader (``read_direct_chunk`` plus
+  the C bitshuffle/LZ4 decode, one core), which the commands use instead;
 * deflate: masking and deflating every frame's tiles at level 1 as our
   import does it (C, ISA-L), one core;
 * inflate: decompressing every stored chunk of the image series, with ISA-L
@@ -74,7 +76,29 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
         t1 = time.perf_counter()
         kernels.encode_tiles(frame, valid, (-1.0, 1e6), chunks, tiles, 1)
         t_deflate += time.perf_counter() - t1
-    return {"frames": len(imageset), "read_s": t_read, "mask_deflate_s": t_deflate}
+    result = {"frames": len(imageset), "read_s": t_read, "mask_deflate_s": t_deflate}
+    result.update(read_direct(imageset))
+    return result
+
+
+def read_direct(imageset) -> dict:
+    """Seconds to read (I/O) and decode every frame with our NXmx direct reader, if it applies."""
+    from dials_mdxbg.frames.nxmx_direct import NXmxDirect
+
+    reader = NXmxDirect.for_imageset(imageset)
+    if reader is None:
+        return {}
+    t_io = t_decode = 0.0
+    buffer = reader.take_buffer()
+    for k in range(len(imageset)):
+        t0 = time.perf_counter()
+        encoded = reader.read(k)
+        t1 = time.perf_counter()
+        encoded.decode(buffer)
+        t_io += t1 - t0
+        t_decode += time.perf_counter() - t1
+    reader.close()
+    return {"read_direct_io_s": t_io, "read_direct_decode_s": t_decode}
 
 
 def inflate(series: str) -> dict:
@@ -112,8 +136,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("expt")
     parser.add_argument("series")
+    parser.add_argument(
+        "--chunks", type=int, nargs=2, default=[211, 493], metavar=("Y", "X"),
+        help="tile (chunk) rows and columns for the deflate floor (default 211 493)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    result = {"startup": startup(), **read_and_deflate(args.expt), **inflate(args.series)}
+    result = {
+        "startup": startup(),
+        **read_and_deflate(args.expt, tuple(args.chunks)),
+        **inflate(args.series),
+    }
     result["self_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result, indent=1))
 
