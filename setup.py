@@ -2,8 +2,9 @@
 
 The kernels are plain C loaded with ctypes (no Python C API), so they need only
 a C compiler. With ISA-L's headers (Debian ``libisal-dev``, conda ``isa-l``)
-import also compresses in C, and with libdeflate's (``libdeflate-dev``, conda
-``libdeflate``) binning from a file inflates in C, both without the GIL.
+import also compresses in C, with libdeflate's (``libdeflate-dev``, conda
+``libdeflate``) binning from a file inflates in C, and with LZ4's (``liblz4-dev``,
+conda ``lz4-c``) Eiger bitshuffle/LZ4 chunks decode in C, all without the GIL.
 Without a compiler the build goes on (``optional=True``) and the package falls
 back to numpy and the ``isal`` Python package: same results, slower.
 """
