@@ -92,7 +92,15 @@ class SlabEncoder:
         )
 
     def add_raw(self, frame) -> None:
-        """Queue one raw frame (a :class:`dials_mdxbg.frames.source.RawFrame`)."""
+        """Queue one raw frame (a :class:`dials_mdxbg.frames.source.RawFrame`).
+
+        A frame still in its stored form (Eiger chunks) is decoded by a task of
+        its own queued first, so that its decode overlaps the previous frame's
+        tiles instead of stalling every tile group of this one (a failure
+        surfaces again in the tile tasks, which decode if it did not).
+        """
+        if self.pool is not None and getattr(frame, "needs_decode", False):
+            self.pool.submit(frame.prefetch)
         self._queue(self._encode_raw, frame, self._tile_groups)
 
     def add_planes(self, planes: np.ndarray, n_dynamic: int = 0) -> None:

@@ -198,6 +198,15 @@ class RawFrame:
         self.trusted_range = trusted_range
 
     @property
+    def needs_decode(self) -> bool:
+        """True while the frame is only its stored bytes (see :meth:`prefetch`)."""
+        return self._raw is None
+
+    def prefetch(self) -> None:
+        """Decode now (e.g. in a pool thread, ahead of the tasks that will use the frame)."""
+        _ = self.raw
+
+    @property
     def raw(self) -> np.ndarray:
         """The raw counts (int32 for integer detectors), as dxtbx's get_raw_data gives them."""
         if self._raw is None:
