@@ -317,23 +317,28 @@ def markdown(report: dict[str, Any]) -> str:
         f"Verification: {report['verification']['summary']}.",
         "",
         "Wall time of whole commands (median of "
-        f"{report['settings']['repeats']}); peak = summed RSS of the process tree; "
-        "throughput of ours in frames/s and MB/s of raw int32 pixels.",
+        f"{report['settings']['repeats']}); CPU = user + system time of the process tree "
+        "(what the command cost, whatever else ran on the machine); peak = summed RSS "
+        "of the process tree; throughput of ours in frames/s and MB/s of raw int32 pixels.",
         "",
-        "| case | step | nproc | mdx2 s | ours s | speed-up | ours frames/s | ours raw MB/s "
-        "| mdx2 peak MB | ours peak MB | mdx2 out MB | ours out MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | step | nproc | mdx2 s | ours s | speed-up | mdx2 CPU s | ours CPU s "
+        "| ours frames/s | ours raw MB/s | mdx2 peak MB | ours peak MB | mdx2 out MB "
+        "| ours out MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     labels = {k: label for label, _, k in ROWS}
     labels[OURS_ONESTEP] = "one step vs mdx2's two"
     for ds in report["cases"]:
         for res in ds["results"]:
             for row in res["rows"]:
+                cpu_m = res["medians"].get(row["mdx2_key"], {}).get("cpu_s")
+                cpu_o = res["medians"][row["ours_key"]]["cpu_s"]
                 lines.append(
                     f"| {ds['case']} ({ds['frames']} fr, {ds['shape'][1]}x{ds['shape'][0]}) "
                     f"| {labels[row['ours_key']]} | {res['nproc']} "
                     f"| {_f(row['mdx2_wall_s'], '.2f')} | {row['ours_wall_s']:.2f} "
                     f"| {'**' + _f(row['speedup'], '.1f') + 'x**' if row['speedup'] else '–'} "
+                    f"| {_f(cpu_m, '.1f')} | {cpu_o:.1f} "
                     f"| {row['ours_frames_per_s']:.1f} | {row['ours_raw_mb_per_s']:.0f} "
                     f"| {_fmt_size(row['mdx2_peak_rss_bytes'])} "
                     f"| {_fmt_size(row['ours_peak_rss_bytes'])} "
