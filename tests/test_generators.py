@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 
 import numpy as np
 import pytest
+from dxtbx import flumpy
 
 from dials_mdxbg.testing import eiger, pilatus
 
@@ -76,3 +79,59 @@ def test_eiger_counts_never_change(case):
     spec = eiger.NXmxSpec(**fields)
     got = _digest(eiger.frame_counts(spec, i) for i in range(spec.n_frames))
     assert got == expected
+
+
+def _no_noise_threads() -> bool:
+    return not any(t.name.startswith("synth-noise") for t in threading.enumerate())
+
+
+def test_pilatus_files_read_back_by_dxtbx_as_the_spec_says(tmp_path):
+    from dxtbx.format.FormatCBFMiniPilatus import FormatCBFMiniPilatus
+    from dxtbx.format.Registry import get_format_class_for_file
+
+    spec = pilatus.SweepSpec(
+        n_frames=3, modules=(3, 2), osc_start=5.0, osc_width=0.25, exposure_time=0.5,
+        count_cutoff=60000, distance=180.5, wavelength=0.9763,
+    )  # fmt: skip
+    paths = pilatus.write_sweep(tmp_path, spec)
+    assert _no_noise_threads()
+    assert sorted(os.listdir(tmp_path)) == [p.name for p in paths]  # no scratch left
+    gaps = pilatus.gap_mask(*spec.shape)
+    for i, path in enumerate(paths):
+        assert get_format_class_for_file(str(path)) is FormatCBFMiniPilatus
+        image = FormatCBFMiniPilatus(str(path))
+        panel = image.get_detector()[0]
+        untrusted = np.zeros(spec.shape, dtype=bool)
+        for x0, y0, x1, y1 in panel.get_mask():
+            untrusted[y0:y1, x0:x1] = True
+        assert np.array_equal(untrusted, gaps) and gaps.any()
+        assert panel.get_trusted_range() == (-1, 60000)
+        assert panel.get_image_size() == spec.shape[::-1]
+        assert panel.get_distance() == pytest.approx(180.5)
+        assert image.get_beam().get_wavelength() == pytest.approx(0.9763)
+        beam_xy = panel.get_beam_centre_px(image.get_beam().get_s0())
+        assert beam_xy == pytest.approx(pilatus.beam_centre(spec.shape))
+        scan = image.get_scan()
+        assert scan.get_oscillation() == pytest.approx((5.0 + 0.25 * i, 0.25))
+        assert list(scan.get_exposure_times()) == [0.5]
+        raw = flumpy.to_numpy(image.get_raw_data())
+        assert np.array_equal(raw, pilatus.frame_counts(spec, i))
+        assert np.array_equal(raw == -1, gaps)
+
+
+def test_pilatus_noise_pool_is_the_callers():
+    spec = pilatus.SweepSpec(n_frames=2, modules=(1, 2))
+    with pilatus.noise_pool(2) as pool:
+        shared = pilatus.frame_counts(spec, 1, pool)
+        assert not _no_noise_threads()
+    assert _no_noise_threads()
+    assert np.array_equal(shared, pilatus.frame_counts(spec, 1))  # any thread count
+    assert _no_noise_threads()
+
+
+@pytest.mark.parametrize(
+    "fields", [{"osc_width": 0.00005}, {"osc_start": 1e-5}, {"distance": 123.45678}]
+)
+def test_pilatus_spec_refuses_what_the_header_would_round(fields):
+    with pytest.raises(ValueError, match="rounded"):
+        pilatus.SweepSpec(**fields)
