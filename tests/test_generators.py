@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -135,3 +137,73 @@ def test_pilatus_noise_pool_is_the_callers():
 def test_pilatus_spec_refuses_what_the_header_would_round(fields):
     with pytest.raises(ValueError, match="rounded"):
         pilatus.SweepSpec(**fields)
+
+
+def _poisson_z(frames, expected) -> np.ndarray:
+    """Per pixel: (sum of counts - sum of expectations) / sqrt(sum of expectations)."""
+    total = sum(f.astype(np.float64) for f in frames)
+    mean = sum(e.astype(np.float64) for e in expected)
+    return (total - mean) / np.sqrt(mean)
+
+
+def _check_each_frame(frames, expected) -> None:
+    # Frame by frame too (the sum over frames alone cannot tell frames apart): the
+    # mean of z over one frame's pixels is 0 within 5 / sqrt(pixels).
+    for f, e in zip(frames, expected):
+        z = (f - e) / np.sqrt(e)
+        assert abs(z.mean()) < 5 / np.sqrt(z.size)
+
+
+def _check_poisson_mean(z: np.ndarray, n_pixels: int) -> None:
+    # Under Poisson noise z is ~N(0, 1) per pixel: its mean over ~10^5 pixels is 0
+    # within ~0.01 and its spread 1 within ~1%; an expectation off by 2% moves the
+    # mean of z by ~0.6 at these counts, a wrong variance moves its spread.
+    assert z.size >= n_pixels
+    assert abs(z.mean()) < 0.02
+    assert 0.97 < z.std() < 1.03
+    assert np.abs(z).max() < 6.5
+
+
+def test_pilatus_expected_counts_are_the_mean_of_the_draws():
+    spec = pilatus.SweepSpec(n_frames=60, modules=(1, 2), seed=4, n_overload=5)
+    frames = [pilatus.frame_counts(spec, i) for i in range(spec.n_frames)]
+    expected = [pilatus.expected_counts(spec, i) for i in range(spec.n_frames)]
+    assert all(e.dtype == np.float32 and e.shape == spec.shape for e in expected)
+    gaps = pilatus.gap_mask(*spec.shape)
+    assert all(np.all(e[gaps] == 0) and np.all(e[~gaps] > 0) for e in expected)
+    special = np.any([f >= 1000 for f in frames], axis=0)  # hot and overloaded pixels
+    assert 5 <= special.sum() <= 5 + 5 * spec.n_frames
+    keep = ~gaps & ~special
+    frames, expected = [f[keep] for f in frames], [e[keep] for e in expected]
+    _check_poisson_mean(_poisson_z(frames, expected), 80000)
+    _check_each_frame(frames, expected)
+
+
+def test_eiger_expected_counts_are_the_mean_of_the_draws():
+    spec = eiger.NXmxSpec(n_frames=40, shape=(260, 520), seed=9)
+    frames = [eiger.frame_counts(spec, i) for i in range(spec.n_frames)]
+    expected = [eiger.expected_counts(spec, i) for i in range(spec.n_frames)]
+    mask = eiger.pixel_mask(spec)
+    gaps = mask == eiger.MASK_GAP
+    assert gaps.any() and all(np.all(e[gaps] == 0) and np.all(e[~gaps] > 0) for e in expected)
+    overloads = np.any([f >= spec.saturation_value for f in frames], axis=0)
+    keep = (mask == 0) & ~overloads
+    frames, expected = [f[keep] for f in frames], [e[keep] for e in expected]
+    _check_poisson_mean(_poisson_z(frames, expected), 120000)
+    _check_each_frame(frames, expected)
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "made"),
+    [
+        ("pilatus", ["--modules", "1", "1", "--no-import", "--quiet"], ["bkg_00001.cbf"]),
+        ("eiger", ["--shape", "64", "80", "--osc-start", "3"], ["eiger_master.h5"]),
+    ],
+)
+def test_generator_commands(tmp_path, module, args, made):
+    cmd = [sys.executable, "-m", f"dials_mdxbg.testing.{module}", str(tmp_path / "out")]
+    proc = subprocess.run([*cmd, "--frames", "2", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert all((tmp_path / "out" / name).is_file() for name in made)
+    bad = subprocess.run([*cmd, "--frames", "0"], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: n_frames must be >= 1"

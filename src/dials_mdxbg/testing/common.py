@@ -11,8 +11,10 @@ holds their digests).
 
 from __future__ import annotations
 
+import argparse
 import datetime
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -20,11 +22,14 @@ import numpy as np
 __all__ = [
     "EPOCH",
     "ScanSpec",
+    "add_scan_arguments",
     "check_frame_index",
     "check_scan",
     "int_pair",
     "mid_frame_angle",
+    "module_geometry",
     "radial_profile",
+    "scan_fields",
     "scattering_angles",
     "spec_or_exit",
 ]
@@ -80,6 +85,23 @@ def int_pair(value: Sequence[int]) -> tuple[int, int]:
     return (int(value[0]), int(value[1]))
 
 
+def module_geometry(detector: str) -> tuple[int, int, int, int]:
+    """Module and gap size of a detector family, from dxtbx's detector database.
+
+    Args:
+        detector: A key of ``dxtbx.format.FormatPilatusHelpers._DetectorDatabase``
+            ("Pilatus", "Eiger X", "Eiger 2X"), the one ``FormatCBFMiniPilatus`` and
+            :func:`dials_mdxbg.model.default_chunks` use.
+
+    Returns:
+        ``(module_fast, module_slow, gap_fast, gap_slow)`` in pixels.
+    """
+    from dxtbx.format.FormatPilatusHelpers import _DetectorDatabase
+
+    d = _DetectorDatabase[detector]
+    return d.module_size_fast, d.module_size_slow, d.gap_fast, d.gap_slow
+
+
 def scattering_angles(r, distance, wavelength: float) -> tuple[np.ndarray, np.ndarray]:
     """Scattering angle ``2 theta`` and resolution ``s = 1/d`` of pixels.
 
@@ -115,6 +137,30 @@ def radial_profile(
         term = amplitude * np.exp(-0.5 * ((s - centre) / width) ** 2)
         profile = level + term if profile is None else profile + term
     return np.full_like(s, level) if profile is None else profile
+
+
+def add_scan_arguments(parser: argparse.ArgumentParser, defaults: ScanSpec) -> None:
+    """The command-line options of every generator: output folder, scan, counts, seed."""
+    d = defaults
+    parser.add_argument("outdir", type=Path, help="output directory")
+    parser.add_argument("--frames", type=int, default=d.n_frames, help="number of frames")
+    parser.add_argument("--osc-start", type=float, default=d.osc_start, help="start angle (deg)")
+    parser.add_argument("--osc-width", type=float, default=d.osc_width, help="deg per frame")
+    parser.add_argument("--exposure-time", type=float, default=d.exposure_time, help="s/frame")
+    parser.add_argument("--background", type=float, default=d.background, help="mean counts/px")
+    parser.add_argument("--seed", type=int, default=d.seed)
+
+
+def scan_fields(args: argparse.Namespace) -> dict:
+    """The spec fields :func:`add_scan_arguments` parsed."""
+    return {
+        "n_frames": args.frames,
+        "osc_start": args.osc_start,
+        "osc_width": args.osc_width,
+        "exposure_time": args.exposure_time,
+        "background": args.background,
+        "seed": args.seed,
+    }
 
 
 def spec_or_exit(factory: Callable[..., _S], **fields) -> _S:

@@ -42,17 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from dxtbx.format.FormatPilatusHelpers import _DetectorDatabase, determine_pilatus_mask
+from dxtbx.format.FormatPilatusHelpers import determine_pilatus_mask
 
-from dials_mdxbg.testing.common import (
-    check_frame_index,
-    check_scan,
-    int_pair,
-    mid_frame_angle,
-    radial_profile,
-    scattering_angles,
-    spec_or_exit,
-)
+from dials_mdxbg.testing import common
 
 __all__ = [
     "SweepSpec",
@@ -68,12 +60,8 @@ __all__ = [
     "write_sweep",
 ]
 
-_PILATUS = _DetectorDatabase["Pilatus"]
-#: Pilatus module geometry (pixels), from dxtbx's detector database: module and gap size.
-MODULE_FAST = _PILATUS.module_size_fast
-MODULE_SLOW = _PILATUS.module_size_slow
-GAP_FAST = _PILATUS.gap_fast
-GAP_SLOW = _PILATUS.gap_slow
+#: Pilatus module and gap size (pixels, fast and slow), from dxtbx's detector database.
+MODULE_FAST, MODULE_SLOW, GAP_FAST, GAP_SLOW = common.module_geometry("Pilatus")
 #: Pixel size in mm.
 PIXEL_SIZE_MM = 0.172
 #: Sensor thickness (mm).
@@ -138,7 +126,7 @@ class SweepSpec:
     wavelength: float = 1.0
 
     def __post_init__(self) -> None:
-        self.modules = int_pair(self.modules)
+        self.modules = common.int_pair(self.modules)
         self.validate()
 
     def validate(self) -> None:
@@ -147,7 +135,7 @@ class SweepSpec:
         Raises:
             ValueError: If a parameter is out of range, or would be rounded in the header.
         """
-        check_scan(self)
+        common.check_scan(self)
         if len(self.modules) != 2 or min(self.modules) < 1:
             raise ValueError("modules must be two positive integers (fast, slow)")
         if self.n_hot < 0 or self.n_overload < 0:
@@ -327,14 +315,14 @@ def _pixels(shape: tuple[int, int]) -> tuple[_Pixels, np.ndarray]:
 
 def _isotropic(pix: _Pixels, r: np.ndarray, distance: float, wavelength: float, rings: bool):
     """Radial profile x polarisation x solid angle (float32, not yet normalised)."""
-    two_theta, s = scattering_angles(r, np.float32(distance), wavelength)
+    two_theta, s = common.scattering_angles(r, np.float32(distance), wavelength)
     cos2t = np.cos(two_theta)
     del two_theta
     # Low-angle air scatter + broad solvent falloff (+ water ring d ~ 3.4 A, second d ~ 2.1 A).
     peaks = [(0.5, 0.0, 0.06), (0.3, 0.0, 0.25)]
     if rings:
         peaks += [(0.9, 0.29, 0.045), (0.35, 0.47, 0.05)]
-    profile = radial_profile(s, 0.35, peaks)
+    profile = common.radial_profile(s, 0.35, peaks)
     del s
     # Polarisation (99 % horizontal, along fast) and solid angle (cos^3 2theta).
     sin2t_sq = 1.0 - cos2t**2
@@ -506,9 +494,9 @@ def expected_counts(spec: SweepSpec, index: int) -> np.ndarray:
     Returns:
         float32 array ``(ny, nx)`` (a new array).
     """
-    check_frame_index(spec, index)
+    common.check_frame_index(spec, index)
     fields = _spec_fields(spec)
-    phi = math.radians(mid_frame_angle(spec, index))
+    phi = math.radians(common.mid_frame_angle(spec, index))
     lam = fields.base * np.float32(1.0 + 0.05 * math.sin(phi))
     lam += fields.aniso_c * np.float32(math.cos(phi))
     lam += fields.aniso_s * np.float32(math.sin(phi))
@@ -720,8 +708,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m dials_mdxbg.testing.pilatus",
         description="Write a synthetic Pilatus background sweep (miniCBF) and dials.import it.",
     )
-    p.add_argument("outdir", type=Path, help="output directory")
-    p.add_argument("--frames", type=int, default=d.n_frames, help="number of frames")
+    common.add_scan_arguments(p, d)
     p.add_argument(
         "--modules",
         type=int,
@@ -730,11 +717,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("FAST", "SLOW"),
         help="Pilatus modules (fast slow); 5 12 is a full 6M",
     )
-    p.add_argument("--osc-start", type=float, default=d.osc_start, help="start angle (deg)")
-    p.add_argument("--osc-width", type=float, default=d.osc_width, help="deg per frame")
-    p.add_argument("--exposure-time", type=float, default=d.exposure_time, help="s per frame")
-    p.add_argument("--background", type=float, default=d.background, help="mean counts/pixel")
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--n-hot", type=int, default=d.n_hot, help="number of hot pixels")
     p.add_argument("--n-overload", type=int, default=d.n_overload, help="overloads per frame")
     p.add_argument("--no-shadow", action="store_true", help="no pin shadow")
@@ -756,15 +738,10 @@ def main(argv: list[str] | None = None) -> None:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
     args = _parser().parse_args(argv)
-    spec = spec_or_exit(
+    spec = common.spec_or_exit(
         SweepSpec,
-        n_frames=args.frames,
+        **common.scan_fields(args),
         modules=(args.modules[0], args.modules[1]),
-        osc_start=args.osc_start,
-        osc_width=args.osc_width,
-        exposure_time=args.exposure_time,
-        background=args.background,
-        seed=args.seed,
         n_hot=args.n_hot,
         n_overload=args.n_overload,
         shadow=not args.no_shadow,
