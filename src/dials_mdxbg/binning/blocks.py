@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums, accumulate_block, finalize
-from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.source import FrameSource, RawFrame
 from dials_mdxbg.model import BinnedMap, SeriesAxes
 from dials_mdxbg.series.reader import ImageSeriesReader
@@ -117,11 +117,7 @@ def block_sums(
 
 
 def bin_map(
-    sums_for: Callable[[np.ndarray | None], BinSums],
-    axes: SeriesAxes,
-    bins: tuple[int, int, int],
-    estimator: str = "mean",
-    n_sigma: float = 5.0,
+    sums_for: Callable[[np.ndarray | None], BinSums], axes: SeriesAxes, options: BinOptions
 ) -> BinnedMap:
     """The binned map from a source of sums.
 
@@ -130,16 +126,13 @@ def bin_map(
             (mean) or twice (clipped mean, the second time with the per-bin
             threshold). Local threads and dask tasks both fit behind it.
         axes: the series axes.
-        bins: bin size (frames, y, x).
-        estimator: "mean" (mdx2's) or "clipped_mean".
-        n_sigma: clipping threshold above the mean, in Poisson sigmas.
+        options: bins, valid_range (already applied by ``sums_for``), estimator.
     """
-    if estimator not in ("mean", "clipped_mean"):
-        raise InputError(f"unknown estimator {estimator}")
+    bins = options.bins
     grid = BinGrid(axes.shape, bins)
     sums = sums_for(None)
-    if estimator == "clipped_mean":
-        sums = sums_for(clip_threshold(sums, n_sigma))
+    if options.estimator == "clipped_mean":
+        sums = sums_for(clip_threshold(sums, options.n_sigma))
     signal, errors, count = finalize(sums, grid, axes.exposure_times)
     return BinnedMap(
         phi=axis_bin_means(axes.phi, bins[0]),
@@ -148,7 +141,7 @@ def bin_map(
         signal=signal,
         errors=errors,
         count=count,
-        estimator=estimator,
+        estimator=options.estimator,
         ny_nx=axes.shape[1:],
         n_frames=axes.shape[0],
     )
@@ -157,11 +150,8 @@ def bin_map(
 def bin_blocks(
     make_tasks: Callable[[], Iterator[BlockTask]],
     axes: SeriesAxes,
-    bins: tuple[int, int, int],
-    valid_range: tuple[int, int] | None = None,
+    options: BinOptions,
     excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
-    estimator: str = "mean",
-    n_sigma: float = 5.0,
     nproc: int = 1,
 ) -> BinnedMap:
     """Bin a series given as blocks, in this process (``nproc`` threads).
@@ -170,19 +160,16 @@ def bin_blocks(
         make_tasks: returns a fresh iterator of block tasks covering the series
             once (called twice for the clipped mean).
         axes: the series axes.
-        bins: bin size (frames, y, x).
-        valid_range: inclusive count range, or None.
+        options: bins, valid_range, estimator.
         excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
-        estimator: "mean" (mdx2's) or "clipped_mean".
-        n_sigma: clipping threshold above the mean, in Poisson sigmas.
         nproc: threads.
     """
-    grid = BinGrid(axes.shape, bins)
+    grid = BinGrid(axes.shape, options.bins)
 
     def sums_for(threshold):
-        return block_sums(make_tasks(), grid, valid_range, excluded, threshold, nproc)
+        return block_sums(make_tasks(), grid, options.valid_range, excluded, threshold, nproc)
 
-    return bin_map(sums_for, axes, bins, estimator, n_sigma)
+    return bin_map(sums_for, axes, options)
 
 
 def series_tasks(
