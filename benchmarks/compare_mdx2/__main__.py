@@ -50,31 +50,20 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: The command options: (flag, type, default, metavar, help); nargs = len(default).
+_COMMAND_OPTIONS = (
+    ("--chunks", int, [10, 211, 493], ("F", "Y", "X"), "image series HDF5 chunks"),
+    ("--bins", _positive, [10, 20, 20], ("F", "Y", "X"), "bin size"),
+    ("--valid-range", int, [0, 200], ("MIN", "MAX"), "inclusive valid count range for binning"),
+)
+
+
 def _add_command_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--chunks",
-        type=int,
-        nargs=3,
-        default=[10, 211, 493],
-        metavar=("F", "Y", "X"),
-        help="image series HDF5 chunks (default 10 211 493)",
-    )
-    p.add_argument(
-        "--bins",
-        type=_positive,
-        nargs=3,
-        default=[10, 20, 20],
-        metavar=("F", "Y", "X"),
-        help="bin size (default 10 20 20)",
-    )
-    p.add_argument(
-        "--valid-range",
-        type=int,
-        nargs=2,
-        default=[0, 200],
-        metavar=("MIN", "MAX"),
-        help="inclusive valid count range for binning (default 0 200)",
-    )
+    for flag, kind, default, metavar, text in _COMMAND_OPTIONS:
+        help_text = f"{text} (default {' '.join(map(str, default))})"
+        p.add_argument(
+            flag, type=kind, nargs=len(default), default=default, metavar=metavar, help=help_text
+        )
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
