@@ -20,7 +20,7 @@ from conftest import read_binned, read_series, run
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.frames.source import frame_source
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import NumpyBackend, backend
 from dials_mdxbg.testing.eiger import write_nxmx_sweep
 
 hdf5plugin = pytest.importorskip("hdf5plugin")
@@ -34,7 +34,7 @@ SPLIT = {
     "n_overload": 8,
     "saturation_value": 30000,
 }
-needs_c = pytest.mark.skipif(not kernels.have_bslz4(), reason="C decoder not built (liblz4)")
+needs_c = pytest.mark.skipif(not backend().has_bslz4, reason="C decoder not built (liblz4)")
 
 
 def load(master: Path):
@@ -72,9 +72,15 @@ def split(tmp_path_factory) -> dict[str, Path]:
 # ---- the decoder ------------------------------------------------------------------------
 
 
-@needs_c
-@pytest.mark.parametrize("simd", [True, False], ids=["avx2-if-cpu", "portable"])
-def test_decoder_equals_hdf5plugin_byte_for_byte(tmp_path, simd):
+@pytest.mark.parametrize("kind", ["avx2-if-cpu", "portable", "numpy"])
+def test_decoder_equals_hdf5plugin_byte_for_byte(tmp_path, kind):
+    if kind == "numpy":
+        pytest.importorskip("lz4.block")
+        decoder = NumpyBackend()
+    else:
+        if not backend().has_bslz4:
+            pytest.skip("C decoder not built (liblz4)")
+        decoder = backend()
     rng = np.random.default_rng(3)
     # Shapes cover n % 8 != 0 (raw tail), partial last blocks, plane lengths not a multiple of 32.
     shapes = [(1, 5), (7, 13), (3, 2049), (64, 64), (17, 6411), (514, 1030)]
@@ -96,16 +102,18 @@ def test_decoder_equals_hdf5plugin_byte_for_byte(tmp_path, simd):
                         **hdf5plugin.Bitshuffle(nelems=nelems, cname="lz4"),
                     )
                     cases.append(name)
-    kernels.set_bslz4_simd(simd)
+    if kind == "portable":
+        decoder.set_bslz4_simd(False)
     try:
         with h5py.File(path, "r") as f:
             for name in cases:
                 dset = f[name]
                 _, chunk = dset.id.read_direct_chunk((0, 0, 0))
-                got = kernels.bslz4_decode(chunk, dset.shape[1:], dset.dtype)
+                got = decoder.bslz4_decode(chunk, dset.shape[1:], dset.dtype)
                 assert got.tobytes() == dset[0].tobytes(), name
     finally:
-        kernels.set_bslz4_simd(True)
+        if kind == "portable":
+            decoder.set_bslz4_simd(True)
 
 
 @needs_c
@@ -117,9 +125,9 @@ def test_decoder_rejects_a_truncated_or_wrong_sized_chunk(tmp_path):
         )  # fmt: skip
         _, chunk = d.id.read_direct_chunk((0, 0, 0))
     with pytest.raises(ValueError, match="truncated|corrupt"):
-        kernels.bslz4_decode(chunk[: len(chunk) // 2], (64, 64), np.uint32)
+        backend().bslz4_decode(chunk[: len(chunk) // 2], (64, 64), np.uint32)
     with pytest.raises(ValueError, match="size"):
-        kernels.bslz4_decode(chunk, (64, 63), np.uint32)
+        backend().bslz4_decode(chunk, (64, 63), np.uint32)
 
 
 # ---- the pixels dxtbx gives -------------------------------------------------------------
@@ -166,7 +174,7 @@ def test_direct_reader_follows_imageset_slices(split):
 def test_fallback_without_c_decoder_gives_the_same_pixels(split, monkeypatch):
     iset = load(split["vds"]).imagesets()[0]
     fast = direct_frames(iset)
-    monkeypatch.setattr(kernels, "have_bslz4", lambda: False)
+    monkeypatch.setattr(backend(), "has_bslz4", False)
     slow = direct_frames(iset)
     for a, b, c in zip(fast, slow, dxtbx_frames(iset)):
         assert np.array_equal(a, b) and np.array_equal(a, c)

@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import backend
 
 logger = logging.getLogger("dials.mdxbg.frames")
 
@@ -108,11 +108,6 @@ class NXmxDirect:
         # Frame buffers given back by finished frames (see take_buffer / give_back).
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self.keep_buffers = 4
-
-    @property
-    def decodes_in_c(self) -> bool:
-        """True when frames are decoded by the C kernel (else read through h5py)."""
-        return kernels.have_bslz4()
 
     def take_buffer(self) -> np.ndarray | None:
         """A free int32 frame buffer, or None.
@@ -200,7 +195,7 @@ class NXmxDirect:
         seg, i = self.locate(self.indices[k])
         dset, direct = self._dataset(seg)
         try:
-            if direct and kernels.have_bslz4():
+            if direct and backend().has_bslz4:
                 mask, chunk = dset.id.read_direct_chunk((i, 0, 0))
                 return EncodedFrame(chunk, not (mask & 1), None, self, i)
             return EncodedFrame(None, False, dset[i], self, i)
@@ -215,7 +210,7 @@ class NXmxDirect:
             if target is not None:
                 target = target.view(self.dtype)
             try:
-                raw = kernels.bslz4_decode(frame.chunk, self.frame_shape, self.dtype, target)
+                raw = backend().bslz4_decode(frame.chunk, self.frame_shape, self.dtype, target)
             except ValueError as e:
                 raise InputError(f"frame {frame.index} of {self.master}: {e}") from None
         else:
@@ -239,7 +234,7 @@ class NXmxDirect:
             and frame.filtered
             and self.window is None
             and self.dtype.itemsize == 4
-            and kernels.have_bslz4()
+            and backend().has_bslz4
         )
 
     def close(self) -> None:
@@ -261,7 +256,7 @@ def to_dxtbx_int32(raw: np.ndarray, bit_depth: int | None) -> np.ndarray:
     if bit_depth:
         top = 2**31 if bit_depth == 32 else 2**bit_depth
         if top - 2 <= np.iinfo(np.int32).max:  # else no int32 value can equal the flags
-            kernels.flag_top(out, top)
+            backend().flag_top(out, top)
     return out
 
 

@@ -24,7 +24,7 @@ from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.masking import rectangles_mask
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.model import SeriesAxes
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import backend
 from dials_mdxbg.util.startup import load_hdf5_filters
 
 logger = logging.getLogger("dials.mdxbg.frames")
@@ -135,14 +135,13 @@ class FrameSource:
 
 
 def _chunk_binner(direct: NXmxDirect, encoded) -> Callable:
-    """Decode-and-bin of one stored frame in one C pass (see kernels.bslz4_bin_frame)."""
+    """Decode-and-bin of one stored frame in one C pass (see Backend.bslz4_bin_frame)."""
 
-    def bin_chunk(frame: RawFrame, sums, grid, k: int, valid_range) -> int | None:
+    def bin_chunk(frame: RawFrame, sums, grid, k: int, valid_range) -> int:
         try:
-            return kernels.bslz4_bin_frame(
+            return backend().bslz4_bin_frame(
                 encoded.chunk, direct.flag_top, frame.static_valid, frame.trusted_range,
-                grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums.total,
-                sums.count, sums.total_sq,
+                grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums,
             )  # fmt: skip
         except ValueError as e:
             raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
@@ -218,37 +217,27 @@ class RawFrame:
 
     def masked(self) -> tuple[np.ndarray, int]:
         """The masked int32 frame and how many pixels the trusted range/shadow masked."""
-        return kernels.mask_frame(self.raw, self.static_valid, self.trusted_range, self.extra_valid)
-
-    def planes(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """The masked frame as HDF5 shuffle byte planes (4, ny, nx), and the pixels masked."""
-        return kernels.mask_to_planes(
-            self.raw, self.static_valid, self.trusted_range, self.extra_valid, out
+        return backend().mask_frame(
+            self.raw, self.static_valid, self.trusted_range, self.extra_valid
         )
 
-    def bin_into(self, sums, grid, frame: int, valid_range) -> int | None:
-        """Mask and add this frame into ``sums`` in one pass (see kernels.bin_raw_frame).
+    def bin_into(self, sums, grid, frame: int, valid_range) -> int:
+        """Mask and add this frame (number ``frame``) into ``sums`` in one pass.
 
-        Returns the pixels masked by the trusted range, or None when the fused
-        kernel cannot be used (no C kernels, a shadow mask, float data).
+        Returns the pixels masked by the trusted range (and the shadow).
         """
-        if self.extra_valid is not None:
-            return None
-        if self.binner is not None and self._raw is None:
-            n_dynamic = self.binner(self, sums, grid, frame, valid_range)
-            if n_dynamic is not None:
-                return n_dynamic
-        return kernels.bin_raw_frame(
+        if self.binner is not None and self._raw is None and self.extra_valid is None:
+            return self.binner(self, sums, grid, frame, valid_range)
+        return backend().bin_raw_frame(
             self.raw,
             self.static_valid,
             self.trusted_range,
+            self.extra_valid,
             grid.phi_index[frame],
             grid.y_index,
             grid.x_edges,
             valid_range,
-            sums.total,
-            sums.count,
-            sums.total_sq,
+            sums,
         )
 
 
