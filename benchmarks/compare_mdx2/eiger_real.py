@@ -1,7 +1,7 @@
 """Benchmark ``dials_mdxbg`` against mdx2 on an Eiger2 16M NXmx sweep and on real images.
 
-The same protocol as ``compare_mdx2.py`` (whose timing, memory sampling and
-output checks it reuses): whole processes, each in a fresh directory; mdx2's
+The same protocol as :mod:`benchmarks.compare_mdx2` (whose timing, memory
+sampling and output checks it reuses): whole processes, each in a fresh directory; mdx2's
 and our outputs compared before anything is reported (image series equal,
 maps to rel. 1e-12 with NaNs in the same places); median of ``--repeats``;
 peak RSS of the process tree; size of everything written. Besides the ratios
@@ -25,8 +25,8 @@ Real images are read from ``shared/realdata`` (``--realdata``), never copied.
 
 Example (activate the environment first: ``source scripts/bootstrap.sh --test``)::
 
-    python benchmarks/compare_cases.py --cases eiger16m lcys thau --frames 100 \\
-        --nproc 1 2 --repeats 2 --workdir bench_cases
+    python -m benchmarks.compare_mdx2.eiger_real --cases eiger16m lcys thau \\
+        --frames 100 --nproc 1 2 --repeats 2 --workdir bench_cases
 """
 
 from __future__ import annotations
@@ -44,31 +44,20 @@ from typing import Any
 
 import h5py
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_mdx2 import (  # noqa: E402  (the shared protocol)
-    MB,
+from .checks import Verification, compare_binned, compare_image_series
+from .commands import (
     MDX2_BIN,
     MDX2_IMPORT,
     OURS_BIN,
     OURS_IMPORT,
     OURS_ONESTEP,
-    ROWS,
-    BenchmarkError,
-    RunResult,
-    Verification,
-    _fmt_size,
-    _remove,
-    compare_binned,
-    compare_image_series,
     executable,
-    machine_info,
-    run_timed,
-    summarise,
-    table_rows,
-    warm_page_cache,
 )
+from .report import ROWS, _fmt_size, machine_info, summarise, table_rows
+from .run import _remove
+from .timing import MB, BenchmarkError, RunResult, run_timed
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CASES = ("eiger16m", "lcys", "thau", "snase")
 
 
@@ -100,6 +89,14 @@ class Case:
     def raw_bytes(self) -> int:
         """Bytes of the frames as int32."""
         return self.frames * self.shape[0] * self.shape[1] * 4
+
+
+def warm_page_cache(paths: list[Path]) -> None:
+    """Read the inputs once, so that the first timed command does not pay for cold I/O."""
+    for p in paths:
+        with open(p, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
 
 
 def _dials_import(directory: Path, inputs: list[str], extra: list[str]) -> Path:
@@ -425,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     report = {
-        "command": shlex.join(["python", *(sys.argv if argv is None else [__file__, *argv])]),
+        "command": shlex.join(
+            ["python", "-m", "benchmarks.compare_mdx2.eiger_real", *(sys.argv[1:] if argv is None
+                                                                     else argv)]
+        ),  # fmt: skip
         "note": args.note,
         "machine": machine_info(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
