@@ -60,7 +60,9 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
     from dxtbx.model.experiment_list import ExperimentListFactory
 
     from dials_mdxbg.native.backend import backend
+    from dials_mdxbg.util.startup import load_hdf5_filters
 
+    load_hdf5_filters()  # Eiger bitshuffle/LZ4, as the commands do
     imageset = ExperimentListFactory.from_json_file(expt).imagesets()[0]
     t_read = t_deflate = 0.0
     tiles = None
