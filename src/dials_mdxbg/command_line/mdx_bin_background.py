@@ -18,7 +18,7 @@ Examples (the mdx2 insulin tutorial's settings)::
   dials.mdx_bin_background bkg_data.nxs bins=10,20,20 valid_range=0,200 \\
       output.binned=bkg_data_binned.nxs output.plot=bkg_data_binned.png
 
-  dials.mdx_bin_background background.expt phil/insulin_background.phil
+  dials.mdx_bin_background background.expt insulin_background.phil
 
   dials.mdx_bin_background background.expt frames.mask=pixels.mask \\
       estimator=clipped_mean mp.nproc=2 output.json=binned.json

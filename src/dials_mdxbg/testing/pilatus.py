@@ -722,7 +722,10 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
+    from dials_mdxbg.util.startup import point_libtbx_at_debian_build
+
     args = _parser().parse_args(argv)
+    point_libtbx_at_debian_build()  # dxtbx (CBF encoding) from a venv, as the commands do
     try:
         spec = SweepSpec(
             n_frames=args.frames,
