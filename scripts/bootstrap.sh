@@ -57,7 +57,7 @@ if [[ ! -e "$STAMP" ]]; then
         | grep -v "^WARNING: Location" || true
     "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
         || { say "install failed"; exit 1; }
-    "$PY" -c "from dials_mdxbg import kernels as k
+    "$PY" -c "from dials_mdxbg.native import kernels as k
 assert k.have_compiled_encoder() and k.have_compiled_decoder()" \
         || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev?): slower"
     touch "$STAMP"
