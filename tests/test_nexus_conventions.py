@@ -19,13 +19,24 @@ def files(sweep, our_import, tmp_path_factory):
     """Our image series (single and split layouts) and the map binned from it."""
     work = tmp_path_factory.mktemp("nexus")
     run(
-        ["dials.mdx_import", sweep, "output.data=split.nxs", "output.layout=split",
-         "chunks=5,211,493"],
+        [
+            "dials.mdx_import",
+            sweep,
+            "output.data=split.nxs",
+            "output.layout=split",
+            "chunks=5,211,493",
+        ],
         cwd=work,
     )
     run(
-        ["dials.mdx_bin_background", our_import, "bins=4,20,20", "valid_range=0,200",
-         "output.binned=map.nxs", "output.plot=None"],
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "valid_range=0,200",
+            "output.binned=map.nxs",
+            "output.plot=None",
+        ],
         cwd=work,
     )
     return {"series": our_import, "split": work / "split.nxs", "map": work / "map.nxs"}
@@ -102,8 +113,18 @@ def test_mdx2_loads_and_bins_the_series(files, which, tmp_path):
         series = loadobj(str(files[which]), "image_series")
     assert series.shape == (12, 407, 1475)
     run(
-        ["mdx2.bin_image_series", files[which], "4", "20", "20", "--valid_range", "0", "200",
-         "--outfile", tmp_path / "mdx2_map.nxs"],
+        [
+            "mdx2.bin_image_series",
+            files[which],
+            "4",
+            "20",
+            "20",
+            "--valid_range",
+            "0",
+            "200",
+            "--outfile",
+            tmp_path / "mdx2_map.nxs",
+        ],
         cwd=files[which].parent,
     )
     with h5py.File(tmp_path / "mdx2_map.nxs") as a, h5py.File(files["map"]) as b:

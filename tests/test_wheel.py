@@ -37,7 +37,11 @@ def readme_install_commands() -> list[str]:
 
 def _sh(cmd: list, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
@@ -70,10 +74,17 @@ def installed(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("wheel")
     venv = root / "venv"
     # The user's environment: nothing of this checkout, no libtbx hint, no network.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LIBTBX_BUILD", "PYTHONPATH", "VIRTUAL_ENV", "PIP_USER")}
-    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(WHEELHOUSE),
-               PIP_DISABLE_PIP_VERSION_CHECK="1", PATH=f"{venv / 'bin'}:{env['PATH']}")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LIBTBX_BUILD", "PYTHONPATH", "VIRTUAL_ENV", "PIP_USER")
+    }
+    env.update(
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=str(WHEELHOUSE),
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PATH=f"{venv / 'bin'}:{env['PATH']}",
+    )
     base = Path(sys.base_prefix) / "bin" / "python3"
     _sh([base, "-m", "venv", "--system-site-packages", venv], root, env)
     built = request.param == "compiler" and shutil.which("gcc") is not None
@@ -101,8 +112,13 @@ def test_sdist_has_the_sources_and_nothing_else(installed):
     assert presets and presets <= names
     assert {"setup.py", "setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in"} <= names
     assert "src/dials_mdxbg/native/_ckernels.c" in names
-    stray = [n for n in names if n.startswith(("tests", "benchmarks", "scripts", "docs", ".")) or
-             n.endswith((".so", ".pyc", ".nxs", ".log", ".png"))]
+    assert "src/dials_mdxbg/output/report.html.j2" in names
+    stray = [
+        n
+        for n in names
+        if n.startswith(("tests", "benchmarks", "scripts", "docs", "."))
+        or n.endswith((".so", ".pyc", ".nxs", ".log", ".png"))
+    ]
     assert not stray
 
 
@@ -128,17 +144,41 @@ def test_wheel_contents(installed):
 def test_both_commands_from_the_installed_wheel(installed, tmp_path):
     venv, _, env, built = installed
     py = venv / "bin" / "python"
-    where = _sh([py, "-c", "import dials_mdxbg, sys; print(dials_mdxbg.__file__)"],
-                tmp_path, env).stdout
+    where = _sh(
+        [py, "-c", "import dials_mdxbg, sys; print(dials_mdxbg.__file__)"], tmp_path, env
+    ).stdout
     assert where.startswith(str(venv)), where  # not the checkout
     kernels = _sh(
-        [py, "-c", "from dials_mdxbg.native import kernels as k; "
-         "print(k.have_compiled(), k.have_compiled_encoder(), k.have_compiled_decoder())"],
-        tmp_path, env,
+        [
+            py,
+            "-c",
+            "from dials_mdxbg.native import kernels as k; "
+            "print(k.have_compiled(), k.have_compiled_encoder(), k.have_compiled_decoder())",
+        ],
+        tmp_path,
+        env,
     ).stdout.split()
     assert kernels == [str(built)] * 3
-    expt = _sh([py, "-m", "dials_mdxbg.testing.pilatus", "sweep", "--frames", "4",
-                "--modules", "1", "1", "--quiet"], tmp_path, env).stdout.strip().splitlines()[-1]
+    expt = (
+        _sh(
+            [
+                py,
+                "-m",
+                "dials_mdxbg.testing.pilatus",
+                "sweep",
+                "--frames",
+                "4",
+                "--modules",
+                "1",
+                "1",
+                "--quiet",
+            ],
+            tmp_path,
+            env,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert Path(tmp_path, expt).exists()
     bin_ = venv / "bin"
     log = _sh([bin_ / "dials.mdx_import", expt, "insulin_import.phil"], tmp_path, env).stdout
@@ -146,8 +186,9 @@ def test_both_commands_from_the_installed_wheel(installed, tmp_path):
     installed_preset = venv.glob("lib/python3*/site-packages/dials_mdxbg/presets")
     preset_dir = str(next(installed_preset))
     assert f"Preset insulin_import.phil: {preset_dir}/insulin_import.phil" in log
-    proc = _sh([bin_ / "dials.mdx_bin_background", "bkg_data.nxs", "insulin_background"],
-               tmp_path, env)
+    proc = _sh(
+        [bin_ / "dials.mdx_bin_background", "bkg_data.nxs", "insulin_background"], tmp_path, env
+    )
     log = proc.stdout
     assert not proc.stderr.strip(), proc.stderr  # the fallback, if taken, is quiet
     assert f"Preset insulin_background: {preset_dir}/insulin_background.phil" in log
@@ -155,8 +196,13 @@ def test_both_commands_from_the_installed_wheel(installed, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     help_text = _sh([bin_ / "dials.mdx_bin_background", "-h"], tmp_path, env).stdout
     assert "insulin_background.phil" in help_text and preset_dir in help_text
-    missing = subprocess.run([bin_ / "dials.mdx_bin_background", "bkg_data.nxs", "nope.phil"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True)
+    missing = subprocess.run(
+        [bin_ / "dials.mdx_bin_background", "bkg_data.nxs", "nope.phil"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode != 0
     names = ", ".join(sorted(p.name for p in (REPO / "phil").glob("*.phil")))
     assert missing.stderr.strip().splitlines() == [

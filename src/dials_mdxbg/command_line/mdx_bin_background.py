@@ -11,7 +11,8 @@ The map is written as mdx2's GridData (/entry/binned_image_series: signal in
 counts per second, NaN for bins without a valid pixel, axes phi/iy/ix at the
 bin centres), numerically identical to mdx2.bin_image_series, for
 `mdx2.correct --background`. Beside it: per-bin pixel counts and standard
-errors, a PNG preview and a per-phi table in the log.
+errors, a PNG preview, an HTML report (output.html) and a per-phi table in
+the log.
 
 Examples (the mdx2 insulin tutorial's settings)::
 
@@ -72,6 +73,11 @@ output {
   plot = binned.png
     .type = path
     .help = "PNG preview of the map (None to skip)."
+  html = Auto
+    .type = path
+    .help = "Self-contained HTML report, readable offline: the map per phi bin, masking, "
+            "histogram of the pixel values, per-phi table, run summary. Default: beside the "
+            "map, with its name and .html; None to skip."
   log = dials.mdx_bin_background.log
     .type = path
   json = None
