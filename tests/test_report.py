@@ -65,8 +65,14 @@ def test_histogram_rejection_from_bins_or_exact_counts():
     got = histogram_rejection({"edges": edges, "counts": counts, "valid_range": (2, 7)})
     assert (got["below"], got["above"], got["total"]) == (0 + 1, 8 + 9, 45)
     exact = histogram_rejection(
-        {"edges": edges, "counts": counts, "valid_range": (2, 7), "below": 5, "above": 6,
-         "total": 100}
+        {
+            "edges": edges,
+            "counts": counts,
+            "valid_range": (2, 7),
+            "below": 5,
+            "above": 6,
+            "total": 100,
+        }
     )
     assert exact["below_fraction"] == 0.05 and exact["above_fraction"] == 0.06
 
@@ -76,8 +82,12 @@ def test_sections_absent_are_omitted_extra_ones_rendered():
     assert "Dispersion map" not in base and "Pixel values" not in base
     sections = {
         "custom": {"kind": "text", "title": "My notes", "text": "a < b"},
-        "radial_profiles": {"kind": "lines", "x_label": "r", "y_label": "counts/s",
-                            "series": [{"name": "phi 5", "x": [1, 2], "y": [3.0, np.nan]}]},
+        "radial_profiles": {
+            "kind": "lines",
+            "x_label": "r",
+            "y_label": "counts/s",
+            "series": [{"name": "phi 5", "x": [1, 2], "y": [3.0, np.nan]}],
+        },
         "bins_auto": {"kind": "table", "columns": ["bins", "error"], "rows": [[(5, 10, 10), 0.1]]},
         "dispersion": {"kind": "map", "values": _map()[3] / 10, "label": "dispersion"},
         "heldout_error": None,
@@ -119,8 +129,9 @@ def test_value_histogram_is_exact_and_partition_free():
     assert np.array_equal(whole.counts, parts.counts)
     assert whole.masked == int((frames == -1).sum())
     assert whole.overflow == int((frames >= 256).sum())
-    assert np.array_equal(whole.values, np.bincount(frames[(frames >= 0) & (frames < 256)],
-                                                    minlength=256))
+    assert np.array_equal(
+        whole.values, np.bincount(frames[(frames >= 0) & (frames < 256)], minlength=256)
+    )
     report = whole.as_report((0, 200), 50)
     assert report["above"] == int((frames > 200).sum()) and report["below"] == 0
     assert report["total"] == int((frames >= 0).sum())
@@ -134,10 +145,20 @@ def reports(sweep, our_import, tmp_path_factory):
     """Reports written by both input paths (image series, and experiments one-step)."""
     work = tmp_path_factory.mktemp("report")
     common = ["bins=4,20,20", "valid_range=0,200", "output.plot=None"]
-    run(["dials.mdx_bin_background", our_import, *common, "output.binned=series.nxs",
-         "mp.nproc=2"], cwd=work)
-    run(["dials.mdx_bin_background", sweep, *common, "output.binned=frames.nxs",
-         "output.html=frames_report.html"], cwd=work)
+    run(
+        ["dials.mdx_bin_background", our_import, *common, "output.binned=series.nxs", "mp.nproc=2"],
+        cwd=work,
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            sweep,
+            *common,
+            "output.binned=frames.nxs",
+            "output.html=frames_report.html",
+        ],
+        cwd=work,
+    )
     return work
 
 
@@ -165,15 +186,32 @@ def test_report_carries_the_map_and_the_histogram(reports, our_import):
         bars = unpack_report((reports / page).read_text())[0]["figures"]["histogram"]["data"][0]
         shown = np.array(bars["y"], dtype=float)
         assert np.array_equal(shown, expected.values[: len(shown)])
-        assert expected.values[len(shown):].sum() == 0 or len(shown) > 200
+        assert expected.values[len(shown) :].sum() == 0 or len(shown) > 200
 
 
 def test_report_none_and_mask_reasons(sweep, tmp_path):
-    run(["dials.mdx_bin_background", sweep, "bins=6,50,50", "output.binned=m.nxs",
-         "output.plot=None", "output.html=None"], cwd=tmp_path)
+    run(
+        [
+            "dials.mdx_bin_background",
+            sweep,
+            "bins=6,50,50",
+            "output.binned=m.nxs",
+            "output.plot=None",
+            "output.html=None",
+        ],
+        cwd=tmp_path,
+    )
     assert not list(tmp_path.glob("*.html"))
-    run(["dials.mdx_bin_background", sweep, "bins=6,50,50", "output.binned=m.nxs",
-         "output.plot=None"], cwd=tmp_path)
+    run(
+        [
+            "dials.mdx_bin_background",
+            sweep,
+            "bins=6,50,50",
+            "output.binned=m.nxs",
+            "output.plot=None",
+        ],
+        cwd=tmp_path,
+    )
     page = (tmp_path / "m.html").read_text()
     assert "untrusted_rectangles" in page and "Masked pixels" in page
 
@@ -228,7 +266,8 @@ def test_browser_check_catches_errors_and_requests(chromium, tmp_path):
     assert "undefinedFunction" in errors
     assert "missing.png" in errors and "cdn.example.org" in errors
     assert result.external_requests(page) == [
-        "https://cdn.example.org/plotly.min.js", page.with_name("missing.png").as_uri()
+        "https://cdn.example.org/plotly.min.js",
+        page.with_name("missing.png").as_uri(),
     ]
     assert distinct_colours(result.screenshot) < 200  # no plot: text and a broken image
 
