@@ -12,9 +12,10 @@ import pytest
 from dxtbx.model.experiment_list import ExperimentList, ExperimentListFactory
 
 from conftest import read_binned, read_series
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.command_line import mdx_bin_background, mdx_import
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background, make_background
+from dials_mdxbg.jobs.bin_background import BinSource, bin_background, make_background
 from dials_mdxbg.jobs.import_sweep import import_sweep
 
 README = Path(__file__).resolve().parents[1] / "README.md"

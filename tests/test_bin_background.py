@@ -12,7 +12,8 @@ from dxtbx.model.experiment_list import ExperimentListFactory
 
 from conftest import read_binned, run
 from dials_mdxbg.binning.blocks import bin_blocks, frame_tasks, series_tasks
-from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background
+from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 from dials_mdxbg.output.binned import write_binned
 from dials_mdxbg.series.reader import ImageSeriesReader
 
@@ -76,11 +77,11 @@ def test_equal_to_mdx2(sweep, mdx2_import, our_import, tmp_path, bins, valid):
 
 def test_one_step_equals_two_step_bit_for_bit(sweep, our_import):
     with ImageSeriesReader(our_import) as reader:
-        two = bin_blocks(series_tasks(reader), reader.axes, (4, 20, 20), (0, 200), nproc=1)
+        two = bin_blocks(series_tasks(reader), reader.axes, BinOptions((4, 20, 20), (0, 200)))
     from dials_mdxbg.frames.source import frame_source
 
     source = frame_source(ExperimentListFactory.from_json_file(str(sweep)))
-    one = bin_blocks(frame_tasks(source), source.axes, (4, 20, 20), (0, 200), nproc=2)
+    one = bin_blocks(frame_tasks(source), source.axes, BinOptions((4, 20, 20), (0, 200)), nproc=2)
     for key in ("signal", "errors", "count", "phi", "iy", "ix"):
         assert np.array_equal(getattr(one, key), getattr(two, key), equal_nan=True), key
 
@@ -166,34 +167,14 @@ def test_mdx2_mask_file(our_import, mdx2_import, tmp_path):
         ],
         cwd=mdx2_import.parent,
     )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "mask=mask.nxs",
-            "output.binned=o.nxs",
-            "output.plot=None",
-        ],
-        cwd=tmp_path,
-    )
-    assert_same_map(read_binned(tmp_path / "o.nxs"), read_binned(tmp_path / "m.nxs"))
-    # mask= is the deprecated name of input.mdx2_mask: the same map, and a line in the log.
-    assert "mask= is deprecated" in (tmp_path / "dials.mdx_bin_background.log").read_text()
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "input.mdx2_mask=mask.nxs",
-            "output.binned=n.nxs",
-            "output.plot=None",
-            "output.log=new.log",
-        ],
-        cwd=tmp_path,
-    )
-    assert_same_map(read_binned(tmp_path / "n.nxs"), read_binned(tmp_path / "m.nxs"))
-    assert "deprecated" not in (tmp_path / "new.log").read_text()
+    # input.mdx2_mask, and mask= its deprecated name: the same map, and a line in the log.
+    for name, mask_arg in (("o", "mask=mask.nxs"), ("n", "input.mdx2_mask=mask.nxs")):
+        outputs = [f"output.binned={name}.nxs", "output.plot=None", f"output.log={name}.log"]
+        cmd = ["dials.mdx_bin_background", our_import, "bins=4,20,20", mask_arg, *outputs]
+        run(cmd, cwd=tmp_path)
+        assert_same_map(read_binned(tmp_path / f"{name}.nxs"), read_binned(tmp_path / "m.nxs"))
+    assert "mask= is deprecated" in (tmp_path / "o.log").read_text()
+    assert "deprecated" not in (tmp_path / "n.log").read_text()
     save_mask(np.zeros((3, 407, 1475), bool), "bad.nxs")
     proc = run(
         ["dials.mdx_bin_background", our_import, "mask=bad.nxs", "output.binned=x.nxs"],

@@ -16,8 +16,8 @@ import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
 from dials_mdxbg.binning.histogram import ValueHistogram, histogram_cap, sampled_frames
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums, accumulate_block, finalize
-from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.source import FrameSource, RawFrame
 from dials_mdxbg.model import BinnedMap, SeriesAxes
 from dials_mdxbg.series.reader import ImageSeriesReader
@@ -136,11 +136,7 @@ def block_sums(
 
 
 def bin_map(
-    sums_for: Callable[[np.ndarray | None], BinSums],
-    axes: SeriesAxes,
-    bins: tuple[int, int, int],
-    estimator: str = "mean",
-    n_sigma: float = 5.0,
+    sums_for: Callable[[np.ndarray | None], BinSums], axes: SeriesAxes, options: BinOptions
 ) -> BinnedMap:
     """The binned map from a source of sums.
 
@@ -149,17 +145,14 @@ def bin_map(
             (mean) or twice (clipped mean, the second time with the per-bin
             threshold). Local threads and dask tasks both fit behind it.
         axes: the series axes.
-        bins: bin size (frames, y, x).
-        estimator: "mean" (mdx2's) or "clipped_mean".
-        n_sigma: clipping threshold above the mean, in Poisson sigmas.
+        options: bins, valid_range (already applied by ``sums_for``), estimator.
     """
-    if estimator not in ("mean", "clipped_mean"):
-        raise InputError(f"unknown estimator {estimator}")
+    bins = options.bins
     grid = BinGrid(axes.shape, bins)
     sums = sums_for(None)
     values = sums.values  # the first pass sees every value
-    if estimator == "clipped_mean":
-        sums = sums_for(clip_threshold(sums, n_sigma))
+    if options.estimator == "clipped_mean":
+        sums = sums_for(clip_threshold(sums, options.n_sigma))
     signal, errors, count = finalize(sums, grid, axes.exposure_times)
     return BinnedMap(
         phi=axis_bin_means(axes.phi, bins[0]),
@@ -168,7 +161,7 @@ def bin_map(
         signal=signal,
         errors=errors,
         count=count,
-        estimator=estimator,
+        estimator=options.estimator,
         ny_nx=axes.shape[1:],
         n_frames=axes.shape[0],
         values=values,
@@ -178,13 +171,9 @@ def bin_map(
 def bin_blocks(
     make_tasks: Callable[[], Iterator[BlockTask]],
     axes: SeriesAxes,
-    bins: tuple[int, int, int],
-    valid_range: tuple[int, int] | None = None,
+    options: BinOptions,
     excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
-    estimator: str = "mean",
-    n_sigma: float = 5.0,
     nproc: int = 1,
-    histogram: bool = False,
 ) -> BinnedMap:
     """Bin a series given as blocks, in this process (``nproc`` threads).
 
@@ -192,24 +181,26 @@ def bin_blocks(
         make_tasks: returns a fresh iterator of block tasks covering the series
             once (called twice for the clipped mean).
         axes: the series axes.
-        bins: bin size (frames, y, x).
-        valid_range: inclusive count range, or None.
+        options: bins, valid_range, estimator; ``histogram``: also histogram
+            the pixel values of sampled frames (the map's ``values``).
         excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
-        estimator: "mean" (mdx2's) or "clipped_mean".
-        n_sigma: clipping threshold above the mean, in Poisson sigmas.
         nproc: threads.
-        histogram: also histogram the pixel values of sampled frames (the
-            map's ``values``).
     """
-    grid = BinGrid(axes.shape, bins)
+    grid = BinGrid(axes.shape, options.bins)
 
     def sums_for(threshold):
         first = threshold is None
         return block_sums(
-            make_tasks(), grid, valid_range, excluded, threshold, nproc, histogram and first
+            make_tasks(),
+            grid,
+            options.valid_range,
+            excluded,
+            threshold,
+            nproc,
+            options.histogram and first,
         )
 
-    return bin_map(sums_for, axes, bins, estimator, n_sigma)
+    return bin_map(sums_for, axes, options)
 
 
 def series_tasks(

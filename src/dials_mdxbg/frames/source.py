@@ -8,6 +8,7 @@ once, and a ``read(i)`` that returns a masked int32 frame.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from dataclasses import dataclass, field
@@ -278,6 +279,14 @@ def frame_source(
         description=f"{iset.get_template() if hasattr(iset, 'get_template') else ''}"
         f" images {lo}..{hi}",
     )
+
+
+def frame_source_from_json(experiments_json: str, selection: dict) -> FrameSource:
+    """:func:`frame_source` of an experiment list sent as JSON (what a dask task receives)."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
+    return frame_source(experiments, **selection)
 
 
 def with_imageset(path: str | Path | None, index: int | None) -> Path | None:

@@ -22,9 +22,15 @@ import numpy as np
 
 from dials_mdxbg.binning.blocks import bin_blocks, bin_map, block_sums, frame_tasks, series_tasks
 from dials_mdxbg.binning.grid import BinGrid
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.frames.source import frame_source, selections, with_imageset
+from dials_mdxbg.frames.source import (
+    frame_source,
+    frame_source_from_json,
+    selections,
+    with_imageset,
+)
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import BinnedMap, SeriesAxes
@@ -33,7 +39,7 @@ from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import versions
+from dials_mdxbg.util.versions import provenance_of, versions
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -100,51 +106,12 @@ class BinSource:
 
                 yield OpenedSource(reader.axes, tasks_for, excluded, reader.block_frames)
         else:
-            from dxtbx.model.experiment_list import ExperimentListFactory
-
-            experiments = ExperimentListFactory.from_dict(json.loads(self.experiments))
-            source = frame_source(experiments, **self.selection)
+            source = frame_source_from_json(self.experiments, self.selection)
 
             def tasks_for(frame_range=None, progress=None):
                 return frame_tasks(source, progress, frame_range)
 
             yield OpenedSource(source.axes, tasks_for, None, 1)
-
-
-@dataclass(frozen=True)
-class BinOptions:
-    """The algorithm's settings (the ``bins``, ``valid_range``, ``estimator``, ``clip`` PHIL).
-
-    ``histogram``: also histogram the pixel values of sampled frames (for the
-    HTML report; :mod:`dials_mdxbg.binning.histogram`).
-    """
-
-    bins: tuple[int, int, int] = (10, 20, 20)
-    valid_range: tuple[int, int] | None = None
-    estimator: str = "mean"
-    n_sigma: float = 5.0
-    histogram: bool = False
-
-    @classmethod
-    def from_params(cls, params) -> BinOptions:
-        """Validated options from the extracted PHIL, with one-line errors."""
-        bins, valid_range = check_bins(params.bins, params.valid_range)
-        return cls(bins, valid_range, params.estimator, params.clip.n_sigma)
-
-
-def check_bins(bins, valid_range) -> tuple[tuple[int, int, int], tuple[int, int] | None]:
-    """Validate ``bins`` and ``valid_range`` with one-line errors."""
-    if bins is None or len(bins) != 3 or any(b is None or b < 1 for b in bins):
-        raise InputError(f"bins must be three positive integers (frames, y, x), got {bins}")
-    if valid_range is not None:
-        if len(valid_range) != 2:
-            raise InputError(f"valid_range needs two numbers (min, max), got {valid_range}")
-        if valid_range[0] > valid_range[1]:
-            raise InputError(
-                f"valid_range min {valid_range[0]} is greater than max {valid_range[1]}"
-            )
-        valid_range = (int(valid_range[0]), int(valid_range[1]))
-    return tuple(int(b) for b in bins), valid_range
 
 
 def range_sums(
@@ -184,7 +151,8 @@ def bin_background(
 
     Example::
 
-        from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background
+        from dials_mdxbg.binning.phil import BinOptions
+        from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 
         binned = bin_background(
             BinSource.from_series("bkg_data.nxs"), BinOptions((10, 20, 20), (0, 200))
@@ -196,17 +164,7 @@ def bin_background(
         n = axes.shape[0]
         if engine is None:
             make_tasks = opened.tasks_for(None, Progress(n, "frames"))
-            return bin_blocks(
-                make_tasks,
-                axes,
-                options.bins,
-                options.valid_range,
-                opened.excluded,
-                options.estimator,
-                options.n_sigma,
-                nproc,
-                options.histogram,
-            )
+            return bin_blocks(make_tasks, axes, options, opened.excluded, nproc)
 
         grid = BinGrid(axes.shape, options.bins)
         workers = engine.n_workers
@@ -225,7 +183,7 @@ def bin_background(
                 total.merge(part)
             return total
 
-        return bin_map(sums_for, axes, options.bins, options.estimator, options.n_sigma)
+        return bin_map(sums_for, axes, options)
 
 
 @dataclass
@@ -354,12 +312,7 @@ def _bin_and_write(
     }
     if index is not None:
         input_info["imageset"] = index
-    provenance = {
-        "program": "dials.mdx_bin_background",
-        "phil": phil_text or "",
-        "versions": versions(),
-        "input": input_info,
-    }
+    provenance = provenance_of("dials.mdx_bin_background", phil_text, input=input_info)
     write_binned(
         binned_path,
         (binned.phi, binned.iy, binned.ix),

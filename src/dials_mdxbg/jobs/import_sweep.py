@@ -19,48 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg.frames.source import FrameSource, frame_source, selections, with_imageset
+from dials_mdxbg.frames.source import (
+    FrameSource,
+    frame_source,
+    frame_source_from_json,
+    selections,
+    with_imageset,
+)
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
 from dials_mdxbg.native import kernels
-from dials_mdxbg.series.writer import ImageSeriesWriter, assemble_series
+from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import versions
+from dials_mdxbg.util.versions import provenance_of
 
 logger = logging.getLogger("dials.mdxbg.import")
-
-
-@dataclass(frozen=True)
-class SeriesTarget:
-    """Where and how an image series is written.
-
-    Attributes:
-        output: the NeXus file (appears only when complete).
-        chunks: HDF5 chunk shape (frames, y, x).
-        level: deflate level.
-        split: the movable multi-file layout instead of one file.
-        provenance: metadata stored under /entry/dials_mdxbg.
-    """
-
-    output: Path
-    chunks: tuple[int, int, int]
-    level: int = 1
-    split: bool = False
-    provenance: dict | None = None
-
-    def part_path(self, parts_dir: Path, index: int) -> Path:
-        """The ``index``-th part file of the series in ``parts_dir``."""
-        return Path(parts_dir) / f"{Path(self.output).stem}_{index:05d}.nxs"
-
-    def files(self) -> list[Path]:
-        """Every file the finished series consists of."""
-        files = [Path(self.output)]
-        if self.split:
-            parts = Path(self.output).with_name(Path(self.output).stem + "_parts")
-            files += sorted(parts.iterdir())
-        return files
 
 
 def import_frames(source: FrameSource, target: SeriesTarget, nproc: int = 1) -> dict:
@@ -172,10 +147,7 @@ def import_part(
     Self-contained (it reopens the experiments), so it can run on any worker;
     idempotent (the part appears atomically), so dask may safely retry it.
     """
-    from dxtbx.model.experiment_list import ExperimentListFactory
-
-    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
-    source = frame_source(experiments, **selection)
+    source = frame_source_from_json(experiments_json, selection)
     return write_part(source, frame_range, Path(part_path), target)
 
 
@@ -226,16 +198,7 @@ def _via_parts(source: FrameSource, target: SeriesTarget, write_parts) -> list[d
         parts = [(Path(r["path"]), *r["frames"]) for r in results]
         for stray in parts_dir.glob(".*.part-*"):  # left by a retried task
             stray.unlink()
-        assemble_series(
-            output,
-            source.axes,
-            target.chunks,
-            target.level,
-            parts,
-            parts_dir,
-            target.split,
-            target.provenance,
-        )
+        assemble_series(target, source.axes, parts, parts_dir)
     finally:
         if parts_dir.exists():
             shutil.rmtree(parts_dir)
@@ -371,13 +334,12 @@ def import_sweep(experiments, params, phil_text: str | None = None) -> ImportSum
             output = with_imageset(params.output.data, index)
             if index is not None:
                 logger.info("Imageset %d: %s -> %s", index, source.description, output)
-            provenance = {
-                "program": "dials.mdx_import",
-                "phil": phil_text or "",
-                "versions": versions(),
-                "experiments": experiments_json,
-                "imageset": json.dumps(selection["imageset"]),
-            }
+            provenance = provenance_of(
+                "dials.mdx_import",
+                phil_text,
+                experiments=experiments_json,
+                imageset=json.dumps(selection["imageset"]),
+            )
             target = SeriesTarget(
                 output=Path(output),
                 chunks=resolve_chunks(params.chunks, source.axes),

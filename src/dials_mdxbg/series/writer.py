@@ -7,13 +7,14 @@ import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from dials_mdxbg.encode.slab import SlabEncoder
-from dials_mdxbg.model import SeriesAxes
+from dials_mdxbg.model import SeriesAxes, storage_chunks
 from dials_mdxbg.series.layout import (
     IMAGE_SERIES,
     create_series_group,
@@ -22,6 +23,37 @@ from dials_mdxbg.series.layout import (
     nxdata,
 )
 from dials_mdxbg.util.atomic import atomic_path, check_writable
+
+
+@dataclass(frozen=True)
+class SeriesTarget:
+    """Where and how an image series is written.
+
+    Attributes:
+        output: the NeXus file (appears only when complete).
+        chunks: HDF5 chunk shape (frames, y, x).
+        level: deflate level.
+        split: the movable multi-file layout instead of one file.
+        provenance: metadata stored under /entry/dials_mdxbg.
+    """
+
+    output: Path
+    chunks: tuple[int, int, int]
+    level: int = 1
+    split: bool = False
+    provenance: dict | None = None
+
+    def part_path(self, parts_dir: Path, index: int) -> Path:
+        """The ``index``-th part file of the series in ``parts_dir``."""
+        return Path(parts_dir) / f"{Path(self.output).stem}_{index:05d}.nxs"
+
+    def files(self) -> list[Path]:
+        """Every file the finished series consists of."""
+        files = [Path(self.output)]
+        if self.split:
+            parts = Path(self.output).with_name(Path(self.output).stem + "_parts")
+            files += sorted(parts.iterdir())
+        return files
 
 
 class ImageSeriesWriter:
@@ -46,9 +78,7 @@ class ImageSeriesWriter:
         self.path = Path(path)
         self.axes = axes
         self.resizable = resizable
-        self.chunks = tuple(min(c, s) for c, s in zip(chunks, axes.shape))
-        if resizable:
-            self.chunks = (chunks[0], *self.chunks[1:])
+        self.chunks = storage_chunks(chunks, axes.shape, resizable)
         self.level = level
         self.nthreads = nthreads
         self.provenance = provenance
@@ -123,27 +153,23 @@ class ImageSeriesWriter:
 
 
 def assemble_series(
-    output: Path,
+    target: SeriesTarget,
     axes: SeriesAxes,
-    chunks: tuple[int, int, int],
-    level: int,
     parts: list[tuple[Path, int, int]],
     parts_dir: Path,
-    split: bool,
-    provenance: dict | None = None,
 ) -> None:
     """Join part files (each frames [a, b) of the series) into the final output, atomically.
 
-    ``split``: the parts folder is renamed to ``<output stem>_parts`` and the
-    main file maps it with a virtual dataset (paths relative to the main file).
-    Otherwise the compressed chunks are copied as they are into one file (no
-    recompression) and the parts are deleted.
+    ``target.split``: the parts folder is renamed to ``<output stem>_parts``
+    and the main file maps it with a virtual dataset (paths relative to the
+    main file). Otherwise the compressed chunks are copied as they are into
+    one file (no recompression) and the parts are deleted.
     """
-    output = Path(output)
+    output, split = Path(target.output), target.split
     check_writable(output)
     final_parts = output.with_name(output.stem + "_parts")
     with atomic_path(output) as tmp:
-        f, entry = new_file(tmp, output, provenance)
+        f, entry = new_file(tmp, output, target.provenance)
         with f:
             if split:
                 group = nxdata(entry, IMAGE_SERIES, "data", "mdx2.data", "ImageSeries")
@@ -159,7 +185,7 @@ def assemble_series(
                 group.create_virtual_dataset("data", layout, fillvalue=-1)
                 describe_fields(group)
             else:
-                dset = create_series_group(entry, axes, chunks, level)
+                dset = create_series_group(entry, axes, target.chunks, target.level)
                 for path, a, _ in parts:
                     with h5py.File(path, "r") as part:
                         _copy_chunks(part[f"/entry/{IMAGE_SERIES}/data"], dset, a)
