@@ -182,11 +182,18 @@ def test_report_carries_the_map_and_the_histogram(reports, our_import):
     expected = ValueHistogram.zeros(histogram_cap((0, 200)))
     for frame in data:
         expected.add(frame)
+    total = int((data >= 0).sum())
+    above = int((data > 200).sum())
+    assert 0 < above < total
     for page in ("series.html", "frames_report.html"):
-        bars = unpack_report((reports / page).read_text())[0]["figures"]["histogram"]["data"][0]
+        text = (reports / page).read_text()
+        bars = unpack_report(text)[0]["figures"]["histogram"]["data"][0]
         shown = np.array(bars["y"], dtype=float)
+        assert len(shown) > 200  # past the upper limit
         assert np.array_equal(shown, expected.values[: len(shown)])
-        assert expected.values[len(shown) :].sum() == 0 or len(shown) > 200
+        # The caption: what valid_range rejects on each side, of every unmasked value.
+        assert f"{total:,} pixels in all" in text
+        assert f"{100 * above / total:.3g}% above (rejected)" in text
 
 
 def test_report_none_and_mask_reasons(sweep, tmp_path):
