@@ -284,3 +284,22 @@ def test_docs_screenshot_is_a_rendered_report():
     shot = Path(__file__).parents[1] / "docs" / "report.png"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert distinct_colours(shot.read_bytes()) > 1000
+
+
+def test_without_plotly_the_command_stops_before_any_work(our_import, tmp_path, monkeypatch):
+    import dials_mdxbg.output.report as report
+    from dials_mdxbg.command_line import mdx_bin_background
+    from dials_mdxbg.errors import InputError
+    from dials_mdxbg.jobs.bin_background import make_background
+
+    assert report.missing_dependencies() == []  # here both are installed
+    monkeypatch.setattr(report, "missing_dependencies", lambda: ["plotly"])
+    params = mdx_bin_background.phil_scope.extract()
+    params.output.binned = str(tmp_path / "m.nxs")
+    params.output.plot = None
+    with pytest.raises(InputError, match="output.html needs plotly .*output.html=None"):
+        make_background(str(our_import), None, params)
+    assert list(tmp_path.iterdir()) == []
+    params.output.html = None
+    make_background(str(our_import), None, params)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nxs"]

@@ -280,6 +280,14 @@ def _bin_and_write(
         if path:
             check_writable(path)
     if html_path is not None:
+        from dials_mdxbg.output.report import missing_dependencies
+
+        missing = missing_dependencies()
+        if missing:
+            raise InputError(
+                f"output.html needs {' and '.join(missing)} (they come with DIALS): install "
+                "them, or set output.html=None"
+            )
         options = dataclasses.replace(options, histogram=True)
     kind = "image_series" if src.series else "experiments"
     logger.info("Binning %s (%s) with bins %s", described, kind, options.bins)

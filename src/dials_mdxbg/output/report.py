@@ -162,28 +162,42 @@ DEBIAN_PLOTLY_JS = "/usr/share/python3-plotly/plotly.js"
 """Where Debian's ``python3-plotly`` keeps it instead."""
 
 
+def _plotly_js_file():
+    """The installed plotly.js file, or None (then only ``plotly.offline`` knows)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the plotly package is not installed")
+    for location in spec.submodule_search_locations:
+        for name in PLOTLY_JS_FILES:
+            path = Path(location) / name
+            if path.is_file():
+                return path
+    return Path(DEBIAN_PLOTLY_JS) if Path(DEBIAN_PLOTLY_JS).is_file() else None
+
+
 def plotly_javascript() -> str:
     """plotly.js of the installed ``plotly`` package (Debian's, PyPI's or conda's).
 
     Read from the package's files without importing ``plotly.offline``, which
     imports IPython (0.9 s); that is the fallback when the file is elsewhere.
     """
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the plotly package is not installed (it comes with DIALS)")
-    for location in spec.submodule_search_locations:
-        for name in PLOTLY_JS_FILES:
-            path = Path(location) / name
-            if path.is_file():
-                return path.read_text(encoding="utf-8")
-    if Path(DEBIAN_PLOTLY_JS).is_file():
-        return Path(DEBIAN_PLOTLY_JS).read_text(encoding="utf-8")
+    path = _plotly_js_file()
+    if path is not None:
+        return path.read_text(encoding="utf-8")
     from plotly.offline import get_plotlyjs
 
     return get_plotlyjs()
+
+
+def missing_dependencies() -> list[str]:
+    """What the report needs but this environment lacks (both come with DIALS)."""
+    import importlib.util
+
+    missing = [name for name in ("jinja2", "plotly") if importlib.util.find_spec(name) is None]
+    return missing
 
 
 # --------------------------------------------------------------------------- numbers
