@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -596,7 +595,6 @@ def render_report(
         title=title,
         summary_rows=_summary_rows(summary),
         phil=summary.get("phil"),
-        n_phi=n_phi,
         shape=(n_phi, ny, nx),
         colour=maps[0]["range"],
         thinned=len(meta["small_multiples"]) < n_phi,
@@ -610,7 +608,6 @@ def render_report(
         plotly_gz=pack_text(plotly_javascript() if plotly_js is None else plotly_js),
         fmt=_fmt,
         marker_ok=MARKER_OK,
-        html_escape=html.escape,
     )
 
 
