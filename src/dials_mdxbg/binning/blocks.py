@@ -117,12 +117,12 @@ def block_sums(
 
     def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
         if isinstance(block, RawFrame):
-            # A frame straight from the detector: mask and bin in one pass if we
-            # can (a sampled frame is masked here once, then binned like a block).
+            # A frame straight from the detector: mask and bin in one pass (a
+            # sampled frame is masked here once, then binned like a block).
             sampled = frame0 in sample
             if excluded is None and threshold is None and not sampled:
-                if block.bin_into(acc, grid, frame0, valid_range) is not None:
-                    return
+                block.bin_into(acc, grid, frame0, valid_range)
+                return
             block = block.masked()[0][np.newaxis]
         ex = excluded(frame0, row0, block.shape) if excluded else None
         if len(sample):

@@ -29,7 +29,7 @@ from dials_mdxbg.frames.source import (
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import backend
 from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
@@ -64,7 +64,7 @@ def import_frames(source: FrameSource, target: SeriesTarget, nproc: int = 1) -> 
         nx,
         target.output,
         target.chunks,
-        "compiled kernels" if kernels.have_compiled() else "numpy kernels",
+        f"{backend().name} kernels",
     )
     if target.split:
         # One part file per slab of frames, joined like the parts of a dask run.
@@ -216,25 +216,14 @@ def _stream_frames(
     """Read frames [start, stop) and hand them to the writer; returns seconds spent reading.
 
     This thread only reads (dxtbx holds the GIL while it decodes a frame);
-    masking and compression happen in C in the writer's threads. Without the
-    C encoder (or with a shadow mask) frames are masked to byte planes here.
+    masking and compression happen in the writer's threads.
     """
     t_read = 0.0
-    ring: list[np.ndarray] = []  # plane buffers for the fallback path, made on first use
     for k in range(start, stop):
         t0 = time.perf_counter()
         frame = source.read_raw(k)
         t_read += time.perf_counter() - t0
-        if writer.can_take_raw(frame):
-            writer.add_raw_frame(frame)
-        else:
-            if not ring:
-                # One buffer more than the frames in flight, so a buffer is only
-                # refilled once its frame is compressed.
-                shape = (4, *source.frame_shape)
-                ring = [np.empty(shape, np.uint8) for _ in range(writer.frames_in_flight + 1)]
-            planes, n_masked = frame.planes(out=ring[k % len(ring)])
-            writer.add_frame(planes, n_masked)
+        writer.add_raw_frame(frame)
         if progress is not None:
             progress.update(done_before + k + 1 - start)
     return t_read

@@ -59,8 +59,8 @@ class SeriesTarget:
 class ImageSeriesWriter:
     """Write an mdx2 image series frame by frame, atomically.
 
-    Use as a context manager and call :meth:`add_frame` with each frame's
-    byte planes (:func:`dials_mdxbg.native.kernels.mask_to_planes`), in order.
+    Use as a context manager and call :meth:`add_raw_frame` with each frame
+    as read (a :class:`~dials_mdxbg.frames.source.RawFrame`), in order.
     The multi-file layout is made of such series, one per part, joined by
     :func:`assemble_series`.
     """
@@ -107,17 +107,8 @@ class ImageSeriesWriter:
         """
         return 1 if self.nthreads > 1 else 0
 
-    def add_frame(self, planes: np.ndarray, n_dynamic: int = 0) -> None:
-        """Append the next frame, given as masked byte planes (4, ny, nx) uint8."""
-        self._encoder.add_planes(planes, n_dynamic)
-        self._after_add()
-
-    def can_take_raw(self, frame) -> bool:
-        """True when :meth:`add_raw_frame` can take ``frame`` (else mask it to planes)."""
-        return self._encoder.can_take_raw(frame)
-
     def add_raw_frame(self, frame) -> None:
-        """Append the next frame as read (a RawFrame): masked and deflated in C."""
+        """Append the next frame as read (a RawFrame): masked and deflated in threads."""
         self._encoder.add_raw(frame)
         self._after_add()
 
