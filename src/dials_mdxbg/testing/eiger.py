@@ -568,9 +568,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compression", default=d.compression, choices=("bslz4", "gzip", "none"))
     p.add_argument("--pixel-mask-applied", action="store_true", help="masked pixels = max")
     args = p.parse_args(argv)
-    from dials_mdxbg.util.startup import point_libtbx_at_debian_build
-
-    point_libtbx_at_debian_build()  # dxtbx's detector database from a venv, as the commands do
     spec = common.spec_or_exit(
         NXmxSpec,
         **common.scan_fields(args),

@@ -737,10 +737,7 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
-    from dials_mdxbg.util.startup import point_libtbx_at_debian_build
-
     args = _parser().parse_args(argv)
-    point_libtbx_at_debian_build()  # dxtbx (CBF encoding) from a venv, as the commands do
     spec = common.spec_or_exit(
         SweepSpec,
         **common.scan_fields(args),
