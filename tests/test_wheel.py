@@ -155,7 +155,8 @@ def test_both_commands_from_the_installed_wheel(installed, small_sweep, tmp_path
         tmp_path,
         env,
     ).stdout.strip()
-    expected = "CompiledBackend(encoder=True, decoder=True)" if built else "NumpyBackend("
+    full = "CompiledBackend(encoder=True, decoder=True, bslz4=True)"
+    expected = full if built else "NumpyBackend("
     assert chosen.startswith(expected), chosen
     # A small sweep made by this checkout's generator (test tooling, not part of
     # the install), processed from another directory by the installed commands.
