@@ -72,6 +72,11 @@ output {
   plot = binned.png
     .type = path
     .help = "PNG preview of the map (None to skip)."
+  profile = None
+    .type = path
+    .help = "PNG of the radial profile (mean background against resolution, per"
+            "phi bin); needs the geometry (one-step path, the file's provenance,"
+            "or geometry=)."
   log = dials.mdx_bin_background.log
     .type = path
   json = None

@@ -41,6 +41,8 @@ _SIGNATURES = {
     "mdx_have_isal": (ctypes.c_int, []),
     "mdx_have_libdeflate": (ctypes.c_int, []),
     "mdx_unshuffle4_into": (None, [_P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _I64, _I64, _I64]),
+    "mdx_cell_moments": (ctypes.c_int, [_P, _I64, _I64, _P, _I32, _I32, _I64] + [_P] * 9),
+    "mdx_score_cells": (None, [_P, _P, _I64, _I64, _I64, _I64, ctypes.c_double, _P]),
 }
 _DECODE_SIGNATURE = (
     ctypes.c_int,
@@ -341,9 +343,62 @@ def encode_tiles(
     return [pieces[i : i + 4] for i in range(0, n_pieces, 4)], int(n_dynamic[0])
 
 
+def cell_moments(block, grids, runs, valid_range, keep, row0, outs) -> bool:
+    """Add the interpolation-cell moments of rows of one frame into ``outs``; False without C.
+
+    ``block`` (rows, nx) int32 counts (masked = -1) of rows ``row0..``; ``grids``
+    the :class:`~dials_mdxbg.binning.diagnostics.CellGrid` of each map, ``runs``
+    their column runs, ``outs`` their (nby, nbx, 14) float64 moment arrays.
+    """
+    lib = _compiled()
+    if lib is None or block.dtype != np.int32 or not block.flags.c_contiguous:
+        return False
+    rows, nx = block.shape
+    keepalive = []
+
+    def addresses(arrays) -> np.ndarray:
+        keepalive.extend(arrays)
+        return np.array([a.ctypes.data for a in arrays], dtype=np.uint64)
+
+    y_cell = addresses([_index(g.y_cell[row0 : row0 + rows]) for g in grids])
+    y_w = addresses([np.ascontiguousarray(g.y_w[row0 : row0 + rows]) for g in grids])
+    edges = addresses([r.edges for r in runs])
+    cells = addresses([r.cell for r in runs])
+    alpha = addresses([r.alpha for r in runs])
+    beta = addresses([r.beta for r in runs])
+    n_runs = np.array([len(r.cell) for r in runs], dtype=np.int64)
+    nbx = np.array([g.shape[1] for g in grids], dtype=np.int64)
+    out = addresses(list(outs))
+    if keep is not None:
+        keep = np.ascontiguousarray(keep, dtype=np.bool_)
+    vlo, vhi = _valid_bounds(valid_range)
+    lib.mdx_cell_moments(
+        _ptr(block), rows, nx, None if keep is None else _ptr(keep), vlo, vhi, len(grids),
+        _ptr(y_cell), _ptr(y_w), _ptr(edges), _ptr(cells), _ptr(alpha), _ptr(beta),
+        _ptr(n_runs), _ptr(nbx), _ptr(out),
+    )  # fmt: skip
+    return True
+
+
+def score_cells(moments, plane, n_cells, exposure, res) -> bool:
+    """Add the squared-error sums of ``plane``'s prediction into ``res`` (6); False without C."""
+    lib = _compiled()
+    if lib is None:
+        return False
+    moments = np.ascontiguousarray(moments, dtype=np.float64)
+    plane = np.ascontiguousarray(plane, dtype=np.float64)
+    lib.mdx_score_cells(
+        _ptr(moments), _ptr(plane), plane.shape[0], plane.shape[1], n_cells[0], n_cells[1],
+        float(exposure), _ptr(res),
+    )  # fmt: skip
+    return True
+
+
 __all__ = [
     "MASKED_VALUE",
     "bin_block",
+    "cell_moments",
+    "score_cells",
     "bin_raw_frame",
     "decode_chunk_into",
     "encode_tiles",

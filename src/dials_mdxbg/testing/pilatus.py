@@ -38,6 +38,7 @@ __all__ = [
     "SweepSpec",
     "beam_centre",
     "detector_shape",
+    "expected_counts",
     "frame_counts",
     "gap_mask",
     "import_sweep",
@@ -85,6 +86,8 @@ class SweepSpec:
         n_overload: Pixels per frame at/above ``count_cutoff`` (random positions).
         shadow: Add a pin/beamstop shadow stripe of low counts.
         rings: Add smooth diffuse (water-like) rings around the beam centre.
+        ring_width: Scale of the rings' widths (1 = broad water rings; 0.1 gives
+            sharp rings a few pixels wide at 200 mm, which coarse bins smear).
         count_cutoff: Pilatus header ``Count_cutoff``; dxtbx's upper trusted limit.
         template: File name pattern; one run of ``#`` is replaced by the 1-based
             frame number.
@@ -103,6 +106,7 @@ class SweepSpec:
     n_overload: int = 3
     shadow: bool = True
     rings: bool = True
+    ring_width: float = 1.0
     count_cutoff: int = 1048500
     template: str = "bkg_#####.cbf"
     distance: float = 200.0
@@ -127,6 +131,8 @@ class SweepSpec:
             raise ValueError("count_cutoff must be in [10, 2**31 - 1)")
         if self.distance <= 0 or self.wavelength <= 0:
             raise ValueError("distance and wavelength must be > 0")
+        if self.ring_width <= 0:
+            raise ValueError("ring_width must be > 0")
         _split_template(self.template)
 
     @property
@@ -298,6 +304,7 @@ def _fields(
     n_hot: int,
     shadow: bool,
     rings: bool,
+    ring_width: float,
     count_cutoff: int,
     distance: float,
     wavelength: float,
@@ -322,8 +329,9 @@ def _fields(
     # Radial profile: low-angle air scatter + broad solvent falloff (+ diffuse rings).
     profile = 0.35 + 0.5 * np.exp(-0.5 * (s / 0.06) ** 2) + 0.3 * np.exp(-0.5 * (s / 0.25) ** 2)
     if rings:
-        profile += 0.9 * np.exp(-0.5 * ((s - 0.29) / 0.045) ** 2)  # water ring, d ~ 3.4 A
-        profile += 0.35 * np.exp(-0.5 * ((s - 0.47) / 0.05) ** 2)  # second ring, d ~ 2.1 A
+        w = np.float32(ring_width)
+        profile += 0.9 * np.exp(-0.5 * ((s - 0.29) / (0.045 * w)) ** 2)  # water, d ~ 3.4 A
+        profile += 0.35 * np.exp(-0.5 * ((s - 0.47) / (0.05 * w)) ** 2)  # second, d ~ 2.1 A
     del s
 
     # Polarisation (99 % horizontal, along fast) and solid angle (cos^3 2theta).
@@ -377,6 +385,7 @@ def _spec_fields(spec: SweepSpec) -> _Fields:
         int(spec.n_hot),
         bool(spec.shadow),
         bool(spec.rings),
+        float(spec.ring_width),
         int(spec.count_cutoff),
         float(spec.distance),
         float(spec.wavelength),
@@ -417,6 +426,27 @@ def _frame_phi(spec: SweepSpec, index: int) -> float:
     return spec.osc_start + (index + 0.5) * spec.osc_width
 
 
+def _expected(fields: _Fields, spec: SweepSpec, index: int) -> np.ndarray:
+    phi = math.radians(_frame_phi(spec, index))
+    lam = fields.base * np.float32(1.0 + 0.05 * math.sin(phi))
+    lam += fields.aniso_c * np.float32(math.cos(phi))
+    lam += fields.aniso_s * np.float32(math.sin(phi))
+    return lam
+
+
+def expected_counts(spec: SweepSpec, index: int) -> np.ndarray:
+    """The noise-free background of frame ``index``: the truth a map should recover.
+
+    The Poisson mean that :func:`frame_counts` draws from (float32 ``(ny, nx)``,
+    0 in the gaps), i.e. expected counts per pixel in the frame's exposure;
+    divide by ``spec.exposure_time`` for counts/s. Hot and overloaded pixels are
+    not background and are not in it.
+    """
+    if not 0 <= index < spec.n_frames:
+        raise IndexError(f"frame index {index} out of range [0, {spec.n_frames})")
+    return _expected(_spec_fields(spec), spec, index)
+
+
 def frame_counts(spec: SweepSpec, index: int) -> np.ndarray:
     """Counts of one frame, exactly as written to the CBF.
 
@@ -440,10 +470,7 @@ def frame_counts(spec: SweepSpec, index: int) -> np.ndarray:
     if not 0 <= index < spec.n_frames:
         raise IndexError(f"frame index {index} out of range [0, {spec.n_frames})")
     fields = _spec_fields(spec)
-    phi = math.radians(_frame_phi(spec, index))
-    lam = fields.base * np.float32(1.0 + 0.05 * math.sin(phi))
-    lam += fields.aniso_c * np.float32(math.cos(phi))
-    lam += fields.aniso_s * np.float32(math.sin(phi))
+    lam = _expected(fields, spec, index)
 
     seed_seq = np.random.SeedSequence(spec.seed + index)
     counts = _poisson(lam, seed_seq)
@@ -706,6 +733,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-overload", type=int, default=d.n_overload, help="overloads per frame")
     p.add_argument("--no-shadow", action="store_true", help="no pin shadow")
     p.add_argument("--no-rings", action="store_true", help="no diffuse rings")
+    p.add_argument("--ring-width", type=float, default=d.ring_width, help="ring width scale")
     p.add_argument("--count-cutoff", type=int, default=d.count_cutoff)
     p.add_argument("--template", default=d.template, help="file name pattern")
     p.add_argument("--distance", type=float, default=d.distance, help="mm")
@@ -736,6 +764,7 @@ def main(argv: list[str] | None = None) -> None:
             n_overload=args.n_overload,
             shadow=not args.no_shadow,
             rings=not args.no_rings,
+            ring_width=args.ring_width,
             count_cutoff=args.count_cutoff,
             template=args.template,
             distance=args.distance,
