@@ -364,7 +364,11 @@ def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
     del multi
     scores = _score(opened, scorers, options, nproc)
     summaries = [summarize(item, m.phi) for item, m in zip(scores.items, maps)]
-    best = auto_bins.choose([s["heldout"].get("model_error_sq") for s in summaries], candidates)
+    ranked = [s["heldout"].get("model_error_sq") for s in summaries]
+    if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
+        # Never pick a map that deletes valid pixels' background when one does not.
+        ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
+    best = auto_bins.choose(ranked, candidates)
     table = []
     for i, (cand, m, s) in enumerate(zip(candidates, maps, summaries)):
         disp = dispersion_summary(m.dispersion, (m.phi, m.iy, m.ix), options.dispersion_threshold)
