@@ -23,6 +23,7 @@ from dials_mdxbg.binning.fill import fill_empty
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.testing.pilatus import SweepSpec, expected_counts, make_background_sweep
+from dials_mdxbg.testing.truth import TRUTH_SWEEPS
 
 mdx2_utils = pytest.importorskip("mdx2.utils")
 interp3 = mdx2_utils.interp3
@@ -443,29 +444,13 @@ def _true_error(binned, spec, valid_range) -> float:
     return float(np.sqrt(sq / n) / (total / n))
 
 
-TRUTH = {
-    # rings a few pixels wide: 20-pixel bins smear them
-    "sharp_rings": {
-        "n_frames": 12,
-        "modules": (1, 1),
-        "distance": 80.0,
-        "ring_width": 0.2,
-        "background": 200.0,
-        "n_hot": 0,
-        "seed": 41,
-    },
-    # ~0.004 counts per pixel: small bins are mostly noise
-    "low_counts": {"n_frames": 40, "modules": (1, 1), "background": 0.004, "n_hot": 0, "seed": 42},
-}
-
-
-@pytest.mark.parametrize("name", sorted(TRUTH))
+@pytest.mark.parametrize("name", sorted(TRUTH_SWEEPS))
 def test_auto_beats_the_tutorial_on_the_true_error(name, tmp_path):
     from dxtbx.model.experiment_list import ExperimentListFactory
 
     from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background
 
-    spec = SweepSpec(**TRUTH[name])
+    spec = SweepSpec(**TRUTH_SWEEPS[name])
     expt = make_background_sweep(tmp_path, spec)
     experiments = ExperimentListFactory.from_json_file(str(expt))
     src = BinSource.from_experiments(experiments, {"imageset": None})

@@ -312,7 +312,12 @@ def dispersion_summary(
     if not values.size:
         return {**summary, "median": None, "p95": None, "fraction_above": None, "worst": []}
     flat = np.flatnonzero(finite.ravel())
-    order = flat[np.argsort(vmr.ravel()[flat], kind="stable")[::-1][:n_worst]]
+    values_flat = vmr.ravel()[flat]
+    if values_flat.size > n_worst:  # the top n only: a full sort of a fine map is slow
+        top = np.argpartition(values_flat, values_flat.size - n_worst)[-n_worst:]
+    else:
+        top = np.arange(values_flat.size)
+    order = flat[top[np.argsort(values_flat[top], kind="stable")[::-1]]]
     worst = []
     for i in order:
         k, j, m = np.unravel_index(i, vmr.shape)
@@ -431,6 +436,8 @@ class MapScorer:
     exposure: np.ndarray
 
     def __post_init__(self) -> None:
+        # A map without NaN poisons nothing: no need to score it for NaN pixels.
+        self._full_has_nan = bool(np.isnan(self.full_signal).any())
         self._full_stencil = axis_cells(self.frame_phi, self.full_phi)
         self._half_stencil = [
             axis_cells(self.frame_phi, h.phi) if h is not None else None for h in self.halves
@@ -452,11 +459,12 @@ class MapScorer:
         cells = (cy1 - cy0, self.grid.cells[1])
         t = float(self.exposure[frame])
         m = moments[cy0:cy1]
-        cell, weight = self._full_stencil
-        plane = self._plane_rows(self.full_signal, int(cell[frame]), float(weight[frame]), rows)
-        res = np.zeros(6)
-        score_cells(m, plane, cells, t, res)
-        acc.nan_full[k] += res[5]
+        if self._full_has_nan:
+            cell, weight = self._full_stencil
+            plane = self._plane_rows(self.full_signal, int(cell[frame]), float(weight[frame]), rows)
+            res = np.zeros(6)
+            score_cells(m, plane, cells, t, res)
+            acc.nan_full[k] += res[5]
         other = 1 - frame % 2
         half = self.halves[other]
         if half is None:

@@ -397,9 +397,8 @@ def score_cells(moments, plane, n_cells, exposure, res) -> bool:
 __all__ = [
     "MASKED_VALUE",
     "bin_block",
-    "cell_moments",
-    "score_cells",
     "bin_raw_frame",
+    "cell_moments",
     "decode_chunk_into",
     "encode_tiles",
     "have_compiled",
@@ -407,6 +406,7 @@ __all__ = [
     "have_compiled_encoder",
     "mask_frame",
     "mask_to_planes",
+    "score_cells",
     "unshuffle_int32",
     "unshuffle_into",
 ]
