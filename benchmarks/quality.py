@@ -163,7 +163,7 @@ def beamstop_mask(shape, path: Path) -> None:
     ny, nx = shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     cy, cx = ny / 2, nx / 2
-    radius = 0.04 * min(ny, nx)
+    radius = 0.1 * min(ny, nx)
     stop = ((yy - cy) ** 2 + (xx - cx) ** 2 < radius**2) | (
         (abs(yy - cy) < radius / 3) & (xx > cx)
     )

@@ -97,7 +97,7 @@ def test_score_is_the_squared_error_of_interp3(case, valid_range):
         cell, w = d.axis_cells(phi[k : k + 1], pc)
         j, w = int(cell[0]), float(w[0])
         plane = (1 - w) * sig[j] + (w * sig[j + 1] if j + 1 < len(pc) else 0.0)
-        got = np.zeros(6)
+        got = np.zeros(d.N_SCORE)
         d.score_cells(fast, plane, grid.cells, t, got)
         np.testing.assert_allclose(got, d.score_cells_reference(ref, plane, grid.cells, t), 1e-9)
         b = _mdx2_background(pc, yc, xc, sig, phi[k], len(iy), len(ix))

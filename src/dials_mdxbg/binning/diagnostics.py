@@ -208,7 +208,8 @@ def cell_moments(
         out += cell_moments_reference(block, valid, grid, row0)
 
 
-_SCORE_FIELDS = ("sq", "poisson", "rate", "pred", "n", "n_nan")
+N_SCORE = 9
+"""Score sums: (r-b)^2, c/t^2, r, b, pixels, NaN pixels, then e^2, e n, n^2 over cells."""
 
 
 def score_cells_reference(
@@ -242,15 +243,21 @@ def score_cells_reference(
             + a3 * a3 * V[2][2]
         )
         pred = a0 * V[0][0] + a1 * V[1][0] + a2 * V[0][1] + a3 * V[1][1]
-    ok = ~bad
+    ok = ~bad & (V[0][0] > 0)
+    cell_sq = S[ok] / t**2 - 2.0 * cross[ok] / t + quad[ok]
+    e = cell_sq - C[0][0][ok] / t**2
+    n = V[0][0][ok]
     return np.array(
         [
-            (S[ok] / t**2 - 2.0 * cross[ok] / t + quad[ok]).sum(),
+            cell_sq.sum(),
             C[0][0][ok].sum() / t**2,
             C[0][0][ok].sum() / t,
             pred[ok].sum(),
-            V[0][0][ok].sum(),
+            n.sum(),
             V[0][0][bad].sum(),
+            (e * e).sum(),
+            (e * n).sum(),
+            (n * n).sum(),
         ]
     )
 
@@ -270,8 +277,10 @@ def score_cells(
             first row as ``moments``; one more row than cells when it exists.
         cells: (cells along y, cells along x) to score.
         exposure: the frame's exposure time.
-        res: float64 (6,) accumulator: sum (r - b)^2, sum c/t^2, sum r, sum b,
-            valid pixels with a finite prediction, valid pixels with a NaN one.
+        res: float64 (9,) accumulator: sum (r - b)^2, sum c/t^2, sum r, sum b,
+            valid pixels with a finite prediction, valid pixels with a NaN one,
+            then sum e^2, sum e n, sum n^2 over cells (e: a cell's sum of
+            (r - b)^2 - c/t^2, n: its pixels) for the standard error.
     """
     from dials_mdxbg.native import kernels
 
@@ -462,7 +471,7 @@ class MapScorer:
         if self._full_has_nan:
             cell, weight = self._full_stencil
             plane = self._plane_rows(self.full_signal, int(cell[frame]), float(weight[frame]), rows)
-            res = np.zeros(6)
+            res = np.zeros(N_SCORE)
             score_cells(m, plane, cells, t, res)
             acc.nan_full[k] += res[5]
         other = 1 - frame % 2
@@ -491,7 +500,7 @@ class ScoreSums:
 
 class _Acc:
     def __init__(self, n_phi: int):
-        self.heldout = np.zeros((n_phi, 6))
+        self.heldout = np.zeros((n_phi, N_SCORE))
         self.nan_full = np.zeros(n_phi)
 
 
@@ -545,19 +554,27 @@ def summarize(acc: _Acc, phi_centres: np.ndarray) -> dict:
     """Model error (overall and per phi bin) and NaN pixels from a scorer's sums."""
 
     def one(h: np.ndarray) -> dict:
-        sq, pois, rate, _pred, n, n_nan = h
+        sq, pois, rate, _pred, n, n_nan, ee, en, nn = h
         if n <= 0:
             return {"pixels": 0, "model_error": None, "model_error_percent": None}
         err2 = (sq - pois) / n
         mean = rate / n
-        rel = math.sqrt(max(err2, 0.0)) / mean if mean > 0 else float("nan")
+        # Standard error of err2, the (frame, cell) sums taken as independent samples:
+        # sum over cells of (e - n err2)^2, divided by n^2.
+        se = math.sqrt(max(ee - 2 * err2 * en + err2 * err2 * nn, 0.0)) / n
+
+        def percent(x: float) -> float:
+            return 100.0 * math.sqrt(max(x, 0.0)) / mean if mean > 0 else float("nan")
+
         return {
             "pixels": int(n),
             "pixels_nan": int(n_nan),
             "mean_rate": mean,
             "model_error_sq": err2,
+            "model_error_sq_se": se,
             "model_error": math.sqrt(max(err2, 0.0)),
-            "model_error_percent": 100.0 * rel,
+            "model_error_percent": percent(err2),
+            "model_error_percent_2se": [percent(err2 - 2 * se), percent(err2 + 2 * se)],
         }
 
     total = one(acc.heldout.sum(axis=0))

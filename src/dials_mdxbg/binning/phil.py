@@ -7,7 +7,7 @@ import libtbx.phil
 phil_str = """
 bins = 10 20 20
   .type = strings
-  .help = "Bin size: frames, pixels in y, pixels in x (e.g. 10,20,20); or auto: "
+  .help = "Bin size: frames, pixels in y, pixels in x (e.g. 10,20,20); or auto:"
           "score every candidate of auto.frames x auto.pixels by its held-out error "
           "and keep the best."
 auto {

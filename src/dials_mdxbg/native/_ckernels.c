@@ -464,13 +464,16 @@ EXPORT HOT int mdx_cell_moments(const int32_t *restrict block, int64_t rows, int
  * column past the end (an axis of size 1) is 0 with weight 0, as
  * map_coordinates' constant mode. A cell with a NaN corner adds its valid
  * pixels to res[5] (they would get a NaN background) and nothing else.
- * res += [sum (r - b)^2, sum c / t^2, sum r, sum b, valid pixels, NaN pixels],
- * r = c / t. Linear in m, so partial moments (row blocks) add up.
+ * res += [sum (r - b)^2, sum c / t^2, sum r, sum b, valid pixels, NaN pixels,
+ * sum e^2, sum e n, sum n^2], r = c / t, with e = the cell's sum of
+ * (r - b)^2 - c / t^2 and n its valid pixels (for a standard error with the
+ * cells as independent samples). All but the last three are linear in m, so
+ * partial moments (row blocks) add up.
  */
 EXPORT HOT void mdx_score_cells(const double *restrict m, const double *restrict plane,
                                 int64_t n_rows, int64_t nbx, int64_t n_cells_y,
                                 int64_t n_cells_x, double t, double *restrict res) {
-    double sq = 0, pois = 0, rate = 0, pred = 0, n = 0, nnan = 0;
+    double sq = 0, pois = 0, rate = 0, pred = 0, n = 0, nnan = 0, ee = 0, en = 0, nn = 0;
     const double it = 1.0 / t;
     for (int64_t i = 0; i < n_cells_y; i++) {
         const int has_i1 = i + 1 < n_rows;
@@ -498,7 +501,12 @@ EXPORT HOT void mdx_score_cells(const double *restrict m, const double *restrict
                                 (2 * a0 * a3 + 2 * a1 * a2) * V11 + a1 * a1 * V20 +
                                 a2 * a2 * V02 + 2 * a1 * a3 * V21 + 2 * a2 * a3 * V12 +
                                 a3 * a3 * V22;
-            sq += S * it * it - 2.0 * cross * it + quad;
+            const double cell_sq = S * it * it - 2.0 * cross * it + quad;
+            const double e = cell_sq - C00 * it * it;
+            sq += cell_sq;
+            ee += e * e;
+            en += e * V00;
+            nn += V00 * V00;
             pois += C00 * it * it;
             rate += C00 * it;
             pred += a0 * V00 + a1 * V10 + a2 * V01 + a3 * V11;
@@ -511,4 +519,7 @@ EXPORT HOT void mdx_score_cells(const double *restrict m, const double *restrict
     res[3] += pred;
     res[4] += n;
     res[5] += nnan;
+    res[6] += ee;
+    res[7] += en;
+    res[8] += nn;
 }
