@@ -100,7 +100,8 @@ def truth(workdir: Path, valid_range=(0, 100000)) -> dict:
     """Held-out score vs true error of every candidate on the two truth sweeps."""
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background
+    from dials_mdxbg.binning.phil import BinOptions
+    from dials_mdxbg.jobs.bin_background import BinSource, bin_background
     from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
     from dials_mdxbg.testing.truth import TRUTH_SWEEPS
 

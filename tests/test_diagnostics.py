@@ -448,7 +448,8 @@ def _true_error(binned, spec, valid_range) -> float:
 def test_auto_beats_the_tutorial_on_the_true_error(name, tmp_path):
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background
+    from dials_mdxbg.binning.phil import BinOptions
+    from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 
     spec = SweepSpec(**TRUTH_SWEEPS[name])
     expt = make_background_sweep(tmp_path, spec)

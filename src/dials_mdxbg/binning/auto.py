@@ -100,7 +100,7 @@ class MultiBinner:
 
     def _fine_sums(self, block, row0, valid_range, excluded) -> BinSums:
         """Exact sums of a block (frames, rows, nx) per frame and fine (y, x) cell."""
-        from dials_mdxbg.native import kernels
+        from dials_mdxbg.native.backend import backend
 
         n, rows, nx = block.shape
         y_fine = self.y.index[row0 : row0 + rows]
@@ -108,16 +108,16 @@ class MultiBinner:
         ny_f = int(y_fine[-1]) - y0 + 1
         nx_f = len(self.x.fine_edges) - 1
         out = BinSums.zeros((n, ny_f, nx_f))
-        if excluded is None and kernels.bin_block(
-            block,
-            np.arange(n),
-            y_fine - y0,
-            self.x.fine_edges,
-            valid_range,
-            out.total,
-            out.count,
-            out.total_sq,
+        kernel = backend()
+        # The C kernel takes any column edges; the numpy reference of bin_block
+        # assumes mdx2's sections (two sizes), so the fine grid has its own below.
+        if (
+            excluded is None
+            and kernel.name == "compiled"
+            and block.dtype == np.int32
+            and block.flags.c_contiguous
         ):
+            kernel.bin_block(block, np.arange(n), y_fine - y0, self.x.fine_edges, valid_range, out)
             return out
         valid = valid_mask(block, valid_range, excluded)
         values = np.where(valid, block, 0).astype(np.int64)

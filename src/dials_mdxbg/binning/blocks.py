@@ -16,8 +16,8 @@ import numpy as np
 
 from dials_mdxbg.binning.diagnostics import dispersion
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums, accumulate_block, finalize
-from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.source import FrameSource, RawFrame
 from dials_mdxbg.model import BinnedMap, SeriesAxes
 from dials_mdxbg.series.reader import ImageSeriesReader
@@ -112,10 +112,10 @@ def block_sums(
 
     def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
         if isinstance(block, RawFrame):
-            # A frame straight from the detector: mask and bin in one pass if we can.
+            # A frame straight from the detector: mask and bin in one pass.
             if excluded is None and threshold is None:
-                if block.bin_into(acc, grid, frame0, valid_range) is not None:
-                    return
+                block.bin_into(acc, grid, frame0, valid_range)
+                return
             block = block.masked()[0][np.newaxis]
         ex = excluded(frame0, row0, block.shape) if excluded else None
         keep = None
@@ -127,11 +127,7 @@ def block_sums(
 
 
 def bin_map(
-    sums_for: Callable[[np.ndarray | None], BinSums],
-    axes: SeriesAxes,
-    bins: tuple[int, int, int],
-    estimator: str = "mean",
-    n_sigma: float = 5.0,
+    sums_for: Callable[[np.ndarray | None], BinSums], axes: SeriesAxes, options: BinOptions
 ) -> BinnedMap:
     """The binned map from a source of sums.
 
@@ -140,16 +136,12 @@ def bin_map(
             (mean) or twice (clipped mean, the second time with the per-bin
             threshold). Local threads and dask tasks both fit behind it.
         axes: the series axes.
-        bins: bin size (frames, y, x).
-        estimator: "mean" (mdx2's) or "clipped_mean".
-        n_sigma: clipping threshold above the mean, in Poisson sigmas.
+        options: bins, valid_range (already applied by ``sums_for``), estimator.
     """
-    if estimator not in ("mean", "clipped_mean"):
-        raise InputError(f"unknown estimator {estimator}")
     sums = sums_for(None)
-    if estimator == "clipped_mean":
-        sums = sums_for(clip_threshold(sums, n_sigma))
-    return map_from_sums(sums, axes, bins, estimator)
+    if options.estimator == "clipped_mean":
+        sums = sums_for(clip_threshold(sums, options.n_sigma))
+    return map_from_sums(sums, axes, options.bins, options.estimator)
 
 
 def map_from_sums(sums: BinSums, axes: SeriesAxes, bins, estimator: str = "mean") -> BinnedMap:
@@ -174,11 +166,8 @@ def map_from_sums(sums: BinSums, axes: SeriesAxes, bins, estimator: str = "mean"
 def bin_blocks(
     make_tasks: Callable[[], Iterator[BlockTask]],
     axes: SeriesAxes,
-    bins: tuple[int, int, int],
-    valid_range: tuple[int, int] | None = None,
+    options: BinOptions,
     excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
-    estimator: str = "mean",
-    n_sigma: float = 5.0,
     nproc: int = 1,
 ) -> BinnedMap:
     """Bin a series given as blocks, in this process (``nproc`` threads).
@@ -187,19 +176,16 @@ def bin_blocks(
         make_tasks: returns a fresh iterator of block tasks covering the series
             once (called twice for the clipped mean).
         axes: the series axes.
-        bins: bin size (frames, y, x).
-        valid_range: inclusive count range, or None.
+        options: bins, valid_range, estimator.
         excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
-        estimator: "mean" (mdx2's) or "clipped_mean".
-        n_sigma: clipping threshold above the mean, in Poisson sigmas.
         nproc: threads.
     """
-    grid = BinGrid(axes.shape, bins)
+    grid = BinGrid(axes.shape, options.bins)
 
     def sums_for(threshold):
-        return block_sums(make_tasks(), grid, valid_range, excluded, threshold, nproc)
+        return block_sums(make_tasks(), grid, options.valid_range, excluded, threshold, nproc)
 
-    return bin_map(sums_for, axes, bins, estimator, n_sigma)
+    return bin_map(sums_for, axes, options)
 
 
 def series_tasks(

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
-from dials_mdxbg.binning.sums import BinSums, valid_mask
+from dials_mdxbg.binning.sums import BinSums
 
 N_MOMENTS = 14
 """Moments per cell: V_ab (a, b < 3) at 3a + b, C_ab (a, b < 2) at 9 + 2a + b, S at 13."""
@@ -196,16 +196,9 @@ def cell_moments(
         keep: optional bool (rows, nx), False = not a valid pixel (mdx2 mask).
         row0: the block's first row.
     """
-    from dials_mdxbg.native import kernels
+    from dials_mdxbg.native.backend import backend
 
-    block = np.ascontiguousarray(block)
-    if kernels.cell_moments(block, grids, [g.runs for g in grids], valid_range, keep, row0, outs):
-        return
-    valid = valid_mask(block, valid_range)
-    if keep is not None:
-        valid &= keep
-    for grid, out in zip(grids, outs):
-        out += cell_moments_reference(block, valid, grid, row0)
+    backend().cell_moments(np.ascontiguousarray(block), grids, valid_range, keep, row0, outs)
 
 
 N_SCORE = 9
@@ -282,10 +275,9 @@ def score_cells(
             then sum e^2, sum e n, sum n^2 over cells (e: a cell's sum of
             (r - b)^2 - c/t^2, n: its pixels) for the standard error.
     """
-    from dials_mdxbg.native import kernels
+    from dials_mdxbg.native.backend import backend
 
-    if not kernels.score_cells(moments, plane, cells, exposure, res):
-        res += score_cells_reference(moments, plane, cells, exposure)
+    backend().score_cells(moments, plane, cells, exposure, res)
 
 
 # --------------------------------------------------------------------------- dispersion

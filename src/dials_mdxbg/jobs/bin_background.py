@@ -39,9 +39,15 @@ from dials_mdxbg.binning.diagnostics import (
 )
 from dials_mdxbg.binning.fill import fill_empty
 from dials_mdxbg.binning.grid import BinGrid
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.frames.source import frame_source, selections, with_imageset
+from dials_mdxbg.frames.source import (
+    frame_source,
+    frame_source_from_json,
+    selections,
+    with_imageset,
+)
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import BinnedMap, SeriesAxes
@@ -50,7 +56,7 @@ from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import versions
+from dials_mdxbg.util.versions import provenance_of
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -117,96 +123,12 @@ class BinSource:
 
                 yield OpenedSource(reader.axes, tasks_for, excluded, reader.block_frames)
         else:
-            from dxtbx.model.experiment_list import ExperimentListFactory
-
-            experiments = ExperimentListFactory.from_dict(json.loads(self.experiments))
-            source = frame_source(experiments, **self.selection)
+            source = frame_source_from_json(self.experiments, self.selection)
 
             def tasks_for(frame_range=None, progress=None):
                 return frame_tasks(source, progress, frame_range)
 
             yield OpenedSource(source.axes, tasks_for, None, 1)
-
-
-@dataclass(frozen=True)
-class BinOptions:
-    """The algorithm's settings (the binning PHIL: bins, valid_range, estimator, ...).
-
-    ``bins=None`` means bins=auto: every (frames, pixels, pixels) of
-    ``auto_frames`` x ``auto_pixels`` is scored and the best kept.
-    """
-
-    bins: tuple[int, int, int] | None = (10, 20, 20)
-    valid_range: tuple[int, int] | None = None
-    estimator: str = "mean"
-    n_sigma: float = 5.0
-    auto_frames: tuple[int, ...] = (2, 3, 5, 10, 20)
-    auto_pixels: tuple[int, ...] = (10, 20, 40, 80)
-    fill_empty: bool = False
-    diagnostics: bool = False
-    dispersion_threshold: float = 2.0
-
-    @property
-    def auto(self) -> bool:
-        """True for bins=auto."""
-        return self.bins is None
-
-    @classmethod
-    def from_params(cls, params) -> BinOptions:
-        """Validated options from the extracted PHIL, with one-line errors."""
-        bins, valid_range = check_bins(parse_bins(params.bins), params.valid_range)
-        for name, values in (
-            ("auto.frames", params.auto.frames),
-            ("auto.pixels", params.auto.pixels),
-        ):
-            if bins is None and not values:
-                raise InputError(f"bins=auto needs at least one candidate in {name}")
-        return cls(
-            bins,
-            valid_range,
-            params.estimator,
-            params.clip.n_sigma,
-            tuple(params.auto.frames or ()),
-            tuple(params.auto.pixels or ()),
-            bool(params.fill_empty),
-            bool(params.diagnostics),
-            float(params.dispersion_threshold),
-        )
-
-
-def parse_bins(value):
-    """PHIL ``bins`` (words, e.g. ``10 20 20``, ``10,20,20`` or ``auto``) -> ints or "auto"."""
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)):
-        value = [str(value)]
-    words = [w for item in value for w in str(item).replace(",", " ").split()]
-    if [w.lower() for w in words] == ["auto"]:
-        return "auto"
-    try:
-        return [int(w) for w in words]
-    except ValueError:
-        raise InputError(
-            f"bins must be three positive integers (frames, y, x) or auto, got {' '.join(words)}"
-        ) from None
-
-
-def check_bins(bins, valid_range) -> tuple[tuple[int, int, int], tuple[int, int] | None]:
-    """Validate ``bins`` (or ``"auto"``, returned as None) and ``valid_range``, one-line errors."""
-    auto = isinstance(bins, str) and bins.lower() == "auto"
-    if not auto and (bins is None or len(bins) != 3 or any(b is None or b < 1 for b in bins)):
-        raise InputError(f"bins must be three positive integers (frames, y, x), got {bins}")
-    if valid_range is not None:
-        if len(valid_range) != 2:
-            raise InputError(f"valid_range needs two numbers (min, max), got {valid_range}")
-        if valid_range[0] > valid_range[1]:
-            raise InputError(
-                f"valid_range min {valid_range[0]} is greater than max {valid_range[1]}"
-            )
-        valid_range = (int(valid_range[0]), int(valid_range[1]))
-    if auto:
-        return None, valid_range
-    return tuple(int(b) for b in bins), valid_range
 
 
 def range_sums(
@@ -244,7 +166,8 @@ def bin_background(
 
     Example::
 
-        from dials_mdxbg.jobs.bin_background import BinOptions, BinSource, bin_background
+        from dials_mdxbg.binning.phil import BinOptions
+        from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 
         binned = bin_background(
             BinSource.from_series("bkg_data.nxs"), BinOptions((10, 20, 20), (0, 200))
@@ -258,7 +181,7 @@ def bin_background(
             return _bin_auto(opened, options, nproc)
         parity: list[BinSums] = []
         sums_for = _sums_source(src, opened, options, nproc, engine, frames_per_task, parity)
-        binned = bin_map(sums_for, opened.axes, options.bins, options.estimator, options.n_sigma)
+        binned = bin_map(sums_for, opened.axes, options)
         binned = _fill(binned, options)
         if options.diagnostics:
             scorer = make_scorer(
@@ -404,9 +327,7 @@ def _bin_chosen(opened, options: BinOptions, bins, nproc: int) -> BinnedMap:
     again = replace(options, bins=tuple(bins), diagnostics=True)
     parity: list[BinSums] = []
     sums_for = _sums_source(None, opened, again, nproc, None, None, parity)
-    binned = _fill(
-        bin_map(sums_for, opened.axes, again.bins, again.estimator, again.n_sigma), again
-    )
+    binned = _fill(bin_map(sums_for, opened.axes, again), again)
     scorer = make_scorer(
         again.bins, opened.axes, binned.signal, parity[-1], fill_empty if again.fill_empty else None
     )
@@ -575,12 +496,7 @@ def _bin_and_write(
             beam.get_wavelength(),
             params.profile.n_shells,
         )
-    provenance = {
-        "program": "dials.mdx_bin_background",
-        "phil": phil_text or "",
-        "versions": versions(),
-        "input": input_info,
-    }
+    provenance = provenance_of("dials.mdx_bin_background", phil_text, input=input_info)
     write_binned(
         binned_path,
         (binned.phi, binned.iy, binned.ix),

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -18,29 +19,27 @@ from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg.frames.source import FrameSource, frame_source, selections, with_imageset
+from dials_mdxbg.frames.source import (
+    FrameSource,
+    frame_source,
+    frame_source_from_json,
+    selections,
+    with_imageset,
+)
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
-from dials_mdxbg.native import kernels
-from dials_mdxbg.series.writer import ImageSeriesWriter, assemble_series
+from dials_mdxbg.native.backend import backend
+from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import versions
+from dials_mdxbg.util.versions import provenance_of
 
 logger = logging.getLogger("dials.mdxbg.import")
 
 
-def import_frames(
-    source: FrameSource,
-    output: Path,
-    chunks: tuple[int, int, int],
-    level: int = 1,
-    nproc: int = 1,
-    split: bool = False,
-    provenance: dict | None = None,
-) -> dict:
-    """Stream the masked frames of ``source`` into an mdx2 image series.
+def import_frames(source: FrameSource, target: SeriesTarget, nproc: int = 1) -> dict:
+    """Stream the masked frames of ``source`` into an mdx2 image series, in this process.
 
     Memory holds a frame or two and the compressed current slab, never the
     sweep: each frame is compressed tile by tile as it arrives (by ``nproc``
@@ -49,12 +48,8 @@ def import_frames(
 
     Args:
         source: validated frames (see :func:`dials_mdxbg.frames.source.frame_source`).
-        output: the NeXus file to write (appears only when complete).
-        chunks: HDF5 chunk shape (frames, y, x).
-        level: deflate level.
+        target: the file to write and its layout.
         nproc: threads for compression.
-        split: write the movable multi-file layout instead of one file.
-        provenance: extra metadata to store under /entry/dials_mdxbg.
 
     Returns:
         A summary dict (frames, shape, masked pixels by reason, timings).
@@ -67,54 +62,57 @@ def import_frames(
         n,
         ny,
         nx,
-        output,
-        chunks,
-        "compiled kernels" if kernels.have_compiled() else "numpy kernels",
+        target.output,
+        target.chunks,
+        f"{backend().name} kernels",
     )
-    if split:
+    if target.split:
         # One part file per slab of frames, joined like the parts of a dask run.
-        ranges = [(a, min(a + chunks[0], n)) for a in range(0, n, chunks[0])]
+        step = target.chunks[0]
+        ranges = [(a, min(a + step, n)) for a in range(0, n, step)]
 
         def write_parts(parts_dir: Path) -> list[dict]:
             return [
-                write_part(
-                    source, r, parts_dir / _part_name(output, i), chunks, level, nproc, progress
-                )
+                write_part(source, r, target.part_path(parts_dir, i), target, nproc, progress)
                 for i, r in enumerate(ranges)
             ]
 
-        results = _via_parts(output, source, chunks, level, split, provenance, write_parts)
+        results = _via_parts(source, target, write_parts)
         masked_dynamic = sum(r["masked_dynamic"] for r in results)
         t_read = sum(r["read_seconds"] for r in results)
     else:
         with ImageSeriesWriter(
-            output, source.axes, chunks, level=level, nthreads=nproc, provenance=provenance
+            target.output,
+            source.axes,
+            target.chunks,
+            level=target.level,
+            nthreads=nproc,
+            provenance=target.provenance,
         ) as writer:
             t_read = _stream_frames(source, writer, 0, n, progress)
         masked_dynamic = writer.masked_dynamic  # complete once the writer has closed
-    return _summary(
-        source,
-        output,
-        chunks,
-        split,
-        masked_dynamic,
-        progress.elapsed,
-        t_read,
-        {"engine": "threads", "threads": nproc},
-    )
+    engine = {"engine": "threads", "threads": nproc}
+    return _summary(source, target, masked_dynamic, progress.elapsed, engine, t_read)
 
 
-def _summary(source, output, chunks, split, masked_dynamic, elapsed, t_read, engine) -> dict:
+def _summary(
+    source: FrameSource,
+    target: SeriesTarget,
+    masked_dynamic: int,
+    elapsed: float,
+    engine: dict,
+    t_read: float | None = None,
+) -> dict:
     n = source.n_frames
     ny, nx = source.frame_shape
-    size = sum(p.stat().st_size for p in _outputs(output, split))
+    size = sum(p.stat().st_size for p in target.files())
     static = int(np.count_nonzero(~source.static_valid))
     summary = {
-        "output": str(output),
+        "output": str(target.output),
         "frames": n,
         "shape": [n, ny, nx],
-        "chunks": list(chunks),
-        "layout": "split" if split else "single",
+        "chunks": list(target.chunks),
+        "layout": "split" if target.split else "single",
         "bytes": size,
         "masked_pixels": {
             "static_per_frame": static,
@@ -127,7 +125,7 @@ def _summary(source, output, chunks, split, masked_dynamic, elapsed, t_read, eng
     }
     if t_read is not None:
         summary["seconds"]["reading_and_masking"] = round(t_read, 3)
-    logger.info("Wrote %s: %d frames, %.1f MB, %.1f s", output, n, size / 1e6, elapsed)
+    logger.info("Wrote %s: %d frames, %.1f MB, %.1f s", target.output, n, size / 1e6, elapsed)
     logger.info(
         "Masked pixels: %d static per frame %s; %d more by trusted range/shadow in all",
         static,
@@ -137,40 +135,27 @@ def _summary(source, output, chunks, split, masked_dynamic, elapsed, t_read, eng
     return summary
 
 
-def _outputs(output: Path, split: bool) -> list[Path]:
-    files = [Path(output)]
-    if split:
-        parts = Path(output).with_name(Path(output).stem + "_parts")
-        files += sorted(parts.iterdir())
-    return files
-
-
 def import_part(
     experiments_json: str,
     selection: dict,
     frame_range: tuple[int, int],
     part_path: str,
-    chunks: tuple[int, int, int],
-    level: int,
+    target: SeriesTarget,
 ) -> dict:
     """One dask task: frames [a, b) of the selection into their own part file.
 
     Self-contained (it reopens the experiments), so it can run on any worker;
     idempotent (the part appears atomically), so dask may safely retry it.
     """
-    from dxtbx.model.experiment_list import ExperimentListFactory
-
-    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
-    source = frame_source(experiments, **selection)
-    return write_part(source, frame_range, Path(part_path), chunks, level)
+    source = frame_source_from_json(experiments_json, selection)
+    return write_part(source, frame_range, Path(part_path), target)
 
 
 def write_part(
     source: FrameSource,
     frame_range: tuple[int, int],
     part_path: Path,
-    chunks: tuple[int, int, int],
-    level: int,
+    target: SeriesTarget,
     nthreads: int = 1,
     progress: Progress | None = None,
 ) -> dict:
@@ -182,7 +167,7 @@ def write_part(
     start, stop = frame_range
     axes = source.axes.frames(start, stop)
     with ImageSeriesWriter(
-        part_path, axes, chunks, level=level, nthreads=nthreads, resizable=True
+        part_path, axes, target.chunks, level=target.level, nthreads=nthreads, resizable=True
     ) as writer:
         t_read = _stream_frames(source, writer, start, stop, progress, start)
     masked = writer.masked_dynamic
@@ -194,18 +179,15 @@ def write_part(
     }
 
 
-def _part_name(output: Path, index: int) -> str:
-    return f"{Path(output).stem}_{index:05d}.nxs"
+def _via_parts(source: FrameSource, target: SeriesTarget, write_parts) -> list[dict]:
+    """Write parts into a folder private to this run, then join them into the output.
 
-
-def _via_parts(output, source, chunks, level, split, provenance, write_parts) -> list[dict]:
-    """Write parts into a folder private to this run, then join them into ``output``.
-
-    The folder (``.<name>_parts.part-<pid>-<token>``) keeps concurrent runs
+    ``write_parts(parts_dir)`` writes them and returns their summaries. The
+    folder (``.<name>_parts.part-<pid>-<token>``) keeps concurrent runs
     apart; any failure removes it, so nothing that looks valid is left and a
     re-run starts clean.
     """
-    output = Path(output)
+    output = Path(target.output)
     check_writable(output)
     # Absolute: workers may run in another directory (or on another machine).
     token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -216,7 +198,7 @@ def _via_parts(output, source, chunks, level, split, provenance, write_parts) ->
         parts = [(Path(r["path"]), *r["frames"]) for r in results]
         for stray in parts_dir.glob(".*.part-*"):  # left by a retried task
             stray.unlink()
-        assemble_series(output, source.axes, chunks, level, parts, parts_dir, split, provenance)
+        assemble_series(target, source.axes, parts, parts_dir)
     finally:
         if parts_dir.exists():
             shutil.rmtree(parts_dir)
@@ -234,25 +216,14 @@ def _stream_frames(
     """Read frames [start, stop) and hand them to the writer; returns seconds spent reading.
 
     This thread only reads (dxtbx holds the GIL while it decodes a frame);
-    masking and compression happen in C in the writer's threads. Without the
-    C encoder (or with a shadow mask) frames are masked to byte planes here.
+    masking and compression happen in the writer's threads.
     """
     t_read = 0.0
-    ring: list[np.ndarray] = []  # plane buffers for the fallback path, made on first use
     for k in range(start, stop):
         t0 = time.perf_counter()
         frame = source.read_raw(k)
         t_read += time.perf_counter() - t0
-        if writer.can_take_raw(frame):
-            writer.add_raw_frame(frame)
-        else:
-            if not ring:
-                # One buffer more than the frames in flight, so a buffer is only
-                # refilled once its frame is compressed.
-                shape = (4, *source.frame_shape)
-                ring = [np.empty(shape, np.uint8) for _ in range(writer.frames_in_flight + 1)]
-            planes, n_masked = frame.planes(out=ring[k % len(ring)])
-            writer.add_frame(planes, n_masked)
+        writer.add_raw_frame(frame)
         if progress is not None:
             progress.update(done_before + k + 1 - start)
     return t_read
@@ -263,17 +234,13 @@ def import_frames_parallel(
     experiments_json: str,
     selection: dict,
     source: FrameSource,
-    output: Path,
-    chunks: tuple[int, int, int],
-    level: int = 1,
-    split: bool = False,
-    provenance: dict | None = None,
+    target: SeriesTarget,
     frames_per_task: int | None = None,
 ) -> dict:
     """Import as frame-range tasks on a dask engine; the output appears when all are done."""
     n = source.n_frames
     n_workers = engine.n_workers
-    ranges = task_ranges(n, n_workers, engine.tasks_per_worker, chunks[0], frames_per_task)
+    ranges = task_ranges(n, n_workers, engine.tasks_per_worker, target.chunks[0], frames_per_task)
     progress = Progress(n, "frames")
     logger.info(
         "Importing %d frames as %d tasks on %d %s workers into %s",
@@ -281,28 +248,22 @@ def import_frames_parallel(
         len(ranges),
         n_workers,
         engine.name,
-        output,
+        target.output,
     )
+
+    part_target = dataclasses.replace(target, provenance=None)  # parts carry none
 
     def write_parts(parts_dir: Path) -> list[dict]:
         arguments = [
-            (experiments_json, selection, r, str(parts_dir / _part_name(output, i)), chunks, level)
+            (experiments_json, selection, r, str(target.part_path(parts_dir, i)), part_target)
             for i, r in enumerate(ranges)
         ]
         return run_tasks(engine, import_part, arguments, "parts")
 
-    results = _via_parts(output, source, chunks, level, split, provenance, write_parts)
+    results = _via_parts(source, target, write_parts)
     masked_dynamic = sum(r["masked_dynamic"] for r in results)
-    return _summary(
-        source,
-        output,
-        chunks,
-        split,
-        masked_dynamic,
-        progress.elapsed,
-        None,
-        {"engine": engine.name, "tasks": len(ranges), "workers": n_workers},
-    )
+    engine_info = {"engine": engine.name, "tasks": len(ranges), "workers": n_workers}
+    return _summary(source, target, masked_dynamic, progress.elapsed, engine_info)
 
 
 @dataclass
@@ -362,39 +323,30 @@ def import_sweep(experiments, params, phil_text: str | None = None) -> ImportSum
             output = with_imageset(params.output.data, index)
             if index is not None:
                 logger.info("Imageset %d: %s -> %s", index, source.description, output)
-            provenance = {
-                "program": "dials.mdx_import",
-                "phil": phil_text or "",
-                "versions": versions(),
-                "experiments": experiments_json,
-                "imageset": json.dumps(selection["imageset"]),
-            }
-            chunks = resolve_chunks(params.chunks, source.axes)
-            split = params.output.layout == "split"
-            level = params.compression.level
+            provenance = provenance_of(
+                "dials.mdx_import",
+                phil_text,
+                experiments=experiments_json,
+                imageset=json.dumps(selection["imageset"]),
+            )
+            target = SeriesTarget(
+                output=Path(output),
+                chunks=resolve_chunks(params.chunks, source.axes),
+                level=params.compression.level,
+                split=params.output.layout == "split",
+                provenance=provenance,
+            )
             if engine is not None:
                 run = import_frames_parallel(
                     engine,
                     experiments_json,
                     selection,
                     source,
-                    output,
-                    chunks,
-                    level=level,
-                    split=split,
-                    provenance=provenance,
+                    target,
                     frames_per_task=params.mp.dask.frames_per_task,
                 )
             else:
-                run = import_frames(
-                    source,
-                    output,
-                    chunks,
-                    level=level,
-                    nproc=params.mp.nproc,
-                    split=split,
-                    provenance=provenance,
-                )
+                run = import_frames(source, target, nproc=params.mp.nproc)
             run["imageset"] = selection["imageset"] if index is None else index
             summary.runs.append(run)
     return summary

@@ -7,22 +7,54 @@ import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from dials_mdxbg.encode.slab import SlabEncoder
-from dials_mdxbg.model import SeriesAxes
+from dials_mdxbg.model import SeriesAxes, storage_chunks
 from dials_mdxbg.series.layout import IMAGE_SERIES, create_series_group, new_file, nxdata
 from dials_mdxbg.util.atomic import atomic_path, check_writable
+
+
+@dataclass(frozen=True)
+class SeriesTarget:
+    """Where and how an image series is written.
+
+    Attributes:
+        output: the NeXus file (appears only when complete).
+        chunks: HDF5 chunk shape (frames, y, x).
+        level: deflate level.
+        split: the movable multi-file layout instead of one file.
+        provenance: metadata stored under /entry/dials_mdxbg.
+    """
+
+    output: Path
+    chunks: tuple[int, int, int]
+    level: int = 1
+    split: bool = False
+    provenance: dict | None = None
+
+    def part_path(self, parts_dir: Path, index: int) -> Path:
+        """The ``index``-th part file of the series in ``parts_dir``."""
+        return Path(parts_dir) / f"{Path(self.output).stem}_{index:05d}.nxs"
+
+    def files(self) -> list[Path]:
+        """Every file the finished series consists of."""
+        files = [Path(self.output)]
+        if self.split:
+            parts = Path(self.output).with_name(Path(self.output).stem + "_parts")
+            files += sorted(parts.iterdir())
+        return files
 
 
 class ImageSeriesWriter:
     """Write an mdx2 image series frame by frame, atomically.
 
-    Use as a context manager and call :meth:`add_frame` with each frame's
-    byte planes (:func:`dials_mdxbg.native.kernels.mask_to_planes`), in order.
+    Use as a context manager and call :meth:`add_raw_frame` with each frame
+    as read (a :class:`~dials_mdxbg.frames.source.RawFrame`), in order.
     The multi-file layout is made of such series, one per part, joined by
     :func:`assemble_series`.
     """
@@ -40,9 +72,7 @@ class ImageSeriesWriter:
         self.path = Path(path)
         self.axes = axes
         self.resizable = resizable
-        self.chunks = tuple(min(c, s) for c, s in zip(chunks, axes.shape))
-        if resizable:
-            self.chunks = (chunks[0], *self.chunks[1:])
+        self.chunks = storage_chunks(chunks, axes.shape, resizable)
         self.level = level
         self.nthreads = nthreads
         self.provenance = provenance
@@ -71,17 +101,8 @@ class ImageSeriesWriter:
         """
         return 1 if self.nthreads > 1 else 0
 
-    def add_frame(self, planes: np.ndarray, n_dynamic: int = 0) -> None:
-        """Append the next frame, given as masked byte planes (4, ny, nx) uint8."""
-        self._encoder.add_planes(planes, n_dynamic)
-        self._after_add()
-
-    def can_take_raw(self, frame) -> bool:
-        """True when :meth:`add_raw_frame` can take ``frame`` (else mask it to planes)."""
-        return self._encoder.can_take_raw(frame)
-
     def add_raw_frame(self, frame) -> None:
-        """Append the next frame as read (a RawFrame): masked and deflated in C."""
+        """Append the next frame as read (a RawFrame): masked and deflated in threads."""
         self._encoder.add_raw(frame)
         self._after_add()
 
@@ -117,27 +138,23 @@ class ImageSeriesWriter:
 
 
 def assemble_series(
-    output: Path,
+    target: SeriesTarget,
     axes: SeriesAxes,
-    chunks: tuple[int, int, int],
-    level: int,
     parts: list[tuple[Path, int, int]],
     parts_dir: Path,
-    split: bool,
-    provenance: dict | None = None,
 ) -> None:
     """Join part files (each frames [a, b) of the series) into the final output, atomically.
 
-    ``split``: the parts folder is renamed to ``<output stem>_parts`` and the
-    main file maps it with a virtual dataset (paths relative to the main file).
-    Otherwise the compressed chunks are copied as they are into one file (no
-    recompression) and the parts are deleted.
+    ``target.split``: the parts folder is renamed to ``<output stem>_parts``
+    and the main file maps it with a virtual dataset (paths relative to the
+    main file). Otherwise the compressed chunks are copied as they are into
+    one file (no recompression) and the parts are deleted.
     """
-    output = Path(output)
+    output, split = Path(target.output), target.split
     check_writable(output)
     final_parts = output.with_name(output.stem + "_parts")
     with atomic_path(output) as tmp:
-        f, entry = new_file(tmp, output, provenance)
+        f, entry = new_file(tmp, output, target.provenance)
         with f:
             if split:
                 group = nxdata(entry, IMAGE_SERIES, "data", "mdx2.data", "ImageSeries")
@@ -152,7 +169,7 @@ def assemble_series(
                     )
                 group.create_virtual_dataset("data", layout, fillvalue=-1)
             else:
-                dset = create_series_group(entry, axes, chunks, level)
+                dset = create_series_group(entry, axes, target.chunks, target.level)
                 for path, a, _ in parts:
                     with h5py.File(path, "r") as part:
                         _copy_chunks(part[f"/entry/{IMAGE_SERIES}/data"], dset, a)
