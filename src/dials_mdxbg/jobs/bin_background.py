@@ -301,6 +301,7 @@ def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
                 "chosen": i == best,
                 "model_error_percent": s["heldout"].get("model_error_percent"),
                 "model_error_sq": s["heldout"].get("model_error_sq"),
+                "model_error_sq_se": s["heldout"].get("model_error_sq_se"),
                 "dispersion_median": disp["median"],
                 "dispersion_p95": disp["p95"],
                 "dispersion_fraction_above": disp["fraction_above"],
@@ -605,13 +606,16 @@ def report_quality(binned: BinnedMap, options: BinOptions) -> dict:
     if "heldout" in out:
         h = out["heldout"]
         if h.get("model_error_percent") is not None:
+            low, high = h["model_error_percent_2se"]
             logger.info(
                 "Held-out error (even frames predict odd and back, mdx2's interpolation): "
                 "model error %.4g counts/s = %.2f%% of the mean background %.4g counts/s "
-                "(%d pixel values)",
+                "(+-2 standard errors: %.2f-%.2f%%; %d pixel values)",
                 h["model_error"],
                 h["model_error_percent"],
                 h["mean_rate"],
+                low,
+                high,
                 h["pixels"],
             )
             logger.info("  %8s %12s %10s", "phi", "model err %", "NaN px")
