@@ -389,7 +389,7 @@ class HalfMap:
 
     phi: np.ndarray
     signal: np.ndarray
-    count: np.ndarray
+    count: np.ndarray | None
 
 
 def half_map(sums: BinSums, grid: BinGrid, phi: np.ndarray, times: np.ndarray, parity: int):
@@ -430,7 +430,7 @@ class MapScorer:
     bins: tuple[int, int, int]
     grid: CellGrid
     phi_bin: np.ndarray  # full map's phi bin of each frame
-    full_signal: np.ndarray
+    full_signal: np.ndarray | None
     full_phi: np.ndarray
     halves: tuple[HalfMap | None, HalfMap | None]
     frame_phi: np.ndarray
@@ -439,6 +439,8 @@ class MapScorer:
     def __post_init__(self) -> None:
         # A map without NaN poisons nothing: no need to score it for NaN pixels.
         self._full_has_nan = bool(np.isnan(self.full_signal).any())
+        if not self._full_has_nan:
+            self.full_signal = None  # not needed: frees a map per candidate of bins=auto
         self._full_stencil = axis_cells(self.frame_phi, self.full_phi)
         self._half_stencil = [
             axis_cells(self.frame_phi, h.phi) if h is not None else None for h in self.halves
@@ -609,6 +611,8 @@ def make_scorer(
                 half = None
             else:
                 half.signal = fill(half.signal, half.count == 0)
+        if half is not None:
+            half.count = None  # only needed to fill
         halves.append(half)
     return MapScorer(
         bins=bins,

@@ -278,23 +278,31 @@ def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
         binner.consume(acc, frame0, row0, block, options.valid_range, opened.excluded)
 
     multi = run_blocks(make_tasks(), consume, binner.zeros, nproc)
-    maps, scorers, cache = [], [], {}
+    # Keep per candidate only its exact plain sums (the chosen map is rebuilt from
+    # them, identical to bins=<chosen> by hand), its scorer and its summary figures.
+    kept, scorers, facts, cache = [], [], [], {}
     fill = fill_empty if options.fill_empty else None
-    for cand, sums in zip(candidates, multi.sums):
-        binned = _fill(map_from_sums(merge_parities(sums), axes, cand), options)
-        maps.append(binned)
+    for cand in candidates:
+        sums = multi.sums.pop(0)
+        plain = merge_parities(sums)
+        binned = _fill(map_from_sums(plain, axes, cand), options)
+        disp = dispersion_summary(
+            binned.dispersion, (binned.phi, binned.iy, binned.ix), options.dispersion_threshold
+        )
+        facts.append((binned.phi, binned.empty_bins, disp))
         scorers.append(make_scorer(cand, axes, binned.signal, sums, fill, cache))
-    del multi
+        kept.append(BinSums(plain.total, plain.count.astype(np.int32), plain.total_sq))
+        del sums, plain, binned
     scores = _score(opened, scorers, options, nproc)
-    summaries = [summarize(item, m.phi) for item, m in zip(scores.items, maps)]
+    summaries = [summarize(item, f[0]) for item, f in zip(scores.items, facts)]
+    del scorers, scores
     ranked = [s["heldout"].get("model_error_sq") for s in summaries]
     if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
         # Never pick a map that deletes valid pixels' background when one does not.
         ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
     best = auto_bins.choose(ranked, candidates)
     table = []
-    for i, (cand, m, s) in enumerate(zip(candidates, maps, summaries)):
-        disp = dispersion_summary(m.dispersion, (m.phi, m.iy, m.ix), options.dispersion_threshold)
+    for i, (cand, (_, empty, disp), s) in enumerate(zip(candidates, facts, summaries)):
         table.append(
             {
                 "bins": list(cand),
@@ -305,11 +313,14 @@ def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
                 "dispersion_median": disp["median"],
                 "dispersion_p95": disp["p95"],
                 "dispersion_fraction_above": disp["fraction_above"],
-                "empty_bins": m.empty_bins,
+                "empty_bins": empty,
                 "nan_pixels": s["nan_pixels"],
             }
         )
-    chosen = maps[best]
+    best_sums = kept[best]
+    del kept
+    best_sums.count = best_sums.count.astype(np.int64)
+    chosen = _fill(map_from_sums(best_sums, axes, candidates[best]), options)
     quality = summaries[best]
     if options.estimator != "mean":
         # The clipped mean needs its own threshold pass: bin the chosen size as by hand.
