@@ -46,6 +46,8 @@ class BinnedMap:
         estimator: "mean" (mdx2's) or "clipped_mean".
         ny_nx: the binned image's size in pixels.
         n_frames: frames binned.
+        values: histogram of the pixel values of sampled frames
+            (:class:`~dials_mdxbg.binning.histogram.ValueHistogram`), if asked for.
         bins: the bin size (frames, y, x).
         dispersion: variance-to-mean ratio of each bin's valid counts, or None.
         filled: True where fill_empty made up a value (None: nothing filled).
@@ -61,6 +63,7 @@ class BinnedMap:
     estimator: str
     ny_nx: tuple[int, int] = (0, 0)
     n_frames: int = 0
+    values: object | None = None
     bins: tuple[int, int, int] = (0, 0, 0)
     dispersion: np.ndarray | None = None
     filled: np.ndarray | None = None

@@ -367,7 +367,9 @@ def merge_parities(sums: BinSums) -> BinSums:
     def fold(a: np.ndarray) -> np.ndarray:
         return a[0::2] + a[1::2]
 
-    return BinSums(fold(sums.total), fold(sums.count), fold(sums.total_sq))
+    merged = BinSums(fold(sums.total), fold(sums.count), fold(sums.total_sq))
+    merged.values = sums.values  # a histogram of sampled frames, if any, is per frame
+    return merged
 
 
 def split_parities(sums: BinSums) -> tuple[BinSums, BinSums]:

@@ -69,6 +69,8 @@ class BinOptions:
 
     ``bins=None`` means bins=auto: every (frames, pixels, pixels) of
     ``auto_frames`` x ``auto_pixels`` is scored and the best kept.
+    ``histogram``: also histogram the pixel values of sampled frames (for the
+    HTML report; :mod:`dials_mdxbg.binning.histogram`); the map is unchanged.
     """
 
     bins: tuple[int, int, int] | None = (10, 20, 20)
@@ -80,6 +82,7 @@ class BinOptions:
     fill_empty: bool = False
     diagnostics: bool = False
     dispersion_threshold: float = 2.0
+    histogram: bool = False
 
     def __post_init__(self) -> None:
         if self.estimator not in ("mean", "clipped_mean"):

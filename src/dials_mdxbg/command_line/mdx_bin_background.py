@@ -11,14 +11,15 @@ The map is written as mdx2's GridData (/entry/binned_image_series: signal in
 counts per second, NaN for bins without a valid pixel, axes phi/iy/ix at the
 bin centres), numerically identical to mdx2.bin_image_series, for
 `mdx2.correct --background`. Beside it: per-bin pixel counts and standard
-errors, a PNG preview and a per-phi table in the log.
+errors, a PNG preview, an HTML report (output.html) and a per-phi table in
+the log.
 
 Examples (the mdx2 insulin tutorial's settings)::
 
   dials.mdx_bin_background bkg_data.nxs bins=10,20,20 valid_range=0,200 \\
       output.binned=bkg_data_binned.nxs output.plot=bkg_data_binned.png
 
-  dials.mdx_bin_background background.expt phil/insulin_background.phil
+  dials.mdx_bin_background background.expt insulin_background.phil
 
   dials.mdx_bin_background background.expt frames.mask=pixels.mask \\
       estimator=clipped_mean mp.nproc=2 output.json=binned.json
@@ -77,6 +78,11 @@ output {
     .help = "PNG of the radial profile (mean background against resolution, per"
             "phi bin); needs the geometry (one-step path, the file's provenance,"
             "or geometry=)."
+  html = Auto
+    .type = path
+    .help = "Self-contained HTML report, readable offline: the map per phi bin, masking, "
+            "histogram of the pixel values, per-phi table, run summary. Default: beside the "
+            "map, with its name and .html; None to skip."
   log = dials.mdx_bin_background.log
     .type = path
   json = None

@@ -10,8 +10,10 @@ inputs checked, one map per imageset, files, log and summary.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,7 +58,7 @@ from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import provenance_of
+from dials_mdxbg.util.versions import provenance_of, versions
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -142,7 +144,10 @@ def range_sums(
         grid_type = ParityGrid if options.diagnostics else BinGrid
         grid = grid_type(opened.axes.shape, options.bins)
         tasks = opened.tasks_for(frame_range)()
-        return block_sums(tasks, grid, options.valid_range, opened.excluded, threshold)
+        histogram = options.histogram and threshold is None
+        return block_sums(
+            tasks, grid, options.valid_range, opened.excluded, threshold, histogram=histogram
+        )
 
 
 def bin_background(
@@ -410,7 +415,7 @@ def make_background(
             geometry = geometry_from_series(Path(series))
         name = str(geometry_file) if geometry_file else f"{series} (its provenance)"
         _check_geometry(geometry, shape[1:], name)
-        jobs = [(BinSource.from_series(series, mdx2_mask), None, str(series), geometry)]
+        jobs = [(BinSource.from_series(series, mdx2_mask), None, str(series), None, geometry)]
     else:
         jobs = []
         for selection, index in selections(experiments, params.frames):
@@ -429,13 +434,16 @@ def make_background(
             else:
                 iset = experiments.imagesets()[selection.get("imageset") or 0]
                 geometry = (iset.get_detector(), iset.get_beam())
-            jobs.append((src, index, source.description, geometry))
+            jobs.append((src, index, source.description, source.masked_static, geometry))
     summary = BackgroundSummary()
     with contextlib.ExitStack() as stack:
         engine = stack.enter_context(task_engine(params.mp))
-        for src, index, described, geometry in jobs:
+        for src, index, described, masked_static, geometry in jobs:
             summary.runs.append(
-                _bin_and_write(src, index, described, params, options, engine, phil_text, geometry)
+                _bin_and_write(
+                    src, index, described, masked_static, params, options, engine, phil_text,
+                    geometry,
+                )  # fmt: skip
             )
     return summary
 
@@ -447,15 +455,24 @@ def _check_geometry(geometry, ny_nx, name: str) -> None:
         check_geometry(geometry[0], ny_nx, name)
 
 
+def html_path_for(html, binned_path: Path, index: int | None = None) -> Path | None:
+    """output.html: Auto = beside the map (its name, ``.html``), None = no report."""
+    import libtbx
+
+    if html is libtbx.Auto:
+        return Path(binned_path).with_suffix(".html")  # the map's name has the imageset
+    return with_imageset(html, index)
+
+
 def _bin_and_write(
-    src, index, described, params, options, engine, phil_text, geometry=None
+    src, index, described, masked_static, params, options, engine, phil_text, geometry=None
 ) -> dict:
-    """Bin one input and write its map and PNGs (``index`` names them for several imagesets)."""
+    """Bin one input; write its map, PNGs and report (``index`` names them for imagesets)."""
     binned_path = with_imageset(params.output.binned, index)
     plot_path = with_imageset(params.output.plot, index)
     profile_path = with_imageset(params.output.profile, index)
-    check_writable(binned_path)
-    for path in (plot_path, profile_path):
+    html_path = html_path_for(params.output.html, binned_path, index)
+    for path in (binned_path, plot_path, profile_path, html_path):
         if path:
             check_writable(path)
     if profile_path and geometry is None:
@@ -463,6 +480,16 @@ def _bin_and_write(
             f"output.profile={profile_path} needs the geometry: {described} carries none "
             "(an mdx2 file?); give geometry=background.expt"
         )
+    if html_path is not None:
+        from dials_mdxbg.output.report import missing_dependencies
+
+        missing = missing_dependencies()
+        if missing:
+            raise InputError(
+                f"output.html needs {' and '.join(missing)} (they come with DIALS): install "
+                "them, or set output.html=None"
+            )
+        options = dataclasses.replace(options, histogram=True)
     kind = "image_series" if src.series else "experiments"
     logger.info("Binning %s (%s) with bins %s", described, kind, options.bins or "auto")
     t0 = time.perf_counter()
@@ -535,12 +562,20 @@ def _bin_and_write(
 
         plot_profile(profile_path, profile, f"{binned_path}: bins {binned.bins}")
         logger.info("Radial profile written to %s", profile_path)
+    if html_path:
+        t1 = time.perf_counter()
+        write_report(
+            html_path, binned, options, input_info, masked_static, binned_path, phil_text,
+            report_sections(binned, quality, profile),
+        )  # fmt: skip
+        logger.info("Report written to %s (%.1f s)", html_path, time.perf_counter() - t1)
     summary = dict(input_info)
     summary.update(
         {
             "output": str(binned_path),
             "plot": str(plot_path) if plot_path else None,
             "profile": str(profile_path) if profile_path else None,
+            "html": str(html_path) if html_path else None,
             "bins": list(binned.bins),
             "valid_range": list(options.valid_range) if options.valid_range else None,
             "estimator": binned.estimator,
@@ -692,3 +727,131 @@ def _log_auto(auto: dict) -> None:
             row["nan_pixels"],
         )
     logger.info("bins=auto chose %s", ",".join(str(b) for b in auto["chosen"]))
+
+
+def report_sections(binned: BinnedMap, quality: dict, profile: dict | None) -> dict:
+    """The HTML report's diagnostics sections (dispersion, held-out error, bins=auto, profile)."""
+    sections: dict = {}
+    if binned.dispersion is not None and np.isfinite(binned.dispersion).any():
+        disp = quality.get("dispersion", {})
+        med, p95 = (disp.get(k) for k in ("median", "p95"))
+        figures = f"median {med:.3f}, 95th percentile {p95:.3f}" if med is not None else ""
+        sections["dispersion"] = {
+            "kind": "map",
+            "values": binned.dispersion,
+            "label": "variance / mean",
+            "units": "",
+            "caption": "Variance-to-mean ratio of each bin's valid counts: ~1 for flat Poisson "
+            f"background; {figures}.",
+        }
+    rows = quality.get("per_phi_bin") or []
+    if "heldout" in quality and rows:
+        sections["heldout_error"] = {
+            "kind": "lines",
+            "series": [
+                {
+                    "name": "model error",
+                    "x": [r["phi"] for r in rows],
+                    "y": [r.get("model_error_percent") for r in rows],
+                }
+            ],
+            "x_label": "phi (degrees)",
+            "y_label": "model error (% of background)",
+            "caption": "Even frames' map predicts the odd frames and back (mdx2's "
+            "interpolation); sqrt(mean (r - b)^2 - mean c/t^2) over the mean rate.",
+        }
+    auto = quality.get("auto")
+    if auto:
+        columns = ["bins", "chosen", "model error %", "dispersion median", "dispersion p95",
+                   "empty bins", "NaN pixels"]  # fmt: skip
+        sections["bins_auto"] = {
+            "kind": "table",
+            "columns": columns,
+            "rows": [
+                [
+                    ",".join(map(str, r["bins"])),
+                    "*" if r["chosen"] else "",
+                    r["model_error_percent"],
+                    r["dispersion_median"],
+                    r["dispersion_p95"],
+                    r["empty_bins"],
+                    r["nan_pixels"],
+                ]
+                for r in auto["candidates"]
+            ],
+        }
+    if profile and profile.get("shells"):
+        d_mid = [
+            1.0 / math.sqrt((s["inv_d2_min"] + s["inv_d2_max"]) / 2) for s in profile["shells"]
+        ]
+        sections["radial_profiles"] = {
+            "kind": "lines",
+            "series": [
+                {"name": f"phi {r['phi']:.1f}", "x": d_mid, "y": r["mean_counts_per_s"]}
+                for r in profile["per_phi_bin"]
+            ],
+            "x_label": "resolution d (Angstrom), shells equal in 1/d^2",
+            "y_label": "mean background (counts/s per pixel)",
+        }
+    return sections
+
+
+def write_report(
+    path: Path,
+    binned: BinnedMap,
+    options: BinOptions,
+    input_info: dict,
+    masked_static: dict | None,
+    binned_path: Path,
+    phil_text: str | None,
+    sections: dict | None = None,
+) -> Path:
+    """Render the HTML report of one map and write it atomically.
+
+    Masked pixels are per frame: the static reasons the frame source knows
+    (one-step path), and the rest as seen in the histogram's sampled frames
+    (trusted range, shadow; for an image series every -1, and the mdx2 mask).
+    """
+    from dials_mdxbg.output.report import render_report
+    from dials_mdxbg.util.atomic import write_text
+
+    ny, nx = (int(v) for v in binned.ny_nx)
+    values = binned.values
+    masked = dict(masked_static or {})
+    if values is not None and values.pixels:
+        per_frame = values.masked * (ny * nx) / values.pixels
+        if masked_static is None:
+            masked["masked in the image series (-1) or by the mdx2 mask"] = round(per_frame)
+        else:
+            dynamic = per_frame - sum(masked_static.values())
+            masked["trusted range or shadow (sampled frames)"] = max(round(dynamic), 0)
+    summary = {
+        "input": f"{input_info['input']} ({input_info['input_kind']})",
+        "frames": binned.n_frames,
+        "image_size": (ny, nx),
+        "bins": binned.bins,
+        "map_shape": binned.signal.shape,
+        "valid_range": options.valid_range or "none",
+        "estimator": binned.estimator,
+        "empty_bins": f"{binned.empty_bins:,} of {binned.count.size:,}",
+        "output": str(binned_path),
+        "versions": versions(),
+        "phil": phil_text,
+        "masked": masked,
+        "detector_pixels": ny * nx,
+        "per_phi": binned.phi_table(),
+    }
+    histogram = values.as_report(options.valid_range, binned.n_frames) if values else None
+    text = render_report(
+        binned.phi,
+        binned.iy,
+        binned.ix,
+        binned.signal,
+        binned.errors,
+        binned.count,
+        summary,
+        histogram,
+        sections,
+        title=f"Background map {Path(binned_path).name}",
+    )
+    return write_text(Path(path), text)
