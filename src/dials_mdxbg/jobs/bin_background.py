@@ -216,8 +216,15 @@ def _sums_source(src, opened, options, nproc, engine, frames_per_task, parity: l
         make_tasks = opened.tasks_for(None, Progress(n, "frames"))
 
         def partial(threshold):
+            histogram = options.histogram and threshold is None  # the first pass sees all
             return block_sums(
-                make_tasks(), grid, options.valid_range, opened.excluded, threshold, nproc
+                make_tasks(),
+                grid,
+                options.valid_range,
+                opened.excluded,
+                threshold,
+                nproc,
+                histogram=histogram,
             )
 
     else:
