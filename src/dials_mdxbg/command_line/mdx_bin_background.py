@@ -73,6 +73,11 @@ output {
   plot = binned.png
     .type = path
     .help = "PNG preview of the map (None to skip)."
+  profile = None
+    .type = path
+    .help = "PNG of the radial profile (mean background against resolution, per"
+            "phi bin); needs the geometry (one-step path, the file's provenance,"
+            "or geometry=)."
   html = Auto
     .type = path
     .help = "Self-contained HTML report, readable offline: the map per phi bin, masking, "
