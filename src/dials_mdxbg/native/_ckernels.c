@@ -676,7 +676,9 @@ MDX_API HOT void mdx_flag_top(int32_t *restrict a, int64_t n, int64_t top) {
         const int32_t v = a[i];
         a[i] = v == t1 ? -1 : (v == t2 ? -2 : v);
     }
+}
 
+/*
  * Diagnostics of a binned map (binning/diagnostics.py has the numpy
  * reference): per-cell moments of a frame for mdx2's bilinear interpolation,
  * and the squared error of a map's prediction from them.
