@@ -49,8 +49,8 @@ for macro, header, library in [
 setup(
     ext_modules=[
         Extension(
-            "dials_mdxbg._ckernels",
-            sources=["src/dials_mdxbg/_ckernels.c"],
+            "dials_mdxbg.native._ckernels",
+            sources=["src/dials_mdxbg/native/_ckernels.c"],
             extra_compile_args=["-O3", "-fvisibility=hidden"],
             optional=True,
             **options,

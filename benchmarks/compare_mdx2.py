@@ -56,7 +56,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dials_mdxbg.synthetic import SweepSpec, import_sweep, write_sweep
+from dials_mdxbg.testing.pilatus import SweepSpec, import_sweep, write_sweep
 
 SERIES_GROUP = "/entry/image_series"
 BINNED_GROUP = "/entry/binned_image_series"

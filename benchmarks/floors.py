@@ -4,7 +4,7 @@ Measures, on the same sweep and image series the benchmark uses:
 
 * start-up: a fresh interpreter importing DIALS' ArgumentParser (every
   ``dials.*`` command, and mdx2, pay this), its wall time and peak RSS; and
-  the same after ``dials_mdxbg.command_line`` (what our commands pay, with
+  the same after ``dials_mdxbg.util.startup.prepare()`` (what our commands pay, with
   unused libraries deferred);
 * read: ``imageset.get_raw_data(i)`` for every frame, nothing else;
 * deflate: masking and deflating every frame's tiles at level 1 as our
@@ -27,15 +27,19 @@ import subprocess
 import sys
 import time
 
-import dials_mdxbg  # noqa: F401  (LIBTBX_BUILD)
+from dials_mdxbg.util.startup import point_libtbx_at_debian_build
+
+point_libtbx_at_debian_build()
 
 
 def startup() -> dict:
     """Wall time and peak RSS of a process that only imports DIALS' parser (plain, and ours)."""
     result = {}
-    for name, first in (("dials_parser", "dials_mdxbg"), ("ours", "dials_mdxbg.command_line")):
+    ours = "from dials_mdxbg.util.startup import prepare; prepare()"
+    plain = "from dials_mdxbg.util.startup import point_libtbx_at_debian_build as p; p()"
+    for name, first in (("dials_parser", plain), ("ours", ours)):
         code = (
-            f"import resource, {first}; from dials.util.options import ArgumentParser; "
+            f"import resource; {first}; from dials.util.options import ArgumentParser; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
         t0 = time.perf_counter()
@@ -53,7 +57,7 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
     from dxtbx import flumpy
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    from dials_mdxbg import kernels
+    from dials_mdxbg.native import kernels
 
     imageset = ExperimentListFactory.from_json_file(expt).imagesets()[0]
     t_read = t_deflate = 0.0
@@ -78,8 +82,8 @@ def inflate(series: str) -> dict:
     import h5py
     import numpy as np
 
-    from dials_mdxbg import kernels
-    from dials_mdxbg.codec import _deflate
+    from dials_mdxbg.encode.codec import _deflate
+    from dials_mdxbg.native import kernels
 
     with h5py.File(series, "r") as f:
         d = f["entry/image_series/data"]

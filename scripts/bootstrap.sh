@@ -42,7 +42,7 @@ fi
 # 3. Python packages, re-installed only when the recipe changes.
 stamp_of() {
     cat "$REPO/setup.cfg" "$REPO/setup.py" "$REPO/scripts/bootstrap.sh" \
-        "$REPO/src/dials_mdxbg/_ckernels.c" | sha1sum | cut -c1-16
+        "$REPO/src/dials_mdxbg/native/_ckernels.c" | sha1sum | cut -c1-16
 }
 STAMP="$VENV/.mdxbg-$(stamp_of)"
 if [[ ! -e "$STAMP" ]]; then
@@ -55,7 +55,7 @@ if [[ ! -e "$STAMP" ]]; then
         | grep -v "^WARNING: Location" || true
     "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
         || { say "install failed"; exit 1; }
-    "$PY" -c "from dials_mdxbg import kernels as k
+    "$PY" -c "from dials_mdxbg.native import kernels as k
 assert k.have_compiled_encoder() and k.have_compiled_decoder()" \
         || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev?): slower"
     touch "$STAMP"

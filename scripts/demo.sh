@@ -8,7 +8,7 @@ OUT="$(realpath -m "${1:-$REPO/demo}")"
 mkdir -p "$OUT"
 cd "$OUT"
 echo "== 1. generating a synthetic Pilatus background sweep in $OUT/images"
-python -m dials_mdxbg.synthetic "$OUT/images" --frames 30 --modules 3 4
+python -m dials_mdxbg.testing.pilatus "$OUT/images" --frames 30 --modules 3 4
 echo "== 2. dials.mdx_import"
 dials.mdx_import images/background.expt output.data=bkg_data.nxs chunks=10,211,493 \
     output.json=bkg_data.json

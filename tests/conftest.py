@@ -12,8 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-import dials_mdxbg  # noqa: F401  (LIBTBX_BUILD before libtbx)
-from dials_mdxbg.synthetic import SweepSpec, make_background_sweep
+from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
 
 BIN = Path(sys.executable).parent
 

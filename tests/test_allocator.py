@@ -32,14 +32,29 @@ def _faults(setup: str) -> int:
     return int(out.stdout.strip())
 
 
+PREPARE = "from dials_mdxbg.util.startup import prepare; prepare()"
+
+
 def test_commands_reuse_freed_frame_buffers():
-    # Importing the command-line package applies it (as every dials.mdx_* does).
-    assert _faults("import dials_mdxbg.command_line") < 200
+    # The start-up every dials.mdx_* run() does first applies it.
+    assert _faults(PREPARE) < 200
     # Without it glibc hands the pages back and faults them in again each round.
     assert _faults("") > 1000
 
 
+def test_importing_the_package_changes_nothing():
+    # Only run() prepares the process: importing every module is free of side effects.
+    setup = (
+        "import os, sys; env = dict(os.environ)\n"
+        "import dials_mdxbg.command_line.mdx_import, dials_mdxbg.command_line.mdx_bin_background\n"
+        "import dials_mdxbg.jobs.import_sweep, dials_mdxbg.jobs.bin_background\n"
+        "assert dict(os.environ) == env\n"
+        "assert 'hdf5plugin' not in sys.modules and 'sklearn' not in sys.modules\n"
+    )
+    assert _faults(setup) > 1000
+
+
 def test_glibc_accepts_the_thresholds():
-    code = "from dials_mdxbg import allocator; print(allocator.keep_freed_buffers())"
+    code = "from dials_mdxbg.util import allocator; print(allocator.keep_freed_buffers())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

@@ -8,10 +8,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from dxtbx.model.experiment_list import ExperimentListFactory
 
 from conftest import read_binned, run
-from dials_mdxbg.background import bin_blocks, frame_tasks, series_tasks
-from dials_mdxbg.nexus import ImageSeriesReader
+from dials_mdxbg.binning.blocks import bin_blocks, frame_tasks, series_tasks
+from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.jobs.bin_background import BinSource, bin_background
+from dials_mdxbg.output.binned import write_binned
+from dials_mdxbg.series.reader import ImageSeriesReader
 
 
 def assert_same_map(ours: dict, theirs: dict) -> None:
@@ -48,16 +52,23 @@ def test_equal_to_mdx2(sweep, mdx2_import, our_import, tmp_path, bins, valid):
         cwd=mdx2_import.parent,
     )
     theirs = read_binned(tmp_path / "mdx2.nxs")
-    phil = [f"bins={','.join(map(str, bins))}", "output.plot=None"]
-    if valid:
-        phil.append(f"valid_range={valid[0]},{valid[1]}")
-    # Our image series, mdx2's (virtual dataset in a datastore), and one step from frames.
-    run(["dials.mdx_bin_background", our_import, *phil, "output.binned=a.nxs"], cwd=tmp_path)
-    run(
-        ["dials.mdx_bin_background", mdx2_import, *phil, "output.binned=b.nxs", "mp.nproc=2"],
-        cwd=tmp_path,
-    )
-    run(["dials.mdx_bin_background", sweep, *phil, "output.binned=c.nxs"], cwd=tmp_path)
+    # Our image series, mdx2's (virtual dataset in a datastore), and one step from
+    # frames, through the public function (the command line is tested elsewhere).
+    options = BinOptions(bins, valid)
+    experiments = ExperimentListFactory.from_json_file(str(sweep))
+    sources = {
+        "a": (BinSource.from_series(our_import), 1),
+        "b": (BinSource.from_series(mdx2_import), 2),
+        "c": (BinSource.from_experiments(experiments), 1),
+    }
+    for name, (source, nproc) in sources.items():
+        binned = bin_background(source, options, nproc=nproc)
+        write_binned(
+            tmp_path / f"{name}.nxs",
+            (binned.phi, binned.iy, binned.ix),
+            binned.signal,
+            binned.extra_datasets(),
+        )
     for name in ("a", "b", "c"):
         assert_same_map(read_binned(tmp_path / f"{name}.nxs"), theirs)
     if valid == (0, 5):
@@ -66,13 +77,11 @@ def test_equal_to_mdx2(sweep, mdx2_import, our_import, tmp_path, bins, valid):
 
 def test_one_step_equals_two_step_bit_for_bit(sweep, our_import):
     with ImageSeriesReader(our_import) as reader:
-        two = bin_blocks(series_tasks(reader), reader.axes, (4, 20, 20), (0, 200), nproc=1)
-    from dxtbx.model.experiment_list import ExperimentListFactory
-
-    from dials_mdxbg.frames import frame_source
+        two = bin_blocks(series_tasks(reader), reader.axes, BinOptions((4, 20, 20), (0, 200)))
+    from dials_mdxbg.frames.source import frame_source
 
     source = frame_source(ExperimentListFactory.from_json_file(str(sweep)))
-    one = bin_blocks(frame_tasks(source), source.axes, (4, 20, 20), (0, 200), nproc=2)
+    one = bin_blocks(frame_tasks(source), source.axes, BinOptions((4, 20, 20), (0, 200)), nproc=2)
     for key in ("signal", "errors", "count", "phi", "iy", "ix"):
         assert np.array_equal(getattr(one, key), getattr(two, key), equal_nan=True), key
 
@@ -170,6 +179,22 @@ def test_mdx2_mask_file(our_import, mdx2_import, tmp_path):
         cwd=tmp_path,
     )
     assert_same_map(read_binned(tmp_path / "o.nxs"), read_binned(tmp_path / "m.nxs"))
+    # mask= is the deprecated name of input.mdx2_mask: the same map, and a line in the log.
+    assert "mask= is deprecated" in (tmp_path / "dials.mdx_bin_background.log").read_text()
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "input.mdx2_mask=mask.nxs",
+            "output.binned=n.nxs",
+            "output.plot=None",
+            "output.log=new.log",
+        ],
+        cwd=tmp_path,
+    )
+    assert_same_map(read_binned(tmp_path / "n.nxs"), read_binned(tmp_path / "m.nxs"))
+    assert "deprecated" not in (tmp_path / "new.log").read_text()
     save_mask(np.zeros((3, 407, 1475), bool), "bad.nxs")
     proc = run(
         ["dials.mdx_bin_background", our_import, "mask=bad.nxs", "output.binned=x.nxs"],

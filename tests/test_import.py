@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import read_binned, read_series, run
-from dials_mdxbg.synthetic import SweepSpec, frame_counts, gap_mask
+from dials_mdxbg.testing.pilatus import SweepSpec, frame_counts, gap_mask
 
 
 def test_pixels_and_axes_identical_to_mdx2(mdx2_import, our_import):
@@ -201,7 +201,7 @@ def test_fine_slicing_chunk_rule(small_sweep, tmp_path, frames):
 
 def test_reader_blocks_cover_ours_and_mdx2s_files(our_import, mdx2_import):
     """The in-process reader decodes chunks itself; it must agree with HDF5 on both layouts."""
-    from dials_mdxbg.nexus import ImageSeriesReader
+    from dials_mdxbg.series.reader import ImageSeriesReader
 
     expected = read_series(our_import)["data"]
     for path in (our_import, mdx2_import):

@@ -43,7 +43,7 @@ def test_placeholders_load_on_first_real_use(heavy_package: Path):
         """
         import inspect, importlib.util, sys
         from pathlib import Path
-        from dials_mdxbg import lazy_imports
+        from dials_mdxbg.util import lazy_imports
         print(lazy_imports.defer(("heavypkg", "heavypkg.sub", "notinstalled")))
         import heavypkg.sub                          # what dxtbx does: nothing runs yet
         inspect.stack()                              # libtbx walks every module's __file__
@@ -67,7 +67,7 @@ def test_already_imported_modules_are_left_alone(heavy_package: Path):
     out = _python(
         """
         import heavypkg
-        from dials_mdxbg import lazy_imports
+        from dials_mdxbg.util import lazy_imports
         print(lazy_imports.defer(("heavypkg", "heavypkg.sub")))
         """,
         cwd=heavy_package,
@@ -80,7 +80,8 @@ def test_commands_start_without_sklearn_and_pandas():
     out = _python(
         """
         import sys
-        import dials_mdxbg.command_line.mdx_import
+        from dials_mdxbg.util.startup import prepare
+        prepare()  # what every dials.mdx_* run() does first
         import dials.util.options
         loaded = [m for m in ("sklearn.base", "scipy.stats", "pandas.core") if m in sys.modules]
         print(loaded)

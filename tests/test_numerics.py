@@ -6,8 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from dials_mdxbg import binning, codec
-from dials_mdxbg.masking import apply_mask, rectangles_mask, valid_pixels
+from dials_mdxbg.binning import grid as bgrid
+from dials_mdxbg.binning import sums as bsums
+from dials_mdxbg.encode import codec
+from dials_mdxbg.frames.masking import apply_mask, rectangles_mask, valid_pixels
 
 
 def reference_bin(data, bins, valid_range=None, excluded=None, times=None):
@@ -86,7 +88,7 @@ def test_apply_mask_leaves_input_alone_and_counts():
 def test_sections_match_array_split():
     for n in (1, 7, 20, 21, 407, 1475, 2463):
         for b in (1, 3, 10, 20, 500, 5000):
-            sizes = binning.section_sizes(n, b)
+            sizes = bgrid.section_sizes(n, b)
             expected = [len(s) for s in np.array_split(np.arange(n), -(-n // b))]
             assert sizes.tolist() == expected
 
@@ -94,7 +96,7 @@ def test_sections_match_array_split():
 @pytest.fixture(params=["compiled", "numpy"])
 def kernel_path(request, monkeypatch):
     """Run a test with the C kernels and again with the numpy fallback."""
-    from dials_mdxbg import kernels
+    from dials_mdxbg.native import kernels
 
     kernels._compiled.cache_clear()
     if request.param == "numpy":
@@ -108,32 +110,32 @@ def kernel_path(request, monkeypatch):
 def test_binning_equals_masked_mean(bins, valid_range, kernel_path):
     data = random_series()
     times = np.linspace(0.5, 1.5, data.shape[0])
-    grid = binning.BinGrid(data.shape, bins)
-    sums = binning.BinSums.zeros(grid.out_shape)
-    binning.accumulate_block(sums, grid, data, 0, 0, valid_range)
-    signal, errors, count = binning.finalize(sums, grid, times)
+    grid = bgrid.BinGrid(data.shape, bins)
+    sums = bsums.BinSums.zeros(grid.out_shape)
+    bsums.accumulate_block(sums, grid, data, 0, 0, valid_range)
+    signal, errors, count = bsums.finalize(sums, grid, times)
     expected = reference_bin(data, bins, valid_range, times=times)
     assert np.array_equal(np.isnan(signal), np.isnan(expected))
     np.testing.assert_allclose(signal, expected, rtol=1e-12, atol=0)
-    assert count.sum() == binning.valid_mask(data, valid_range).sum()
+    assert count.sum() == bsums.valid_mask(data, valid_range).sum()
 
 
 def test_partition_does_not_change_the_result(kernel_path):
     data = random_series(2)
     bins = (4, 6, 9)
-    grid = binning.BinGrid(data.shape, bins)
-    whole = binning.BinSums.zeros(grid.out_shape)
-    binning.accumulate_block(whole, grid, data, 0, 0, (0, 200))
-    parts = [binning.BinSums.zeros(grid.out_shape) for _ in range(3)]
+    grid = bgrid.BinGrid(data.shape, bins)
+    whole = bsums.BinSums.zeros(grid.out_shape)
+    bsums.accumulate_block(whole, grid, data, 0, 0, (0, 200))
+    parts = [bsums.BinSums.zeros(grid.out_shape) for _ in range(3)]
     # Ragged blocks: single frames, odd row bands, crossing bin borders.
     for f0, f1 in [(0, 1), (1, 4), (4, 9)]:
         for y0, y1 in [(0, 5), (5, 22), (22, 37)]:
             acc = parts[(f0 + y0) % 3]
-            binning.accumulate_block(acc, grid, data[f0:f1, y0:y1], f0, y0, (0, 200))
+            bsums.accumulate_block(acc, grid, data[f0:f1, y0:y1], f0, y0, (0, 200))
     merged = parts[0].merge(parts[1]).merge(parts[2])
     times = np.ones(data.shape[0])
-    a = binning.finalize(whole, grid, times)[0]
-    b = binning.finalize(merged, grid, times)[0]
+    a = bsums.finalize(whole, grid, times)[0]
+    b = bsums.finalize(merged, grid, times)[0]
     assert np.array_equal(a, b, equal_nan=True)
 
 
@@ -141,25 +143,25 @@ def test_excluded_pixels_and_all_masked():
     data = random_series(3)
     excluded = np.zeros(data.shape, bool)
     excluded[:, :, :20] = True
-    grid = binning.BinGrid(data.shape, (3, 10, 10))
-    sums = binning.BinSums.zeros(grid.out_shape)
-    binning.accumulate_block(sums, grid, data, 0, 0, None, excluded)
-    signal = binning.finalize(sums, grid, np.ones(9))[0]
+    grid = bgrid.BinGrid(data.shape, (3, 10, 10))
+    sums = bsums.BinSums.zeros(grid.out_shape)
+    bsums.accumulate_block(sums, grid, data, 0, 0, None, excluded)
+    signal = bsums.finalize(sums, grid, np.ones(9))[0]
     expected = reference_bin(data, (3, 10, 10), None, excluded)
     np.testing.assert_allclose(signal, expected, rtol=1e-12)
     assert np.isnan(signal[:, :, :2]).all()
     # Everything masked: NaN everywhere, no error.
-    empty = binning.BinSums.zeros(grid.out_shape)
-    binning.accumulate_block(empty, grid, np.full(data.shape, -1, np.int32), 0, 0)
-    assert np.isnan(binning.finalize(empty, grid, np.ones(9))[0]).all()
+    empty = bsums.BinSums.zeros(grid.out_shape)
+    bsums.accumulate_block(empty, grid, np.full(data.shape, -1, np.int32), 0, 0)
+    assert np.isnan(bsums.finalize(empty, grid, np.ones(9))[0]).all()
 
 
 def test_standard_error_matches_numpy(kernel_path):
     data = random_series(4)
-    grid = binning.BinGrid(data.shape, (9, 37, 53))
-    sums = binning.BinSums.zeros(grid.out_shape)
-    binning.accumulate_block(sums, grid, data, 0, 0, (0, 100))
-    _, errors, count = binning.finalize(sums, grid, np.full(9, 2.0))
+    grid = bgrid.BinGrid(data.shape, (9, 37, 53))
+    sums = bsums.BinSums.zeros(grid.out_shape)
+    bsums.accumulate_block(sums, grid, data, 0, 0, (0, 100))
+    _, errors, count = bsums.finalize(sums, grid, np.full(9, 2.0))
     values = data[(data != -1) & (data <= 100)].astype(float)
     assert count[0, 0, 0] == values.size
     expected = values.std(ddof=1) / np.sqrt(values.size) / 2.0
@@ -188,7 +190,7 @@ def test_frame_by_frame_pieces_join_into_one_hdf5_chunk(tmp_path):
 
 @pytest.mark.parametrize("trusted", [(-1.0, 1048500.0), (0.5, 30.5), (-np.inf, np.inf)])
 def test_compiled_kernels_equal_numpy_reference(monkeypatch, trusted):
-    from dials_mdxbg import kernels
+    from dials_mdxbg.native import kernels
 
     rng = np.random.default_rng(7)
     raw = rng.integers(-3, 40, (57, 83)).astype(np.int32)
@@ -211,7 +213,7 @@ def test_compiled_kernels_equal_numpy_reference(monkeypatch, trusted):
 
 def test_c_kernels_are_built_and_used():
     """The install builds the C kernels; without them every 'compiled' test would be numpy."""
-    from dials_mdxbg import kernels
+    from dials_mdxbg.native import kernels
 
     kernels._compiled.cache_clear()
     assert kernels.have_compiled()
@@ -222,17 +224,17 @@ def test_c_kernels_are_built_and_used():
 @pytest.mark.parametrize("valid_range", [None, (0, 200), (15, 25), (-3, 30)])
 def test_binning_raw_frames_equals_mask_then_bin(trusted, valid_range, kernel_path):
     """One-pass mask+bin of raw frames gives the sums of masking, then binning."""
-    from dials_mdxbg import kernels
-    from dials_mdxbg.frames import RawFrame
+    from dials_mdxbg.frames.source import RawFrame
+    from dials_mdxbg.native import kernels
 
     rng = np.random.default_rng(11)
     raw = rng.integers(-3, 40, (5, 37, 53)).astype(np.int32)
     raw[:, 3, 4] = 1048500
     raw[1, 7, 7] = -1  # a pixel that reads -1 but is inside the trusted range
     static = rng.random(raw.shape[1:]) > 0.1
-    grid = binning.BinGrid(raw.shape, (2, 10, 7))
-    fused = binning.BinSums.zeros(grid.out_shape)
-    two_step = binning.BinSums.zeros(grid.out_shape)
+    grid = bgrid.BinGrid(raw.shape, (2, 10, 7))
+    fused = bsums.BinSums.zeros(grid.out_shape)
+    two_step = bsums.BinSums.zeros(grid.out_shape)
     dynamic = []
     for k, frame in enumerate(raw):
         rf = RawFrame(frame, None, static, trusted)
@@ -240,9 +242,9 @@ def test_binning_raw_frames_equals_mask_then_bin(trusted, valid_range, kernel_pa
         if n is None:  # numpy path: the caller masks and bins
             assert kernel_path == "numpy" and not kernels.have_compiled()
             masked, n = rf.masked()
-            binning.accumulate_block(fused, grid, masked[np.newaxis], k, 0, valid_range)
+            bsums.accumulate_block(fused, grid, masked[np.newaxis], k, 0, valid_range)
         masked, n_ref = apply_mask(frame, static, trusted)
-        binning.accumulate_block(two_step, grid, masked[np.newaxis], k, 0, valid_range)
+        bsums.accumulate_block(two_step, grid, masked[np.newaxis], k, 0, valid_range)
         dynamic.append((n, n_ref))
     assert all(a == b for a, b in dynamic)
     assert np.array_equal(fused.total, two_step.total)
@@ -258,7 +260,7 @@ def _stored_chunk(chunk: np.ndarray, level: int = 1) -> bytes:
 @pytest.mark.parametrize("edge", [(4, 30, 40), (3, 17, 25), (1, 1, 1)])
 def test_chunks_decode_straight_into_a_block(edge):
     """In-place decoding (libdeflate or inflate + C unshuffle) equals decode_chunk + copy."""
-    from dials_mdxbg import kernels
+    from dials_mdxbg.native import kernels
 
     rng = np.random.default_rng(3)
     shape = (4, 30, 40)
@@ -288,7 +290,7 @@ def test_c_encoder_gives_the_pieces_of_the_planes_path(chunk_yx):
     """encode_tiles: the same data, piece by piece, as mask_to_planes + encode_segment."""
     import zlib
 
-    from dials_mdxbg import kernels
+    from dials_mdxbg.native import kernels
 
     assert kernels.have_compiled_encoder()
     rng = np.random.default_rng(5)

@@ -1,6 +1,6 @@
 """DECTRIS-style Eiger NXmx sweeps (bitshuffle/LZ4 HDF5) through our commands and mdx2.
 
-The sweeps come from :mod:`dials_mdxbg.nxmx`; dxtbx 3.11 reads them with
+The sweeps come from :mod:`dials_mdxbg.testing.eiger`; dxtbx 3.11 reads them with
 ``FormatNXmx``. The expected image series is computed here, independently of
 our code, from dxtbx itself: raw counts, -1 where ``imageset.get_mask(i)`` is False.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import read_binned, read_series, run
-from dials_mdxbg.nxmx import MASK_GAP, NXmxSpec, frame_counts, pixel_mask, write_nxmx_sweep
+from dials_mdxbg.testing.eiger import MASK_GAP, NXmxSpec, frame_counts, pixel_mask, write_nxmx_sweep
 
 pytest.importorskip("hdf5plugin")  # registers bitshuffle/LZ4 with h5py in this process
 

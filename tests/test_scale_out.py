@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import BIN, read_binned, read_series, run
-from dials_mdxbg.synthetic import SweepSpec, write_sweep
+from dials_mdxbg.testing.pilatus import SweepSpec, write_sweep
 
 distributed = pytest.importorskip("distributed")
 
@@ -134,7 +134,7 @@ def test_killed_worker_leaves_nothing_and_rerun_is_clean(tmp_path):
     """Kill the dask workers mid-import: no output that looks valid; a re-run succeeds."""
     spec = SweepSpec(n_frames=60, modules=(3, 2), seed=5)  # long enough to kill mid-run
     images = write_sweep(tmp_path / "img", spec)
-    from dials_mdxbg.synthetic import import_sweep
+    from dials_mdxbg.testing.pilatus import import_sweep
 
     expt = import_sweep(tmp_path / "img", images)
     work = tmp_path / "work"
@@ -378,7 +378,7 @@ def test_distributed_warnings_go_to_our_log_not_stderr(capfd, caplog):
     pytest.importorskip("distributed")
     import logging
 
-    from dials_mdxbg.cluster import _distributed_logs_to_ours
+    from dials_mdxbg.jobs.engine import _distributed_logs_to_ours
 
     client_log = logging.getLogger("distributed.client")
     before = client_log.handlers[:]

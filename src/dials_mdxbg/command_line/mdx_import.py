@@ -34,33 +34,56 @@ Examples::
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 
-import dials_mdxbg  # noqa: F401  (sets LIBTBX_BUILD before libtbx is imported)
-from dials_mdxbg.cli import (
+import libtbx.phil
+
+from dials_mdxbg.command_line.common import (
     configure_logging,
     handle_errors,
     make_parser,
     parse,
-    versions,
     write_json,
 )
-from dials_mdxbg.cluster import task_engine
-from dials_mdxbg.frames import frame_source, selections, with_imageset
-from dials_mdxbg.importer import import_frames, import_frames_parallel, resolve_chunks
-from dials_mdxbg.phil import import_phil_scope as phil_scope
+from dials_mdxbg.util.startup import prepare
+from dials_mdxbg.util.versions import versions
 
 logger = logging.getLogger("dials.mdx_import")
 
 COMMAND = "dials.mdx_import"
 
+phil_scope = libtbx.phil.parse(
+    """
+output {
+  data = data.nxs
+    .type = path
+    .help = "The mdx2 image series (NeXus) to write."
+  log = dials.mdx_import.log
+    .type = path
+  json = None
+    .type = path
+    .help = "Optional machine-readable summary of the run."
+  layout = *single split
+    .type = choice
+    .help = "single: one file. split: one part file per slab of frames in"
+            "<data>_parts/, joined by a virtual dataset with relative paths"
+            "(mdx2's datastore layout, but movable)."
+}
+include scope dials_mdxbg.encode.phil.phil_scope
+include scope dials_mdxbg.frames.phil.phil_scope
+include scope dials_mdxbg.jobs.phil.phil_scope
+""",
+    process_includes=True,
+)
+
 
 def run(args: list[str] | None = None, phil=phil_scope) -> None:
-    """Command-line entry point."""
+    """Command-line entry point: parse, log, :func:`~dials_mdxbg.jobs.import_sweep.import_sweep`."""
+    prepare()
     from dials.util import show_mail_handle_errors
     from dials.util.options import flatten_experiments
+
+    from dials_mdxbg.jobs.import_sweep import import_sweep
 
     with show_mail_handle_errors(), handle_errors(COMMAND):
         parser = make_parser(COMMAND, "experiments.expt|images", phil, __doc__)
@@ -70,61 +93,10 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
             parser.print_help()
             raise SystemExit(f"{COMMAND}: error: no experiments or images given")
         configure_logging(parser, options, params.output.log)
-
-        runs = selections(experiments, params)
-        experiments_json = json.dumps(experiments.to_dict(), default=str)
-        with contextlib.ExitStack() as stack:
-            engine = stack.enter_context(task_engine(params.mp))
-            summaries = [
-                _import_one(params, phil, experiments_json, experiments, selection, index, engine)
-                for selection, index in runs
-            ]
-        summary = summaries[0] if len(summaries) == 1 else {"imagesets": summaries}
+        summary = import_sweep(experiments, params, phil.format(params).as_str()).to_dict()
         summary["program"] = COMMAND
         summary["versions"] = versions()
         write_json(params.output.json, summary)
-
-
-def _import_one(params, phil, experiments_json, experiments, selection, index, engine) -> dict:
-    """Import one imageset (``index`` names the output when there are several)."""
-    source = frame_source(experiments, **selection)
-    output = with_imageset(params.output.data, index)
-    if index is not None:
-        logger.info("Imageset %d: %s -> %s", index, source.description, output)
-    chunks = resolve_chunks(params.chunks, source)
-    provenance = {
-        "program": COMMAND,
-        "phil": phil.format(params).as_str(),
-        "versions": versions(),
-        "experiments": experiments_json,
-        "imageset": json.dumps(selection["imageset"]),
-    }
-    split = params.output.layout == "split"
-    if engine is not None:
-        summary = import_frames_parallel(
-            engine,
-            experiments_json,
-            selection,
-            source,
-            output,
-            chunks,
-            level=params.compression.level,
-            split=split,
-            provenance=provenance,
-            frames_per_task=params.mp.dask.frames_per_task,
-        )
-    else:
-        summary = import_frames(
-            source,
-            output,
-            chunks,
-            level=params.compression.level,
-            nproc=params.mp.nproc,
-            split=split,
-            provenance=provenance,
-        )
-    summary["imageset"] = selection["imageset"] if index is None else index
-    return summary
 
 
 if __name__ == "__main__":

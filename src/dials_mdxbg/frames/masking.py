@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MASKED_VALUE = -1
-"""Value written for invalid pixels, as mdx2's ImageSeries expects."""
+from dials_mdxbg.model import MASKED_VALUE
 
 
 def rectangles_mask(shape: tuple[int, int], rectangles) -> np.ndarray:

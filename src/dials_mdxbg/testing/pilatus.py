@@ -11,7 +11,7 @@ shadow) with Poisson noise, a few fixed hot pixels and a few overloaded pixels
 per frame. Gap pixels are written as ``-1``, as a real Pilatus does.
 
 Example:
-    ``python -m dials_mdxbg.synthetic OUTDIR --frames 20 --modules 3 2``
+    ``python -m dials_mdxbg.testing.pilatus OUTDIR --frames 20 --modules 3 2``
 """
 
 from __future__ import annotations
@@ -684,7 +684,7 @@ def make_background_sweep(directory: str | os.PathLike[str], spec: SweepSpec | N
 def _parser() -> argparse.ArgumentParser:
     d = SweepSpec()
     p = argparse.ArgumentParser(
-        prog="python -m dials_mdxbg.synthetic",
+        prog="python -m dials_mdxbg.testing.pilatus",
         description="Write a synthetic Pilatus background sweep (miniCBF) and dials.import it.",
     )
     p.add_argument("outdir", type=Path, help="output directory")

@@ -15,18 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg import kernels
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.masking import rectangles_mask
-from dials_mdxbg.nexus import SeriesAxes
+from dials_mdxbg.frames.masking import rectangles_mask
+from dials_mdxbg.model import SeriesAxes
+from dials_mdxbg.native import kernels
+from dials_mdxbg.util.startup import load_hdf5_filters
 
 logger = logging.getLogger("dials.mdxbg.frames")
-
-try:  # Eiger/NXmx data are bitshuffle/LZ4 compressed; dxtbx 3.11 does not load the filter.
-    import hdf5plugin  # noqa: F401
-except ImportError:  # pragma: no cover - then only plain HDF5 filters can be read
-    hdf5plugin = None
-
 
 def _flex_to_numpy(array) -> np.ndarray:
     """Zero-copy numpy view of a flex array (never modified by us)."""
@@ -60,55 +55,6 @@ def mdx2_axes(scan, image_size: tuple[int, int]) -> SeriesAxes:
         ix=np.linspace(0, nx - 1, nx),
         exposure_times=mdx2_exposure_times(scan),
     )
-
-
-def default_chunks(dphi: float, n_frames: int, image_size: tuple[int, int]) -> tuple[int, int, int]:
-    """mdx2's default chunk shape: a few degrees of frames by one module + gap.
-
-    Frames: 5-6 degrees of rotation (or 40-50 frames of fine slicing), at
-    most the whole series. Pixels: one Pilatus/Eiger module and its gap when
-    the detector is in dxtbx's database, else 256 x 256 tiles.
-    """
-    nx, ny = image_size
-    frames = _frames_per_chunk(dphi)
-    module = _module_pitch(image_size)
-    cy, cx = module if module else (min(ny, 256), min(nx, 256))
-    return (min(frames, n_frames), min(cy, ny), min(cx, nx))
-
-
-def _frames_per_chunk(dphi: float) -> int:
-    # Same heuristic as mdx2 (mdx2.data._default_stack_from_rotation_angle).
-    numer = 180
-    if dphi == 0:
-        return 50
-    denom = int(np.round(numer / dphi))
-    if denom < numer * 7:
-        for k in (5, 6):
-            if k * denom % numer == 0:
-                return k * denom // numer
-        return 10
-    for mult, frames in ((2, 50), (2, 40), (2, 45), (4, 50), (4, 45)):
-        if mult * frames * numer % denom == 0:
-            return frames
-    return 40
-
-
-def _module_pitch(image_size: tuple[int, int]) -> tuple[int, int] | None:
-    try:
-        from dxtbx.format.FormatPilatusHelpers import _DetectorDatabase
-    except ImportError:  # pragma: no cover - dxtbx always has it
-        return None
-    nx, ny = image_size
-    for det in _DetectorDatabase.values():
-        n_fast, rem_fast = divmod(nx, det.module_size_fast)
-        n_slow, rem_slow = divmod(ny, det.module_size_slow)
-        if (
-            nx in det.all_widths
-            and (n_fast - 1) * det.gap_fast == rem_fast
-            and (n_slow - 1) * det.gap_slow == rem_slow
-        ):
-            return (det.module_size_slow + det.gap_slow, det.module_size_fast + det.gap_fast)
-    return None
 
 
 @dataclass
@@ -150,7 +96,7 @@ class FrameSource:
             raw = self.imageset.get_raw_data(index)
         except Exception as e:  # dxtbx raises bare RuntimeErrors for unreadable files
             path = self.imageset.get_path(index)
-            hint = "; pip install hdf5plugin for compressed HDF5" if hdf5plugin is None else ""
+            hint = "" if load_hdf5_filters() else "; pip install hdf5plugin for compressed HDF5"
             raise InputError(f"cannot read image {path}: {e}{hint}") from None
         extra = None
         if self.masker is not None:
@@ -267,6 +213,7 @@ def frame_source(
     Raises:
         InputError: with a one-line reason for anything mdx2's layout cannot hold.
     """
+    load_hdf5_filters()  # before dxtbx opens an Eiger file (also in dask workers)
     iset = select_imageset(experiments, imageset)
     scan = iset.get_scan()
     if scan is None or scan.is_still() or scan.get_oscillation()[1] == 0:

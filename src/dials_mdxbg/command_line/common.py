@@ -1,54 +1,19 @@
-"""Plumbing shared by the two commands: parsing, logging, errors, summaries."""
+"""What both commands share: parsing, logging, one-line errors, the JSON summary."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from dials_mdxbg import __version__
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.util.atomic import write_text
 
 logger = logging.getLogger("dials.mdxbg")
-
-
-def versions() -> dict[str, str]:
-    """Versions of everything that shapes the output, for provenance."""
-    import h5py
-    import numpy
-
-    from dials_mdxbg import codec
-
-    found = {
-        "dials_mdxbg": __version__,
-        "numpy": numpy.__version__,
-        "h5py": h5py.version.version,
-        "hdf5": h5py.version.hdf5_version,
-        "deflate": codec.DEFLATE_BACKEND,
-    }
-    for name in ("dials", "dxtbx"):
-        try:
-            from importlib.metadata import version
-
-            found[name] = version(name)
-        except Exception:
-            try:
-                module = __import__(name)
-                found[name] = getattr(module, "__version__", "unknown")
-            except ImportError:
-                found[name] = "not installed"
-    try:
-        from dials.util.version import dials_version
-
-        found["dials"] = dials_version()
-    except Exception:
-        pass
-    return found
 
 
 def make_parser(command: str, inputs: str, phil, doc: str):
@@ -136,10 +101,7 @@ def write_json(path: str | None, summary: dict) -> None:
     """Write the machine-readable summary atomically, if asked for."""
     if not path:
         return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, target)
+    target = write_text(Path(path), json.dumps(summary, indent=2, default=_jsonable) + "\n")
     logger.info("Summary written to %s", target)
 
 
@@ -151,37 +113,3 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
-
-
-class Progress:
-    """Log progress of a long loop at most every few seconds (and at the end)."""
-
-    def __init__(self, total: int, what: str, every: float = 5.0):
-        self.total = total
-        self.what = what
-        self.every = every
-        self.start = time.perf_counter()
-        self._last = self.start
-
-    def update(self, done: int) -> None:
-        """Report that ``done`` of ``total`` items are finished."""
-        now = time.perf_counter()
-        if done < self.total and now - self._last < self.every:
-            return
-        self._last = now
-        elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        logger.info(
-            "  %s %d/%d (%.0f%%), %.1f s, %.1f/s",
-            self.what,
-            done,
-            self.total,
-            100.0 * done / max(self.total, 1),
-            elapsed,
-            rate,
-        )
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the start."""
-        return time.perf_counter() - self.start

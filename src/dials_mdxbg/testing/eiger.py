@@ -38,7 +38,7 @@ What dxtbx 3.11 (``FormatNXmx``) makes of it:
   files (``frames_per_file < n_frames``) cannot be read past the first file.
 
 Example:
-    ``python -m dials_mdxbg.nxmx OUTDIR --frames 6``
+    ``python -m dials_mdxbg.testing.eiger OUTDIR --frames 6``
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dials_mdxbg.synthetic import check_scan
+from dials_mdxbg.testing.pilatus import check_scan
 
 __all__ = [
     "MASK_DEAD",
@@ -529,7 +529,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     d = NXmxSpec()
     p = argparse.ArgumentParser(
-        prog="python -m dials_mdxbg.nxmx", description="Write a synthetic NXmx Eiger sweep."
+        prog="python -m dials_mdxbg.testing.eiger",
+        description="Write a synthetic NXmx Eiger sweep.",
     )
     p.add_argument("outdir", type=Path, help="output directory")
     p.add_argument("--frames", type=int, default=d.n_frames, help="number of frames")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dials_mdxbg.util.atomic import atomic_path
+
 MAX_PANELS = 16
 
 
@@ -16,7 +18,8 @@ def plot_map(
     """Montage of the map, one panel per phi bin (at most 16, evenly spaced).
 
     All panels share one colour scale (1st-99th percentile of the finite
-    values) with a colour bar in counts/s; empty bins are drawn grey.
+    values) with a colour bar in counts/s; empty bins are drawn grey. The
+    file appears complete or not at all.
 
     Returns:
         The path written.
@@ -63,6 +66,7 @@ def plot_map(
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="background (counts/s)")
     fig.suptitle(title or "Binned background", fontsize=10)
-    fig.savefig(path, dpi=90)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")  # the temporary name has no .png
     plt.close(fig)
     return Path(path)

@@ -20,7 +20,8 @@ import threading
 
 import numpy as np
 
-from dials_mdxbg.masking import MASKED_VALUE, _integer_bounds, apply_mask
+from dials_mdxbg.frames.masking import _integer_bounds, apply_mask
+from dials_mdxbg.model import MASKED_VALUE
 
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
@@ -56,7 +57,7 @@ def _compiled() -> ctypes.CDLL | None:
     """The C kernels (loaded once), or None to use numpy."""
     if os.environ.get("DIALS_MDXBG_PURE_NUMPY"):
         return None
-    spec = importlib.util.find_spec("dials_mdxbg._ckernels")
+    spec = importlib.util.find_spec("dials_mdxbg.native._ckernels")
     if spec is None or not spec.origin:
         return None
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -148,13 +147,6 @@ def _ignore_cancelled_gathers(client) -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
-
-
-def frame_ranges(n_frames: int, n_parts: int, align: int = 1) -> list[tuple[int, int]]:
-    """Cut [0, n_frames) into at most ``n_parts`` ranges whose starts are multiples of ``align``."""
-    align = max(1, align)
-    step = math.ceil(math.ceil(n_frames / max(1, n_parts)) / align) * align
-    return [(a, min(a + step, n_frames)) for a in range(0, n_frames, step)]
 
 
 class DaskEngine:

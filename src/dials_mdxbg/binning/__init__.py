@@ -1,0 +1,1 @@
+"""Image series -> background map: mdx2's bin grid, exact integer sums, block tasks."""

@@ -1,0 +1,213 @@
+"""Blocks of counts (from a file or straight from frames) -> bin sums -> map.
+
+Both inputs feed the same block accumulator (:mod:`dials_mdxbg.binning.sums`),
+so binning a file written by dials.mdx_import and binning the frames
+directly give the same map to the last bit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
+from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.binning.sums import BinSums, accumulate_block, finalize
+from dials_mdxbg.frames.source import FrameSource, RawFrame
+from dials_mdxbg.model import BinnedMap, SeriesAxes
+from dials_mdxbg.series.reader import ImageSeriesReader
+from dials_mdxbg.util.progress import Progress
+
+# (frame0, row0, loader): the loader returns an int32 block (frames, rows, nx),
+# or a RawFrame (one frame, not yet masked) when binning straight from frames.
+BlockTask = tuple[int, int, Callable[[], np.ndarray]]
+
+
+def _reduce(
+    tasks: Iterable[BlockTask],
+    grid: BinGrid,
+    consume: Callable[[BinSums, int, int, np.ndarray], None],
+    nproc: int,
+) -> BinSums:
+    """Run ``consume`` over all blocks in ``nproc`` threads and merge the sums.
+
+    Each thread owns an accumulator; integer sums make the merge order
+    irrelevant, so the result is identical for any nproc. At most 2*nproc
+    blocks are in flight, which bounds memory.
+    """
+    if nproc <= 1:
+        acc = BinSums.zeros(grid.out_shape)
+        for frame0, row0, load in tasks:
+            consume(acc, frame0, row0, load())
+        return acc
+    local = threading.local()
+    accs: list[BinSums] = []
+    lock = threading.Lock()
+
+    def work(task: BlockTask) -> None:
+        acc = getattr(local, "acc", None)
+        if acc is None:
+            acc = local.acc = BinSums.zeros(grid.out_shape)
+            with lock:
+                accs.append(acc)
+        frame0, row0, load = task
+        consume(acc, frame0, row0, load())
+
+    with ThreadPoolExecutor(nproc) as pool:
+        inflight: deque = deque()
+        for task in tasks:
+            inflight.append(pool.submit(work, task))
+            while len(inflight) >= 2 * nproc:
+                inflight.popleft().result()
+        for future in inflight:
+            future.result()
+    total = accs[0]
+    for other in accs[1:]:
+        total.merge(other)
+    return total
+
+
+def _expand(per_bin: np.ndarray, grid: BinGrid, frame0: int, row0: int, shape) -> np.ndarray:
+    """Per-bin values (nphi, nby, nbx) broadcast to the pixels of a block."""
+    n, rows, nx = shape
+    f_bins = grid.phi_index[frame0 : frame0 + n]
+    y_bins = grid.y_index[row0 : row0 + rows]
+    x_bins = np.repeat(np.arange(len(grid.x_sizes)), grid.x_sizes)
+    return per_bin[f_bins][:, y_bins][:, :, x_bins]
+
+
+def clip_threshold(sums: BinSums, n_sigma: float) -> np.ndarray:
+    """Per-bin count above which the clipped mean rejects a pixel."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums.total / sums.count
+    # Poisson sigma of a count; floor at 1 so near-empty bins still clip.
+    threshold = mean + n_sigma * np.sqrt(np.maximum(mean, 1.0))
+    threshold[~np.isfinite(threshold)] = np.inf
+    return threshold
+
+
+def block_sums(
+    tasks: Iterable[BlockTask],
+    grid: BinGrid,
+    valid_range: tuple[int, int] | None = None,
+    excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
+    threshold: np.ndarray | None = None,
+    nproc: int = 1,
+) -> BinSums:
+    """Exact bin sums of the blocks (those above ``threshold`` left out, if given)."""
+
+    def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
+        if isinstance(block, RawFrame):
+            # A frame straight from the detector: mask and bin in one pass if we can.
+            if excluded is None and threshold is None:
+                if block.bin_into(acc, grid, frame0, valid_range) is not None:
+                    return
+            block = block.masked()[0][np.newaxis]
+        ex = excluded(frame0, row0, block.shape) if excluded else None
+        keep = None
+        if threshold is not None:
+            keep = block <= _expand(threshold, grid, frame0, row0, block.shape)
+        accumulate_block(acc, grid, block, frame0, row0, valid_range, ex, keep)
+
+    return _reduce(tasks, grid, consume, nproc)
+
+
+def bin_map(
+    sums_for: Callable[[np.ndarray | None], BinSums], axes: SeriesAxes, options: BinOptions
+) -> BinnedMap:
+    """The binned map from a source of sums.
+
+    Args:
+        sums_for: ``threshold -> BinSums`` over the whole series; called once
+            (mean) or twice (clipped mean, the second time with the per-bin
+            threshold). Local threads and dask tasks both fit behind it.
+        axes: the series axes.
+        options: bins, valid_range (already applied by ``sums_for``), estimator.
+    """
+    bins = options.bins
+    grid = BinGrid(axes.shape, bins)
+    sums = sums_for(None)
+    if options.estimator == "clipped_mean":
+        sums = sums_for(clip_threshold(sums, options.n_sigma))
+    signal, errors, count = finalize(sums, grid, axes.exposure_times)
+    return BinnedMap(
+        phi=axis_bin_means(axes.phi, bins[0]),
+        iy=axis_bin_means(axes.iy, bins[1]),
+        ix=axis_bin_means(axes.ix, bins[2]),
+        signal=signal,
+        errors=errors,
+        count=count,
+        estimator=options.estimator,
+        ny_nx=axes.shape[1:],
+        n_frames=axes.shape[0],
+    )
+
+
+def bin_blocks(
+    make_tasks: Callable[[], Iterator[BlockTask]],
+    axes: SeriesAxes,
+    options: BinOptions,
+    excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
+    nproc: int = 1,
+) -> BinnedMap:
+    """Bin a series given as blocks, in this process (``nproc`` threads).
+
+    Args:
+        make_tasks: returns a fresh iterator of block tasks covering the series
+            once (called twice for the clipped mean).
+        axes: the series axes.
+        options: bins, valid_range, estimator.
+        excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
+        nproc: threads.
+    """
+    grid = BinGrid(axes.shape, options.bins)
+
+    def sums_for(threshold):
+        return block_sums(make_tasks(), grid, options.valid_range, excluded, threshold, nproc)
+
+    return bin_map(sums_for, axes, options)
+
+
+def series_tasks(
+    reader: ImageSeriesReader,
+    progress: Progress | None = None,
+    frame_range: tuple[int, int] | None = None,
+):
+    """Block tasks from an image series file (decoding happens in the workers)."""
+
+    def make() -> Iterator[BlockTask]:
+        last = 0
+        for frame0, row0, load in reader.iter_block_loaders(frame_range):
+            if progress is not None and frame0 > last:
+                progress.update(frame0)
+                last = frame0
+            yield frame0, row0, load
+        if progress is not None:
+            progress.update(reader.shape[0])
+
+    return make
+
+
+def frame_tasks(
+    source: FrameSource,
+    progress: Progress | None = None,
+    frame_range: tuple[int, int] | None = None,
+):
+    """Block tasks straight from frames: read here (dxtbx holds the GIL), mask and
+    reduce in the workers."""
+    start, stop = frame_range or (0, source.n_frames)
+
+    def make() -> Iterator[BlockTask]:
+        for k in range(start, stop):
+            frame = source.read_raw(k)
+            yield k, 0, (lambda f=frame: f)
+            if progress is not None:
+                progress.update(k + 1 - start)
+
+    return make
+
+

@@ -1,0 +1,1 @@
+"""Experiments -> frames + mask: imageset selection, validation, dxtbx mask rules."""

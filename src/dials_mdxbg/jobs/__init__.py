@@ -1,0 +1,1 @@
+"""The two jobs, import and binning, run here in threads or as tasks on dask."""

@@ -1,0 +1,50 @@
+"""PHIL of where the work runs (DIALS' ``mp`` scope): threads here, or a dask cluster."""
+
+from __future__ import annotations
+
+import libtbx.phil
+
+phil_str = """
+mp {
+  method = *multiprocessing dask
+    .type = choice
+    .help = "multiprocessing: threads on this machine. dask: frame ranges as"
+            "tasks on a dask.distributed cluster (pip install 'dials-mdxbg[dask]')."
+  nproc = 1
+    .type = int(value_min=1)
+    .help = "Cores to use (threads; or workers of a local dask cluster)."
+  dask {
+    scheduler = None
+      .type = str
+      .help = "Address of a running dask scheduler (tcp://host:8786). Unset:"
+              "start the cluster given by 'cluster'."
+    cluster = *local slurm pbs sge lsf
+      .type = choice
+      .help = "local: mp.nproc worker processes here. Others: batch jobs via"
+              "dask-jobqueue with the resources below."
+    cores = 1
+      .type = int(value_min=1)
+    memory = "4GB"
+      .type = str
+    queue = None
+      .type = str
+    walltime = "01:00:00"
+      .type = str
+    njobs = 1
+      .type = int(value_min=1)
+    timeout = 30
+      .type = int(value_min=1)
+      .help = "Seconds to wait for the scheduler."
+    worker_timeout = 600
+      .type = int(value_min=1)
+      .help = "Seconds to wait for a worker: the first (batch jobs may queue), or a new one"
+              " after all were lost."
+    frames_per_task = None
+      .type = int(value_min=1)
+      .help = "Frames per task (rounded up to whole chunks). Default: about"
+              "four tasks per worker."
+  }
+}
+"""
+
+phil_scope = libtbx.phil.parse(phil_str)

@@ -1,0 +1,160 @@
+"""The domain types every stage shares: series axes, the binned map, the chunk policy.
+
+An image series is ``(n_frames, ny, nx)`` int32 counts with :data:`MASKED_VALUE`
+for invalid pixels, plus its :class:`SeriesAxes`; binning turns it into a
+:class:`BinnedMap`. Nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MASKED_VALUE = -1
+"""Value of invalid pixels in an image series, as mdx2's ImageSeries expects."""
+
+
+@dataclass
+class SeriesAxes:
+    """Everything in an image series except the pixels."""
+
+    phi: np.ndarray
+    iy: np.ndarray
+    ix: np.ndarray
+    exposure_times: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(n_frames, ny, nx)."""
+        return (len(self.phi), len(self.iy), len(self.ix))
+
+    def frames(self, start: int, stop: int) -> SeriesAxes:
+        """The axes of frames [start, stop)."""
+        return SeriesAxes(self.phi[start:stop], self.iy, self.ix, self.exposure_times[start:stop])
+
+
+@dataclass
+class BinnedMap:
+    """The binned background and what goes with it into the file.
+
+    Attributes:
+        phi, iy, ix: bin-centre coordinates (mdx2's binned axes).
+        signal: counts/s, NaN where a bin has no valid pixel.
+        errors: standard error of the mean, counts/s.
+        count: valid pixels per bin.
+        estimator: "mean" (mdx2's) or "clipped_mean".
+        ny_nx: the binned image's size in pixels.
+        n_frames: frames binned.
+    """
+
+    phi: np.ndarray
+    iy: np.ndarray
+    ix: np.ndarray
+    signal: np.ndarray
+    errors: np.ndarray
+    count: np.ndarray
+    estimator: str
+    ny_nx: tuple[int, int] = (0, 0)
+    n_frames: int = 0
+
+    def extra_datasets(self) -> dict[str, np.ndarray]:
+        """Datasets stored beside mdx2's signal and axes."""
+        # float32 errors and int32 counts are plenty, and keep the file small.
+        return {
+            "errors": self.errors.astype(np.float32),
+            "pixel_count": self.count.astype(np.int32),
+        }
+
+    @property
+    def empty_bins(self) -> int:
+        """Bins without a valid pixel (NaN in the signal)."""
+        return int(np.count_nonzero(self.count == 0))
+
+    def phi_table(self) -> list[dict]:
+        """Per phi bin: centre, mean/min/max counts/s and fraction of empty bins."""
+        rows = []
+        for k, phi in enumerate(self.phi):
+            plane = self.signal[k]
+            finite = plane[np.isfinite(plane)]
+            rows.append(
+                {
+                    "phi": float(phi),
+                    "mean": float(finite.mean()) if finite.size else float("nan"),
+                    "min": float(finite.min()) if finite.size else float("nan"),
+                    "max": float(finite.max()) if finite.size else float("nan"),
+                    "empty_fraction": float(1.0 - finite.size / plane.size),
+                }
+            )
+        return rows
+
+
+# --------------------------------------------------------------------------- chunk policy
+
+
+def default_chunks(dphi: float, n_frames: int, image_size: tuple[int, int]) -> tuple[int, int, int]:
+    """mdx2's default chunk shape: a few degrees of frames by one module + gap.
+
+    Frames: 5-6 degrees of rotation (or 40-50 frames of fine slicing), at
+    most the whole series. Pixels: one Pilatus/Eiger module and its gap when
+    the detector is in dxtbx's database, else 256 x 256 tiles.
+    """
+    nx, ny = image_size
+    frames = _frames_per_chunk(dphi)
+    module = _module_pitch(image_size)
+    cy, cx = module if module else (min(ny, 256), min(nx, 256))
+    return (min(frames, n_frames), min(cy, ny), min(cx, nx))
+
+
+def resolve_chunks(
+    requested: tuple[int, int, int] | None, axes: SeriesAxes
+) -> tuple[int, int, int]:
+    """The chunk shape to use: the request, with 0/-1 entries (or None) from mdx2's default."""
+    from dials_mdxbg.errors import InputError
+
+    n, ny, nx = axes.shape
+    dphi = float(np.diff(axes.phi[:2])[0]) if n > 1 else 1.0
+    default = default_chunks(dphi, n, (nx, ny))
+    if requested is None:
+        return default
+    if len(requested) != 3:
+        raise InputError(f"chunks needs three numbers (frames, y, x), got {requested}")
+    if any(c < -1 for c in requested):
+        raise InputError(f"chunks must be positive (or 0/-1 for the default), got {requested}")
+    chunks = tuple(c if c > 0 else d for c, d in zip(requested, default))
+    return tuple(min(c, m) for c, m in zip(chunks, (n, ny, nx)))
+
+
+def _frames_per_chunk(dphi: float) -> int:
+    # Same heuristic as mdx2 (mdx2.data._default_stack_from_rotation_angle).
+    numer = 180
+    if dphi == 0:
+        return 50
+    denom = int(np.round(numer / dphi))
+    if denom < numer * 7:
+        for k in (5, 6):
+            if k * denom % numer == 0:
+                return k * denom // numer
+        return 10
+    for mult, frames in ((2, 50), (2, 40), (2, 45), (4, 50), (4, 45)):
+        if mult * frames * numer % denom == 0:
+            return frames
+    return 40
+
+
+def _module_pitch(image_size: tuple[int, int]) -> tuple[int, int] | None:
+    try:
+        from dxtbx.format.FormatPilatusHelpers import _DetectorDatabase
+    except ImportError:  # pragma: no cover - dxtbx always has it
+        return None
+    nx, ny = image_size
+    for det in _DetectorDatabase.values():
+        n_fast, rem_fast = divmod(nx, det.module_size_fast)
+        n_slow, rem_slow = divmod(ny, det.module_size_slow)
+        if (
+            nx in det.all_widths
+            and (n_fast - 1) * det.gap_fast == rem_fast
+            and (n_slow - 1) * det.gap_slow == rem_slow
+        ):
+            return (det.module_size_slow + det.gap_slow, det.module_size_fast + det.gap_fast)
+    return None

@@ -1,0 +1,1 @@
+"""The C kernels (_ckernels.c, called through ctypes) and their numpy fallbacks."""

@@ -1,0 +1,1 @@
+"""What the binning writes: the map file and its PNG preview."""

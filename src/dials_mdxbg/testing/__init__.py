@@ -1,0 +1,1 @@
+"""Synthetic Pilatus (miniCBF) and Eiger (NXmx) sweeps for the tests, the demo and the benchmark."""

@@ -1,0 +1,1 @@
+"""Plumbing: atomic outputs, progress, start-up, versions."""
