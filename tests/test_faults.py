@@ -113,8 +113,8 @@ def message_problems(command: str, proc, expect: tuple[str, ...]) -> list[str]:
     problems = []
     if proc.returncode == 0:
         problems.append("exit status 0")
-    elif proc.returncode < 0 or proc.returncode > 128:
-        problems.append(f"crashed (exit status {proc.returncode})")
+    elif proc.returncode < 0:
+        problems.append(f"crashed ({signal.Signals(-proc.returncode).name})")
     if "Traceback" in proc.stderr or "Traceback" in proc.stdout:
         problems.append("traceback")
     lines = proc.stderr.strip("\n").split("\n") if proc.stderr.strip() else []
@@ -607,7 +607,7 @@ CASES = [
       expect=("split_00000.nxs",)),
     C("B-binned-is-mdx2-datastore", "collide", BN, "{mdx2}",
       "output.binned=datastore/mdx_1.nxs", expect=("mdx_1.nxs",)),
-    C("B-plot-is-mdx2-mask", "collide", BN, "{series}", "mask={mmask}", BOUT,
+    C("B-plot-is-mdx2-mask", "collide", BN, "{series}", "input.mdx2_mask={mmask}", BOUT,
       "output.plot=mask.nxs", expect=("mask.nxs",)),
     C("B-binned-is-expt", "collide", BN, "{sweep}", "output.binned=sw/background.expt",
       expect=("background.expt",)),
@@ -786,13 +786,13 @@ CASES = [
     C("B-split-part-truncated", "corrupt", BN, "{split}", BOUT,
       setup=on_file("split", "split_parts/split_00000.nxs", truncate),
       expect=("split_00000.nxs",)),
-    C("B-mdx2-mask-garbage", "corrupt", BN, "{series}", BOUT, "mask=mask.nxs",
+    C("B-mdx2-mask-garbage", "corrupt", BN, "{series}", BOUT, "input.mdx2_mask=mask.nxs",
       setup=write("mask.nxs", "not hdf5"), expect=("mask.nxs",)),
-    C("B-mdx2-mask-truncated", "corrupt", BN, "{series}", BOUT, "mask=mask.nxs",
+    C("B-mdx2-mask-truncated", "corrupt", BN, "{series}", BOUT, "input.mdx2_mask=mask.nxs",
       setup=mmask_edit(truncate), expect=("mask.nxs",)),
-    C("B-mdx2-mask-wrong-shape", "corrupt", BN, "{series}", BOUT, "mask=mask.nxs",
+    C("B-mdx2-mask-wrong-shape", "corrupt", BN, "{series}", BOUT, "input.mdx2_mask=mask.nxs",
       setup=mmask_edit(mmask_wrong_shape), expect=("mask.nxs", "shape")),
-    C("B-mdx2-mask-no-group", "corrupt", BN, "{series}", BOUT, "mask=mask.nxs",
+    C("B-mdx2-mask-no-group", "corrupt", BN, "{series}", BOUT, "input.mdx2_mask=mask.nxs",
       setup=mmask_edit(mmask_no_group), expect=("mask.nxs",)),
     C("I-dials-mask-truncated", "corrupt", IM, "{sweep}", OUT, "mask=pixels.mask",
       setup=on_file("dmask", "pixels.mask", truncate), expect=("pixels.mask",)),
@@ -958,7 +958,7 @@ def _params():
     assert len(set(names)) == len(names), "duplicate case names"
     for case in CASES:
         marks = [pytest.mark.xfail(strict=True, reason="issue 11")] if case.name in XFAIL else []
-        yield pytest.param(case, id=case.name, marks=marks)
+        yield pytest.param(case, id=f"{case.kind}-{case.name}", marks=marks)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -989,7 +989,7 @@ def small_mdx2(small_sweep, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_eiger(tmp_path_factory) -> Path:
-    from dials_mdxbg.nxmx import write_nxmx_sweep
+    from dials_mdxbg.testing.eiger import write_nxmx_sweep
 
     return write_nxmx_sweep(tmp_path_factory.mktemp("eiger") / "images", n_frames=4)
 
