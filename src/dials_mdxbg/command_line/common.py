@@ -63,6 +63,11 @@ def parse(parser, args: list[str] | None):
             _check_experiment_list(path)
         elif path.is_dir() and not any(p.is_file() for p in path.iterdir()):
             raise InputError(f"{arg} is a directory without image files")
+        elif is_hdf5(path) and _holds_image_series(path):  # binning takes series out before
+            raise InputError(
+                f"{arg} is an mdx2 image series (already imported); give experiments or "
+                "images, or bin it with dials.mdx_bin_background"
+            )
         elif is_hdf5(path):
             check_hdf5_sources(path)
     try:
@@ -72,6 +77,16 @@ def parse(parser, args: list[str] | None):
     except (ValueError, OSError) as e:  # dxtbx, for images it cannot make a sweep of
         raise InputError("could not read the input images: " + _condense(str(e))) from None
     return params, options
+
+
+def _holds_image_series(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "entry/image_series" in f
+    except OSError:
+        return False
 
 
 def input_args(args: list[str]) -> list[str]:
@@ -223,7 +238,10 @@ def handle_errors(command: str) -> Iterator[None]:
     except KeyboardInterrupt as e:
         name = e.args[0] if isinstance(e, Interrupted) and e.args else "SIGINT (Ctrl-C)"
         number = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
-        fail(f"interrupted by {name}; no output written, nothing changed", command, 128 + number)
+        from dials_mdxbg.util import atomic
+
+        done = "the outputs were complete" if atomic.committed else "no output written"
+        fail(f"interrupted by {name}; {done}, nothing else changed", command, 128 + number)
     except SystemExit:
         raise
     except Exception as e:

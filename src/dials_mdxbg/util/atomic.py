@@ -34,6 +34,8 @@ import logging
 import os
 import re
 import shutil
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,6 +54,9 @@ _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 hdf5_failed = False
 """Set when HDF5 itself hit a full disk: its state is then unsafe to tear down at exit."""
+
+committed = False
+"""Set once a run's outputs are all in place (a signal after that changes nothing)."""
 
 
 class OutputError(InputError):
@@ -88,9 +93,12 @@ class _Run:
     def commit(self) -> None:
         for check in self.checks:
             check()
-        for tmp, final in self.staged:
-            _install(tmp, final)
-        self.staged.clear()
+        global committed
+        with _signals_held():  # a Ctrl-C now would leave half the outputs renamed
+            for tmp, final in self.staged:
+                _install(tmp, final)
+            self.staged.clear()
+            committed = True
 
     def abort(self) -> None:
         for tmp, _ in self.staged:
@@ -99,6 +107,21 @@ class _Run:
 
 
 _current: _Run | None = None
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Delay SIGINT/SIGTERM until the block is done (main thread; a no-op elsewhere)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        # A signal that came meanwhile is delivered now: the outputs are complete.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 @contextlib.contextmanager
@@ -342,7 +365,7 @@ def location_problem(path: Path, kind: str = "file") -> str | None:
     if not directory.exists():
         return f"directory {path.parent} does not exist"
     if not directory.is_dir():
-        return f"{path.parent} is a file, not a directory"
+        return f"directory {path.parent} does not exist ({path.parent} is a file)"
     if kind == "file" and target.is_dir():
         return f"{path} is an existing directory; give a file name"
     if kind == "dir" and target.exists() and not target.is_dir():
