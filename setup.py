@@ -51,6 +51,7 @@ setup(
         Extension(
             "dials_mdxbg.native._ckernels",
             sources=["src/dials_mdxbg/native/_ckernels.c"],
+            depends=["src/dials_mdxbg/native/mdxbg_kernels.h"],
             extra_compile_args=["-O3", "-fvisibility=hidden"],
             optional=True,
             **options,

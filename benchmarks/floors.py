@@ -57,7 +57,7 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
     from dxtbx import flumpy
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    from dials_mdxbg.native import kernels
+    from dials_mdxbg.native.backend import backend
 
     imageset = ExperimentListFactory.from_json_file(expt).imagesets()[0]
     t_read = t_deflate = 0.0
@@ -72,7 +72,7 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
             tiles = np.array(grid, dtype=np.int64)
             valid = np.ones(frame.shape, dtype=bool)
         t1 = time.perf_counter()
-        kernels.encode_tiles(frame, valid, (-1.0, 1e6), chunks, tiles, 1)
+        backend().encode_tiles(frame, valid, (-1.0, 1e6), chunks, tiles, 1)
         t_deflate += time.perf_counter() - t1
     return {"frames": len(imageset), "read_s": t_read, "mask_deflate_s": t_deflate}
 
@@ -83,7 +83,7 @@ def inflate(series: str) -> dict:
     import numpy as np
 
     from dials_mdxbg.encode.codec import _deflate
-    from dials_mdxbg.native import kernels
+    from dials_mdxbg.native.backend import backend
 
     with h5py.File(series, "r") as f:
         d = f["entry/image_series/data"]
@@ -101,6 +101,7 @@ def inflate(series: str) -> dict:
         _deflate.decompress(payload)
     t_isal = time.perf_counter() - t0
     t0 = time.perf_counter()
+    kernels = backend()
     for x0, payload in payloads:
         kernels.decode_chunk_into(payload, (cf, cy, cx), block, x0)
     t_libdeflate = time.perf_counter() - t0

@@ -42,7 +42,8 @@ fi
 # 3. Python packages, re-installed only when the recipe changes.
 stamp_of() {
     cat "$REPO/setup.cfg" "$REPO/setup.py" "$REPO/scripts/bootstrap.sh" \
-        "$REPO/src/dials_mdxbg/native/_ckernels.c" | sha1sum | cut -c1-16
+        "$REPO/src/dials_mdxbg/native/_ckernels.c" "$REPO/src/dials_mdxbg/native/mdxbg_kernels.h" \
+        | sha1sum | cut -c1-16
 }
 STAMP="$VENV/.mdxbg-$(stamp_of)"
 if [[ ! -e "$STAMP" ]]; then
@@ -55,8 +56,8 @@ if [[ ! -e "$STAMP" ]]; then
         | grep -v "^WARNING: Location" || true
     "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
         || { say "install failed"; exit 1; }
-    "$PY" -c "from dials_mdxbg.native import kernels as k
-assert k.have_compiled_encoder() and k.have_compiled_decoder()" \
+    "$PY" -c "from dials_mdxbg.native.backend import backend as b
+assert b().name == 'compiled' and b().has_encoder and b().has_decoder" \
         || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev?): slower"
     touch "$STAMP"
 fi

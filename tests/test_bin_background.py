@@ -167,34 +167,14 @@ def test_mdx2_mask_file(our_import, mdx2_import, tmp_path):
         ],
         cwd=mdx2_import.parent,
     )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "mask=mask.nxs",
-            "output.binned=o.nxs",
-            "output.plot=None",
-        ],
-        cwd=tmp_path,
-    )
-    assert_same_map(read_binned(tmp_path / "o.nxs"), read_binned(tmp_path / "m.nxs"))
-    # mask= is the deprecated name of input.mdx2_mask: the same map, and a line in the log.
-    assert "mask= is deprecated" in (tmp_path / "dials.mdx_bin_background.log").read_text()
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "input.mdx2_mask=mask.nxs",
-            "output.binned=n.nxs",
-            "output.plot=None",
-            "output.log=new.log",
-        ],
-        cwd=tmp_path,
-    )
-    assert_same_map(read_binned(tmp_path / "n.nxs"), read_binned(tmp_path / "m.nxs"))
-    assert "deprecated" not in (tmp_path / "new.log").read_text()
+    # input.mdx2_mask, and mask= its deprecated name: the same map, and a line in the log.
+    for name, mask_arg in (("o", "mask=mask.nxs"), ("n", "input.mdx2_mask=mask.nxs")):
+        outputs = [f"output.binned={name}.nxs", "output.plot=None", f"output.log={name}.log"]
+        cmd = ["dials.mdx_bin_background", our_import, "bins=4,20,20", mask_arg, *outputs]
+        run(cmd, cwd=tmp_path)
+        assert_same_map(read_binned(tmp_path / f"{name}.nxs"), read_binned(tmp_path / "m.nxs"))
+    assert "mask= is deprecated" in (tmp_path / "o.log").read_text()
+    assert "deprecated" not in (tmp_path / "n.log").read_text()
     save_mask(np.zeros((3, 407, 1475), bool), "bad.nxs")
     proc = run(
         ["dials.mdx_bin_background", our_import, "mask=bad.nxs", "output.binned=x.nxs"],

@@ -95,14 +95,15 @@ def test_sections_match_array_split():
 
 @pytest.fixture(params=["compiled", "numpy"])
 def kernel_path(request, monkeypatch):
-    """Run a test with the C kernels and again with the numpy fallback."""
-    from dials_mdxbg.native import kernels
+    """Run a test with the C kernels and again with the numpy reference."""
+    from dials_mdxbg.native.backend import backend
 
-    kernels._compiled.cache_clear()
+    backend.cache_clear()
     if request.param == "numpy":
         monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
+    assert backend().name == request.param  # the selection the test is about
     yield request.param
-    kernels._compiled.cache_clear()
+    backend.cache_clear()
 
 
 @pytest.mark.parametrize("bins", [(3, 10, 10), (4, 7, 11), (9, 37, 53), (1, 1, 1), (2, 50, 3)])
@@ -190,8 +191,11 @@ def test_frame_by_frame_pieces_join_into_one_hdf5_chunk(tmp_path):
 
 @pytest.mark.parametrize("trusted", [(-1.0, 1048500.0), (0.5, 30.5), (-np.inf, np.inf)])
 def test_compiled_kernels_equal_numpy_reference(monkeypatch, trusted):
-    from dials_mdxbg.native import kernels
+    from dials_mdxbg.native.backend import backend
 
+    backend.cache_clear()
+    kernels = backend()
+    assert kernels.name == "compiled"
     rng = np.random.default_rng(7)
     raw = rng.integers(-3, 40, (57, 83)).astype(np.int32)
     raw[3, 4] = 1048500
@@ -201,23 +205,24 @@ def test_compiled_kernels_equal_numpy_reference(monkeypatch, trusted):
     planes, planes_n = kernels.mask_to_planes(raw, static, trusted)
     assert np.array_equal(fast, ref) and fast_n == ref_n == planes_n
     assert np.array_equal(planes.reshape(-1), codec.shuffle(ref))
-    # The numpy fallback gives the same bytes.
-    kernels._compiled.cache_clear()
+    # The numpy reference gives the same bytes.
+    backend.cache_clear()
     monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
     try:
-        slow_planes, _ = kernels.mask_to_planes(raw, static, trusted)
+        assert backend().name == "numpy"
+        slow_planes, _ = backend().mask_to_planes(raw, static, trusted)
         assert np.array_equal(slow_planes, planes)
     finally:
-        kernels._compiled.cache_clear()
+        backend.cache_clear()
 
 
 def test_c_kernels_are_built_and_used():
     """The install builds the C kernels; without them every 'compiled' test would be numpy."""
-    from dials_mdxbg.native import kernels
+    from dials_mdxbg.native.backend import backend
 
-    kernels._compiled.cache_clear()
-    assert kernels.have_compiled()
-    assert kernels.have_compiled_encoder() and kernels.have_compiled_decoder()
+    backend.cache_clear()
+    assert backend().name == "compiled"
+    assert backend().has_encoder and backend().has_decoder
 
 
 @pytest.mark.parametrize("trusted", [(-1.0, 1048500.0), (0.5, 30.5), (20.0, 10.0)])
@@ -225,7 +230,6 @@ def test_c_kernels_are_built_and_used():
 def test_binning_raw_frames_equals_mask_then_bin(trusted, valid_range, kernel_path):
     """One-pass mask+bin of raw frames gives the sums of masking, then binning."""
     from dials_mdxbg.frames.source import RawFrame
-    from dials_mdxbg.native import kernels
 
     rng = np.random.default_rng(11)
     raw = rng.integers(-3, 40, (5, 37, 53)).astype(np.int32)
@@ -238,11 +242,7 @@ def test_binning_raw_frames_equals_mask_then_bin(trusted, valid_range, kernel_pa
     dynamic = []
     for k, frame in enumerate(raw):
         rf = RawFrame(frame, None, static, trusted)
-        n = rf.bin_into(fused, grid, k, valid_range)
-        if n is None:  # numpy path: the caller masks and bins
-            assert kernel_path == "numpy" and not kernels.have_compiled()
-            masked, n = rf.masked()
-            bsums.accumulate_block(fused, grid, masked[np.newaxis], k, 0, valid_range)
+        n = rf.bin_into(fused, grid, k, valid_range)  # on either path, always done
         masked, n_ref = apply_mask(frame, static, trusted)
         bsums.accumulate_block(two_step, grid, masked[np.newaxis], k, 0, valid_range)
         dynamic.append((n, n_ref))
@@ -258,10 +258,13 @@ def _stored_chunk(chunk: np.ndarray, level: int = 1) -> bytes:
 
 
 @pytest.mark.parametrize("edge", [(4, 30, 40), (3, 17, 25), (1, 1, 1)])
-def test_chunks_decode_straight_into_a_block(edge):
+def test_chunks_decode_straight_into_a_block(edge, kernel_path):
     """In-place decoding (libdeflate or inflate + C unshuffle) equals decode_chunk + copy."""
-    from dials_mdxbg.native import kernels
+    from isal import isal_zlib
 
+    from dials_mdxbg.native.backend import backend
+
+    kernels = backend()
     rng = np.random.default_rng(3)
     shape = (4, 30, 40)
     chunk = rng.integers(-1, 70000, shape).astype(np.int32)
@@ -274,25 +277,28 @@ def test_chunks_decode_straight_into_a_block(edge):
     for fill in (kernels.decode_chunk_into, None):
         out = np.full((nf, rows, nx), 7, np.int32)
         if fill is None:
-            assert kernels.unshuffle_into(codec.inflate(payload), shape, out, x0)
+            kernels.unshuffle_into(codec.inflate(payload), shape, out, x0)
         else:
-            assert fill(payload, shape, out, x0)
+            fill(payload, shape, out, x0)
         assert np.array_equal(out, expected)
-    # Not a chunk of that shape: refused, nothing written.
+    # Not a chunk of that shape: refused (an error), nothing written.
     out = np.full((nf, rows, nx), 7, np.int32)
-    assert not kernels.decode_chunk_into(payload[:-9], shape, out, x0)
-    assert not kernels.decode_chunk_into(payload, (4, 30, 41), out, x0)
+    with pytest.raises(isal_zlib.error):
+        kernels.decode_chunk_into(payload[:-9], shape, out, x0)
+    with pytest.raises(ValueError):
+        kernels.decode_chunk_into(payload, (4, 30, 41), out, x0)
     assert (out == 7).all()
 
 
 @pytest.mark.parametrize("chunk_yx", [(211, 493), (16, 23), (7, 64)])
-def test_c_encoder_gives_the_pieces_of_the_planes_path(chunk_yx):
+def test_c_encoder_gives_the_pieces_of_the_planes_path(chunk_yx, kernel_path):
     """encode_tiles: the same data, piece by piece, as mask_to_planes + encode_segment."""
     import zlib
 
-    from dials_mdxbg.native import kernels
+    from dials_mdxbg.native.backend import backend
 
-    assert kernels.have_compiled_encoder()
+    kernels = backend()
+    assert kernels.has_encoder == (kernel_path == "compiled")
     rng = np.random.default_rng(5)
     raw = rng.poisson(20, (70, 95)).astype(np.int32)
     raw[3, :] = 1048600  # above the trusted range

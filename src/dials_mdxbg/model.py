@@ -125,6 +125,18 @@ def resolve_chunks(
     return tuple(min(c, m) for c, m in zip(chunks, (n, ny, nx)))
 
 
+def storage_chunks(
+    chunks: tuple[int, int, int], shape: tuple[int, int, int], resizable: bool = False
+) -> tuple[int, int, int]:
+    """The HDF5 chunk shape of a dataset of ``shape``: ``chunks`` clipped to it.
+
+    A resizable frame axis (a part of a series) keeps the full chunk depth, so
+    its chunks can later be copied as they are into the whole series.
+    """
+    clipped = tuple(min(c, s) for c, s in zip(chunks, shape))
+    return (chunks[0], *clipped[1:]) if resizable else clipped
+
+
 def _frames_per_chunk(dphi: float) -> int:
     # Same heuristic as mdx2 (mdx2.data._default_stack_from_rotation_angle).
     numer = 180

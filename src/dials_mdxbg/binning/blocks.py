@@ -102,10 +102,10 @@ def block_sums(
 
     def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
         if isinstance(block, RawFrame):
-            # A frame straight from the detector: mask and bin in one pass if we can.
+            # A frame straight from the detector: mask and bin in one pass.
             if excluded is None and threshold is None:
-                if block.bin_into(acc, grid, frame0, valid_range) is not None:
-                    return
+                block.bin_into(acc, grid, frame0, valid_range)
+                return
             block = block.masked()[0][np.newaxis]
         ex = excluded(frame0, row0, block.shape) if excluded else None
         keep = None

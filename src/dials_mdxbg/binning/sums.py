@@ -8,7 +8,9 @@ no valid count is NaN.
 Here the sums are accumulated as exact integers block by block, so the result
 does not depend on how the frames are cut into blocks (one frame at a time,
 HDF5 chunk rows, or parts of a distributed run): the final float division is
-the same ``sum * 1.0 / count`` that ``numpy.ma.mean`` does.
+the same ``sum * 1.0 / count`` that ``numpy.ma.mean`` does. The sums are
+added by the native backend (:func:`dials_mdxbg.native.backend.backend`);
+:func:`add_block` is its numpy reference.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid
 from dials_mdxbg.model import MASKED_VALUE
+from dials_mdxbg.native.backend import backend
 
 
 def _reduce_last_axis(array: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -147,23 +150,41 @@ def accumulate_block(
     n, rows, nx = block.shape
     if nx != grid.shape[2]:
         raise ValueError(f"block width {nx} does not match the series width {grid.shape[2]}")
-    if excluded is None and keep is None:
-        from dials_mdxbg.native.kernels import bin_block
-
-        f_bins = grid.phi_index[frame0 : frame0 + n]
-        y_bins = grid.y_index[row0 : row0 + rows]
-        if bin_block(
-            block, f_bins, y_bins, grid.x_edges, valid_range, sums.total, sums.count, sums.total_sq
-        ):
-            return
-    valid = valid_mask(block, valid_range, excluded)
-    if keep is not None:
-        valid &= keep
+    if excluded is not None:
+        keep = ~excluded if keep is None else keep & ~excluded
     f_bins = grid.phi_index[frame0 : frame0 + n]
     y_bins = grid.y_index[row0 : row0 + rows]
+    backend().bin_block(block, f_bins, y_bins, grid.x_edges, valid_range, sums, keep)
+
+
+def add_block(
+    block: np.ndarray,
+    f_bins: np.ndarray,
+    y_bins: np.ndarray,
+    x_edges: np.ndarray,
+    valid_range: tuple[int, int] | None,
+    sums: BinSums,
+    keep: np.ndarray | None = None,
+) -> None:
+    """Add a block's valid counts into ``sums``: the numpy reference of the bin kernel.
+
+    Args:
+        block: int32 counts (n, rows, nx), full width.
+        f_bins: frame bin of each frame of the block (non-decreasing).
+        y_bins: row bin of each row of the block (non-decreasing).
+        x_edges: column bin edges (nbx + 1), mdx2's sections.
+        valid_range: inclusive (min, max) of counts that take part, or None.
+        sums: accumulator for the whole map (updated in place).
+        keep: optional bool array like ``block``, False = left out.
+    """
+    n, rows, _ = block.shape
+    x_sizes = np.diff(x_edges)
+    valid = valid_mask(block, valid_range)
+    if keep is not None:
+        valid &= keep
     f_starts = np.flatnonzero(np.diff(f_bins, prepend=-1))
     y_starts = np.flatnonzero(np.diff(y_bins, prepend=-1))
-    total_type, square_type = _sum_dtype(valid_range, n * rows * int(grid.x_sizes[0]))
+    total_type, square_type = _sum_dtype(valid_range, n * rows * int(x_sizes[0]))
     values = np.where(valid, block, 0).astype(total_type, copy=False)
 
     def reduce(part: np.ndarray, dtype) -> np.ndarray:
@@ -171,7 +192,7 @@ def accumulate_block(
         # much smaller array along x.
         part = _reduce_runs(part, f_starts, 0, dtype)
         part = _reduce_runs(part, y_starts, 1, dtype)
-        return _reduce_last_axis(part, grid.x_sizes)
+        return _reduce_last_axis(part, x_sizes)
 
     fi = f_bins[f_starts][:, np.newaxis]
     yi = y_bins[y_starts][np.newaxis, :]

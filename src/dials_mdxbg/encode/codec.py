@@ -138,11 +138,5 @@ def decode_inflated(
 ) -> np.ndarray:
     """The array of an already inflated chunk (undoing the shuffle filter if used)."""
     if use_shuffle:
-        if np.dtype(dtype) == np.int32:
-            from dials_mdxbg.native.kernels import unshuffle_int32
-
-            fast = unshuffle_int32(raw, shape)
-            if fast is not None:
-                return fast
         return unshuffle(raw, dtype, shape)
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dials_mdxbg.encode import codec
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import backend
 
 
 class SlabEncoder:
@@ -21,9 +21,9 @@ class SlabEncoder:
     chunk when the slab of frames is complete. Memory is the compressed
     slab plus a frame or two in flight.
 
-    Frames come either raw (:meth:`add_raw`: masked and deflated in C, the
-    GIL released for the whole frame) or as masked byte planes
-    (:meth:`add_planes`: deflated piece by piece with the isal package).
+    Frames come raw (:meth:`add_raw`); each thread masks and deflates its
+    group of tiles with the native backend's ``encode_tiles`` (in C without
+    the GIL, or the numpy reference with the isal package: the same data).
     """
 
     def __init__(
@@ -57,48 +57,21 @@ class SlabEncoder:
         self._inflight: deque = deque()
         self.masked_dynamic = 0
 
-    def _encode_planes(self, planes: np.ndarray, tile: tuple[int, int]) -> tuple[list, int]:
-        _, cy, cx = self.chunks
-        y0, x0 = tile
-        pieces = []
-        for k in range(planes.shape[0]):
-            part = planes[k, y0 : y0 + cy, x0 : x0 + cx]
-            if part.shape != (cy, cx):
-                # HDF5 stores edge chunks at full size; pad (value irrelevant).
-                full = np.zeros((cy, cx), dtype=np.uint8)
-                full[: part.shape[0], : part.shape[1]] = part
-                part = full
-            pieces.append(codec.encode_segment(part, self.level))
-        return [pieces], 0
-
     def _encode_raw(self, frame, tiles: np.ndarray) -> tuple[list, int]:
         _, cy, cx = self.chunks
-        level = codec.deflate_level(self.level)
-        result = kernels.encode_tiles(
-            frame.raw, frame.static_valid, frame.trusted_range, (cy, cx), tiles, level
-        )
-        if result is None:  # out of room: the slow path, same bytes
-            planes, n_dynamic = frame.planes()
-            pieces = [self._encode_planes(planes, (y0, x0))[0][0] for y0, x0 in tiles.tolist()]
-            return pieces, n_dynamic
-        return result
-
-    def can_take_raw(self, frame) -> bool:
-        """True when :meth:`add_raw` can take this frame (C encoder, no shadow mask)."""
-        return (
-            codec.DEFLATE_BACKEND == "isal"
-            and frame.extra_valid is None
-            and kernels.have_compiled_encoder()
+        return backend().encode_tiles(
+            frame.raw,
+            frame.static_valid,
+            frame.trusted_range,
+            (cy, cx),
+            tiles,
+            self.level,
+            frame.extra_valid,
         )
 
     def add_raw(self, frame) -> None:
         """Queue one raw frame (a :class:`dials_mdxbg.frames.source.RawFrame`)."""
         self._queue(self._encode_raw, frame, self._tile_groups)
-
-    def add_planes(self, planes: np.ndarray, n_dynamic: int = 0) -> None:
-        """Queue one frame's masked byte planes (4, ny, nx) for compression."""
-        self.masked_dynamic += n_dynamic
-        self._queue(self._encode_planes, planes, self.tiles)
 
     def _queue(self, encode, frame, tile_sets: list) -> None:
         """``encode(frame, tiles)`` for each set of tiles: now, or in the pool."""

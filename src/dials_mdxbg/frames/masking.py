@@ -33,7 +33,7 @@ def rectangles_mask(shape: tuple[int, int], rectangles) -> np.ndarray:
     return bad
 
 
-def _integer_bounds(trusted_range: tuple[float, float], dtype: np.dtype) -> tuple[int, int]:
+def integer_bounds(trusted_range: tuple[float, float], dtype: np.dtype) -> tuple[int, int]:
     """Integer bounds (lo, hi) with ``lo <= v <= hi`` equivalent to ``min < v < max``.
 
     dxtbx compares in double precision; for integer data ``v > min`` is
@@ -51,7 +51,7 @@ def _integer_bounds(trusted_range: tuple[float, float], dtype: np.dtype) -> tupl
 def valid_pixels(frame: np.ndarray, trusted_range: tuple[float, float]) -> np.ndarray:
     """True where ``min < value < max`` (dxtbx's trusted range, exclusive)."""
     if np.issubdtype(frame.dtype, np.integer):
-        lo, hi = _integer_bounds(trusted_range, frame.dtype)
+        lo, hi = integer_bounds(trusted_range, frame.dtype)
         if lo > hi:
             return np.zeros(frame.shape, dtype=bool)
         valid = frame >= frame.dtype.type(lo)

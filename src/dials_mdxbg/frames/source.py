@@ -8,6 +8,7 @@ once, and a ``read(i)`` that returns a masked int32 frame.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.masking import rectangles_mask
 from dials_mdxbg.model import SeriesAxes
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import backend
 from dials_mdxbg.util.startup import load_hdf5_filters
 
 logger = logging.getLogger("dials.mdxbg.frames")
@@ -166,33 +167,25 @@ class RawFrame:
 
     def masked(self) -> tuple[np.ndarray, int]:
         """The masked int32 frame and how many pixels the trusted range/shadow masked."""
-        return kernels.mask_frame(self.raw, self.static_valid, self.trusted_range, self.extra_valid)
-
-    def planes(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """The masked frame as HDF5 shuffle byte planes (4, ny, nx), and the pixels masked."""
-        return kernels.mask_to_planes(
-            self.raw, self.static_valid, self.trusted_range, self.extra_valid, out
+        return backend().mask_frame(
+            self.raw, self.static_valid, self.trusted_range, self.extra_valid
         )
 
-    def bin_into(self, sums, grid, frame: int, valid_range) -> int | None:
-        """Mask and add this frame into ``sums`` in one pass (see kernels.bin_raw_frame).
+    def bin_into(self, sums, grid, frame: int, valid_range) -> int:
+        """Mask and add this frame (number ``frame``) into ``sums`` in one pass.
 
-        Returns the pixels masked by the trusted range, or None when the fused
-        kernel cannot be used (no C kernels, a shadow mask, float data).
+        Returns the pixels masked by the trusted range (and the shadow).
         """
-        if self.extra_valid is not None:
-            return None
-        return kernels.bin_raw_frame(
+        return backend().bin_raw_frame(
             self.raw,
             self.static_valid,
             self.trusted_range,
+            self.extra_valid,
             grid.phi_index[frame],
             grid.y_index,
             grid.x_edges,
             valid_range,
-            sums.total,
-            sums.count,
-            sums.total_sq,
+            sums,
         )
 
 
@@ -329,6 +322,14 @@ def frame_source(
 
 def _imageset_name(iset) -> str:
     return iset.get_template() if hasattr(iset, "get_template") else iset.paths()[0]
+
+
+def frame_source_from_json(experiments_json: str, selection: dict) -> FrameSource:
+    """:func:`frame_source` of an experiment list sent as JSON (what a dask task receives)."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
+    return frame_source(experiments, **selection)
 
 
 def with_imageset(path: str | Path | None, index: int | None) -> Path | None:

@@ -24,7 +24,12 @@ from dials_mdxbg.binning.grid import BinGrid
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.frames.source import frame_source, selections, with_imageset
+from dials_mdxbg.frames.source import (
+    frame_source,
+    frame_source_from_json,
+    selections,
+    with_imageset,
+)
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import BinnedMap, SeriesAxes
@@ -33,7 +38,7 @@ from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import versions
+from dials_mdxbg.util.versions import provenance_of
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -100,10 +105,7 @@ class BinSource:
 
                 yield OpenedSource(reader.axes, tasks_for, excluded, reader.block_frames)
         else:
-            from dxtbx.model.experiment_list import ExperimentListFactory
-
-            experiments = ExperimentListFactory.from_dict(json.loads(self.experiments))
-            source = frame_source(experiments, **self.selection)
+            source = frame_source_from_json(self.experiments, self.selection)
 
             def tasks_for(frame_range=None, progress=None):
                 return frame_tasks(source, progress, frame_range)
@@ -312,12 +314,7 @@ def _bin_and_write(src, index, described, params, options, engine, phil_text) ->
     }
     if index is not None:
         input_info["imageset"] = index
-    provenance = {
-        "program": "dials.mdx_bin_background",
-        "phil": phil_text or "",
-        "versions": versions(),
-        "input": input_info,
-    }
+    provenance = provenance_of("dials.mdx_bin_background", phil_text, input=input_info)
     write_binned(
         binned_path,
         (binned.phi, binned.iy, binned.ix),

@@ -16,15 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg.frames.source import FrameSource, frame_source, selections, with_imageset
+from dials_mdxbg.frames.source import (
+    FrameSource,
+    frame_source,
+    frame_source_from_json,
+    selections,
+    with_imageset,
+)
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import backend
 from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
 from dials_mdxbg.util.atomic import atomic_dir, check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import versions
+from dials_mdxbg.util.versions import provenance_of
 
 logger = logging.getLogger("dials.mdxbg.import")
 
@@ -55,7 +61,7 @@ def import_frames(source: FrameSource, target: SeriesTarget, nproc: int = 1) -> 
         nx,
         target.output,
         target.chunks,
-        "compiled kernels" if kernels.have_compiled() else "numpy kernels",
+        f"{backend().name} kernels",
     )
     if target.split:
         # One part file per slab of frames, joined like the parts of a dask run.
@@ -138,10 +144,7 @@ def import_part(
     Self-contained (it reopens the experiments), so it can run on any worker;
     idempotent (the part appears atomically), so dask may safely retry it.
     """
-    from dxtbx.model.experiment_list import ExperimentListFactory
-
-    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
-    source = frame_source(experiments, **selection)
+    source = frame_source_from_json(experiments_json, selection)
     return write_part(source, frame_range, Path(part_path), target)
 
 
@@ -203,25 +206,14 @@ def _stream_frames(
     """Read frames [start, stop) and hand them to the writer; returns seconds spent reading.
 
     This thread only reads (dxtbx holds the GIL while it decodes a frame);
-    masking and compression happen in C in the writer's threads. Without the
-    C encoder (or with a shadow mask) frames are masked to byte planes here.
+    masking and compression happen in the writer's threads.
     """
     t_read = 0.0
-    ring: list[np.ndarray] = []  # plane buffers for the fallback path, made on first use
     for k in range(start, stop):
         t0 = time.perf_counter()
         frame = source.read_raw(k)
         t_read += time.perf_counter() - t0
-        if writer.can_take_raw(frame):
-            writer.add_raw_frame(frame)
-        else:
-            if not ring:
-                # One buffer more than the frames in flight, so a buffer is only
-                # refilled once its frame is compressed.
-                shape = (4, *source.frame_shape)
-                ring = [np.empty(shape, np.uint8) for _ in range(writer.frames_in_flight + 1)]
-            planes, n_masked = frame.planes(out=ring[k % len(ring)])
-            writer.add_frame(planes, n_masked)
+        writer.add_raw_frame(frame)
         if progress is not None:
             progress.update(done_before + k + 1 - start)
     return t_read
@@ -321,13 +313,12 @@ def import_sweep(experiments, params, phil_text: str | None = None) -> ImportSum
             output = with_imageset(params.output.data, index)
             if index is not None:
                 logger.info("Imageset %d: %s -> %s", index, source.description, output)
-            provenance = {
-                "program": "dials.mdx_import",
-                "phil": phil_text or "",
-                "versions": versions(),
-                "experiments": experiments_json,
-                "imageset": json.dumps(selection["imageset"]),
-            }
+            provenance = provenance_of(
+                "dials.mdx_import",
+                phil_text,
+                experiments=experiments_json,
+                imageset=json.dumps(selection["imageset"]),
+            )
             target = SeriesTarget(
                 output=Path(output),
                 chunks=resolve_chunks(params.chunks, source.axes),

@@ -1,1 +1,1 @@
-"""The C kernels (_ckernels.c, called through ctypes) and their numpy fallbacks."""
+"""Per-pixel kernels behind one backend (backend.py): C (_ckernels.c) or the numpy reference."""

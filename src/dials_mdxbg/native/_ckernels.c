@@ -2,8 +2,11 @@
  * Per-pixel loops of dials-mdxbg, fused into single passes.
  *
  * Plain C called through ctypes (which releases the GIL, so several threads
- * run these at once). Each function has a numpy reference in masking.py,
- * codec.py or binning.py that gives the same bytes; the tests check both.
+ * run these at once). The exported functions are declared in
+ * mdxbg_kernels.h (and to ctypes in backend.py, checked against it by the
+ * tests). Each has a numpy reference (backend.NumpyBackend, built from
+ * frames/masking.py, encode/codec.py and binning/sums.py) that gives the
+ * same bytes; the tests check both.
  * Arrays are C-contiguous; bool arrays are one byte per element (0/1).
  *
  * Masking follows dxtbx: a pixel is valid when the static mask says so and
@@ -16,11 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(_WIN32)
-#define EXPORT __declspec(dllexport)
-#else
-#define EXPORT __attribute__((visibility("default")))
-#endif
+#include "mdxbg_kernels.h"
 
 /*
  * Hot loops get an AVX2 build beside the baseline one; the loader picks the
@@ -66,7 +65,7 @@ static inline int64_t mask_split(const int32_t *restrict raw, const uint8_t *res
     return dyn;
 }
 
-EXPORT HOT int64_t mdx_mask_frame(const int32_t *restrict raw, const uint8_t *restrict valid,
+MDX_API HOT int64_t mdx_mask_frame(const int32_t *restrict raw, const uint8_t *restrict valid,
                                   int64_t n, int32_t lo, int32_t hi, int32_t *restrict out) {
     const uint32_t span = (uint32_t)hi - (uint32_t)lo;
     const int empty = lo > hi;
@@ -76,7 +75,7 @@ EXPORT HOT int64_t mdx_mask_frame(const int32_t *restrict raw, const uint8_t *re
 }
 
 /* Masked frame written as the four byte planes of HDF5's shuffle filter. */
-EXPORT HOT int64_t mdx_mask_to_planes(const int32_t *restrict raw, const uint8_t *restrict valid,
+MDX_API HOT int64_t mdx_mask_to_planes(const int32_t *restrict raw, const uint8_t *restrict valid,
                                       int64_t n, int32_t lo, int32_t hi, uint8_t *restrict planes) {
     return mask_split(raw, valid, n, lo, (uint32_t)hi - (uint32_t)lo, lo > hi, planes, planes + n,
                       planes + 2 * n, planes + 3 * n);
@@ -87,7 +86,7 @@ EXPORT HOT int64_t mdx_mask_to_planes(const int32_t *restrict raw, const uint8_t
  * int32 chunk, written into a block out (nf, out_rows, out_nx) at column x0:
  * unshuffle and copy in one pass.
  */
-EXPORT HOT void mdx_unshuffle4_into(const uint8_t *restrict planes, int64_t cf, int64_t cy,
+MDX_API HOT void mdx_unshuffle4_into(const uint8_t *restrict planes, int64_t cf, int64_t cy,
                                 int64_t cx, int64_t nf, int64_t rows, int64_t cols,
                                 int32_t *restrict out, int64_t out_rows, int64_t out_nx,
                                 int64_t x0) {
@@ -114,9 +113,9 @@ EXPORT HOT void mdx_unshuffle4_into(const uint8_t *restrict planes, int64_t cf, 
 #ifdef MDX_HAVE_LIBDEFLATE
 #include <libdeflate.h>
 
-EXPORT int mdx_have_libdeflate(void) { return 1; }
+MDX_API int mdx_have_libdeflate(void) { return 1; }
 
-EXPORT int mdx_decode_chunk_into(const uint8_t *restrict payload, int64_t size,
+MDX_API int mdx_decode_chunk_into(const uint8_t *restrict payload, int64_t size,
                                  uint8_t *restrict scratch, int64_t cf, int64_t cy, int64_t cx,
                                  int64_t nf, int64_t rows, int64_t cols, int32_t *restrict out,
                                  int64_t out_rows, int64_t out_nx, int64_t x0) {
@@ -132,7 +131,7 @@ EXPORT int mdx_decode_chunk_into(const uint8_t *restrict payload, int64_t size,
     return 0;
 }
 #else
-EXPORT int mdx_have_libdeflate(void) { return 0; }
+MDX_API int mdx_have_libdeflate(void) { return 0; }
 #endif
 
 /*
@@ -197,7 +196,7 @@ static inline void bin_row(const int32_t *restrict row, const int64_t *restrict 
  * f_bins[f] and y_bins[y] are the block's frame and row bins; x_edges (nbx + 1)
  * the column bin edges.
  */
-EXPORT HOT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_t rows, int64_t nx,
+MDX_API HOT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_t rows, int64_t nx,
                               const int64_t *restrict f_bins, const int64_t *restrict y_bins,
                               const int64_t *restrict x_edges, int64_t nby, int64_t nbx,
                               int32_t vlo, int32_t vhi, int64_t *restrict total,
@@ -218,7 +217,7 @@ EXPORT HOT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_t
  * without writing the masked frame. Returns the pixels the trusted range
  * masked, or -1 if out of memory (nothing added).
  */
-EXPORT HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t *restrict valid,
+MDX_API HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t *restrict valid,
                                      int64_t ny, int64_t nx, int32_t lo, int32_t hi, int64_t fb,
                                      const int64_t *restrict y_bins,
                                      const int64_t *restrict x_edges, int64_t nby, int64_t nbx,
@@ -249,7 +248,7 @@ EXPORT HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t 
 #ifdef MDX_HAVE_ISAL
 #include <isa-l/igzip_lib.h>
 
-EXPORT int mdx_have_isal(void) { return 1; }
+MDX_API int mdx_have_isal(void) { return 1; }
 
 static uint32_t level_buf_size(int level) {
     switch (level) {
@@ -269,7 +268,7 @@ static uint32_t level_buf_size(int level) {
  * lengths[] and adlers[] (adler-32 of its uncompressed bytes).
  * Returns the bytes written, or -1 if out is too small or deflate fails.
  */
-EXPORT HOT int64_t mdx_encode_tiles(const int32_t *restrict raw, const uint8_t *restrict valid, int64_t ny, int64_t nx,
+MDX_API HOT int64_t mdx_encode_tiles(const int32_t *restrict raw, const uint8_t *restrict valid, int64_t ny, int64_t nx,
                                 int32_t lo, int32_t hi, int64_t cy, int64_t cx,
                                 const int64_t *restrict tiles, int64_t n_tiles, int32_t level, uint8_t *restrict out,
                                 int64_t capacity, int64_t *restrict offsets, int64_t *restrict lengths,
@@ -340,5 +339,5 @@ done:
     return result;
 }
 #else
-EXPORT int mdx_have_isal(void) { return 0; }
+MDX_API int mdx_have_isal(void) { return 0; }
 #endif

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 
 from dials_mdxbg import __version__
-from dials_mdxbg.model import SeriesAxes
+from dials_mdxbg.model import SeriesAxes, storage_chunks
 
 MDX2_LAYOUT_VERSION = "1.0.5"
 """mdx2 release whose file layout we write (mdx2 only warns on a mismatch)."""
@@ -102,9 +102,7 @@ def create_series_group(
         shape=axes.shape,
         maxshape=(None, *axes.shape[1:]) if resizable else None,
         dtype=np.int32,
-        chunks=tuple(min(c, s) for c, s in zip(chunks, axes.shape))
-        if not resizable
-        else (chunks[0], *(min(c, s) for c, s in zip(chunks[1:], axes.shape[1:]))),
+        chunks=storage_chunks(chunks, axes.shape, resizable),
         compression="gzip",
         compression_opts=level,
         shuffle=True,

@@ -10,10 +10,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dials_mdxbg.encode import codec
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.model import SeriesAxes
-from dials_mdxbg.native import kernels
+from dials_mdxbg.native.backend import backend
 from dials_mdxbg.series.layout import DEFLATE, IMAGE_SERIES, SHUFFLE
 
 
@@ -27,7 +26,7 @@ class _Segment:
 
 
 def _fast_path(dset: h5py.Dataset) -> bool:
-    """True when chunks can be decoded by :mod:`codec` (deflate, optional shuffle)."""
+    """True when we decode the chunks ourselves (int32, deflate, optional shuffle)."""
     if dset.chunks is None or dset.dtype != np.int32:
         return False
     plist = dset.id.get_create_plist()
@@ -232,17 +231,12 @@ class ImageSeriesReader:
 
         def decode() -> np.ndarray:
             out = np.empty((f1 - f0, y1 - y0, nx), dtype=np.int32)
+            kernels = backend()
             for x0, filter_mask, payload in payloads:
-                x1 = min(x0 + cx, nx)
                 if filter_mask != 0:
-                    out[:, :, x0:x1] = payload
-                elif shuffled and kernels.decode_chunk_into(payload, (cf, cy, cx), out, x0):
-                    pass  # inflated and unshuffled in place, in C
+                    out[:, :, x0 : min(x0 + cx, nx)] = payload
                 else:
-                    raw = codec.inflate(payload)  # once, whichever way it is unshuffled
-                    if not (shuffled and kernels.unshuffle_into(raw, (cf, cy, cx), out, x0)):
-                        chunk = codec.decode_inflated(raw, np.int32, (cf, cy, cx), shuffled)
-                        out[:, :, x0:x1] = chunk[: f1 - f0, : y1 - y0, : x1 - x0]
+                    kernels.decode_chunk_into(payload, (cf, cy, cx), out, x0, shuffled)
             return out[take[0] : take[1]]
 
         return load

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from dials_mdxbg.encode.slab import SlabEncoder
-from dials_mdxbg.model import SeriesAxes
+from dials_mdxbg.model import SeriesAxes, storage_chunks
 from dials_mdxbg.series.layout import IMAGE_SERIES, create_series_group, new_file, nxdata
 from dials_mdxbg.util.atomic import atomic_path, check_writable, current_path, ensure_space
 
@@ -55,8 +55,8 @@ class SeriesTarget:
 class ImageSeriesWriter:
     """Write an mdx2 image series frame by frame, atomically.
 
-    Use as a context manager and call :meth:`add_frame` with each frame's
-    byte planes (:func:`dials_mdxbg.native.kernels.mask_to_planes`), in order.
+    Use as a context manager and call :meth:`add_raw_frame` with each frame
+    as read (a :class:`~dials_mdxbg.frames.source.RawFrame`), in order.
     The multi-file layout is made of such series, one per part, joined by
     :func:`assemble_series`.
     """
@@ -74,9 +74,7 @@ class ImageSeriesWriter:
         self.path = Path(path)
         self.axes = axes
         self.resizable = resizable
-        self.chunks = tuple(min(c, s) for c, s in zip(chunks, axes.shape))
-        if resizable:
-            self.chunks = (chunks[0], *self.chunks[1:])
+        self.chunks = storage_chunks(chunks, axes.shape, resizable)
         self.level = level
         self.nthreads = nthreads
         self.provenance = provenance
@@ -105,17 +103,8 @@ class ImageSeriesWriter:
         """
         return 1 if self.nthreads > 1 else 0
 
-    def add_frame(self, planes: np.ndarray, n_dynamic: int = 0) -> None:
-        """Append the next frame, given as masked byte planes (4, ny, nx) uint8."""
-        self._encoder.add_planes(planes, n_dynamic)
-        self._after_add()
-
-    def can_take_raw(self, frame) -> bool:
-        """True when :meth:`add_raw_frame` can take ``frame`` (else mask it to planes)."""
-        return self._encoder.can_take_raw(frame)
-
     def add_raw_frame(self, frame) -> None:
-        """Append the next frame as read (a RawFrame): masked and deflated in C."""
+        """Append the next frame as read (a RawFrame): masked and deflated in threads."""
         self._encoder.add_raw(frame)
         self._after_add()
 

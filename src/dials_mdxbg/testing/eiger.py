@@ -44,7 +44,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dials_mdxbg.testing.pilatus import check_scan
+from dials_mdxbg.testing import common
+from dials_mdxbg.util.atomic import atomic_path
 
 __all__ = [
     "MASK_DEAD",
@@ -60,6 +60,7 @@ __all__ = [
     "MASK_NOISY",
     "MASK_VIRTUAL",
     "NXmxSpec",
+    "expected_counts",
     "frame_counts",
     "main",
     "pixel_mask",
@@ -73,15 +74,11 @@ MASK_DEAD = 2  # bit 1: dead
 MASK_NOISY = 16  # bit 4: noisy
 MASK_VIRTUAL = 1 << 31  # bit 31: virtual pixel (interpolated)
 
-#: Eiger X module geometry (pixels) and chip pitch.
-MODULE_FAST = 1030
-MODULE_SLOW = 514
-GAP_FAST = 10
-GAP_SLOW = 37
+#: Eiger X module and gap size (pixels, fast and slow), from dxtbx's detector database.
+MODULE_FAST, MODULE_SLOW, GAP_FAST, GAP_SLOW = common.module_geometry("Eiger X")
+#: Chip pitch inside a module and the stripe masked at each chip border (not in dxtbx).
 CHIP = 256
 CHIP_BORDER = 2
-
-_EPOCH = datetime.datetime(2024, 1, 1, 0, 0, 0, tzinfo=datetime.timezone.utc)
 _DTYPES = ("uint32", "int32", "uint16")
 
 
@@ -148,7 +145,7 @@ class NXmxSpec:
     beam_centre: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        self.shape = (int(self.shape[0]), int(self.shape[1]))
+        self.shape = common.int_pair(self.shape)
         self.validate()
 
     def validate(self) -> None:
@@ -157,7 +154,7 @@ class NXmxSpec:
         Raises:
             ValueError: If a parameter is out of range.
         """
-        check_scan(self)
+        common.check_scan(self)
         if len(self.shape) != 2 or min(self.shape) < 8:
             raise ValueError(f"shape must be (ny, nx), both >= 8, got {self.shape}")
         if self.readout_time < 0:
@@ -265,25 +262,47 @@ def _smooth_field(spec: NXmxSpec) -> np.ndarray:
     bx, by = spec.centre
     x = (np.arange(nx) + 0.5 - bx)[None, :] * spec.pixel_size
     y = (np.arange(ny) + 0.5 - by)[:, None] * spec.pixel_size
-    r = np.hypot(x, y)
-    two_theta = np.arctan(r / spec.distance)
-    s = 2.0 / spec.wavelength * np.sin(0.5 * two_theta)
-    profile = (
-        0.4 + 0.6 * np.exp(-0.5 * (s / 0.08) ** 2) + 0.8 * np.exp(-0.5 * ((s - 0.3) / 0.05) ** 2)
-    )
+    two_theta, s = common.scattering_angles(np.hypot(x, y), spec.distance, spec.wavelength)
+    # Low-angle scatter and a solvent ring, d ~ 3.3 A.
+    profile = common.radial_profile(s, 0.4, [(0.6, 0.0, 0.08), (0.8, 0.3, 0.05)])
     field = profile * np.cos(two_theta) ** 3 * (1.0 + 0.1 * x / max(abs(x).max(), 1e-9))
     active = ~_eiger_gaps(spec.shape)
     return field * (spec.background / field[active].mean())
 
 
+def _poisson_mean(spec: NXmxSpec, index: int) -> np.ndarray:
+    """The smooth field scaled by ``1 + 0.05 sin(omega)`` (gaps included: the draws use them)."""
+    omega = np.radians(common.mid_frame_angle(spec, index))
+    return _smooth_field(spec) * (1.0 + 0.05 * np.sin(omega))
+
+
+def expected_counts(spec: NXmxSpec, index: int) -> np.ndarray:
+    """Noise-free expected counts of one frame: the Poisson mean of every pixel.
+
+    The smooth background scaled by ``1 + 0.05 sin(omega)`` (``omega`` at
+    mid-frame), before noise and before the dead, noisy and overloaded pixels
+    are set; 0 in the module gaps and chip-border stripes (which hold 0 counts).
+
+    Args:
+        spec: Sweep parameters.
+        index: 0-based frame index.
+
+    Returns:
+        float64 array ``(ny, nx)``.
+    """
+    common.check_frame_index(spec, index)
+    lam = _poisson_mean(spec, index)
+    lam[_eiger_gaps(spec.shape)] = 0.0
+    return lam
+
+
 def frame_counts(spec: NXmxSpec, index: int) -> np.ndarray:
     """Counts of one frame, exactly as stored in the data file.
 
-    Poisson noise (``default_rng([seed, index + 1])``) around the smooth field
-    scaled by ``1 + 0.05 sin(omega)``; dead pixels 0; noisy pixels ~5000;
-    ``n_overload`` pixels alternately at ``saturation_value`` and
-    ``saturation_value + 1000``; gap, stripe and dead pixels 0. With
-    ``pixel_mask_applied``, every masked pixel holds the dtype's maximum.
+    Poisson noise (``default_rng([seed, index + 1])``) around :func:`expected_counts`;
+    dead pixels 0; noisy pixels ~5000; ``n_overload`` pixels alternately at
+    ``saturation_value`` and ``saturation_value + 1000``; gap, stripe and dead
+    pixels 0. With ``pixel_mask_applied``, every masked pixel holds the dtype's maximum.
 
     Args:
         spec: Sweep parameters.
@@ -292,12 +311,9 @@ def frame_counts(spec: NXmxSpec, index: int) -> np.ndarray:
     Returns:
         Array ``(ny, nx)`` of ``spec.dtype``.
     """
-    if not 0 <= index < spec.n_frames:
-        raise IndexError(f"frame index {index} out of range [0, {spec.n_frames})")
-    omega = np.radians(spec.osc_start + (index + 0.5) * spec.osc_width)
-    lam = _smooth_field(spec) * (1.0 + 0.05 * np.sin(omega))
+    common.check_frame_index(spec, index)
     rng = np.random.default_rng([spec.seed, index + 1])
-    counts = rng.poisson(lam).astype(np.int64)
+    counts = rng.poisson(_poisson_mean(spec, index)).astype(np.int64)
     mask = pixel_mask(spec)
     special = _special_pixels(spec)
     counts[mask == MASK_GAP] = 0
@@ -344,8 +360,7 @@ def _field(parent: h5py.Group, name: str, value, units: str | None = None, **att
 
 def _write_data_file(path: Path, spec: NXmxSpec, start: int, stop: int) -> None:
     ny, nx = spec.shape
-    tmp = path.with_name(path.name + ".part")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         entry = _group(f, "entry", "NXentry")
         data = _group(entry, "data", "NXdata")
         dset = data.create_dataset(
@@ -359,125 +374,140 @@ def _write_data_file(path: Path, spec: NXmxSpec, start: int, stop: int) -> None:
         dset.attrs["image_nr_high"] = np.int32(stop)
         for k in range(start, stop):
             dset[k - start] = frame_counts(spec, k)
-    os.replace(tmp, path)
+
+
+_DETECTOR = "/entry/instrument/detector"
+
+
+def _write_detector(instrument: h5py.Group, spec: NXmxSpec) -> None:
+    """``NXdetector``: what DECTRIS writes about the detector, its mask and its position."""
+    bx, by = spec.centre
+    px_m = spec.pixel_size / 1000.0
+    det = _group(instrument, "detector", "NXdetector")
+    _field(det, "description", "Dectris EIGER X 500K (synthetic)")
+    _field(det, "type", "PIXEL")
+    _field(det, "serial_number", "E-00-0000")
+    _field(det, "sensor_material", "Si")
+    _field(det, "sensor_thickness", np.float32(450e-6), "m")
+    _field(det, "x_pixel_size", np.float32(px_m), "m")
+    _field(det, "y_pixel_size", np.float32(px_m), "m")
+    _field(det, "beam_center_x", np.float32(bx), "pixel")
+    _field(det, "beam_center_y", np.float32(by), "pixel")
+    _field(det, "detector_distance", np.float32(spec.distance / 1000.0), "m")
+    _field(det, "distance", np.float32(spec.distance / 1000.0), "m")
+    _field(det, "count_time", np.float32(spec.exposure_time), "s")
+    _field(det, "frame_time", np.float32(spec.exposure_time + spec.readout_time), "s")
+    _field(det, "saturation_value", np.int32(spec.saturation_value))
+    if spec.underload_value is not None:
+        _field(det, "underload_value", np.int32(spec.underload_value))
+    if spec.bit_depth_readout is not None:
+        _field(det, "bit_depth_readout", np.int32(spec.bit_depth_readout))
+    _field(det, "countrate_correction_applied", np.int32(1))
+    _field(det, "pixel_mask_applied", np.int32(spec.pixel_mask_applied))
+    mask = det.create_dataset(
+        "pixel_mask", data=pixel_mask(spec), compression="gzip", compression_opts=1
+    )
+    _field(det, "depends_on", f"{_DETECTOR}/transformations/translation")
+    _write_detector_specific(det, mask, spec)
+    _write_detector_geometry(det, spec)
+
+
+def _write_detector_specific(det: h5py.Group, mask: h5py.Dataset, spec: NXmxSpec) -> None:
+    ny, nx = spec.shape
+    specific = _group(det, "detectorSpecific", "NXcollection")
+    specific["pixel_mask"] = mask  # hard link, as DECTRIS writes both
+    _field(specific, "nimages", np.int64(spec.n_frames))
+    _field(specific, "ntrigger", np.int64(1))
+    _field(specific, "nimages_per_file", np.int64(spec.frames_per_file or spec.n_frames))
+    _field(specific, "x_pixels_in_detector", np.int32(nx))
+    _field(specific, "y_pixels_in_detector", np.int32(ny))
+    _field(specific, "countrate_correction_count_cutoff", np.int32(spec.saturation_value))
+    _field(specific, "bit_depth_image", np.int32(np.iinfo(spec.dtype).bits))
+
+
+def _write_detector_geometry(det: h5py.Group, spec: NXmxSpec) -> None:
+    """The detector's translation and its one module (origin, size, pixel axes)."""
+    ny, nx = spec.shape
+    bx, by = spec.centre
+    px_m = spec.pixel_size / 1000.0
+    transformations = _group(det, "transformations", "NXtransformations")
+    _field(
+        transformations,
+        "translation",
+        np.float64(spec.distance / 1000.0),
+        "m",
+        transformation_type="translation",
+        vector=np.array([0.0, 0.0, 1.0]),
+        depends_on=".",
+    )
+    module = _group(det, "module", "NXdetector_module")
+    _field(module, "data_origin", np.array([0, 0], dtype=np.int32))
+    _field(module, "data_size", np.array([ny, nx], dtype=np.int32))
+    _field(module, "data_stride", np.array([1, 1], dtype=np.int32))
+    _field(
+        module,
+        "module_offset",
+        np.float64(0.0),
+        "m",
+        transformation_type="translation",
+        vector=np.array([1.0, 0.0, 0.0]),
+        offset=np.array([bx * px_m, by * px_m, 0.0]),
+        offset_units="m",
+        depends_on=f"{_DETECTOR}/transformations/translation",
+    )
+    for axis, vector in (("fast", [-1.0, 0.0, 0.0]), ("slow", [0.0, -1.0, 0.0])):
+        _field(
+            module,
+            f"{axis}_pixel_direction",
+            np.float64(px_m),
+            "m",
+            transformation_type="translation",
+            vector=np.array(vector),
+            offset=np.zeros(3),
+            offset_units="m",
+            depends_on=f"{_DETECTOR}/module/module_offset",
+        )
+
+
+def _write_sample(entry: h5py.Group, spec: NXmxSpec) -> None:
+    """``NXsample`` on an omega axis: one angle per frame, and the frame ends."""
+    n = spec.n_frames
+    sample = _group(entry, "sample", "NXsample")
+    _field(sample, "name", "background")
+    _field(sample, "depends_on", "/entry/sample/transformations/omega")
+    gonio = _group(sample, "transformations", "NXtransformations")
+    omega = spec.osc_start + spec.osc_width * np.arange(n, dtype=np.float64)
+    _field(
+        gonio,
+        "omega",
+        omega,
+        "deg",
+        transformation_type="rotation",
+        vector=np.array([-1.0, 0.0, 0.0]),
+        depends_on=".",
+    )
+    _field(gonio, "omega_end", omega + spec.osc_width, "deg")
+    _field(gonio, "omega_increment_set", np.float64(spec.osc_width), "deg")
+    _field(gonio, "omega_range_average", np.float64(spec.osc_width), "deg")
+    _field(gonio, "omega_range_total", np.float64(spec.osc_width * n), "deg")
 
 
 def _write_master(path: Path, spec: NXmxSpec) -> None:
-    ny, nx = spec.shape
-    n = spec.n_frames
-    bx, by = spec.centre
-    px_m = spec.pixel_size / 1000.0
-    det_path = "/entry/instrument/detector"
-    tmp = path.with_name(path.name + ".part")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         entry = _group(f, "entry", "NXentry", default=np.bytes_("data"))
         _field(entry, "definition", "NXmx")
-        _field(entry, "start_time", _EPOCH.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
-
+        _field(entry, "start_time", common.EPOCH.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
         data = _group(entry, "data", "NXdata")
         for number, _ in enumerate(spec.file_ranges, start=1):
             data[f"data_{number:06d}"] = h5py.ExternalLink(
                 spec.data_name(number), "/entry/data/data"
             )
-
         instrument = _group(entry, "instrument", "NXinstrument")
         _field(instrument, "name", "SYNTHETIC BEAMLINE", short_name=np.bytes_("SYN"))
         beam = _group(instrument, "beam", "NXbeam")
         _field(beam, "incident_wavelength", np.float32(spec.wavelength), "angstrom")
-
-        det = _group(instrument, "detector", "NXdetector")
-        _field(det, "description", "Dectris EIGER X 500K (synthetic)")
-        _field(det, "type", "PIXEL")
-        _field(det, "serial_number", "E-00-0000")
-        _field(det, "sensor_material", "Si")
-        _field(det, "sensor_thickness", np.float32(450e-6), "m")
-        _field(det, "x_pixel_size", np.float32(px_m), "m")
-        _field(det, "y_pixel_size", np.float32(px_m), "m")
-        _field(det, "beam_center_x", np.float32(bx), "pixel")
-        _field(det, "beam_center_y", np.float32(by), "pixel")
-        _field(det, "detector_distance", np.float32(spec.distance / 1000.0), "m")
-        _field(det, "distance", np.float32(spec.distance / 1000.0), "m")
-        _field(det, "count_time", np.float32(spec.exposure_time), "s")
-        _field(det, "frame_time", np.float32(spec.exposure_time + spec.readout_time), "s")
-        _field(det, "saturation_value", np.int32(spec.saturation_value))
-        if spec.underload_value is not None:
-            _field(det, "underload_value", np.int32(spec.underload_value))
-        if spec.bit_depth_readout is not None:
-            _field(det, "bit_depth_readout", np.int32(spec.bit_depth_readout))
-        _field(det, "countrate_correction_applied", np.int32(1))
-        _field(det, "pixel_mask_applied", np.int32(spec.pixel_mask_applied))
-        mask = det.create_dataset(
-            "pixel_mask", data=pixel_mask(spec), compression="gzip", compression_opts=1
-        )
-        _field(det, "depends_on", f"{det_path}/transformations/translation")
-
-        specific = _group(det, "detectorSpecific", "NXcollection")
-        specific["pixel_mask"] = mask  # hard link, as DECTRIS writes both
-        _field(specific, "nimages", np.int64(n))
-        _field(specific, "ntrigger", np.int64(1))
-        _field(specific, "nimages_per_file", np.int64(spec.frames_per_file or n))
-        _field(specific, "x_pixels_in_detector", np.int32(nx))
-        _field(specific, "y_pixels_in_detector", np.int32(ny))
-        _field(specific, "countrate_correction_count_cutoff", np.int32(spec.saturation_value))
-        _field(specific, "bit_depth_image", np.int32(np.iinfo(spec.dtype).bits))
-
-        transformations = _group(det, "transformations", "NXtransformations")
-        _field(
-            transformations,
-            "translation",
-            np.float64(spec.distance / 1000.0),
-            "m",
-            transformation_type="translation",
-            vector=np.array([0.0, 0.0, 1.0]),
-            depends_on=".",
-        )
-        module = _group(det, "module", "NXdetector_module")
-        _field(module, "data_origin", np.array([0, 0], dtype=np.int32))
-        _field(module, "data_size", np.array([ny, nx], dtype=np.int32))
-        _field(module, "data_stride", np.array([1, 1], dtype=np.int32))
-        _field(
-            module,
-            "module_offset",
-            np.float64(0.0),
-            "m",
-            transformation_type="translation",
-            vector=np.array([1.0, 0.0, 0.0]),
-            offset=np.array([bx * px_m, by * px_m, 0.0]),
-            offset_units="m",
-            depends_on=f"{det_path}/transformations/translation",
-        )
-        for axis, vector in (("fast", [-1.0, 0.0, 0.0]), ("slow", [0.0, -1.0, 0.0])):
-            _field(
-                module,
-                f"{axis}_pixel_direction",
-                np.float64(px_m),
-                "m",
-                transformation_type="translation",
-                vector=np.array(vector),
-                offset=np.zeros(3),
-                offset_units="m",
-                depends_on=f"{det_path}/module/module_offset",
-            )
-
-        sample = _group(entry, "sample", "NXsample")
-        _field(sample, "name", "background")
-        _field(sample, "depends_on", "/entry/sample/transformations/omega")
-        gonio = _group(sample, "transformations", "NXtransformations")
-        omega = spec.osc_start + spec.osc_width * np.arange(n, dtype=np.float64)
-        _field(
-            gonio,
-            "omega",
-            omega,
-            "deg",
-            transformation_type="rotation",
-            vector=np.array([-1.0, 0.0, 0.0]),
-            depends_on=".",
-        )
-        _field(gonio, "omega_end", omega + spec.osc_width, "deg")
-        _field(gonio, "omega_increment_set", np.float64(spec.osc_width), "deg")
-        _field(gonio, "omega_range_average", np.float64(spec.osc_width), "deg")
-        _field(gonio, "omega_range_total", np.float64(spec.osc_width * n), "deg")
-    os.replace(tmp, path)
+        _write_detector(instrument, spec)
+        _write_sample(entry, spec)
 
 
 def write_sweep(directory: str | os.PathLike[str], spec: NXmxSpec) -> Path:
@@ -532,29 +562,21 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m dials_mdxbg.testing.eiger",
         description="Write a synthetic NXmx Eiger sweep.",
     )
-    p.add_argument("outdir", type=Path, help="output directory")
-    p.add_argument("--frames", type=int, default=d.n_frames, help="number of frames")
+    common.add_scan_arguments(p, d)
     p.add_argument("--shape", type=int, nargs=2, default=list(d.shape), metavar=("NY", "NX"))
     p.add_argument("--name", default=d.name, help="file name stem")
-    p.add_argument("--osc-width", type=float, default=d.osc_width, help="deg per frame")
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--compression", default=d.compression, choices=("bslz4", "gzip", "none"))
     p.add_argument("--pixel-mask-applied", action="store_true", help="masked pixels = max")
     args = p.parse_args(argv)
-    try:
-        master = write_nxmx_sweep(
-            args.outdir,
-            n_frames=args.frames,
-            shape=(args.shape[0], args.shape[1]),
-            name=args.name,
-            osc_width=args.osc_width,
-            seed=args.seed,
-            compression=args.compression,
-            pixel_mask_applied=args.pixel_mask_applied,
-        )
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    print(master)
+    spec = common.spec_or_exit(
+        NXmxSpec,
+        **common.scan_fields(args),
+        shape=(args.shape[0], args.shape[1]),
+        name=args.name,
+        compression=args.compression,
+        pixel_mask_applied=args.pixel_mask_applied,
+    )
+    print(write_sweep(args.outdir, spec))
 
 
 if __name__ == "__main__":

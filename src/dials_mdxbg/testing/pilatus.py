@@ -1,14 +1,25 @@
-"""Synthetic Pilatus-like background sweeps written as miniCBF files.
+"""Synthetic Pilatus-like background sweeps, written as miniCBF files by dxtbx.
 
-The files written here carry a standard ``PILATUS_1.2`` miniCBF header, so dxtbx
-reads them with ``FormatCBFMiniPilatus``: the inter-module gaps are masked as
-untrusted rectangles (``determine_pilatus_mask``) and the trusted range is
-``(-1, Count_cutoff)``, i.e. a pixel is valid only if ``-1 < value < Count_cutoff``.
+The frames are written with dxtbx's own miniCBF writer
+(``FormatCBFMini.as_file``) under the ``PILATUS_1.2`` header convention, so
+dxtbx reads them back with ``FormatCBFMiniPilatus``: the inter-module gaps
+become untrusted rectangles (``determine_pilatus_mask``), the trusted range is
+``(-1, Count_cutoff)`` (a pixel is valid only if ``-1 < value < Count_cutoff``),
+and the scan has the spec's oscillation and exposure
+(``tests/test_generators.py`` checks all of it). The module geometry is
+dxtbx's detector database (``_DetectorDatabase["Pilatus"]``).
+
+What dxtbx's writer cannot say, and what that costs here: it prints angles
+with 4 decimals, the wavelength and distance with 6 significant digits, and
+one fixed time stamp (1972-01-01) for every frame. :meth:`SweepSpec.validate`
+therefore refuses angles, wavelengths or distances it would round, and the
+scans dials.import makes have equal epochs (nothing here or in mdx2 reads them).
 
 Each frame is a smooth, slowly varying background (air/solvent scatter with
 optional diffuse rings, polarisation and solid-angle factors, an optional pin
-shadow) with Poisson noise, a few fixed hot pixels and a few overloaded pixels
-per frame. Gap pixels are written as ``-1``, as a real Pilatus does.
+shadow; :func:`expected_counts`) with Poisson noise, a few fixed hot pixels
+and a few overloaded pixels per frame (:func:`frame_counts`). Gap pixels are
+written as ``-1``, as a real Pilatus does.
 
 Example:
     ``python -m dials_mdxbg.testing.pilatus OUTDIR --frames 20 --modules 3 2``
@@ -17,47 +28,45 @@ Example:
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
-import datetime
+import contextlib
 import functools
-import hashlib
 import math
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from dxtbx.format.FormatPilatusHelpers import determine_pilatus_mask
+
+from dials_mdxbg.testing import common
 
 __all__ = [
     "SweepSpec",
     "beam_centre",
     "detector_shape",
+    "expected_counts",
     "frame_counts",
     "gap_mask",
     "import_sweep",
     "main",
     "make_background_sweep",
+    "noise_pool",
     "write_sweep",
 ]
 
-#: Pilatus module geometry (pixels): module size and gap, fast and slow.
-MODULE_FAST = 487
-MODULE_SLOW = 195
-GAP_FAST = 7
-GAP_SLOW = 17
+#: Pilatus module and gap size (pixels, fast and slow), from dxtbx's detector database.
+MODULE_FAST, MODULE_SLOW, GAP_FAST, GAP_SLOW = common.module_geometry("Pilatus")
 #: Pixel size in mm.
 PIXEL_SIZE_MM = 0.172
-#: Sensor thickness written to the header (m).
-SENSOR_THICKNESS_M = 0.000450
+#: Sensor thickness (mm).
+SENSOR_THICKNESS_MM = 0.450
 
-_START_TAG = binascii.unhexlify("0c1a04d5")
-_EPOCH = datetime.datetime(2024, 1, 1, 0, 0, 0, tzinfo=datetime.timezone.utc)
 _ROWS_PER_BLOCK = 128  # noise is drawn in fixed row blocks (deterministic, threadable)
 _DETECTOR_NAMES = {
     (1, 1): "100K",
@@ -65,6 +74,14 @@ _DETECTOR_NAMES = {
     (3, 8): "2M",
     (5, 12): "6M",
 }
+#: How dxtbx's miniCBF writer prints each header value that comes from the spec.
+_HEADER_FORMATS = (
+    ("osc_start", ".4f", 1.0),
+    ("osc_width", ".4f", 1.0),
+    ("exposure_time", ".7f", 1.0),
+    ("wavelength", "g", 1.0),
+    ("distance", "g", 1e-3),  # written in m
+)
 
 
 @dataclass
@@ -109,16 +126,16 @@ class SweepSpec:
     wavelength: float = 1.0
 
     def __post_init__(self) -> None:
-        self.modules = (int(self.modules[0]), int(self.modules[1]))
+        self.modules = common.int_pair(self.modules)
         self.validate()
 
     def validate(self) -> None:
         """Check the parameters.
 
         Raises:
-            ValueError: If a parameter is out of range.
+            ValueError: If a parameter is out of range, or would be rounded in the header.
         """
-        check_scan(self)
+        common.check_scan(self)
         if len(self.modules) != 2 or min(self.modules) < 1:
             raise ValueError("modules must be two positive integers (fast, slow)")
         if self.n_hot < 0 or self.n_overload < 0:
@@ -127,6 +144,10 @@ class SweepSpec:
             raise ValueError("count_cutoff must be in [10, 2**31 - 1)")
         if self.distance <= 0 or self.wavelength <= 0:
             raise ValueError("distance and wavelength must be > 0")
+        for name, fmt, scale in _HEADER_FORMATS:
+            value = getattr(self, name) * scale
+            if not math.isclose(float(format(value, fmt)), value, rel_tol=1e-9, abs_tol=1e-12):
+                raise ValueError(f"{name} {getattr(self, name)} would be rounded in the header")
         _split_template(self.template)
 
     @property
@@ -150,30 +171,15 @@ class SweepSpec:
         return f"{head}{number:0{width}d}{tail}"
 
 
-def check_scan(spec) -> None:
-    """Checks every synthetic sweep spec shares: frames, oscillation, exposure, counts, seed.
-
-    Raises:
-        ValueError: If one is out of range.
-    """
-    if spec.n_frames < 1:
-        raise ValueError("n_frames must be >= 1")
-    if spec.osc_width <= 0:
-        raise ValueError("osc_width must be > 0")
-    if spec.exposure_time <= 0:
-        raise ValueError("exposure_time must be > 0")
-    if spec.background <= 0:
-        raise ValueError("background must be > 0")
-    if spec.seed < 0:
-        raise ValueError("seed must be >= 0")
-
-
 def _split_template(template: str) -> tuple[str, int, str]:
     runs = list(re.finditer(r"#+", template))
     if len(runs) != 1:
         raise ValueError(f"template must contain exactly one run of '#': {template!r}")
     run = runs[0]
     return template[: run.start()], run.end() - run.start(), template[run.end() :]
+
+
+# --------------------------------------------------------------------------- geometry
 
 
 def detector_shape(modules: tuple[int, int]) -> tuple[int, int]:
@@ -194,18 +200,31 @@ def detector_shape(modules: tuple[int, int]) -> tuple[int, int]:
     return ny, nx
 
 
-def _n_modules(n: int, module: int, gap: int) -> int:
+def _check_pilatus_size(n: int, module: int, gap: int) -> None:
     count, remainder = divmod(n + gap, module + gap)
     if count < 1 or remainder != 0:
         raise ValueError(f"{n} pixels is not a Pilatus size (module {module}, gap {gap})")
-    return count
+
+
+def _detector(shape: tuple[int, int], distance: float = 200.0, count_cutoff: int = 1048500):
+    """The dxtbx detector model of a Pilatus of this shape (beam at :func:`beam_centre`)."""
+    from dxtbx.model import DetectorFactory
+
+    ny, nx = shape
+    bx, by = beam_centre(shape)
+    px = PIXEL_SIZE_MM
+    detector = DetectorFactory.simple(
+        "PAD", distance, (bx * px, by * px), "+x", "-y", (px, px), (nx, ny), (-1, count_cutoff), []
+    )
+    detector[0].set_thickness(SENSOR_THICKNESS_MM)
+    detector[0].set_material("Si")
+    return detector
 
 
 def gap_mask(ny: int, nx: int) -> np.ndarray:
-    """Pixels in the inter-module gaps.
+    """Pixels in the inter-module gaps: dxtbx's ``determine_pilatus_mask`` as an array.
 
-    Identical to the rectangles dxtbx's ``determine_pilatus_mask`` adds as
-    untrusted regions for a Pilatus image of this size.
+    These are the untrusted rectangles ``FormatCBFMiniPilatus`` gives the panel.
 
     Args:
         ny: Number of rows (slow).
@@ -213,16 +232,16 @@ def gap_mask(ny: int, nx: int) -> np.ndarray:
 
     Returns:
         Boolean array ``(ny, nx)``, True in gaps.
+
+    Raises:
+        ValueError: If ``(ny, nx)`` is not a Pilatus size.
     """
-    n_fast = _n_modules(nx, MODULE_FAST, GAP_FAST)
-    n_slow = _n_modules(ny, MODULE_SLOW, GAP_SLOW)
+    _check_pilatus_size(nx, MODULE_FAST, GAP_FAST)
+    _check_pilatus_size(ny, MODULE_SLOW, GAP_SLOW)
     mask = np.zeros((ny, nx), dtype=bool)
-    for i in range(1, n_fast):
-        start = i * MODULE_FAST + (i - 1) * GAP_FAST
-        mask[:, start : start + GAP_FAST] = True
-    for j in range(1, n_slow):
-        start = j * MODULE_SLOW + (j - 1) * GAP_SLOW
-        mask[start : start + GAP_SLOW, :] = True
+    # 1-based inclusive (fast0, fast1, slow0, slow1), as FormatCBFMiniPilatus reads them.
+    for f0, f1, s0, s1 in determine_pilatus_mask(_detector((ny, nx))):
+        mask[s0 - 1 : s1, f0 - 1 : f1] = True
     return mask
 
 
@@ -255,6 +274,9 @@ def beam_centre(shape: tuple[int, int]) -> tuple[float, float]:
     return _axis_centre(nx, MODULE_FAST, GAP_FAST), _axis_centre(ny, MODULE_SLOW, GAP_SLOW)
 
 
+# --------------------------------------------------------------------------- smooth fields
+
+
 @dataclass(frozen=True)
 class _Fields:
     base: np.ndarray  # float32 (ny, nx): expected counts at phi modulation 1, 0 in gaps
@@ -266,8 +288,83 @@ class _Fields:
     hot_level: float
 
 
+@dataclass(frozen=True)
+class _Pixels:
+    """Float32 pixel coordinates relative to the beam: px (1-D, broadcast) and mm^2."""
+
+    xpx: np.ndarray  # (1, nx) pixels
+    ypx: np.ndarray  # (ny, 1) pixels
+    x2: np.ndarray  # (1, nx) mm^2
+    y2: np.ndarray  # (ny, 1) mm^2
+    inv_r2: np.ndarray  # (ny, nx) 1/mm^2
+
+
+def _pixels(shape: tuple[int, int]) -> tuple[_Pixels, np.ndarray]:
+    """Pixel coordinates, and the distance from the beam in mm (float32)."""
+    ny, nx = shape
+    bx, by = beam_centre(shape)
+    xpx = (np.arange(nx, dtype=np.float32) + 0.5 - np.float32(bx))[None, :]
+    ypx = (np.arange(ny, dtype=np.float32) + 0.5 - np.float32(by))[:, None]
+    px = np.float32(PIXEL_SIZE_MM)
+    x2 = (xpx * px) ** 2
+    y2 = (ypx * px) ** 2
+    r2 = x2 + y2  # mm^2
+    inv_r2 = 1.0 / np.maximum(r2, np.float32(1e-12))
+    return _Pixels(xpx, ypx, x2, y2, inv_r2), np.sqrt(r2)
+
+
+def _isotropic(pix: _Pixels, r: np.ndarray, distance: float, wavelength: float, rings: bool):
+    """Radial profile x polarisation x solid angle (float32, not yet normalised)."""
+    two_theta, s = common.scattering_angles(r, np.float32(distance), wavelength)
+    cos2t = np.cos(two_theta)
+    del two_theta
+    # Low-angle air scatter + broad solvent falloff (+ water ring d ~ 3.4 A, second d ~ 2.1 A).
+    peaks = [(0.5, 0.0, 0.06), (0.3, 0.0, 0.25)]
+    if rings:
+        peaks += [(0.9, 0.29, 0.045), (0.35, 0.47, 0.05)]
+    profile = common.radial_profile(s, 0.35, peaks)
+    del s
+    # Polarisation (99 % horizontal, along fast) and solid angle (cos^3 2theta).
+    sin2t_sq = 1.0 - cos2t**2
+    cos_psi_sq = pix.x2 * pix.inv_r2
+    pol = 1.0 - sin2t_sq * (0.99 * cos_psi_sq + 0.01 * (1.0 - cos_psi_sq))
+    return (profile * pol * cos2t**3).astype(np.float32)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(z))
+
+
+def _shadow(pix: _Pixels, shape: tuple[int, int]) -> np.ndarray:
+    """Transmission of the pin/beamstop: a disc at the beam plus a tilted arm to the +x edge."""
+    ny, nx = shape
+    xpx, ypx = pix.xpx, pix.ypx
+    half_width = max(4.0, 0.006 * max(nx, ny))
+    radius = 2.2 * half_width
+    angle = math.radians(-15.0)
+    ca, sa = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    along = xpx * ca + ypx * sa
+    perp = np.abs(xpx * sa - ypx * ca)
+    arm = _sigmoid((half_width - perp) / 1.5) * _sigmoid(along / 1.5)
+    disc = _sigmoid((radius - np.sqrt(xpx**2 + ypx**2)) / 1.5)
+    return (1.0 - 0.95 * np.maximum(arm, disc)).astype(np.float32)
+
+
+def _anisotropic(base: np.ndarray, pix: _Pixels) -> tuple[np.ndarray, np.ndarray]:
+    """The ``cos(2 psi)`` and ``sin(2 psi)`` parts: 10 % of the background, each zero-mean.
+
+    Zero-mean (weighted by ``base``) so that ``background`` stays the mean count.
+    """
+    total = float(base.sum(dtype=np.float64))
+    cos2psi = (pix.x2 - pix.y2) * pix.inv_r2
+    cos2psi -= np.float32((base * cos2psi).sum(dtype=np.float64) / total)
+    aniso_c = (0.1 * base * cos2psi).astype(np.float32)
+    del cos2psi
+    px = np.float32(PIXEL_SIZE_MM)
+    sin2psi = 2.0 * (pix.xpx * pix.ypx) * (px * px) * pix.inv_r2
+    sin2psi -= np.float32((base * sin2psi).sum(dtype=np.float64) / total)
+    aniso_s = (0.1 * base * sin2psi).astype(np.float32)
+    return aniso_c, aniso_s
 
 
 def _random_active_pixels(
@@ -303,63 +400,16 @@ def _fields(
     wavelength: float,
 ) -> _Fields:
     """Smooth (noise-free) model fields, computed once per geometry."""
-    ny, nx = detector_shape(modules)
-    bx, by = beam_centre((ny, nx))
-    gaps = gap_mask(ny, nx)
-
-    xpx = (np.arange(nx, dtype=np.float32) + 0.5 - np.float32(bx))[None, :]
-    ypx = (np.arange(ny, dtype=np.float32) + 0.5 - np.float32(by))[:, None]
-    px = np.float32(PIXEL_SIZE_MM)
-    x2 = (xpx * px) ** 2
-    y2 = (ypx * px) ** 2
-    r2 = x2 + y2  # mm^2
-    inv_r2 = 1.0 / np.maximum(r2, np.float32(1e-12))
-    two_theta = np.arctan(np.sqrt(r2) / np.float32(distance))
-    cos2t = np.cos(two_theta)
-    s = (2.0 / wavelength) * np.sin(0.5 * two_theta)  # 1/d (1/Angstrom)
-    del two_theta
-
-    # Radial profile: low-angle air scatter + broad solvent falloff (+ diffuse rings).
-    profile = 0.35 + 0.5 * np.exp(-0.5 * (s / 0.06) ** 2) + 0.3 * np.exp(-0.5 * (s / 0.25) ** 2)
-    if rings:
-        profile += 0.9 * np.exp(-0.5 * ((s - 0.29) / 0.045) ** 2)  # water ring, d ~ 3.4 A
-        profile += 0.35 * np.exp(-0.5 * ((s - 0.47) / 0.05) ** 2)  # second ring, d ~ 2.1 A
-    del s
-
-    # Polarisation (99 % horizontal, along fast) and solid angle (cos^3 2theta).
-    sin2t_sq = 1.0 - cos2t**2
-    cos_psi_sq = x2 * inv_r2
-    pol = 1.0 - sin2t_sq * (0.99 * cos_psi_sq + 0.01 * (1.0 - cos_psi_sq))
-    base = (profile * pol * cos2t**3).astype(np.float32)
-    del profile, pol, sin2t_sq, cos2t
-
+    shape = detector_shape(modules)
+    gaps = gap_mask(*shape)
+    pix, r = _pixels(shape)
+    base = _isotropic(pix, r, distance, wavelength, rings)
+    del r
     if shadow:
-        # Pin/beamstop: a disc at the beam plus an arm running to the +x edge, tilted.
-        half_width = max(4.0, 0.006 * max(nx, ny))
-        radius = 2.2 * half_width
-        angle = math.radians(-15.0)
-        ca, sa = np.float32(math.cos(angle)), np.float32(math.sin(angle))
-        along = xpx * ca + ypx * sa
-        perp = np.abs(xpx * sa - ypx * ca)
-        arm = _sigmoid((half_width - perp) / 1.5) * _sigmoid(along / 1.5)
-        disc = _sigmoid((radius - np.sqrt(xpx**2 + ypx**2)) / 1.5)
-        base *= (1.0 - 0.95 * np.maximum(arm, disc)).astype(np.float32)
-        del along, perp, arm, disc
-
+        base *= _shadow(pix, shape)
     base[gaps] = 0.0
     base *= np.float32(background / float(base[~gaps].mean()))
-
-    # Anisotropic part ~cos(2 psi - phi), rotating slowly with phi; 10 % of the background,
-    # with each component made zero-mean so that ``background`` stays the mean count.
-    total = float(base.sum(dtype=np.float64))
-    cos2psi = (x2 - y2) * inv_r2
-    cos2psi -= np.float32((base * cos2psi).sum(dtype=np.float64) / total)
-    aniso_c = (0.1 * base * cos2psi).astype(np.float32)
-    del cos2psi
-    sin2psi = 2.0 * (xpx * ypx) * (px * px) * inv_r2
-    sin2psi -= np.float32((base * sin2psi).sum(dtype=np.float64) / total)
-    aniso_s = (0.1 * base * sin2psi).astype(np.float32)
-    del sin2psi
+    aniso_c, aniso_s = _anisotropic(base, pix)
 
     rng = np.random.default_rng([seed, 0x407])
     hot_y, hot_x = _random_active_pixels(rng, gaps, n_hot)
@@ -383,13 +433,30 @@ def _spec_fields(spec: SweepSpec) -> _Fields:
     )
 
 
-@functools.lru_cache(maxsize=1)
-def _executor() -> ThreadPoolExecutor | None:
-    workers = min(8, os.cpu_count() or 1)
-    return ThreadPoolExecutor(workers, thread_name_prefix="synth") if workers > 1 else None
+# --------------------------------------------------------------------------- counts
 
 
-def _poisson(lam: np.ndarray, seed_seq: np.random.SeedSequence) -> np.ndarray:
+@contextlib.contextmanager
+def noise_pool(workers: int | None = None) -> Iterator[ThreadPoolExecutor | None]:
+    """Threads that draw a frame's Poisson noise, shut down when the block ends.
+
+    Args:
+        workers: Threads (default: the CPUs, at most 8); 1 gives None (draw in the caller).
+
+    Yields:
+        The pool, or None for one worker.
+    """
+    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    if workers <= 1:
+        yield None
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="synth-noise") as pool:
+        yield pool
+
+
+def _poisson(
+    lam: np.ndarray, seed_seq: np.random.SeedSequence, pool: ThreadPoolExecutor | None
+) -> np.ndarray:
     """Poisson draws in fixed row blocks, each with its own spawned generator.
 
     The result depends only on ``seed_seq`` (not on the number of threads);
@@ -404,7 +471,6 @@ def _poisson(lam: np.ndarray, seed_seq: np.random.SeedSequence) -> np.ndarray:
         rows = slice(starts[i], starts[i] + _ROWS_PER_BLOCK)
         out[rows] = np.random.default_rng(children[i]).poisson(lam[rows])
 
-    pool = _executor()
     if pool is None or len(starts) == 1:
         for i in range(len(starts)):
             block(i)
@@ -413,42 +479,62 @@ def _poisson(lam: np.ndarray, seed_seq: np.random.SeedSequence) -> np.ndarray:
     return out
 
 
-def _frame_phi(spec: SweepSpec, index: int) -> float:
-    return spec.osc_start + (index + 0.5) * spec.osc_width
+def expected_counts(spec: SweepSpec, index: int) -> np.ndarray:
+    """Noise-free expected counts of one frame: the Poisson mean of every pixel.
 
-
-def frame_counts(spec: SweepSpec, index: int) -> np.ndarray:
-    """Counts of one frame, exactly as written to the CBF.
-
-    The expected image is the smooth background scaled by ``1 + 0.05 sin(phi)``
-    plus a 10 % anisotropic term ``~cos(2 psi - phi)`` (``phi`` = rotation angle at
-    mid-frame, ``psi`` = azimuth), so it varies slowly from frame to frame. Noise
-    is Poisson, drawn in fixed row blocks from ``SeedSequence(seed + index).spawn``
-    (identical for any thread count). Then, drawing from
-    ``np.random.default_rng(seed + index)``, hot pixels (fixed positions, Poisson
-    around ~5000 counts) and ``n_overload`` pixels at or above ``count_cutoff``
-    (alternately exactly ``count_cutoff`` and ``max(count_cutoff + 1, 2**20 - 1)``)
-    are set, and gap pixels are -1.
+    The smooth background scaled by ``1 + 0.05 sin(phi)`` plus a 10 % anisotropic
+    term ``~cos(2 psi - phi)`` (``phi`` = rotation angle at mid-frame, ``psi`` =
+    azimuth), before noise, hot and overloaded pixels; 0 in the module gaps
+    (which the files hold as -1).
 
     Args:
         spec: Sweep parameters.
         index: 0-based frame index.
 
     Returns:
-        int32 array ``(ny, nx)``.
+        float32 array ``(ny, nx)`` (a new array).
     """
-    if not 0 <= index < spec.n_frames:
-        raise IndexError(f"frame index {index} out of range [0, {spec.n_frames})")
+    common.check_frame_index(spec, index)
     fields = _spec_fields(spec)
-    phi = math.radians(_frame_phi(spec, index))
+    phi = math.radians(common.mid_frame_angle(spec, index))
     lam = fields.base * np.float32(1.0 + 0.05 * math.sin(phi))
     lam += fields.aniso_c * np.float32(math.cos(phi))
     lam += fields.aniso_s * np.float32(math.sin(phi))
+    return lam
 
+
+def frame_counts(spec: SweepSpec, index: int, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """Counts of one frame, exactly as written to the CBF.
+
+    Poisson noise around :func:`expected_counts`, drawn in fixed row blocks from
+    ``SeedSequence(seed + index).spawn`` (identical for any thread count). Then,
+    drawing from ``np.random.default_rng(seed + index)``, hot pixels (fixed
+    positions, Poisson around ~5000 counts) and ``n_overload`` pixels at or above
+    ``count_cutoff`` (alternately exactly ``count_cutoff`` and
+    ``max(count_cutoff + 1, 2**20 - 1)``) are set, and gap pixels are -1.
+
+    Args:
+        spec: Sweep parameters.
+        index: 0-based frame index.
+        pool: A :func:`noise_pool` to draw the noise in (a sweep shares one), or
+            None for a pool of this call's own.
+
+    Returns:
+        int32 array ``(ny, nx)``.
+    """
+    if pool is None:
+        with noise_pool() as own:
+            return _frame_counts(spec, index, own)
+    return _frame_counts(spec, index, pool)
+
+
+def _frame_counts(spec: SweepSpec, index: int, pool: ThreadPoolExecutor | None) -> np.ndarray:
+    lam = expected_counts(spec, index)
     seed_seq = np.random.SeedSequence(spec.seed + index)
-    counts = _poisson(lam, seed_seq)
+    counts = _poisson(lam, seed_seq, pool)
     del lam
 
+    fields = _spec_fields(spec)
     rng = np.random.default_rng(seed_seq)
     if len(fields.hot_y):
         hot_values = rng.poisson(fields.hot_level, len(fields.hot_y))
@@ -465,106 +551,48 @@ def frame_counts(spec: SweepSpec, index: int) -> np.ndarray:
     return counts
 
 
+# --------------------------------------------------------------------------- files
+
+
 def _detector_name(modules: tuple[int, int]) -> str:
     return _DETECTOR_NAMES.get(tuple(modules), f"{modules[0]}x{modules[1]} modules")
 
 
-def _cbf_header(spec: SweepSpec, index: int, shape: tuple[int, int]) -> str:
-    ny, nx = shape
-    bx, by = beam_centre(shape)
-    when = _EPOCH + datetime.timedelta(seconds=index * spec.exposure_time)
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond // 1000:03d}"
-    start = spec.osc_start + index * spec.osc_width
-    energy_ev = 12398.4198 / spec.wavelength
-    lines = [
-        "###CBF: VERSION 1.5, CBFlib v0.7.8 - PILATUS detectors",
-        "",
-        f"data_{Path(spec.image_name(index)).stem}",
-        "",
-        '_array_data.header_convention "PILATUS_1.2"',
-        "_array_data.header_contents",
-        ";",
-        f"# Detector: PILATUS {_detector_name(spec.modules)}, S/N 60-0000 (synthetic)",
-        f"# {stamp}",
-        f"# Pixel_size {PIXEL_SIZE_MM * 1000:g}e-6 m x {PIXEL_SIZE_MM * 1000:g}e-6 m",
-        f"# Silicon sensor, thickness {SENSOR_THICKNESS_M:.6f} m",
-        f"# Exposure_time {spec.exposure_time:.7f} s",
-        f"# Exposure_period {spec.exposure_time:.7f} s",
-        "# Tau = 0 s",
-        f"# Count_cutoff {spec.count_cutoff} counts",
-        f"# Threshold_setting: {energy_ev / 2:.0f} eV",
-        "# Gain_setting: autog (vrf = 1.000)",
-        "# N_excluded_pixels = 0",
-        "# Excluded_pixels: (nil)",
-        "# Flat_field: (nil)",
-        "# Trim_file: (nil)",
-        "# Image_path: /synthetic/",
-        f"# Wavelength {spec.wavelength:.5f} A",
-        f"# Detector_distance {spec.distance / 1000:.5f} m",
-        f"# Beam_xy ({bx:.2f}, {by:.2f}) pixels",
-        "# Flux 0.000000",
-        "# Filter_transmission 1.0000",
-        f"# Start_angle {start:.6f} deg.",
-        f"# Angle_increment {spec.osc_width:.6f} deg.",
-        "# Detector_2theta 0.0000 deg.",
-        "# Polarization 0.990",
-        "# Alpha 0.0000 deg.",
-        "# Kappa 0.0000 deg.",
-        f"# Phi {start:.6f} deg.",
-        f"# Phi_increment {spec.osc_width:.6f} deg.",
-        "# Omega 0.0000 deg.",
-        "# Omega_increment 0.0000 deg.",
-        "# Chi 0.0000 deg.",
-        "# Chi_increment 0.0000 deg.",
-        "# Oscillation_axis X.CW",
-        "# N_oscillations 1",
-        ";",
-        "",
-    ]
-    return "\r\n".join(lines)
+@dataclass
+class _CBFWriter:
+    """dxtbx's models of the sweep's experiment, and ``FormatCBFMini.as_file`` per frame."""
 
+    spec: SweepSpec
 
-def _encode_cbf(spec: SweepSpec, index: int, counts: np.ndarray) -> bytes:
-    """Full miniCBF file content for one frame (byte-offset compressed)."""
-    from dxtbx import flumpy
-    from dxtbx.ext import compress
+    def __post_init__(self) -> None:
+        from dxtbx.model import BeamFactory, GoniometerFactory
 
-    ny, nx = counts.shape
-    data = np.ascontiguousarray(counts, dtype=np.int32)
-    compressed = compress(flumpy.from_numpy(data))
-    md5 = base64.b64encode(hashlib.md5(compressed).digest()).decode("ascii")
-    mime = "\r\n".join(
-        [
-            "",
-            "_array_data.data",
-            ";",
-            "--CIF-BINARY-FORMAT-SECTION--",
-            "Content-Type: application/octet-stream;",
-            '     conversions="x-CBF_BYTE_OFFSET"',
-            "Content-Transfer-Encoding: BINARY",
-            f"X-Binary-Size: {len(compressed)}",
-            "X-Binary-ID: 1",
-            'X-Binary-Element-Type: "signed 32-bit integer"',
-            "X-Binary-Element-Byte-Order: LITTLE_ENDIAN",
-            f"Content-MD5: {md5}",
-            f"X-Binary-Number-of-Elements: {nx * ny}",
-            f"X-Binary-Size-Fastest-Dimension: {nx}",
-            f"X-Binary-Size-Second-Dimension: {ny}",
-            "X-Binary-Size-Padding: 4095",
-            "",
-            "",
-        ]
-    )
-    text = (_cbf_header(spec, index, (ny, nx)) + mime).encode("ascii")
-    trailer = bytes(4095) + b"\r\n--CIF-BINARY-FORMAT-SECTION----\r\n;\r\n\r\n"
-    return b"".join([text, _START_TAG, compressed, trailer])
+        self.detector = _detector(self.spec.shape, self.spec.distance, self.spec.count_cutoff)
+        self.beam = BeamFactory.simple(self.spec.wavelength)
+        self.beam.set_polarization_fraction(0.99)  # 99 % horizontal, as the model
+        self.goniometer = GoniometerFactory.single_axis()
 
+    def write(self, index: int, counts: np.ndarray, path: Path, scratch: Path) -> None:
+        """Write frame ``index`` to ``scratch/<name>``, then rename it to ``path``."""
+        from dxtbx import flumpy
+        from dxtbx.format.FormatCBFMini import FormatCBFMini
+        from dxtbx.model import ScanFactory
 
-def _write_frame(spec: SweepSpec, index: int, counts: np.ndarray, path: Path) -> None:
-    payload = _encode_cbf(spec, index, counts)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+        spec = self.spec
+        number = index + 1
+        start = spec.osc_start + index * spec.osc_width
+        scan = ScanFactory.make_scan(
+            (number, number), spec.exposure_time, (start, spec.osc_width), {number: 0.0}
+        )
+        # as_file names the CBF data block after the file, so it writes the final name.
+        tmp = scratch / path.name
+        data = flumpy.from_numpy(np.ascontiguousarray(counts, dtype=np.int32))
+        det_type = f"PILATUS {_detector_name(spec.modules)}"
+        FormatCBFMini.as_file(
+            self.detector, self.beam, self.goniometer, scan, data, str(tmp),
+            header_convention="PILATUS_1.2", det_type=det_type,
+        )  # fmt: skip
+        os.replace(tmp.with_suffix(".cbf"), path)
 
 
 def write_sweep(
@@ -574,8 +602,8 @@ def write_sweep(
 ) -> list[Path]:
     """Write all frames of a sweep as miniCBF files.
 
-    The next frame's counts are generated while the previous one is being
-    compressed and written.
+    Each file appears complete or not at all (written in a hidden folder of
+    ``directory``, then renamed).
 
     Args:
         directory: Output directory (created if needed).
@@ -589,19 +617,12 @@ def write_sweep(
     out = Path(directory).resolve()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / spec.image_name(i) for i in range(spec.n_frames)]
-    with ThreadPoolExecutor(1, thread_name_prefix="synth-write") as writer:
-        pending = None
+    writer = _CBFWriter(spec)
+    with noise_pool() as pool, tempfile.TemporaryDirectory(prefix=".write-", dir=out) as scratch:
         for i, path in enumerate(paths):
-            counts = frame_counts(spec, i)
-            if pending is not None:
-                pending.result()
-                if progress is not None:
-                    progress(i, spec.n_frames)
-            pending = writer.submit(_write_frame, spec, i, counts, path)
-        if pending is not None:
-            pending.result()
+            writer.write(i, frame_counts(spec, i, pool), path, Path(scratch))
             if progress is not None:
-                progress(spec.n_frames, spec.n_frames)
+                progress(i + 1, spec.n_frames)
     return paths
 
 
@@ -687,8 +708,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m dials_mdxbg.testing.pilatus",
         description="Write a synthetic Pilatus background sweep (miniCBF) and dials.import it.",
     )
-    p.add_argument("outdir", type=Path, help="output directory")
-    p.add_argument("--frames", type=int, default=d.n_frames, help="number of frames")
+    common.add_scan_arguments(p, d)
     p.add_argument(
         "--modules",
         type=int,
@@ -697,11 +717,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("FAST", "SLOW"),
         help="Pilatus modules (fast slow); 5 12 is a full 6M",
     )
-    p.add_argument("--osc-start", type=float, default=d.osc_start, help="start angle (deg)")
-    p.add_argument("--osc-width", type=float, default=d.osc_width, help="deg per frame")
-    p.add_argument("--exposure-time", type=float, default=d.exposure_time, help="s per frame")
-    p.add_argument("--background", type=float, default=d.background, help="mean counts/pixel")
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--n-hot", type=int, default=d.n_hot, help="number of hot pixels")
     p.add_argument("--n-overload", type=int, default=d.n_overload, help="overloads per frame")
     p.add_argument("--no-shadow", action="store_true", help="no pin shadow")
@@ -723,26 +738,19 @@ def main(argv: list[str] | None = None) -> None:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
     args = _parser().parse_args(argv)
-    try:
-        spec = SweepSpec(
-            n_frames=args.frames,
-            modules=(args.modules[0], args.modules[1]),
-            osc_start=args.osc_start,
-            osc_width=args.osc_width,
-            exposure_time=args.exposure_time,
-            background=args.background,
-            seed=args.seed,
-            n_hot=args.n_hot,
-            n_overload=args.n_overload,
-            shadow=not args.no_shadow,
-            rings=not args.no_rings,
-            count_cutoff=args.count_cutoff,
-            template=args.template,
-            distance=args.distance,
-            wavelength=args.wavelength,
-        )
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    spec = common.spec_or_exit(
+        SweepSpec,
+        **common.scan_fields(args),
+        modules=(args.modules[0], args.modules[1]),
+        n_hot=args.n_hot,
+        n_overload=args.n_overload,
+        shadow=not args.no_shadow,
+        rings=not args.no_rings,
+        count_cutoff=args.count_cutoff,
+        template=args.template,
+        distance=args.distance,
+        wavelength=args.wavelength,
+    )
 
     def report(done: int, total: int) -> None:
         print(f"\rwrote {done}/{total} frames", end="\n" if done == total else "", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Versions of everything that shapes the output, for provenance."""
+"""Versions of everything that shapes the output, and the provenance record of a file."""
 
 from __future__ import annotations
 
@@ -37,3 +37,8 @@ def versions() -> dict[str, str]:
     except Exception:
         pass
     return found
+
+
+def provenance_of(program: str, phil_text: str | None, **extra) -> dict:
+    """What a file keeps under /entry/dials_mdxbg: program, effective PHIL, versions, extra."""
+    return {"program": program, "phil": phil_text or "", "versions": versions(), **extra}

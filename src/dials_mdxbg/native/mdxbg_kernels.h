@@ -1,0 +1,79 @@
+/*
+ * The C interface of dials-mdxbg's kernels: the one declaration of each
+ * function, included by _ckernels.c. native/backend.py declares the same
+ * prototypes to ctypes (_PROTOTYPES); tests/test_native.py parses this file
+ * and fails when a prototype and that table disagree (argument count,
+ * integer widths, pointer or integer, return type).
+ *
+ * Arrays are C-contiguous; bool arrays are one byte per element (0/1).
+ * Masking: a pixel is valid when the static mask says so and lo <= v <= hi
+ * (dxtbx's exclusive trusted range as integer bounds); masked pixels are -1.
+ * Binning adds counts with vlo <= v <= vhi (never a masked -1) into exact
+ * per-bin sums total/count (int64) and total_sq (double), shape (nphi, nby, nbx).
+ */
+#ifndef MDXBG_KERNELS_H
+#define MDXBG_KERNELS_H
+
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define MDX_API __declspec(dllexport)
+#else
+#define MDX_API __attribute__((visibility("default")))
+#endif
+
+/* Mask n pixels into out; returns the statically valid pixels the trusted range masked. */
+MDX_API int64_t mdx_mask_frame(const int32_t *raw, const uint8_t *valid, int64_t n, int32_t lo,
+                               int32_t hi, int32_t *out);
+
+/* As mdx_mask_frame, written as the four byte planes (4 * n bytes) of HDF5's shuffle. */
+MDX_API int64_t mdx_mask_to_planes(const int32_t *raw, const uint8_t *valid, int64_t n,
+                                   int32_t lo, int32_t hi, uint8_t *planes);
+
+/* The first nf frames, rows rows and cols columns of a shuffled (cf, cy, cx) int32
+ * chunk, unshuffled into the block out (nf, out_rows, out_nx) at column x0. */
+MDX_API void mdx_unshuffle4_into(const uint8_t *planes, int64_t cf, int64_t cy, int64_t cx,
+                                 int64_t nf, int64_t rows, int64_t cols, int32_t *out,
+                                 int64_t out_rows, int64_t out_nx, int64_t x0);
+
+/* 1 when built against libdeflate (mdx_decode_chunk_into exists), else 0. */
+MDX_API int mdx_have_libdeflate(void);
+
+/* Inflate a zlib chunk of cf*cy*cx*4 shuffled bytes into scratch, then as
+ * mdx_unshuffle4_into. Returns 0, or -1 (nothing written to out). */
+MDX_API int mdx_decode_chunk_into(const uint8_t *payload, int64_t size, uint8_t *scratch,
+                                  int64_t cf, int64_t cy, int64_t cx, int64_t nf, int64_t rows,
+                                  int64_t cols, int32_t *out, int64_t out_rows, int64_t out_nx,
+                                  int64_t x0);
+
+/* Add a block of masked frames (nf, rows, nx) into the bin sums; f_bins[f] and
+ * y_bins[y] are its frame and row bins, x_edges (nbx + 1) the column edges. */
+MDX_API void mdx_bin_block(const int32_t *block, int64_t nf, int64_t rows, int64_t nx,
+                           const int64_t *f_bins, const int64_t *y_bins, const int64_t *x_edges,
+                           int64_t nby, int64_t nbx, int32_t vlo, int32_t vhi, int64_t *total,
+                           int64_t *count, double *total_sq);
+
+/* mdx_mask_frame then mdx_bin_block for one raw frame (ny, nx) in frame bin fb,
+ * without writing the masked frame. Returns the pixels the trusted range masked,
+ * or -1 if out of memory (nothing added). */
+MDX_API int64_t mdx_bin_raw_frame(const int32_t *raw, const uint8_t *valid, int64_t ny,
+                                  int64_t nx, int32_t lo, int32_t hi, int64_t fb,
+                                  const int64_t *y_bins, const int64_t *x_edges, int64_t nby,
+                                  int64_t nbx, int32_t vlo, int32_t vhi, int64_t *total,
+                                  int64_t *count, double *total_sq);
+
+/* 1 when built against ISA-L (mdx_encode_tiles exists), else 0. */
+MDX_API int mdx_have_isal(void);
+
+/* Mask each (cy, cx) tile at (tiles[2t], tiles[2t+1]) of a raw frame (ny, nx),
+ * zero-padded past the edge, and deflate its four byte planes as independent
+ * sync-flushed raw-deflate pieces into out (capacity bytes); piece 4t+k has
+ * offsets[], lengths[] and adlers[]. *n_dynamic gets the pixels the trusted
+ * range masked. Returns the bytes written, or -1 (out too small, deflate error). */
+MDX_API int64_t mdx_encode_tiles(const int32_t *raw, const uint8_t *valid, int64_t ny, int64_t nx,
+                                 int32_t lo, int32_t hi, int64_t cy, int64_t cx,
+                                 const int64_t *tiles, int64_t n_tiles, int32_t level,
+                                 uint8_t *out, int64_t capacity, int64_t *offsets,
+                                 int64_t *lengths, uint32_t *adlers, int64_t *n_dynamic);
+
+#endif /* MDXBG_KERNELS_H */

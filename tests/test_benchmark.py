@@ -1,0 +1,36 @@
+"""The benchmark's own machinery: the report it renders, and what it measures of a process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_render_rebuilds_the_committed_tables(tmp_path):
+    results = ROOT / "benchmarks" / "results"
+    for runner in (["-m", "benchmarks.compare_mdx2"], [str(ROOT / "benchmarks" / "compare_mdx2")]):
+        out = tmp_path / "results.md"
+        cmd = [sys.executable, *runner, "--render", str(results / "results.json")]
+        proc = subprocess.run(
+            [*cmd, "--markdown", str(out)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_text() == (results / "results.md").read_text()
+        assert proc.stdout == out.read_text() + "\n"
+
+
+def test_timing_sees_the_whole_process_tree(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.compare_mdx2.timing import run_timed
+
+    # A parent that holds little and a child that holds ~300 MB for a moment.
+    child = "b = b'x' * 300_000_000; import time; time.sleep(1)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    result = run_timed("probe", [sys.executable, "-c", parent], tmp_path / "run", 0.02)
+    assert result.max_processes >= 2
+    assert result.peak_rss_bytes > 300e6
+    assert result.wall_s >= 1.0
+    assert result.output_bytes == 0

@@ -1,0 +1,190 @@
+"""The native backend: C prototypes against their ctypes declarations, selection, delegation."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import zlib
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from dials_mdxbg.binning import grid as bgrid
+from dials_mdxbg.binning import sums as bsums
+from dials_mdxbg.native import backend as native
+
+# C types of mdxbg_kernels.h and the ctypes type each must be declared with.
+_C_TYPES = {
+    "void": None,
+    "int": ctypes.c_int,
+    "int32_t": ctypes.c_int32,
+    "int64_t": ctypes.c_int64,
+    "uint32_t": ctypes.c_uint32,
+    "double": ctypes.c_double,
+}
+
+
+def _ctype(declaration: str):
+    """ctypes type of a C return type or parameter (``const int32_t *raw`` -> c_void_p)."""
+    if "*" in declaration:
+        return ctypes.c_void_p  # every pointer is passed as an address
+    words = declaration.replace("const", " ").split()
+    if words[0] not in _C_TYPES:
+        raise AssertionError(f"no ctypes type known for C type {words[0]!r}: extend _C_TYPES")
+    return _C_TYPES[words[0]]
+
+
+def parse_header(text: str) -> dict:
+    """{name: (return type, argument types)} of every ``MDX_API`` prototype."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"^\s*#.*$", " ", text, flags=re.M)
+    prototypes = {}
+    for match in re.finditer(r"MDX_API\s+([\w\s*]+?)\s*\b(mdx_\w+)\s*\(([^)]*)\)\s*;", text):
+        restype, name, params = match.groups()
+        params = [p for p in params.split(",") if p.strip() not in ("", "void")]
+        prototypes[name] = (_ctype(restype), tuple(_ctype(p) for p in params))
+    return prototypes
+
+
+def mismatches(header: dict, table: dict) -> list[str]:
+    """Every way the Python table disagrees with the header."""
+    problems = [f"{name}: in the header only" for name in header.keys() - table.keys()]
+    problems += [f"{name}: in the Python table only" for name in table.keys() - header.keys()]
+    for name in header.keys() & table.keys():
+        (c_res, c_args), (py_res, py_args) = header[name], table[name]
+        if c_res is not py_res:
+            problems.append(f"{name}: returns {c_res} in C, {py_res} in Python")
+        if len(c_args) != len(py_args):
+            problems.append(f"{name}: {len(c_args)} arguments in C, {len(py_args)} in Python")
+        for i, (c, py) in enumerate(zip(c_args, py_args)):
+            if c is not py:
+                problems.append(f"{name}: argument {i} is {c} in C, {py} in Python")
+    return problems
+
+
+def _header() -> dict:
+    text = (resources.files("dials_mdxbg.native") / "mdxbg_kernels.h").read_text()
+    return parse_header(text)
+
+
+def test_header_and_ctypes_declarations_agree():
+    header = _header()
+    assert len(header) == len(native.PROTOTYPES) == 9
+    assert mismatches(header, native.PROTOTYPES) == []
+    assert set(native.OPTIONAL) <= set(header) and set(native.OPTIONAL.values()) <= set(header)
+
+
+def test_the_check_catches_each_kind_of_disagreement():
+    header = _header()
+    table = dict(native.PROTOTYPES)
+    restype, args = table["mdx_bin_raw_frame"]
+    table["mdx_bin_raw_frame"] = (restype, args[:-1])  # one argument missing
+    restype, args = table["mdx_mask_frame"]
+    table["mdx_mask_frame"] = (restype, (*args[:3], ctypes.c_int64, *args[4:]))  # int32 -> int64
+    restype, args = table["mdx_encode_tiles"]
+    table["mdx_encode_tiles"] = (restype, (ctypes.c_int64, *args[1:]))  # pointer -> integer
+    table["mdx_have_isal"] = (None, ())  # int -> void
+    found = mismatches(header, table)
+    assert len(found) == 4, found
+    assert all(
+        any(name in problem for problem in found)
+        for name in ("mdx_bin_raw_frame", "mdx_mask_frame", "mdx_encode_tiles", "mdx_have_isal")
+    )
+    del table["mdx_unshuffle4_into"]
+    assert "mdx_unshuffle4_into: in the header only" in mismatches(header, table)
+
+
+def test_the_backend_is_chosen_once(monkeypatch):
+    native.backend.cache_clear()
+    try:
+        monkeypatch.delenv("DIALS_MDXBG_PURE_NUMPY", raising=False)
+        chosen = native.backend()
+        assert isinstance(chosen, native.CompiledBackend) and native.backend() is chosen
+        # The flags are answered at load time, from the library itself.
+        assert chosen.has_encoder == bool(chosen._lib.mdx_have_isal())
+        assert chosen.has_decoder == bool(chosen._lib.mdx_have_libdeflate())
+        monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
+        assert native.backend() is chosen  # cached: the environment is read once
+        native.backend.cache_clear()
+        assert type(native.backend()) is native.NumpyBackend
+        assert not native.backend().has_encoder and not native.backend().has_decoder
+    finally:
+        native.backend.cache_clear()
+
+
+def _frame(seed: int, shape=(45, 61)):
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(-3, 60, shape).astype(np.int32)
+    raw[2, :] = 1048600  # above the trusted range
+    static = rng.random(shape) > 0.1
+    shadow = np.ones(shape, bool)
+    shadow[:, 10:20] = False
+    return raw, static, shadow
+
+
+def _same_sums(a: bsums.BinSums, b: bsums.BinSums) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("total", "count", "total_sq"))
+
+
+@pytest.mark.parametrize("case", ["float", "shadow", "strided", "int16"])
+def test_the_compiled_backend_hands_what_it_cannot_take_to_the_reference(case):
+    """Inputs the C kernels refuse give the reference's results, through the same call."""
+    compiled, reference = native.CompiledBackend.load(), native.NumpyBackend()
+    assert compiled is not None
+    raw, static, shadow = _frame(1)
+    trusted = (-1.0, 1048500.0)
+    extra = None
+    if case == "float":
+        raw = raw.astype(np.float64) + 0.25
+    elif case == "shadow":
+        extra = shadow
+    elif case == "strided":
+        raw = np.asfortranarray(raw)
+    else:
+        raw = np.clip(raw, -3, 30000).astype(np.int16)
+    for kernels in (compiled, reference):
+        masked, n = kernels.mask_frame(raw, static, trusted, extra)
+        planes, n_planes = kernels.mask_to_planes(raw, static, trusted, extra)
+        ref_masked, ref_n = reference.mask_frame(raw, static, trusted, extra)
+        assert np.array_equal(masked, ref_masked) and n == n_planes == ref_n
+        assert np.array_equal(planes.transpose(1, 2, 0).copy().view("<i4")[..., 0], ref_masked)
+    grid = bgrid.BinGrid((1, *raw.shape), (1, 10, 7))
+    sums = {}
+    for kernels in (compiled, reference):
+        acc = bsums.BinSums.zeros(grid.out_shape)
+        n = kernels.bin_raw_frame(
+            raw, static, trusted, extra, 0, grid.y_index, grid.x_edges, (0, 50), acc
+        )
+        sums[kernels.name] = (acc, n)
+    assert sums["compiled"][1] == sums["numpy"][1]
+    assert _same_sums(sums["compiled"][0], sums["numpy"][0])
+    tiles = np.array([(y, x) for y in range(0, 45, 16) for x in range(0, 61, 32)], np.int64)
+    encoded = [
+        k.encode_tiles(raw, static, trusted, (16, 32), tiles, 1, extra)
+        for k in (compiled, reference)
+    ]
+    assert encoded[0][1] == encoded[1][1]
+    data = [
+        [zlib.decompressobj(-15).decompress(bytes(p)) for tile in e[0] for p, _, _ in tile]
+        for e in encoded
+    ]
+    assert data[0] == data[1]
+
+
+def test_blocks_the_bin_kernel_refuses_are_binned_by_the_reference():
+    """A strided block, or one with pixels to leave out, still gives the reference sums."""
+    compiled, reference = native.CompiledBackend.load(), native.NumpyBackend()
+    rng = np.random.default_rng(4)
+    block = rng.integers(-1, 90, (6, 40, 50)).astype(np.int32)
+    keep = rng.random(block.shape) > 0.2
+    grid = bgrid.BinGrid(block.shape, (4, 9, 11))
+    f_bins, y_bins = grid.phi_index, grid.y_index
+    for data, mask in [(block[:, :, ::-1], None), (block, keep), (block, None)]:
+        results = []
+        for kernels in (compiled, reference):
+            acc = bsums.BinSums.zeros(grid.out_shape)
+            kernels.bin_block(data, f_bins, y_bins, grid.x_edges, (0, 80), acc, mask)
+            results.append(acc)
+        assert _same_sums(*results)
+        assert results[0].count.sum() > 0
