@@ -6,13 +6,33 @@ import also compresses in C, and with libdeflate's (``libdeflate-dev``, conda
 ``libdeflate``) binning from a file inflates in C, both without the GIL.
 Without a compiler the build goes on (``optional=True``) and the package falls
 back to numpy and the ``isal`` Python package: same results, slower.
+
+The repository's ``phil/*.phil`` presets (their one source) are copied into the
+built package as ``dials_mdxbg/presets/`` so that an installed package has them
+(sdist: ``MANIFEST.in``; no symlinks, so it works from a wheel, an sdist or a
+checkout alike).
 """
 
+import glob
 import os
 import sys
 import sysconfig
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class build_py_with_presets(build_py):
+    """build_py, plus phil/*.phil copied into dials_mdxbg/presets/."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "dials_mdxbg", "presets")
+        self.mkpath(target)
+        for path in sorted(glob.glob(os.path.join(HERE, "phil", "*.phil"))):
+            self.copy_file(path, os.path.join(target, os.path.basename(path)))
 
 
 def _prefix_with(header):
@@ -47,6 +67,7 @@ for macro, header, library in [
         options["runtime_library_dirs"].append(os.path.join(prefix, "lib"))
 
 setup(
+    cmdclass={"build_py": build_py_with_presets},
     ext_modules=[
         Extension(
             "dials_mdxbg.native._ckernels",

@@ -14,7 +14,8 @@ say() { echo "[bootstrap] $*" >&2; }
 
 # 1. DIALS, dxtbx, cctbx, h5py, matplotlib from Debian (PyPI's dials/dxtbx are stubs);
 #    gcc, ISA-L and libdeflate headers to build our C kernels (compression in C).
-if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, venv" >/dev/null 2>&1 \
+if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, plotly, jinja2, venv" \
+        >/dev/null 2>&1 \
     || [[ ! -e /usr/include/isa-l/igzip_lib.h || ! -e /usr/include/libdeflate.h ]] \
     || ! command -v gcc >/dev/null; then
     say "installing DIALS from Debian (python3-dials), gcc, libisal-dev, libdeflate-dev"
@@ -22,6 +23,7 @@ if ! /usr/bin/python3 -c "import dials, dxtbx, h5py, matplotlib, venv" >/dev/nul
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
         python3-dials dials python3-venv python3-matplotlib python3-pytest \
+        python3-plotly python3-jinja2 \
         gcc libisal-dev libdeflate-dev >/dev/null
 fi
 
@@ -61,6 +63,15 @@ assert b().name == 'compiled' and b().has_encoder and b().has_decoder" \
         || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev?): slower"
     touch "$STAMP"
 fi
+# Tests only: Chromium renders the HTML report; python3-build builds the sdist and
+# wheel the packaging test installs.
+if [[ $WANT_TEST -eq 1 ]] && { ! command -v chromium >/dev/null \
+        || ! /usr/bin/python3 -c "import build" >/dev/null 2>&1; }; then
+    say "installing chromium and python3-build (tests)"
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium python3-build >/dev/null
+fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"
 if [[ $WANT_TEST -eq 1 && ! -e "$TSTAMP" ]]; then
     say "installing test tools and mdx2 1.0.5 (reference)"
@@ -72,6 +83,11 @@ if [[ $WANT_TEST -eq 1 && ! -e "$TSTAMP" ]]; then
         python-dateutil pygments packaging 2>&1 | grep -v "^WARNING: Location" || true
     "$PY" -c "import mdx2.command_line.import_data, nexusformat, pytest" \
         || { say "test tool install failed"; exit 1; }
+    # The wheel test installs into a fresh venv without the network: our one
+    # PyPI dependency comes from this local folder (same version as in $VENV).
+    ISAL_VERSION="$("$PY" -c 'from importlib.metadata import version; print(version("isal"))')"
+    "$PY" -m pip download -q --no-deps --only-binary :all: -d "$VENV/wheelhouse" \
+        "isal==$ISAL_VERSION" 2>&1 | grep -v "^WARNING: Location" || true
     touch "$TSTAMP"
 fi
 export PATH="$VENV/bin:$PATH"

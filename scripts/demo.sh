@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a generated background sweep -> imported
-# -> binned -> plotted, in ./demo (or $1). Installs what it needs first.
+# -> binned -> plotted and reported (HTML), in ./demo (or $1). Installs what it needs first.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/scripts/bootstrap.sh"
@@ -13,6 +13,6 @@ echo "== 2. dials.mdx_import"
 dials.mdx_import images/background.expt output.data=bkg_data.nxs chunks=10,211,493 \
     output.json=bkg_data.json
 echo "== 3. dials.mdx_bin_background"
-dials.mdx_bin_background bkg_data.nxs "$REPO/phil/insulin_background.phil" \
-    output.json=bkg_data_binned.json
-echo "== done: $OUT/bkg_data.nxs, $OUT/bkg_data_binned.nxs, $OUT/bkg_data_binned.png"
+dials.mdx_bin_background bkg_data.nxs insulin_background.phil output.json=bkg_data_binned.json
+echo "== done: $OUT/bkg_data.nxs, $OUT/bkg_data_binned.nxs, $OUT/bkg_data_binned.png,"
+echo "   $OUT/bkg_data_binned.html (open it in a browser)"

@@ -106,6 +106,7 @@ def ours_bin_cmd(source: Path, out_name: str, s: Settings, nproc: int) -> list[s
         "bins=" + ",".join(str(b) for b in s.bins),
         "valid_range=" + ",".join(str(v) for v in s.valid_range),
         f"output.binned={out_name}",
-        "output.plot=None",
+        "output.plot=None",  # mdx2 makes neither picture nor report
+        "output.html=None",
         f"mp.nproc={nproc}",
     ]

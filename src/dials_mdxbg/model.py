@@ -46,6 +46,8 @@ class BinnedMap:
         estimator: "mean" (mdx2's) or "clipped_mean".
         ny_nx: the binned image's size in pixels.
         n_frames: frames binned.
+        values: histogram of the pixel values of sampled frames
+            (:class:`~dials_mdxbg.binning.histogram.ValueHistogram`), if asked for.
     """
 
     phi: np.ndarray
@@ -57,6 +59,7 @@ class BinnedMap:
     estimator: str
     ny_nx: tuple[int, int] = (0, 0)
     n_frames: int = 0
+    values: object | None = None
 
     def extra_datasets(self) -> dict[str, np.ndarray]:
         """Datasets stored beside mdx2's signal and axes."""

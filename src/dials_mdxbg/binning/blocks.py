@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
+from dials_mdxbg.binning.histogram import ValueHistogram, histogram_cap, sampled_frames
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums, accumulate_block, finalize
 from dials_mdxbg.frames.source import FrameSource, RawFrame
@@ -97,17 +98,35 @@ def block_sums(
     excluded: Callable[[int, int, tuple], np.ndarray] | None = None,
     threshold: np.ndarray | None = None,
     nproc: int = 1,
+    histogram: bool = False,
 ) -> BinSums:
-    """Exact bin sums of the blocks (those above ``threshold`` left out, if given)."""
+    """Exact bin sums of the blocks (those above ``threshold`` left out, if given).
+
+    ``histogram``: also count the pixel values of the sampled frames
+    (:func:`~dials_mdxbg.binning.histogram.sampled_frames`) into ``values``.
+    """
+    sample = sampled_frames(grid.shape[0]) if histogram else np.zeros(0, dtype=np.int64)
+    cap = histogram_cap(valid_range)
+
+    def count_values(acc: BinSums, frame0: int, block: np.ndarray, ex) -> None:
+        lo, hi = np.searchsorted(sample, [frame0, frame0 + block.shape[0]])
+        for k in sample[lo:hi] - frame0:
+            if acc.values is None:
+                acc.values = ValueHistogram.zeros(cap)
+            acc.values.add(block[k], None if ex is None else ex[k])
 
     def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
         if isinstance(block, RawFrame):
-            # A frame straight from the detector: mask and bin in one pass.
-            if excluded is None and threshold is None:
+            # A frame straight from the detector: mask and bin in one pass (a
+            # sampled frame is masked here once, then binned like a block).
+            sampled = frame0 in sample
+            if excluded is None and threshold is None and not sampled:
                 block.bin_into(acc, grid, frame0, valid_range)
                 return
             block = block.masked()[0][np.newaxis]
         ex = excluded(frame0, row0, block.shape) if excluded else None
+        if len(sample):
+            count_values(acc, frame0, block, ex)
         keep = None
         if threshold is not None:
             keep = block <= _expand(threshold, grid, frame0, row0, block.shape)
@@ -131,6 +150,7 @@ def bin_map(
     bins = options.bins
     grid = BinGrid(axes.shape, bins)
     sums = sums_for(None)
+    values = sums.values  # the first pass sees every value
     if options.estimator == "clipped_mean":
         sums = sums_for(clip_threshold(sums, options.n_sigma))
     signal, errors, count = finalize(sums, grid, axes.exposure_times)
@@ -144,6 +164,7 @@ def bin_map(
         estimator=options.estimator,
         ny_nx=axes.shape[1:],
         n_frames=axes.shape[0],
+        values=values,
     )
 
 
@@ -160,14 +181,24 @@ def bin_blocks(
         make_tasks: returns a fresh iterator of block tasks covering the series
             once (called twice for the clipped mean).
         axes: the series axes.
-        options: bins, valid_range, estimator.
+        options: bins, valid_range, estimator; ``histogram``: also histogram
+            the pixel values of sampled frames (the map's ``values``).
         excluded: optional ``(frame0, row0, shape) -> bool array`` (True = excluded).
         nproc: threads.
     """
     grid = BinGrid(axes.shape, options.bins)
 
     def sums_for(threshold):
-        return block_sums(make_tasks(), grid, options.valid_range, excluded, threshold, nproc)
+        first = threshold is None
+        return block_sums(
+            make_tasks(),
+            grid,
+            options.valid_range,
+            excluded,
+            threshold,
+            nproc,
+            options.histogram and first,
+        )
 
     return bin_map(sums_for, axes, options)
 

@@ -31,12 +31,17 @@ phil_scope = libtbx.phil.parse(phil_str)
 
 @dataclass(frozen=True)
 class BinOptions:
-    """The algorithm's settings (the ``bins``, ``valid_range``, ``estimator``, ``clip`` PHIL)."""
+    """The algorithm's settings (the ``bins``, ``valid_range``, ``estimator``, ``clip`` PHIL).
+
+    ``histogram``: also histogram the pixel values of sampled frames (for the
+    HTML report; :mod:`dials_mdxbg.binning.histogram`); the map is unchanged.
+    """
 
     bins: tuple[int, int, int] = (10, 20, 20)
     valid_range: tuple[int, int] | None = None
     estimator: str = "mean"
     n_sigma: float = 5.0
+    histogram: bool = False
 
     def __post_init__(self) -> None:
         if self.estimator not in ("mean", "clipped_mean"):

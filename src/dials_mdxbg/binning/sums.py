@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid
+from dials_mdxbg.binning.histogram import ValueHistogram
 from dials_mdxbg.model import MASKED_VALUE
 from dials_mdxbg.native.backend import backend
 
@@ -85,12 +86,14 @@ class BinSums:
 
     ``total`` and ``count`` are integers so that adding partial sums from any
     partition of the frames gives bit-identical results; ``total_sq`` (float)
-    only feeds the standard error.
+    only feeds the standard error. ``values``: the histogram of sampled pixel
+    values, when asked for (:mod:`dials_mdxbg.binning.histogram`).
     """
 
     total: np.ndarray
     count: np.ndarray
     total_sq: np.ndarray
+    values: ValueHistogram | None = None
 
     @classmethod
     def zeros(cls, shape: tuple[int, int, int]) -> BinSums:
@@ -106,6 +109,10 @@ class BinSums:
         self.total += other.total
         self.count += other.count
         self.total_sq += other.total_sq
+        if other.values is not None:
+            if self.values is None:
+                self.values = ValueHistogram.zeros(other.values.cap)
+            self.values.merge(other.values)
         return self
 
 

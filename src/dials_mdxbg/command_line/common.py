@@ -1,4 +1,14 @@
-"""What both commands share: parsing, logging, one-line errors, the JSON summary."""
+"""What both commands share: parsing, logging, one-line errors, the JSON summary.
+
+Presets. The PHIL files of the repository's ``phil/`` folder are shipped in
+the package (``dials_mdxbg/presets/``, copied there by ``setup.py`` when the
+wheel is built) and can be given by name from any directory: a positional
+``insulin_background.phil`` (or ``insulin_background``, or the checkout's
+``phil/insulin_background.phil``) that is not a file in the working
+directory is looked up among them, and the resolved path is logged. A file of
+that name in the working directory always wins, as DIALS users expect. ``-h``
+lists the presets.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +30,57 @@ from dials_mdxbg.util.atomic import write_text
 
 logger = logging.getLogger("dials.mdxbg")
 
+PRESET_SUFFIX = ".phil"
+
+
+def preset_dirs() -> list[Path]:
+    """Folders holding the shipped presets, the installed one first.
+
+    An installed package has ``dials_mdxbg/presets/``; an editable install or
+    a checkout on ``sys.path`` has the repository's ``phil/`` instead (the
+    presets' source, two levels above the package in the ``src`` layout).
+    """
+    package = Path(__file__).resolve().parents[1]
+    candidates = [package / "presets", package.parents[1] / "phil"]
+    return [d for d in candidates if d.is_dir() and any(d.glob("*" + PRESET_SUFFIX))]
+
+
+def presets() -> dict[str, Path]:
+    """Preset file name -> path (the first folder of :func:`preset_dirs` wins)."""
+    found: dict[str, Path] = {}
+    for directory in preset_dirs():
+        for path in sorted(directory.glob("*" + PRESET_SUFFIX)):
+            found.setdefault(path.name, path)
+    return found
+
+
+def resolve_preset(arg: str) -> Path | None:
+    """The shipped preset ``arg`` names, or None.
+
+    ``arg`` is a preset's file name, with or without ``.phil``, or
+    ``phil/<name>`` as README's commands from a checkout spell it.
+    """
+    path = Path(arg)
+    if len(path.parts) > 2 or (len(path.parts) == 2 and path.parts[0] != "phil"):
+        return None
+    name = path.name if path.name.endswith(PRESET_SUFFIX) else path.name + PRESET_SUFFIX
+    return presets().get(name)
+
+
+def presets_help() -> str:
+    """The -h text listing the presets, with each file's first comment line."""
+    found = presets()
+    if not found:
+        return ""
+    lines = ["", "Presets shipped with dials-mdxbg (give the name, e.g. insulin_background.phil):"]
+    for name, path in found.items():
+        first = next(
+            (ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.strip()), ""
+        )
+        lines.append(f"  {name:26s} {first}")
+    lines.append(f"  (in {path.parent})")
+    return "\n".join(lines) + "\n"
+
 
 def make_parser(command: str, inputs: str, phil, doc: str):
     """DIALS' ArgumentParser as both commands use it (experiments or images in)."""
@@ -31,7 +92,7 @@ def make_parser(command: str, inputs: str, phil, doc: str):
         read_experiments=True,
         read_experiments_from_images=True,
         check_format=True,
-        epilog=doc,
+        epilog=doc + presets_help(),
     )
 
 
@@ -41,25 +102,34 @@ def parse(parser, args: list[str] | None):
     Files are checked first, so that what DIALS would report as a traceback
     inside a "line" (an unreadable experiment list, missing images, a
     reflection table, an NXmx master without its data) is one sentence naming
-    the file.
+    the file. A positional argument that is not a file but names a shipped
+    preset is replaced by the preset's path (see the module docstring).
 
     Returns:
-        (params, options) as DIALS' ``ArgumentParser.parse_args`` does.
+        (params, options) as DIALS' ``ArgumentParser.parse_args`` does;
+        ``options.presets`` lists the (argument, resolved path) of presets used.
     """
     from libtbx.utils import Sorry
 
     from dials_mdxbg.frames.files import check_hdf5_sources, is_hdf5
 
     args = sys.argv[1:] if args is None else list(args)
-    for arg in input_args(args):
+    resolved = []
+    for i, arg in enumerate(args):
+        if "=" in arg or arg.startswith("-"):
+            continue
         path = Path(arg)
         if not path.exists():
-            raise InputError(f"{arg}: no such file")
-        if path.suffix == ".refl":
+            preset = resolve_preset(arg)
+            if preset is None:
+                raise InputError(f"{arg}: no such file (nor a preset: {_preset_names()})")
+            args[i] = str(preset)
+            resolved.append((arg, preset))
+        elif path.suffix == ".refl":
             raise InputError(
                 f"{arg} is a reflection table; give the experiments (.expt) or the images"
             )
-        if path.suffix in (".expt", ".json"):
+        elif path.suffix in (".expt", ".json"):
             _check_experiment_list(path)
         elif path.is_dir() and not any(p.is_file() for p in path.iterdir()):
             raise InputError(f"{arg} is a directory without image files")
@@ -76,7 +146,12 @@ def parse(parser, args: list[str] | None):
         raise InputError(_condense(str(e))) from None
     except (ValueError, OSError) as e:  # dxtbx, for images it cannot make a sweep of
         raise InputError("could not read the input images: " + _condense(str(e))) from None
+    options.presets = resolved
     return params, options
+
+
+def _preset_names() -> str:
+    return ", ".join(presets()) or "none installed"
 
 
 def _holds_image_series(path: Path) -> bool:
@@ -183,6 +258,8 @@ def configure_logging(parser, options, logfile: str | None) -> None:
     for handler in _file_handlers():
         handler.handleError = handle_error.__get__(handler)
     logger.info("dials-mdxbg %s", __version__)
+    for arg, preset in getattr(options, "presets", ()):
+        logger.info("Preset %s: %s", arg, preset)
     diff_phil = parser.diff_phil.as_str()
     if diff_phil:
         logger.info("The following parameters have been modified:\n%s", diff_phil)

@@ -11,14 +11,15 @@ The map is written as mdx2's GridData (/entry/binned_image_series: signal in
 counts per second, NaN for bins without a valid pixel, axes phi/iy/ix at the
 bin centres), numerically identical to mdx2.bin_image_series, for
 `mdx2.correct --background`. Beside it: per-bin pixel counts and standard
-errors, a PNG preview and a per-phi table in the log.
+errors, a PNG preview, an HTML report (output.html) and a per-phi table in
+the log.
 
 Examples (the mdx2 insulin tutorial's settings)::
 
   dials.mdx_bin_background bkg_data.nxs bins=10,20,20 valid_range=0,200 \\
       output.binned=bkg_data_binned.nxs output.plot=bkg_data_binned.png
 
-  dials.mdx_bin_background background.expt phil/insulin_background.phil
+  dials.mdx_bin_background background.expt insulin_background.phil
 
   dials.mdx_bin_background background.expt frames.mask=pixels.mask \\
       estimator=clipped_mean mp.nproc=2 output.json=binned.json
@@ -75,6 +76,11 @@ output {
   plot = binned.png
     .type = path
     .help = "PNG preview of the map (None to skip)."
+  html = Auto
+    .type = path
+    .help = "Self-contained HTML report, readable offline: the map per phi bin, masking, "
+            "histogram of the pixel values, per-phi table, run summary. Default: beside the "
+            "map, with its name and .html; None to skip."
   log = dials.mdx_bin_background.log
     .type = path
   json = None
@@ -149,6 +155,7 @@ def output_plan(series, experiments, params, args: list[str]) -> OutputPlan:
     """What the binning reads and writes, for :meth:`OutputPlan.check`."""
     from dials_mdxbg.frames.files import image_files
     from dials_mdxbg.frames.source import selections, with_imageset
+    from dials_mdxbg.jobs.bin_background import html_path_for
     from dials_mdxbg.series.reader import ImageSeriesReader
 
     plan = OutputPlan()
@@ -167,8 +174,10 @@ def output_plan(series, experiments, params, args: list[str]) -> OutputPlan:
     plan.add_input(params.input.mdx2_mask, "mask")
     plan.add_input(params.frames.mask, "mask")
     for index in indices:
-        plan.add_output("output.binned", with_imageset(params.output.binned, index))
+        binned = with_imageset(params.output.binned, index)
+        plan.add_output("output.binned", binned)
         plan.add_output("output.plot", with_imageset(params.output.plot, index))
+        plan.add_output("output.html", html_path_for(params.output.html, binned, index))
     plan.add_output("output.json", params.output.json)
     plan.add_output("output.log", params.output.log)
     return plan

@@ -29,7 +29,7 @@ Examples::
 
   dials.mdx_import background.expt mp.method=dask mp.nproc=2
 
-  dials.mdx_import background.expt phil/slurm_dask.phil
+  dials.mdx_import background.expt slurm_dask.phil
 """
 
 from __future__ import annotations

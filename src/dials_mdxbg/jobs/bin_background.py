@@ -10,6 +10,7 @@ inputs checked, one map per imageset, files, log and summary.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -38,7 +39,7 @@ from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.versions import provenance_of
+from dials_mdxbg.util.versions import provenance_of, versions
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -123,7 +124,10 @@ def range_sums(
     with src.open() as opened:
         grid = BinGrid(opened.axes.shape, options.bins)
         tasks = opened.tasks_for(frame_range)()
-        return block_sums(tasks, grid, options.valid_range, opened.excluded, threshold)
+        histogram = options.histogram and threshold is None
+        return block_sums(
+            tasks, grid, options.valid_range, opened.excluded, threshold, histogram=histogram
+        )
 
 
 def bin_background(
@@ -231,7 +235,7 @@ def make_background(
         )
     if series:
         _refuse_frame_selection(params.frames, series)
-        jobs = [(BinSource.from_series(series, mdx2_mask), None, str(series))]
+        jobs = [(BinSource.from_series(series, mdx2_mask), None, str(series), None)]
     else:
         jobs = []
         for selection, index in selections(experiments, params.frames):
@@ -244,13 +248,15 @@ def make_background(
                 source.masked_static,
             )
             src = BinSource.from_experiments(experiments, selection)
-            jobs.append((src, index, source.description))
+            jobs.append((src, index, source.description, source.masked_static))
     summary = BackgroundSummary()
     with contextlib.ExitStack() as stack:
         engine = stack.enter_context(task_engine(params.mp))
-        for src, index, described in jobs:
+        for src, index, described, masked_static in jobs:
             summary.runs.append(
-                _bin_and_write(src, index, described, params, options, engine, phil_text)
+                _bin_and_write(
+                    src, index, described, masked_static, params, options, engine, phil_text
+                )
             )
     return summary
 
@@ -276,13 +282,35 @@ def _refuse_frame_selection(frames, series) -> None:
             )
 
 
-def _bin_and_write(src, index, described, params, options, engine, phil_text) -> dict:
-    """Bin one input and write its map and PNG (``index`` names them for several imagesets)."""
+def html_path_for(html, binned_path: Path, index: int | None = None) -> Path | None:
+    """output.html: Auto = beside the map (its name, ``.html``), None = no report."""
+    import libtbx
+
+    if html is libtbx.Auto:
+        return Path(binned_path).with_suffix(".html")  # the map's name has the imageset
+    return with_imageset(html, index)
+
+
+def _bin_and_write(
+    src, index, described, masked_static, params, options, engine, phil_text
+) -> dict:
+    """Bin one input and write its map, PNG and report (``index`` names them for imagesets)."""
     binned_path = with_imageset(params.output.binned, index)
     plot_path = with_imageset(params.output.plot, index)
-    check_writable(binned_path)
-    if plot_path:
-        check_writable(plot_path)
+    html_path = html_path_for(params.output.html, binned_path, index)
+    for path in (binned_path, plot_path, html_path):
+        if path:
+            check_writable(path)
+    if html_path is not None:
+        from dials_mdxbg.output.report import missing_dependencies
+
+        missing = missing_dependencies()
+        if missing:
+            raise InputError(
+                f"output.html needs {' and '.join(missing)} (they come with DIALS): install "
+                "them, or set output.html=None"
+            )
+        options = dataclasses.replace(options, histogram=True)
     kind = "image_series" if src.series else "experiments"
     logger.info("Binning %s (%s) with bins %s", described, kind, options.bins)
     t0 = time.perf_counter()
@@ -336,11 +364,18 @@ def _bin_and_write(src, index, described, params, options, engine, phil_text) ->
             title=f"{binned_path}: bins {options.bins}, valid_range {options.valid_range}",
         )
         logger.info("Preview written to %s", plot_path)
+    if html_path:
+        t1 = time.perf_counter()
+        write_report(
+            html_path, binned, options, input_info, masked_static, binned_path, phil_text
+        )
+        logger.info("Report written to %s (%.1f s)", html_path, time.perf_counter() - t1)
     summary = dict(input_info)
     summary.update(
         {
             "output": str(binned_path),
             "plot": str(plot_path) if plot_path else None,
+            "html": str(html_path) if html_path else None,
             "bins": list(options.bins),
             "valid_range": list(options.valid_range) if options.valid_range else None,
             "estimator": binned.estimator,
@@ -351,3 +386,64 @@ def _bin_and_write(src, index, described, params, options, engine, phil_text) ->
         }
     )
     return summary
+
+
+def write_report(
+    path: Path,
+    binned: BinnedMap,
+    options: BinOptions,
+    input_info: dict,
+    masked_static: dict | None,
+    binned_path: Path,
+    phil_text: str | None,
+    sections: dict | None = None,
+) -> Path:
+    """Render the HTML report of one map and write it atomically.
+
+    Masked pixels are per frame: the static reasons the frame source knows
+    (one-step path), and the rest as seen in the histogram's sampled frames
+    (trusted range, shadow; for an image series every -1, and the mdx2 mask).
+    """
+    from dials_mdxbg.output.report import render_report
+    from dials_mdxbg.util.atomic import write_text
+
+    ny, nx = (int(v) for v in binned.ny_nx)
+    values = binned.values
+    masked = dict(masked_static or {})
+    if values is not None and values.pixels:
+        per_frame = values.masked * (ny * nx) / values.pixels
+        if masked_static is None:
+            masked["masked in the image series (-1) or by the mdx2 mask"] = round(per_frame)
+        else:
+            dynamic = per_frame - sum(masked_static.values())
+            masked["trusted range or shadow (sampled frames)"] = max(round(dynamic), 0)
+    summary = {
+        "input": f"{input_info['input']} ({input_info['input_kind']})",
+        "frames": binned.n_frames,
+        "image_size": (ny, nx),
+        "bins": options.bins,
+        "map_shape": binned.signal.shape,
+        "valid_range": options.valid_range or "none",
+        "estimator": binned.estimator,
+        "empty_bins": f"{binned.empty_bins:,} of {binned.count.size:,}",
+        "output": str(binned_path),
+        "versions": versions(),
+        "phil": phil_text,
+        "masked": masked,
+        "detector_pixels": ny * nx,
+        "per_phi": binned.phi_table(),
+    }
+    histogram = values.as_report(options.valid_range, binned.n_frames) if values else None
+    text = render_report(
+        binned.phi,
+        binned.iy,
+        binned.ix,
+        binned.signal,
+        binned.errors,
+        binned.count,
+        summary,
+        histogram,
+        sections,
+        title=f"Background map {Path(binned_path).name}",
+    )
+    return write_text(Path(path), text)

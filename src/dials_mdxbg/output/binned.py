@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg.series.layout import BINNED, new_file, nxdata
+from dials_mdxbg.series.layout import BINNED, describe_fields, new_file, nxdata
 from dials_mdxbg.util.atomic import check_writable, write_bytes
 
 
@@ -32,7 +32,6 @@ def write_binned(
     with f:
         group = nxdata(entry, BINNED, "signal", "mdx2.geometry", "GridData")
         group.create_dataset("signal", data=np.asarray(signal, dtype=np.float64))
-        group["signal"].attrs["units"] = "counts/s"
         for name, values in zip(("phi", "iy", "ix"), axes):
             group.create_dataset(name, data=np.asarray(values, dtype=np.float64))
         for name, values in extra.items():
@@ -40,5 +39,5 @@ def write_binned(
             group.create_dataset(
                 name, data=values, compression="gzip", compression_opts=4, shuffle=True
             )
-        entry.attrs["default"] = BINNED
+        describe_fields(group)
     write_bytes(path, buffer.getbuffer())

@@ -18,6 +18,12 @@ Binned background (``dials.mdx_bin_background``, read by ``mdx2.correct``)::
         phi, iy, ix         bin-centre coordinates
         errors              standard error of the mean (counts/s); NeXpy's error bars
         pixel_count         valid pixels per bin
+
+Both files follow NeXus' conventions beyond what mdx2 needs, so that NeXpy
+(and any NeXus reader) plots them on open with labelled axes: the ``@default``
+chain root -> ``entry`` -> the NXdata group, and ``units`` and ``long_name``
+on every axis and signal (:data:`FIELD_ATTRS`). mdx2 reads neither, and
+ignores both.
 """
 
 from __future__ import annotations
@@ -40,6 +46,25 @@ BINNED = "binned_image_series"
 PROVENANCE = "dials_mdxbg"
 DEFLATE, SHUFFLE = 1, 2  # HDF5 filter ids
 
+FIELD_ATTRS: dict[str, dict[str, dict[str, str]]] = {
+    IMAGE_SERIES: {
+        "data": {"units": "counts", "long_name": "counts (-1 = masked)"},
+        "phi": {"units": "deg", "long_name": "phi (deg)"},
+        "iy": {"units": "pixel", "long_name": "iy (pixel)"},
+        "ix": {"units": "pixel", "long_name": "ix (pixel)"},
+        "exposure_times": {"units": "s", "long_name": "exposure time (s)"},
+    },
+    BINNED: {
+        "signal": {"units": "counts/s", "long_name": "background (counts/s)"},
+        "errors": {"units": "counts/s", "long_name": "standard error of the mean (counts/s)"},
+        "pixel_count": {"long_name": "valid pixels per bin"},
+        "phi": {"units": "deg", "long_name": "phi, bin centre (deg)"},
+        "iy": {"units": "pixel", "long_name": "iy, bin centre (pixel)"},
+        "ix": {"units": "pixel", "long_name": "ix, bin centre (pixel)"},
+    },
+}
+"""NeXus ``units`` and ``long_name`` (NeXpy's axis labels) of each group's fields."""
+
 
 def root_attrs(f: h5py.File, final_name: Path) -> None:
     f.attrs["mdx2_version"] = MDX2_LAYOUT_VERSION
@@ -53,13 +78,22 @@ def root_attrs(f: h5py.File, final_name: Path) -> None:
 
 
 def nxdata(entry: h5py.Group, name: str, signal: str, module: str, cls: str) -> h5py.Group:
+    """The NXdata group ``name`` with mdx2's attributes, made the entry's default."""
     group = entry.create_group(name)
     group.attrs["NX_class"] = "NXdata"
     group.attrs["signal"] = signal
     group.attrs["axes"] = ["phi", "iy", "ix"]
     group.attrs["mdx2_module"] = module
     group.attrs["mdx2_class"] = cls
+    entry.attrs["default"] = name
     return group
+
+
+def describe_fields(group: h5py.Group) -> None:
+    """Put :data:`FIELD_ATTRS`' units and long_name on the fields ``group`` has."""
+    for field, attrs in FIELD_ATTRS[Path(group.name).name].items():
+        if field in group:
+            group[field].attrs.update(attrs)
 
 
 def provenance_group(entry: h5py.Group, provenance: dict | None) -> None:
@@ -97,7 +131,7 @@ def create_series_group(
     group.create_dataset("exposure_times", data=np.asarray(axes.exposure_times, dtype=np.float64))
     # A resizable frame axis lets a part of a series keep the full chunk depth,
     # so its chunks can later be copied as they are into the whole series.
-    return group.create_dataset(
+    dset = group.create_dataset(
         "data",
         shape=axes.shape,
         maxshape=(None, *axes.shape[1:]) if resizable else None,
@@ -107,3 +141,5 @@ def create_series_group(
         compression_opts=level,
         shuffle=True,
     )
+    describe_fields(group)
+    return dset

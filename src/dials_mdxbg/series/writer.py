@@ -13,7 +13,13 @@ import numpy as np
 
 from dials_mdxbg.encode.slab import SlabEncoder
 from dials_mdxbg.model import SeriesAxes, storage_chunks
-from dials_mdxbg.series.layout import IMAGE_SERIES, create_series_group, new_file, nxdata
+from dials_mdxbg.series.layout import (
+    IMAGE_SERIES,
+    create_series_group,
+    describe_fields,
+    new_file,
+    nxdata,
+)
 from dials_mdxbg.util.atomic import atomic_path, check_writable, current_path, ensure_space
 
 
@@ -172,6 +178,7 @@ def assemble_series(
                         shape=(b - a, *axes.shape[1:]),
                     )
                 group.create_virtual_dataset("data", layout, fillvalue=-1)
+                describe_fields(group)
             else:
                 dset = create_series_group(entry, axes, target.chunks, target.level)
                 for path, a, _ in parts:
