@@ -568,6 +568,7 @@ def C(name, kind, command, *args, **kw) -> Case:
 
 IM, BN = IMPORT, BINNING
 OUT, BOUT, NOPLOT = "output.data=out.nxs", "output.binned=b.nxs", "output.plot=None"
+BIN_OUTPUTS = ("b.nxs", "b.html", "binned.png", "dials.mdx_bin_background.log")
 DASK_IDLE = ("mp.method=dask", "mp.dask.scheduler={scheduler}", "mp.dask.worker_timeout=3")
 
 CASES = [
@@ -675,11 +676,11 @@ CASES = [
       "output.log=run.log", fault=signal.SIGTERM, expect=("SIGTERM",),
       outputs=("out.nxs", "s.json", "run.log")),
     C("B-frames-SIGTERM", "signal", BN, "{long}", BOUT, fault=signal.SIGTERM,
-      expect=("SIGTERM",), outputs=("b.nxs", "b.html", "binned.png", "dials.mdx_bin_background.log")),
+      expect=("SIGTERM",), outputs=BIN_OUTPUTS),
     C("B-series-SIGINT", "signal", BN, "{longseries}", BOUT, fault=signal.SIGINT,
-      expect=("interrupt",), outputs=("b.nxs", "b.html", "binned.png", "dials.mdx_bin_background.log")),
+      expect=("interrupt",), outputs=BIN_OUTPUTS),
     C("B-series-SIGKILL", "signal", BN, "{longseries}", BOUT, fault=signal.SIGKILL,
-      outputs=("b.nxs", "b.html", "binned.png", "dials.mdx_bin_background.log")),
+      outputs=BIN_OUTPUTS),
     C("I-dask-SIGINT", "signal", IM, "{long}", OUT, "mp.method=dask", "mp.nproc=2",
       fault=signal.SIGINT, expect=("interrupt",), outputs=("out.nxs", "dials.mdx_import.log")),
     C("I-dask-SIGTERM", "signal", IM, "{long}", OUT, "mp.method=dask", "mp.nproc=2",
