@@ -79,6 +79,7 @@ class _Run:
     def __init__(self) -> None:
         self.staged: list[tuple[Path, Path]] = []
         self.checks: list[Callable[[], None]] = []
+        self.scratch: list[Path] = []  # removed again at abort (dask workers may refill them)
 
     def stage(self, tmp: Path, final: Path) -> None:
         self.staged.append((Path(tmp), Path(final)))
@@ -104,6 +105,8 @@ class _Run:
         for tmp, _ in self.staged:
             _remove(tmp)
         self.staged.clear()
+        for tmp in self.scratch:
+            _remove(tmp)
 
 
 _current: _Run | None = None
@@ -223,6 +226,10 @@ def atomic_dir(final: Path, keep: bool = True) -> Iterator[Path]:
     final = Path(final).absolute()
     tmp = temporary_name(final, uuid.uuid4().hex[:8])
     tmp.mkdir()
+    if _current is not None:
+        # Workers of an interrupted run may still write into it until their cluster
+        # is closed, after this block: the run removes it again when it aborts.
+        _current.scratch.append(tmp)
     try:
         yield tmp
     except OSError as e:
