@@ -140,7 +140,8 @@ def test_bin_bad_arguments(our_import, sweep, work):
     series = our_import
     cases = [
         ([BIN, series, "bins=0,20,20", BOUT], "three positive integers"),
-        ([BIN, series, "bins=10,20", BOUT], "exactly 3 required"),
+        ([BIN, series, "bins=10,20", BOUT], "three positive integers"),
+        ([BIN, series, "bins=auto", "auto.pixels=None", BOUT], "auto.pixels"),
         ([BIN, series, "valid_range=200,0", BOUT], "greater than max"),
         ([BIN, series, "estimator=median", BOUT], "estimator"),
         ([BIN, series, "output.binned=nowhere/out.nxs"], "does not exist"),

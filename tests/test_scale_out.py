@@ -103,6 +103,57 @@ def test_dask_binning_identical(sweep, our_import, cluster, tmp_path, estimator)
             assert np.array_equal(other[key], a[key], equal_nan=True), (name, key)
 
 
+def test_dask_diagnostics_identical(our_import, cluster, tmp_path):
+    """Parity sums on dask workers: the same map, dispersion and held-out figures as here."""
+    common = ["bins=4,20,20", "valid_range=0,300", "estimator=clipped_mean", "output.plot=None"]
+    common += ["diagnostics=True"]
+    dask = [
+        "mp.method=dask",
+        f"mp.dask.scheduler={cluster.scheduler_address}",
+        "mp.dask.frames_per_task=3",
+    ]
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            "bins=4,20,20",
+            "valid_range=0,300",
+            "estimator=clipped_mean",
+            "output.plot=None",
+            "output.binned=plain.nxs",
+        ],
+        cwd=tmp_path,
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            *common,
+            "output.binned=a.nxs",
+            "output.json=a.json",
+        ],
+        cwd=tmp_path,
+    )
+    run(
+        [
+            "dials.mdx_bin_background",
+            our_import,
+            *common,
+            *dask,
+            "output.binned=b.nxs",
+            "output.json=b.json",
+        ],
+        cwd=tmp_path,
+    )
+    plain, a, b = (read_binned(tmp_path / f"{n}.nxs") for n in ("plain", "a", "b"))
+    for key in ("signal", "errors", "pixel_count", "dispersion"):
+        assert np.array_equal(a[key], plain[key], equal_nan=True), key
+        assert np.array_equal(b[key], plain[key], equal_nan=True), key
+    qa, qb = (json.loads((tmp_path / f"{n}.json").read_text())["quality"] for n in "ab")
+    assert qa["heldout"]["pixels"] == qb["heldout"]["pixels"] > 0
+    assert qa["heldout"]["model_error_sq"] == pytest.approx(qb["heldout"]["model_error_sq"], 1e-12)
+
+
 def test_local_dask_cluster_started_by_the_command(sweep, our_import, tmp_path):
     run(
         [

@@ -7,7 +7,7 @@ for invalid pixels, plus its :class:`SeriesAxes`; binning turns it into a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,10 @@ class BinnedMap:
         n_frames: frames binned.
         values: histogram of the pixel values of sampled frames
             (:class:`~dials_mdxbg.binning.histogram.ValueHistogram`), if asked for.
+        bins: the bin size (frames, y, x).
+        dispersion: variance-to-mean ratio of each bin's valid counts, or None.
+        filled: True where fill_empty made up a value (None: nothing filled).
+        quality: diagnostics (held-out error, NaN pixels, bins=auto table), JSON-ready.
     """
 
     phi: np.ndarray
@@ -60,14 +64,23 @@ class BinnedMap:
     ny_nx: tuple[int, int] = (0, 0)
     n_frames: int = 0
     values: object | None = None
+    bins: tuple[int, int, int] = (0, 0, 0)
+    dispersion: np.ndarray | None = None
+    filled: np.ndarray | None = None
+    quality: dict = field(default_factory=dict)
 
     def extra_datasets(self) -> dict[str, np.ndarray]:
-        """Datasets stored beside mdx2's signal and axes."""
+        """Datasets stored beside mdx2's signal and axes (mdx2 reads none of them)."""
         # float32 errors and int32 counts are plenty, and keep the file small.
-        return {
+        extra = {
             "errors": self.errors.astype(np.float32),
             "pixel_count": self.count.astype(np.int32),
         }
+        if self.dispersion is not None:
+            extra["dispersion"] = self.dispersion.astype(np.float32)
+        if self.filled is not None:
+            extra["filled"] = self.filled.astype(np.uint8)
+        return extra
 
     @property
     def empty_bins(self) -> int:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from dials_mdxbg.binning.diagnostics import dispersion
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
 from dials_mdxbg.binning.histogram import ValueHistogram, histogram_cap, sampled_frames
 from dials_mdxbg.binning.phil import BinOptions
@@ -40,19 +41,28 @@ def _reduce(
     irrelevant, so the result is identical for any nproc. At most 2*nproc
     blocks are in flight, which bounds memory.
     """
+    return run_blocks(tasks, consume, lambda: BinSums.zeros(grid.out_shape), nproc)
+
+
+def run_blocks(tasks: Iterable[BlockTask], consume: Callable, zeros: Callable, nproc: int):
+    """Run ``consume(acc, frame0, row0, block)`` over all blocks in ``nproc`` threads.
+
+    Each thread owns an accumulator made by ``zeros()``; they are merged with
+    ``acc.merge(other)`` at the end. At most 2*nproc blocks are in flight.
+    """
     if nproc <= 1:
-        acc = BinSums.zeros(grid.out_shape)
+        acc = zeros()
         for frame0, row0, load in tasks:
             consume(acc, frame0, row0, load())
         return acc
     local = threading.local()
-    accs: list[BinSums] = []
+    accs: list = []
     lock = threading.Lock()
 
     def work(task: BlockTask) -> None:
         acc = getattr(local, "acc", None)
         if acc is None:
-            acc = local.acc = BinSums.zeros(grid.out_shape)
+            acc = local.acc = zeros()
             with lock:
                 accs.append(acc)
         frame0, row0, load = task
@@ -147,12 +157,21 @@ def bin_map(
         axes: the series axes.
         options: bins, valid_range (already applied by ``sums_for``), estimator.
     """
-    bins = options.bins
-    grid = BinGrid(axes.shape, bins)
     sums = sums_for(None)
     values = sums.values  # the first pass sees every value
     if options.estimator == "clipped_mean":
         sums = sums_for(clip_threshold(sums, options.n_sigma))
+    return map_from_sums(sums, axes, options.bins, options.estimator, values)
+
+
+def map_from_sums(
+    sums: BinSums, axes: SeriesAxes, bins, estimator: str = "mean", values=None
+) -> BinnedMap:
+    """The map (mdx2's numbers) and its dispersion from the exact sums of ``bins``.
+
+    ``values``: the sampled frames' value histogram to attach, if any.
+    """
+    grid = BinGrid(axes.shape, bins)
     signal, errors, count = finalize(sums, grid, axes.exposure_times)
     return BinnedMap(
         phi=axis_bin_means(axes.phi, bins[0]),
@@ -161,9 +180,11 @@ def bin_map(
         signal=signal,
         errors=errors,
         count=count,
-        estimator=options.estimator,
+        estimator=estimator,
         ny_nx=axes.shape[1:],
         n_frames=axes.shape[0],
+        bins=tuple(bins),
+        dispersion=dispersion(sums),
         values=values,
     )
 

@@ -177,7 +177,8 @@ def add_block(
 
     Args:
         block: int32 counts (n, rows, nx), full width.
-        f_bins: frame bin of each frame of the block (non-decreasing).
+        f_bins: frame bin of each frame of the block (in runs; a bin may recur, as in a
+            grid split by frame parity).
         y_bins: row bin of each row of the block (non-decreasing).
         x_edges: column bin edges (nbx + 1), mdx2's sections.
         valid_range: inclusive (min, max) of counts that take part, or None.
@@ -201,12 +202,18 @@ def add_block(
         part = _reduce_runs(part, y_starts, 1, dtype)
         return _reduce_last_axis(part, x_sizes)
 
-    fi = f_bins[f_starts][:, np.newaxis]
-    yi = y_bins[y_starts][np.newaxis, :]
-    sums.total[fi, yi, :] += reduce(values, total_type)
-    sums.count[fi, yi, :] += reduce(valid, np.int32)
+    yi = y_bins[y_starts]
     squares = np.multiply(values, values, dtype=square_type)
-    sums.total_sq[fi, yi, :] += reduce(squares, square_type)
+    parts = (
+        (sums.total, reduce(values, total_type)),
+        (sums.count, reduce(valid, np.int32)),
+        (sums.total_sq, reduce(squares, square_type)),
+    )
+    # One frame run at a time: runs of a grid that interleaves frames (e.g. by
+    # parity) can share a bin, and a fancy-indexed += would add only one of them.
+    for r, f in enumerate(f_bins[f_starts].tolist()):
+        for target, part in parts:
+            target[f, yi, :] += part[r]
 
 
 def finalize(

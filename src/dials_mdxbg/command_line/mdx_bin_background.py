@@ -76,6 +76,11 @@ output {
   plot = binned.png
     .type = path
     .help = "PNG preview of the map (None to skip)."
+  profile = None
+    .type = path
+    .help = "PNG of the radial profile (mean background against resolution, per"
+            "phi bin); needs the geometry (one-step path, the file's provenance,"
+            "or geometry=)."
   html = Auto
     .type = path
     .help = "Self-contained HTML report, readable offline: the map per phi bin, masking, "
@@ -173,10 +178,12 @@ def output_plan(series, experiments, params, args: list[str]) -> OutputPlan:
         indices = [index for _, index in selections(experiments, params.frames)]
     plan.add_input(params.input.mdx2_mask, "mask")
     plan.add_input(params.frames.mask, "mask")
+    plan.add_input(params.geometry, "geometry file")
     for index in indices:
         binned = with_imageset(params.output.binned, index)
         plan.add_output("output.binned", binned)
         plan.add_output("output.plot", with_imageset(params.output.plot, index))
+        plan.add_output("output.profile", with_imageset(params.output.profile, index))
         plan.add_output("output.html", html_path_for(params.output.html, binned, index))
     plan.add_output("output.json", params.output.json)
     plan.add_output("output.log", params.output.log)

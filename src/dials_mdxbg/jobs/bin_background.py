@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,25 @@ from pathlib import Path
 
 import numpy as np
 
-from dials_mdxbg.binning.blocks import bin_blocks, bin_map, block_sums, frame_tasks, series_tasks
+from dials_mdxbg.binning import auto as auto_bins
+from dials_mdxbg.binning.blocks import (
+    bin_map,
+    block_sums,
+    frame_tasks,
+    map_from_sums,
+    run_blocks,
+    series_tasks,
+)
+from dials_mdxbg.binning.diagnostics import (
+    ParityGrid,
+    ScoreSums,
+    consume_for,
+    dispersion_summary,
+    make_scorer,
+    merge_parities,
+    summarize,
+)
+from dials_mdxbg.binning.fill import fill_empty
 from dials_mdxbg.binning.grid import BinGrid
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.sums import BinSums
@@ -122,7 +141,8 @@ def range_sums(
 ) -> BinSums:
     """One dask task: exact bin sums of frames [a, b) (zero elsewhere)."""
     with src.open() as opened:
-        grid = BinGrid(opened.axes.shape, options.bins)
+        grid_type = ParityGrid if options.diagnostics else BinGrid
+        grid = grid_type(opened.axes.shape, options.bins)
         tasks = opened.tasks_for(frame_range)()
         histogram = options.histogram and threshold is None
         return block_sums(
@@ -160,13 +180,54 @@ def bin_background(
         print(binned.signal.shape, binned.empty_bins)
     """
     with src.open() as opened:
-        axes = opened.axes
-        n = axes.shape[0]
-        if engine is None:
-            make_tasks = opened.tasks_for(None, Progress(n, "frames"))
-            return bin_blocks(make_tasks, axes, options, opened.excluded, nproc)
+        if options.auto:
+            if engine is not None:
+                logger.info("bins=auto runs in this process (%d threads), not on dask", nproc)
+            return _bin_auto(opened, options, nproc)
+        parity: list[BinSums] = []
+        sums_for = _sums_source(src, opened, options, nproc, engine, frames_per_task, parity)
+        binned = bin_map(sums_for, opened.axes, options)
+        binned = _fill(binned, options)
+        if options.diagnostics:
+            scorer = make_scorer(
+                options.bins,
+                opened.axes,
+                binned.signal,
+                parity[-1],
+                fill_empty if options.fill_empty else None,
+            )
+            scores = _score(opened, [scorer], options, nproc)
+            binned.quality = summarize(scores.items[0], binned.phi)
+        return binned
 
-        grid = BinGrid(axes.shape, options.bins)
+
+def _sums_source(src, opened, options, nproc, engine, frames_per_task, parity: list):
+    """``threshold -> BinSums`` of the whole series, here or on the engine.
+
+    With diagnostics the frames are binned by parity (the even and odd maps
+    come from the same pass, appended to ``parity``) and the plain sums are
+    their exact sum; a clipping threshold is shared by both parities.
+    """
+    axes = opened.axes
+    n = axes.shape[0]
+    split = options.diagnostics
+    grid = (ParityGrid if split else BinGrid)(axes.shape, options.bins)
+    if engine is None:
+        make_tasks = opened.tasks_for(None, Progress(n, "frames"))
+
+        def partial(threshold):
+            histogram = options.histogram and threshold is None  # the first pass sees all
+            return block_sums(
+                make_tasks(),
+                grid,
+                options.valid_range,
+                opened.excluded,
+                threshold,
+                nproc,
+                histogram=histogram,
+            )
+
+    else:
         workers = engine.n_workers
         ranges = task_ranges(
             n, workers, engine.tasks_per_worker, opened.block_frames, frames_per_task
@@ -175,7 +236,7 @@ def bin_background(
             "Binning %d frames as %d tasks on %d %s workers", n, len(ranges), workers, engine.name
         )
 
-        def sums_for(threshold):
+        def partial(threshold):
             arguments = [(src, options, r, threshold) for r in ranges]
             results = run_tasks(engine, range_sums, arguments, "frame ranges")
             total = BinSums.zeros(grid.out_shape)
@@ -183,7 +244,119 @@ def bin_background(
                 total.merge(part)
             return total
 
-        return bin_map(sums_for, axes, options)
+    def sums_for(threshold):
+        if not split:
+            return partial(threshold)
+        sums = partial(None if threshold is None else np.repeat(threshold, 2, axis=0))
+        parity.append(sums)
+        return merge_parities(sums)
+
+    return sums_for
+
+
+def _fill(binned: BinnedMap, options: BinOptions) -> BinnedMap:
+    """fill_empty: fill the empty bins and flag them (pixel_count stays 0)."""
+    if options.fill_empty:
+        empty = binned.count == 0
+        if empty.any():
+            binned.signal = fill_empty(binned.signal, empty)
+        binned.filled = empty
+    return binned
+
+
+def _score(opened, scorers, options: BinOptions, nproc: int) -> ScoreSums:
+    """The second pass: every frame predicted by the other parity's map of each scorer."""
+    n = opened.axes.shape[0]
+    make_tasks = opened.tasks_for(None, Progress(n, "frames (held-out error)"))
+    consume = consume_for(scorers, options.valid_range, opened.excluded)
+    return run_blocks(make_tasks(), consume, lambda: ScoreSums(scorers), nproc)
+
+
+def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
+    """bins=auto: one pass for every candidate's sums, one to score them, keep the best."""
+    axes = opened.axes
+    n = axes.shape[0]
+    candidates = auto_bins.candidate_bins(n, options.auto_frames, options.auto_pixels)
+    logger.info(
+        "bins=auto: %d candidates (frames %s x pixels %s)",
+        len(candidates),
+        sorted({c[0] for c in candidates}),
+        sorted({c[1] for c in candidates}),
+    )
+    binner = auto_bins.MultiBinner(axes.shape, candidates)
+    make_tasks = opened.tasks_for(None, Progress(n, "frames (all candidates)"))
+
+    def consume(acc, frame0, row0, block):
+        binner.consume(acc, frame0, row0, block, options.valid_range, opened.excluded)
+
+    multi = run_blocks(make_tasks(), consume, binner.zeros, nproc)
+    # Keep per candidate only its exact plain sums (the chosen map is rebuilt from
+    # them, identical to bins=<chosen> by hand), its scorer and its summary figures.
+    kept, scorers, facts, cache = [], [], [], {}
+    fill = fill_empty if options.fill_empty else None
+    for cand in candidates:
+        sums = multi.sums.pop(0)
+        plain = merge_parities(sums)
+        binned = _fill(map_from_sums(plain, axes, cand), options)
+        disp = dispersion_summary(
+            binned.dispersion, (binned.phi, binned.iy, binned.ix), options.dispersion_threshold
+        )
+        facts.append((binned.phi, binned.empty_bins, disp))
+        scorers.append(make_scorer(cand, axes, binned.signal, sums, fill, cache))
+        kept.append(BinSums(plain.total, plain.count.astype(np.int32), plain.total_sq))
+        del sums, plain, binned
+    scores = _score(opened, scorers, options, nproc)
+    summaries = [summarize(item, f[0]) for item, f in zip(scores.items, facts)]
+    del scorers, scores
+    ranked = [s["heldout"].get("model_error_sq") for s in summaries]
+    if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
+        # Never pick a map that deletes valid pixels' background when one does not.
+        ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
+    best = auto_bins.choose(ranked, candidates)
+    table = []
+    for i, (cand, (_, empty, disp), s) in enumerate(zip(candidates, facts, summaries)):
+        table.append(
+            {
+                "bins": list(cand),
+                "chosen": i == best,
+                "model_error_percent": s["heldout"].get("model_error_percent"),
+                "model_error_sq": s["heldout"].get("model_error_sq"),
+                "model_error_sq_se": s["heldout"].get("model_error_sq_se"),
+                "dispersion_median": disp["median"],
+                "dispersion_p95": disp["p95"],
+                "dispersion_fraction_above": disp["fraction_above"],
+                "empty_bins": empty,
+                "nan_pixels": s["nan_pixels"],
+            }
+        )
+    best_sums = kept[best]
+    del kept
+    best_sums.count = best_sums.count.astype(np.int64)
+    chosen = _fill(map_from_sums(best_sums, axes, candidates[best]), options)
+    quality = summaries[best]
+    if options.estimator != "mean":
+        # The clipped mean needs its own threshold pass: bin the chosen size as by hand.
+        logger.info(
+            "bins=auto chose %s; binning it again with %s", candidates[best], options.estimator
+        )
+        chosen = _bin_chosen(opened, options, candidates[best], nproc)
+        quality = chosen.quality
+    chosen.quality = {**quality, "auto": {"chosen": list(candidates[best]), "candidates": table}}
+    return chosen
+
+
+def _bin_chosen(opened, options: BinOptions, bins, nproc: int) -> BinnedMap:
+    from dataclasses import replace
+
+    again = replace(options, bins=tuple(bins), diagnostics=True)
+    parity: list[BinSums] = []
+    sums_for = _sums_source(None, opened, again, nproc, None, None, parity)
+    binned = _fill(bin_map(sums_for, opened.axes, again), again)
+    scorer = make_scorer(
+        again.bins, opened.axes, binned.signal, parity[-1], fill_empty if again.fill_empty else None
+    )
+    binned.quality = summarize(_score(opened, [scorer], again, nproc).items[0], binned.phi)
+    return binned
 
 
 @dataclass
@@ -233,9 +406,24 @@ def make_background(
             "input.mdx2_mask= (mask=) is an mdx2 mask for image series input; for experiments "
             "use frames.mask= (a dials.generate_mask mask)"
         )
+    geometry_file = params.geometry
+    if geometry_file:
+        from dials_mdxbg.output.profile import geometry_from_file
+
+        fixed = geometry_from_file(geometry_file)  # one-line error when unreadable
     if series:
         _refuse_frame_selection(params.frames, series)
-        jobs = [(BinSource.from_series(series, mdx2_mask), None, str(series), None)]
+        with ImageSeriesReader(Path(series)) as reader:
+            shape = reader.shape
+        if geometry_file:
+            geometry = fixed
+        else:
+            from dials_mdxbg.output.profile import geometry_from_series
+
+            geometry = geometry_from_series(Path(series))
+        name = str(geometry_file) if geometry_file else f"{series} (its provenance)"
+        _check_geometry(geometry, shape[1:], name)
+        jobs = [(BinSource.from_series(series, mdx2_mask), None, str(series), None, geometry)]
     else:
         jobs = []
         for selection, index in selections(experiments, params.frames):
@@ -248,15 +436,22 @@ def make_background(
                 source.masked_static,
             )
             src = BinSource.from_experiments(experiments, selection)
-            jobs.append((src, index, source.description, source.masked_static))
+            if geometry_file:
+                geometry = fixed
+                _check_geometry(geometry, source.frame_shape, str(geometry_file))
+            else:
+                iset = experiments.imagesets()[selection.get("imageset") or 0]
+                geometry = (iset.get_detector(), iset.get_beam())
+            jobs.append((src, index, source.description, source.masked_static, geometry))
     summary = BackgroundSummary()
     with contextlib.ExitStack() as stack:
         engine = stack.enter_context(task_engine(params.mp))
-        for src, index, described, masked_static in jobs:
+        for src, index, described, masked_static, geometry in jobs:
             summary.runs.append(
                 _bin_and_write(
-                    src, index, described, masked_static, params, options, engine, phil_text
-                )
+                    src, index, described, masked_static, params, options, engine, phil_text,
+                    geometry,
+                )  # fmt: skip
             )
     return summary
 
@@ -282,6 +477,13 @@ def _refuse_frame_selection(frames, series) -> None:
             )
 
 
+def _check_geometry(geometry, ny_nx, name: str) -> None:
+    if geometry is not None:
+        from dials_mdxbg.output.profile import check_geometry
+
+        check_geometry(geometry[0], ny_nx, name)
+
+
 def html_path_for(html, binned_path: Path, index: int | None = None) -> Path | None:
     """output.html: Auto = beside the map (its name, ``.html``), None = no report."""
     import libtbx
@@ -292,15 +494,21 @@ def html_path_for(html, binned_path: Path, index: int | None = None) -> Path | N
 
 
 def _bin_and_write(
-    src, index, described, masked_static, params, options, engine, phil_text
+    src, index, described, masked_static, params, options, engine, phil_text, geometry=None
 ) -> dict:
-    """Bin one input and write its map, PNG and report (``index`` names them for imagesets)."""
+    """Bin one input; write its map, PNGs and report (``index`` names them for imagesets)."""
     binned_path = with_imageset(params.output.binned, index)
     plot_path = with_imageset(params.output.plot, index)
+    profile_path = with_imageset(params.output.profile, index)
     html_path = html_path_for(params.output.html, binned_path, index)
-    for path in (binned_path, plot_path, html_path):
+    for path in (binned_path, plot_path, profile_path, html_path):
         if path:
             check_writable(path)
+    if profile_path and geometry is None:
+        raise InputError(
+            f"output.profile={profile_path} needs the geometry: {described} carries none "
+            "(an mdx2 file?); give geometry=background.expt"
+        )
     if html_path is not None:
         from dials_mdxbg.output.report import missing_dependencies
 
@@ -312,7 +520,7 @@ def _bin_and_write(
             )
         options = dataclasses.replace(options, histogram=True)
     kind = "image_series" if src.series else "experiments"
-    logger.info("Binning %s (%s) with bins %s", described, kind, options.bins)
+    logger.info("Binning %s (%s) with bins %s", described, kind, options.bins or "auto")
     t0 = time.perf_counter()
     binned = bin_background(src, options, params.mp.nproc, engine, params.mp.dask.frames_per_task)
     seconds = round(time.perf_counter() - t0, 3)
@@ -342,6 +550,20 @@ def _bin_and_write(
     }
     if index is not None:
         input_info["imageset"] = index
+    quality = report_quality(binned, options)
+    profile = None
+    if geometry is not None:
+        from dials_mdxbg.output.profile import bin_two_theta, radial_profile
+
+        detector, beam = geometry
+        profile = radial_profile(
+            binned.signal,
+            binned.count,
+            binned.phi,
+            bin_two_theta(detector, beam, binned.iy, binned.ix),
+            beam.get_wavelength(),
+            params.profile.n_shells,
+        )
     provenance = provenance_of("dials.mdx_bin_background", phil_text, input=input_info)
     write_binned(
         binned_path,
@@ -361,31 +583,246 @@ def _bin_and_write(
             binned.iy,
             binned.ix,
             binned.signal,
-            title=f"{binned_path}: bins {options.bins}, valid_range {options.valid_range}",
+            title=f"{binned_path}: bins {binned.bins}, valid_range {options.valid_range}",
         )
         logger.info("Preview written to %s", plot_path)
+    if profile_path:
+        from dials_mdxbg.output.profile import plot_profile
+
+        plot_profile(profile_path, profile, f"{binned_path}: bins {binned.bins}")
+        logger.info("Radial profile written to %s", profile_path)
     if html_path:
         t1 = time.perf_counter()
         write_report(
-            html_path, binned, options, input_info, masked_static, binned_path, phil_text
-        )
+            html_path, binned, options, input_info, masked_static, binned_path, phil_text,
+            report_sections(binned, quality, profile),
+        )  # fmt: skip
         logger.info("Report written to %s (%.1f s)", html_path, time.perf_counter() - t1)
     summary = dict(input_info)
     summary.update(
         {
             "output": str(binned_path),
             "plot": str(plot_path) if plot_path else None,
+            "profile": str(profile_path) if profile_path else None,
             "html": str(html_path) if html_path else None,
-            "bins": list(options.bins),
+            "bins": list(binned.bins),
             "valid_range": list(options.valid_range) if options.valid_range else None,
             "estimator": binned.estimator,
             "map_shape": list(binned.signal.shape),
             "empty_bins": empty,
             "per_phi_bin": binned.phi_table(),
+            "quality": quality,
+            "radial_profile": profile,
             "seconds": seconds,
         }
     )
     return summary
+
+
+def nan_pixel_bound(count: np.ndarray) -> int:
+    """Upper bound of the valid pixel values that get a NaN background under mdx2.
+
+    A pixel's interpolation stencil lies within one bin of its own bin on each
+    axis, so only pixels of bins next to (or at) an empty bin can be poisoned.
+    """
+    empty = count == 0
+    near = empty.copy()
+    for axis in range(3):
+        shifted = np.zeros_like(near)
+        lead = [slice(None)] * 3
+        src = list(lead)
+        src[axis], lead[axis] = slice(1, None), slice(None, -1)
+        shifted[tuple(lead)] = near[tuple(src)]
+        shifted[tuple(src)] |= near[tuple(lead)]
+        near |= shifted
+    return int(count[near].sum())
+
+
+def report_quality(binned: BinnedMap, options: BinOptions) -> dict:
+    """Log the map's quality figures and return them for the JSON summary."""
+    out: dict = dict(binned.quality)
+    if binned.dispersion is not None:
+        disp = dispersion_summary(
+            binned.dispersion, (binned.phi, binned.iy, binned.ix), options.dispersion_threshold
+        )
+        out["dispersion"] = disp
+        if disp["bins"]:
+            logger.info(
+                "Dispersion (variance/mean of the counts in a bin, ~1 for flat Poisson "
+                "background): median %.3f, 95th percentile %.3f, %.2f%% of bins above %g",
+                disp["median"],
+                disp["p95"],
+                100 * disp["fraction_above"],
+                disp["threshold"],
+            )
+            logger.info("  worst bins (phi, iy, ix: dispersion):")
+            for w in disp["worst"][:5]:
+                logger.info(
+                    "    %8.2f %8.1f %8.1f: %.2f", w["phi"], w["iy"], w["ix"], w["dispersion"]
+                )
+    if binned.phi.size < 2:
+        logger.warning(
+            "Warning: the map has a single phi bin (bins %s on %d frames): mdx2 cannot "
+            "interpolate it (GridData.interpolate fails on an axis of size 1), so "
+            "mdx2.correct --background will stop; use fewer frames per bin",
+            binned.bins,
+            binned.n_frames,
+        )
+        out["single_phi_bin"] = True
+    empty = binned.empty_bins
+    if binned.filled is not None:
+        out["filled_bins"] = int(binned.filled.sum())
+        if out["filled_bins"]:
+            logger.info(
+                "fill_empty: %d empty bins filled from their neighbours", out["filled_bins"]
+            )
+    if "auto" in out:
+        _log_auto(out["auto"])
+    if "heldout" in out:
+        h = out["heldout"]
+        if h.get("model_error_percent") is not None:
+            low, high = h["model_error_percent_2se"]
+            logger.info(
+                "Held-out error (even frames predict odd and back, mdx2's interpolation): "
+                "model error %.4g counts/s = %.2f%% of the mean background %.4g counts/s "
+                "(+-2 standard errors: %.2f-%.2f%%; %d pixel values)",
+                h["model_error"],
+                h["model_error_percent"],
+                h["mean_rate"],
+                low,
+                high,
+                h["pixels"],
+            )
+            logger.info("  %8s %12s %10s", "phi", "model err %", "NaN px")
+            for row in out["per_phi_bin"]:
+                pct = row.get("model_error_percent")
+                logger.info(
+                    "  %8.2f %12s %10d",
+                    row["phi"],
+                    "-" if pct is None else f"{pct:.2f}",
+                    row["nan_pixels"],
+                )
+    if "nan_pixels" in out:
+        nan = out["nan_pixels"]
+        if nan:
+            logger.warning(
+                "Warning: %d valid pixel values (summed over the frames) get a NaN background "
+                "under mdx2.correct's interpolation, next to %d empty bins; fill_empty=True "
+                "fills them",
+                nan,
+                empty,
+            )
+        else:
+            logger.info("No valid pixel gets a NaN background under mdx2's interpolation")
+    elif empty and binned.filled is None:
+        bound = nan_pixel_bound(binned.count)
+        out["nan_pixels_bound"] = bound
+        logger.warning(
+            "Warning: %d empty bins: mdx2.correct gives a NaN background to valid pixels "
+            "next to them (up to %d pixel values of this sweep; diagnostics=True counts them "
+            "exactly); fill_empty=True fills them",
+            empty,
+            bound,
+        )
+    return out
+
+
+def _log_auto(auto: dict) -> None:
+    logger.info("bins=auto: held-out model error of each candidate (* = chosen)")
+    logger.info(
+        "  %-14s %12s %10s %10s %10s %8s %10s",
+        "bins",
+        "model err %",
+        "disp med",
+        "disp p95",
+        "disp >thr",
+        "empty",
+        "NaN px",
+    )
+
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    for row in auto["candidates"]:
+        logger.info(
+            "%s %-14s %12s %10s %10s %10s %8d %10d",
+            "*" if row["chosen"] else " ",
+            ",".join(str(b) for b in row["bins"]),
+            fmt(row["model_error_percent"], ".3f"),
+            fmt(row["dispersion_median"], ".3f"),
+            fmt(row["dispersion_p95"], ".3f"),
+            fmt(row["dispersion_fraction_above"], ".4f"),
+            row["empty_bins"],
+            row["nan_pixels"],
+        )
+    logger.info("bins=auto chose %s", ",".join(str(b) for b in auto["chosen"]))
+
+
+def report_sections(binned: BinnedMap, quality: dict, profile: dict | None) -> dict:
+    """The HTML report's diagnostics sections (dispersion, held-out error, bins=auto, profile)."""
+    sections: dict = {}
+    if binned.dispersion is not None and np.isfinite(binned.dispersion).any():
+        disp = quality.get("dispersion", {})
+        med, p95 = (disp.get(k) for k in ("median", "p95"))
+        figures = f"median {med:.3f}, 95th percentile {p95:.3f}" if med is not None else ""
+        sections["dispersion"] = {
+            "kind": "map",
+            "values": binned.dispersion,
+            "label": "variance / mean",
+            "units": "",
+            "caption": "Variance-to-mean ratio of each bin's valid counts: ~1 for flat Poisson "
+            f"background; {figures}.",
+        }
+    rows = quality.get("per_phi_bin") or []
+    if "heldout" in quality and rows:
+        sections["heldout_error"] = {
+            "kind": "lines",
+            "series": [
+                {
+                    "name": "model error",
+                    "x": [r["phi"] for r in rows],
+                    "y": [r.get("model_error_percent") for r in rows],
+                }
+            ],
+            "x_label": "phi (degrees)",
+            "y_label": "model error (% of background)",
+            "caption": "Even frames' map predicts the odd frames and back (mdx2's "
+            "interpolation); sqrt(mean (r - b)^2 - mean c/t^2) over the mean rate.",
+        }
+    auto = quality.get("auto")
+    if auto:
+        columns = ["bins", "chosen", "model error %", "dispersion median", "dispersion p95",
+                   "empty bins", "NaN pixels"]  # fmt: skip
+        sections["bins_auto"] = {
+            "kind": "table",
+            "columns": columns,
+            "rows": [
+                [
+                    ",".join(map(str, r["bins"])),
+                    "*" if r["chosen"] else "",
+                    r["model_error_percent"],
+                    r["dispersion_median"],
+                    r["dispersion_p95"],
+                    r["empty_bins"],
+                    r["nan_pixels"],
+                ]
+                for r in auto["candidates"]
+            ],
+        }
+    if profile and profile.get("shells"):
+        d_mid = [
+            1.0 / math.sqrt((s["inv_d2_min"] + s["inv_d2_max"]) / 2) for s in profile["shells"]
+        ]
+        sections["radial_profiles"] = {
+            "kind": "lines",
+            "series": [
+                {"name": f"phi {r['phi']:.1f}", "x": d_mid, "y": r["mean_counts_per_s"]}
+                for r in profile["per_phi_bin"]
+            ],
+            "x_label": "resolution d (Angstrom), shells equal in 1/d^2",
+            "y_label": "mean background (counts/s per pixel)",
+        }
+    return sections
 
 
 def write_report(
@@ -421,7 +858,7 @@ def write_report(
         "input": f"{input_info['input']} ({input_info['input_kind']})",
         "frames": binned.n_frames,
         "image_size": (ny, nx),
-        "bins": options.bins,
+        "bins": binned.bins,
         "map_shape": binned.signal.shape,
         "valid_range": options.valid_range or "none",
         "estimator": binned.estimator,

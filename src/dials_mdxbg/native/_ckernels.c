@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #include "mdxbg_kernels.h"
 
@@ -341,3 +342,183 @@ done:
 #else
 MDX_API int mdx_have_isal(void) { return 0; }
 #endif
+
+/*
+ * Diagnostics of a binned map (binning/diagnostics.py has the numpy
+ * reference): per-cell moments of a frame for mdx2's bilinear interpolation,
+ * and the squared error of a map's prediction from them.
+ */
+/*
+ * Add the moments of a block of rows (rows, nx) of one frame into the cell
+ * moments of n_grids maps. Valid pixels: vlo <= v <= vhi, never -1, and
+ * keep[i] != 0 when keep is given. For grid g the columns are cut into runs
+ * [edges[r], edges[r+1]) inside one x cell cell[r], where mdx2's x weight is
+ * linear, w = alpha[r] + beta[r] * (x - edges[r]); a run's sums are exact
+ * integers in x' = x - edges[r] (int32 lanes when they cannot overflow, which
+ * the compiler vectorises), turned into weight moments once per run. Row
+ * weights u = y_w[g][row], cell y_cell[g][row]. Output is cell-major
+ * (nby, nbx, 14): V_ab = sum u^a w^b (a, b < 3; index 3a + b),
+ * C_ab = sum v u^a w^b (a, b < 2; index 9 + 2a + b), S = sum v^2 (index 13).
+ * Arguments ending in _g are arrays of n_grids addresses (or values).
+ * Returns 0.
+ */
+MDX_API HOT int mdx_cell_moments(const int32_t *restrict block, int64_t rows, int64_t nx,
+                                const uint8_t *restrict keep, int32_t vlo, int32_t vhi,
+                                int64_t n_grids, const uint64_t *y_cell_g, const uint64_t *y_w_g,
+                                const uint64_t *edges_g, const uint64_t *cell_g,
+                                const uint64_t *alpha_g, const uint64_t *beta_g,
+                                const int64_t *n_runs_g, const int64_t *nbx_g,
+                                const uint64_t *out_g) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const int negative_ok = vlo >= 0;
+    double m = (double)vhi;
+    if (-(double)vlo > m) m = -(double)vlo;
+    int64_t widest = 0;
+    for (int64_t g = 0; g < n_grids; g++) {
+        const int64_t *edges = (const int64_t *)edges_g[g];
+        for (int64_t k = 0; k < n_runs_g[g]; k++)
+            if (edges[k + 1] - edges[k] > widest) widest = edges[k + 1] - edges[k];
+    }
+    /* int32 lanes (8 per AVX2 vector) when no run sum can overflow */
+    const double wd = (double)widest;
+    const int int_ok = vlo >= 0 && !keep && m * m * wd < 2.0e9 && m * wd * wd < 2.0e9 &&
+                       wd * wd * wd < 2.0e9;
+    for (int64_t r = 0; r < rows; r++) {
+        const int32_t *row = block + r * nx;
+        const uint8_t *krow = keep ? keep + r * nx : NULL;
+        for (int64_t g = 0; g < n_grids; g++) {
+            const int64_t *edges = (const int64_t *)edges_g[g];
+            const int64_t *cell = (const int64_t *)cell_g[g];
+            const double *alpha = (const double *)alpha_g[g];
+            const double *beta = (const double *)beta_g[g];
+            const double u = ((const double *)y_w_g[g])[r], u2 = u * u;
+            const int64_t yc = ((const int64_t *)y_cell_g[g])[r];
+            double *o = (double *)out_g[g] + yc * nbx_g[g] * 14;
+            const int64_t n_runs = n_runs_g[g];
+            for (int64_t k = 0; k < n_runs; k++) {
+                const int64_t a = edges[k], b = edges[k + 1];
+                int64_t s0, s1, s2, c0;
+                double c1, q;
+                if (int_ok) {
+                    int32_t t0 = 0, t1 = 0, t2 = 0, e0 = 0, e1 = 0, eq = 0;
+                    for (int64_t x = a; x < b; x++) {
+                        const int32_t v = row[x];
+                        const int32_t use = in_range(v, vlo, vspan);
+                        const int32_t xp = (int32_t)(x - a), cv = use ? v : 0;
+                        t0 += use;
+                        t1 += use * xp;
+                        t2 += use * xp * xp;
+                        e0 += cv;
+                        e1 += cv * xp;
+                        eq += cv * cv;
+                    }
+                    s0 = t0, s1 = t1, s2 = t2, c0 = e0, c1 = e1, q = eq;
+                } else {
+                    int64_t t0 = 0, t1 = 0, t2 = 0, e0 = 0;
+                    double e1 = 0.0, eq = 0.0;
+                    for (int64_t x = a; x < b; x++) {
+                        const int32_t v = row[x];
+                        int64_t use = in_range(v, vlo, vspan) & (negative_ok | (v != -1));
+                        if (krow) use &= krow[x] != 0;
+                        const int64_t xp = x - a, cv = use ? (int64_t)v : 0;
+                        t0 += use;
+                        t1 += use * xp;
+                        t2 += use * xp * xp;
+                        e0 += cv;
+                        e1 += (double)cv * (double)xp;
+                        eq += (double)cv * (double)cv;
+                    }
+                    s0 = t0, s1 = t1, s2 = t2, c0 = e0, c1 = e1, q = eq;
+                }
+                if (!s0) continue;
+                const double al = alpha[k], be = beta[k];
+                const double v0 = (double)s0, v1 = al * v0 + be * (double)s1;
+                const double v2 = al * al * v0 + 2.0 * al * be * (double)s1 + be * be * (double)s2;
+                const double d0 = (double)c0, d1 = al * d0 + be * c1;
+                double *p = o + cell[k] * 14;
+                p[0] += v0;
+                p[1] += v1;
+                p[2] += v2;
+                p[3] += u * v0;
+                p[4] += u * v1;
+                p[5] += u * v2;
+                p[6] += u2 * v0;
+                p[7] += u2 * v1;
+                p[8] += u2 * v2;
+                p[9] += d0;
+                p[10] += d1;
+                p[11] += u * d0;
+                p[12] += u * d1;
+                p[13] += q;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Held-out error: squared error of mdx2's bilinear prediction from plane
+ * (n_rows, nbx) against cell moments m (n_cells_y, nbx, 14) of one frame,
+ * exposure t. Cell (i, j) has corners (i..i+1, j..j+1); a corner row or
+ * column past the end (an axis of size 1) is 0 with weight 0, as
+ * map_coordinates' constant mode. A cell with a NaN corner adds its valid
+ * pixels to res[5] (they would get a NaN background) and nothing else.
+ * res += [sum (r - b)^2, sum c / t^2, sum r, sum b, valid pixels, NaN pixels,
+ * sum e^2, sum e n, sum n^2], r = c / t, with e = the cell's sum of
+ * (r - b)^2 - c / t^2 and n its valid pixels (for a standard error with the
+ * cells as independent samples). All but the last three are linear in m, so
+ * partial moments (row blocks) add up.
+ */
+MDX_API HOT void mdx_score_cells(const double *restrict m, const double *restrict plane,
+                                int64_t n_rows, int64_t nbx, int64_t n_cells_y,
+                                int64_t n_cells_x, double t, double *restrict res) {
+    double sq = 0, pois = 0, rate = 0, pred = 0, n = 0, nnan = 0, ee = 0, en = 0, nn = 0;
+    const double it = 1.0 / t;
+    for (int64_t i = 0; i < n_cells_y; i++) {
+        const int has_i1 = i + 1 < n_rows;
+        for (int64_t j = 0; j < n_cells_x; j++) {
+            const int64_t k = i * nbx + j;
+            const double *q = m + k * 14;
+            const double V00 = q[0];
+            if (V00 == 0.0) continue;
+            const int has_j1 = j + 1 < nbx;
+            const double p00 = plane[k];
+            const double p01 = has_j1 ? plane[k + 1] : 0.0;
+            const double p10 = has_i1 ? plane[k + nbx] : 0.0;
+            const double p11 = (has_i1 && has_j1) ? plane[k + nbx + 1] : 0.0;
+            if (isnan(p00) || isnan(p01) || isnan(p10) || isnan(p11)) {
+                nnan += V00;
+                continue;
+            }
+            /* b(u, w) = a0 + a1 u + a2 w + a3 u w in the cell */
+            const double a0 = p00, a1 = p10 - p00, a2 = p01 - p00, a3 = p11 - p10 - p01 + p00;
+            const double V01 = q[1], V02 = q[2], V10 = q[3], V11 = q[4], V12 = q[5];
+            const double V20 = q[6], V21 = q[7], V22 = q[8];
+            const double C00 = q[9], C01 = q[10], C10 = q[11], C11 = q[12], S = q[13];
+            const double cross = a0 * C00 + a1 * C10 + a2 * C01 + a3 * C11;
+            const double quad = a0 * a0 * V00 + 2 * a0 * a1 * V10 + 2 * a0 * a2 * V01 +
+                                (2 * a0 * a3 + 2 * a1 * a2) * V11 + a1 * a1 * V20 +
+                                a2 * a2 * V02 + 2 * a1 * a3 * V21 + 2 * a2 * a3 * V12 +
+                                a3 * a3 * V22;
+            const double cell_sq = S * it * it - 2.0 * cross * it + quad;
+            const double e = cell_sq - C00 * it * it;
+            sq += cell_sq;
+            ee += e * e;
+            en += e * V00;
+            nn += V00 * V00;
+            pois += C00 * it * it;
+            rate += C00 * it;
+            pred += a0 * V00 + a1 * V10 + a2 * V01 + a3 * V11;
+            n += V00;
+        }
+    }
+    res[0] += sq;
+    res[1] += pois;
+    res[2] += rate;
+    res[3] += pred;
+    res[4] += n;
+    res[5] += nnan;
+    res[6] += ee;
+    res[7] += en;
+    res[8] += nn;
+}

@@ -76,6 +76,8 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
         _I64,
         (_P, _P, _I64, _I64, _I32, _I32, _I64, _I64, _P, _I64, _I32, _P, _I64, _P, _P, _P, _P),
     ),
+    "mdx_cell_moments": (_INT, (_P, _I64, _I64, _P, _I32, _I32, _I64, *(_P,) * 9)),
+    "mdx_score_cells": (None, (_P, _P, _I64, _I64, _I64, _I64, ctypes.c_double, _P)),
 }
 
 #: Kernels built only with an optional library, and the function that says whether they were.
@@ -229,6 +231,29 @@ class Backend(ABC):
         """
 
 
+    @abstractmethod
+    def cell_moments(self, block, grids, valid_range, keep, row0, outs) -> None:
+        """Add the interpolation-cell moments of rows of one frame into ``outs``.
+
+        See :func:`dials_mdxbg.binning.diagnostics.cell_moments` (the caller).
+
+        Args:
+            block: int32 counts (rows, nx) of rows ``row0..``, -1 = masked.
+            grids: :class:`~dials_mdxbg.binning.diagnostics.CellGrid` of each map.
+            valid_range: inclusive range of valid counts, or None.
+            keep: optional bool (rows, nx), False = not a valid pixel.
+            row0: the block's first row.
+            outs: (nby, nbx, 14) float64 accumulators, one per grid.
+        """
+
+    @abstractmethod
+    def score_cells(self, moments, plane, cells, exposure, res) -> None:
+        """Add a prediction's squared-error sums into ``res`` (9 float64).
+
+        See :func:`dials_mdxbg.binning.diagnostics.score_cells` (the caller).
+        """
+
+
 def _extent(chunk_shape, out: np.ndarray, x0: int) -> tuple[int, int, int]:
     """(frames, rows, columns) of a chunk that land in ``out`` at column ``x0``."""
     cf, cy, cx = chunk_shape
@@ -309,6 +334,22 @@ class NumpyBackend(Backend):
         f_bins = np.array([f_bin], dtype=np.int64)
         self.bin_block(masked[np.newaxis], f_bins, y_bins, x_edges, valid_range, sums)
         return n_dynamic
+
+
+    def cell_moments(self, block, grids, valid_range, keep, row0, outs):
+        from dials_mdxbg.binning.diagnostics import cell_moments_reference
+        from dials_mdxbg.binning.sums import valid_mask
+
+        valid = valid_mask(block, valid_range)
+        if keep is not None:
+            valid &= keep
+        for grid, out in zip(grids, outs):
+            out += cell_moments_reference(block, valid, grid, row0)
+
+    def score_cells(self, moments, plane, cells, exposure, res):
+        from dials_mdxbg.binning.diagnostics import score_cells_reference
+
+        res += score_cells_reference(moments, plane, cells, exposure)
 
 
 def _ptr(array: np.ndarray) -> int:
@@ -493,6 +534,45 @@ class CompiledBackend(NumpyBackend):
         return super().bin_raw_frame(
             raw, static_valid, trusted_range, extra_valid, f_bin, y_bins, x_edges, valid_range,
             sums,
+        )  # fmt: skip
+
+
+    def cell_moments(self, block, grids, valid_range, keep, row0, outs):
+        if block.dtype != np.int32 or not block.flags.c_contiguous:
+            super().cell_moments(block, grids, valid_range, keep, row0, outs)
+            return
+        rows, nx = block.shape
+        held = []  # the arrays whose addresses C reads
+
+        def addresses(arrays) -> np.ndarray:
+            held.extend(arrays)
+            return np.array([a.ctypes.data for a in arrays], dtype=np.uint64)
+
+        runs = [g.runs for g in grids]
+        y_cell = addresses([_index(g.y_cell[row0 : row0 + rows]) for g in grids])
+        y_w = addresses([np.ascontiguousarray(g.y_w[row0 : row0 + rows]) for g in grids])
+        edges = addresses([r.edges for r in runs])
+        cells = addresses([r.cell for r in runs])
+        alpha = addresses([r.alpha for r in runs])
+        beta = addresses([r.beta for r in runs])
+        n_runs = np.array([len(r.cell) for r in runs], dtype=np.int64)
+        nbx = np.array([g.shape[1] for g in grids], dtype=np.int64)
+        out = addresses(list(outs))
+        if keep is not None:
+            keep = np.ascontiguousarray(keep, dtype=np.bool_)
+        vlo, vhi = _valid_bounds(valid_range)
+        self._lib.mdx_cell_moments(
+            _ptr(block), rows, nx, None if keep is None else _ptr(keep), vlo, vhi, len(grids),
+            _ptr(y_cell), _ptr(y_w), _ptr(edges), _ptr(cells), _ptr(alpha), _ptr(beta),
+            _ptr(n_runs), _ptr(nbx), _ptr(out),
+        )  # fmt: skip
+
+    def score_cells(self, moments, plane, cells, exposure, res):
+        moments = np.ascontiguousarray(moments, dtype=np.float64)
+        plane = np.ascontiguousarray(plane, dtype=np.float64)
+        self._lib.mdx_score_cells(
+            _ptr(moments), _ptr(plane), plane.shape[0], plane.shape[1], cells[0], cells[1],
+            float(exposure), _ptr(res),
         )  # fmt: skip
 
 

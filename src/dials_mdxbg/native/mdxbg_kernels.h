@@ -76,4 +76,21 @@ MDX_API int64_t mdx_encode_tiles(const int32_t *raw, const uint8_t *valid, int64
                                  uint8_t *out, int64_t capacity, int64_t *offsets,
                                  int64_t *lengths, uint32_t *adlers, int64_t *n_dynamic);
 
+/* Diagnostics (binning/diagnostics.py has the numpy reference). Add the
+ * interpolation-cell moments of a block of rows of one frame into n_grids maps'
+ * (nby, nbx, 14) arrays; arguments ending in _g are arrays of n_grids addresses
+ * (y_cell, y_w: per row; edges, cell, alpha, beta: column runs with a linear
+ * weight) or values (n_runs, nbx). Returns 0. */
+MDX_API int mdx_cell_moments(const int32_t *block, int64_t rows, int64_t nx, const uint8_t *keep,
+                             int32_t vlo, int32_t vhi, int64_t n_grids, const uint64_t *y_cell_g,
+                             const uint64_t *y_w_g, const uint64_t *edges_g,
+                             const uint64_t *cell_g, const uint64_t *alpha_g,
+                             const uint64_t *beta_g, const int64_t *n_runs_g,
+                             const int64_t *nbx_g, const uint64_t *out_g);
+
+/* Add the squared-error sums of a bilinear prediction plane (n_rows, nbx) against
+ * cell moments m (n_cells_y, nbx, 14) of a frame of exposure t into res (9). */
+MDX_API void mdx_score_cells(const double *m, const double *plane, int64_t n_rows, int64_t nbx,
+                             int64_t n_cells_y, int64_t n_cells_x, double t, double *res);
+
 #endif /* MDXBG_KERNELS_H */

@@ -102,6 +102,8 @@ class SweepSpec:
         n_overload: Pixels per frame at/above ``count_cutoff`` (random positions).
         shadow: Add a pin/beamstop shadow stripe of low counts.
         rings: Add smooth diffuse (water-like) rings around the beam centre.
+        ring_width: Scale of the rings' widths (1: broad water rings; 0.2 at
+            80 mm gives sharp rings a few pixels wide, which coarse bins smear).
         count_cutoff: Pilatus header ``Count_cutoff``; dxtbx's upper trusted limit.
         template: File name pattern; one run of ``#`` is replaced by the 1-based
             frame number.
@@ -120,6 +122,7 @@ class SweepSpec:
     n_overload: int = 3
     shadow: bool = True
     rings: bool = True
+    ring_width: float = 1.0
     count_cutoff: int = 1048500
     template: str = "bkg_#####.cbf"
     distance: float = 200.0
@@ -144,6 +147,8 @@ class SweepSpec:
             raise ValueError("count_cutoff must be in [10, 2**31 - 1)")
         if self.distance <= 0 or self.wavelength <= 0:
             raise ValueError("distance and wavelength must be > 0")
+        if self.ring_width <= 0:
+            raise ValueError("ring_width must be > 0")
         for name, fmt, scale in _HEADER_FORMATS:
             value = getattr(self, name) * scale
             if not math.isclose(float(format(value, fmt)), value, rel_tol=1e-9, abs_tol=1e-12):
@@ -313,7 +318,9 @@ def _pixels(shape: tuple[int, int]) -> tuple[_Pixels, np.ndarray]:
     return _Pixels(xpx, ypx, x2, y2, inv_r2), np.sqrt(r2)
 
 
-def _isotropic(pix: _Pixels, r: np.ndarray, distance: float, wavelength: float, rings: bool):
+def _isotropic(
+    pix: _Pixels, r: np.ndarray, distance: float, wavelength: float, rings: bool, width: float
+):
     """Radial profile x polarisation x solid angle (float32, not yet normalised)."""
     two_theta, s = common.scattering_angles(r, np.float32(distance), wavelength)
     cos2t = np.cos(two_theta)
@@ -321,7 +328,7 @@ def _isotropic(pix: _Pixels, r: np.ndarray, distance: float, wavelength: float, 
     # Low-angle air scatter + broad solvent falloff (+ water ring d ~ 3.4 A, second d ~ 2.1 A).
     peaks = [(0.5, 0.0, 0.06), (0.3, 0.0, 0.25)]
     if rings:
-        peaks += [(0.9, 0.29, 0.045), (0.35, 0.47, 0.05)]
+        peaks += [(0.9, 0.29, 0.045 * width), (0.35, 0.47, 0.05 * width)]
     profile = common.radial_profile(s, 0.35, peaks)
     del s
     # Polarisation (99 % horizontal, along fast) and solid angle (cos^3 2theta).
@@ -395,6 +402,7 @@ def _fields(
     n_hot: int,
     shadow: bool,
     rings: bool,
+    ring_width: float,
     count_cutoff: int,
     distance: float,
     wavelength: float,
@@ -403,7 +411,7 @@ def _fields(
     shape = detector_shape(modules)
     gaps = gap_mask(*shape)
     pix, r = _pixels(shape)
-    base = _isotropic(pix, r, distance, wavelength, rings)
+    base = _isotropic(pix, r, distance, wavelength, rings, ring_width)
     del r
     if shadow:
         base *= _shadow(pix, shape)
@@ -427,6 +435,7 @@ def _spec_fields(spec: SweepSpec) -> _Fields:
         int(spec.n_hot),
         bool(spec.shadow),
         bool(spec.rings),
+        float(spec.ring_width),
         int(spec.count_cutoff),
         float(spec.distance),
         float(spec.wavelength),
@@ -721,6 +730,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-overload", type=int, default=d.n_overload, help="overloads per frame")
     p.add_argument("--no-shadow", action="store_true", help="no pin shadow")
     p.add_argument("--no-rings", action="store_true", help="no diffuse rings")
+    p.add_argument("--ring-width", type=float, default=d.ring_width, help="ring width scale")
     p.add_argument("--count-cutoff", type=int, default=d.count_cutoff)
     p.add_argument("--template", default=d.template, help="file name pattern")
     p.add_argument("--distance", type=float, default=d.distance, help="mm")
@@ -746,6 +756,7 @@ def main(argv: list[str] | None = None) -> None:
         n_overload=args.n_overload,
         shadow=not args.no_shadow,
         rings=not args.no_rings,
+        ring_width=args.ring_width,
         count_cutoff=args.count_cutoff,
         template=args.template,
         distance=args.distance,

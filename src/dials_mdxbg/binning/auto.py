@@ -1,0 +1,187 @@
+"""bins=auto: every candidate bin size's even/odd sums from one pass, on arrays.
+
+The candidates are all (frames, pixels, pixels) with ``frames`` from one list
+and ``pixels`` (square bins, y = x) from another. One pass bins each frame
+once on the *fine grid*: per axis the union of every candidate's section edges
+(mdx2's rule), so each candidate's bin is an exact union of fine cells. The
+fine sums (exact integers) are then added up into each candidate's bins, split
+by frame parity (:class:`~dials_mdxbg.binning.diagnostics.ParityGrid`), so the
+chosen candidate's map is the one ``bins=<chosen>`` gives, to the last bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dials_mdxbg.binning.diagnostics import ParityGrid
+from dials_mdxbg.binning.grid import section_edges
+from dials_mdxbg.binning.sums import BinSums, valid_mask
+from dials_mdxbg.errors import InputError
+
+
+def candidate_bins(
+    n_frames: int, frames: list[int] | None, pixels: list[int] | None
+) -> list[tuple[int, int, int]]:
+    """All (frames, pixels, pixels) candidates that give at least two phi bins.
+
+    A map with one phi bin cannot be used by mdx2 (``GridData.interpolate``
+    fails on an axis of size 1), so such candidates are left out.
+
+    Raises:
+        InputError: an empty or non-positive list, or no candidate with two phi bins.
+    """
+    for name, values in (("auto.frames", frames), ("auto.pixels", pixels)):
+        if not values:
+            raise InputError(f"bins=auto needs at least one candidate in {name}")
+        if any(v is None or v < 1 for v in values):
+            raise InputError(f"{name} must be positive integers, got {list(values)}")
+    out = [
+        (int(f), int(p), int(p))
+        for f in sorted(set(frames))
+        for p in sorted(set(pixels))
+        if math.ceil(n_frames / f) >= 2
+    ]
+    if not out:
+        raise InputError(
+            f"bins=auto: no candidate in auto.frames={sorted(set(frames))} gives two phi bins "
+            f"for {n_frames} frames (mdx2 cannot interpolate a single phi bin)"
+        )
+    return out
+
+
+@dataclass
+class _Axis:
+    """One axis' fine cells and, per candidate size, their bin starts."""
+
+    fine_edges: np.ndarray  # union of the candidates' section edges
+    index: np.ndarray  # fine cell of each element
+    starts: dict[int, np.ndarray]  # size -> first fine cell of each section
+
+    @classmethod
+    def make(cls, n: int, sizes: list[int]) -> _Axis:
+        edges = {s: section_edges(n, s) for s in sizes}
+        fine = np.unique(np.concatenate(list(edges.values())))
+        index = np.repeat(np.arange(len(fine) - 1), np.diff(fine))
+        starts = {s: np.searchsorted(fine, e[:-1]) for s, e in edges.items()}
+        return cls(fine, index, starts)
+
+
+class MultiSums:
+    """Parity sums of every candidate, filled block by block; mergeable."""
+
+    def __init__(self, grids: list[ParityGrid]):
+        self.sums = [BinSums.zeros(g.out_shape) for g in grids]
+
+    def merge(self, other: MultiSums) -> MultiSums:
+        """Add another partial result (in place) and return self."""
+        for a, b in zip(self.sums, other.sums):
+            a.merge(b)
+        return self
+
+
+class MultiBinner:
+    """Bins blocks once on the fine grid and adds the fine sums into every candidate."""
+
+    def __init__(self, shape: tuple[int, int, int], candidates: list[tuple[int, int, int]]):
+        self.shape = shape
+        self.candidates = candidates
+        n, ny, nx = shape
+        sizes = sorted({c[1] for c in candidates})
+        self.y = _Axis.make(ny, sizes)
+        self.x = _Axis.make(nx, sizes)
+        self.grids = [ParityGrid(shape, c) for c in candidates]
+
+    def zeros(self) -> MultiSums:
+        """A fresh accumulator."""
+        return MultiSums(self.grids)
+
+    def _fine_sums(self, block, row0, valid_range, excluded) -> BinSums:
+        """Exact sums of a block (frames, rows, nx) per frame and fine (y, x) cell."""
+        from dials_mdxbg.native.backend import backend
+
+        n, rows, nx = block.shape
+        y_fine = self.y.index[row0 : row0 + rows]
+        y0 = int(y_fine[0])
+        ny_f = int(y_fine[-1]) - y0 + 1
+        nx_f = len(self.x.fine_edges) - 1
+        out = BinSums.zeros((n, ny_f, nx_f))
+        kernel = backend()
+        # The C kernel takes any column edges; the numpy reference of bin_block
+        # assumes mdx2's sections (two sizes), so the fine grid has its own below.
+        if (
+            excluded is None
+            and kernel.name == "compiled"
+            and block.dtype == np.int32
+            and block.flags.c_contiguous
+        ):
+            kernel.bin_block(block, np.arange(n), y_fine - y0, self.x.fine_edges, valid_range, out)
+            return out
+        valid = valid_mask(block, valid_range, excluded)
+        values = np.where(valid, block, 0).astype(np.int64)
+        y_starts = np.flatnonzero(np.diff(y_fine, prepend=-1))
+        x_starts = self.x.fine_edges[:-1]
+
+        def reduce(a):
+            return np.add.reduceat(np.add.reduceat(a, y_starts, axis=1), x_starts, axis=2)
+
+        out.total += reduce(values)
+        out.count += reduce(valid.astype(np.int64))
+        out.total_sq += reduce(values.astype(np.float64) ** 2)
+        return out
+
+    def consume(self, acc: MultiSums, frame0: int, row0: int, block, valid_range, excluded):
+        """Add a block into every candidate's parity sums."""
+        from dials_mdxbg.frames.source import RawFrame
+
+        if isinstance(block, RawFrame):
+            block = block.masked()[0][np.newaxis]
+        n, rows, _ = block.shape
+        ex = excluded(frame0, row0, block.shape) if excluded else None
+        fine = self._fine_sums(block, row0, valid_range, ex)
+        y_fine = self.y.index[row0 : row0 + rows]
+        y0, y1 = int(y_fine[0]), int(y_fine[-1]) + 1
+        per_size: dict[int, tuple] = {}
+        for grid, sums in zip(self.grids, acc.sums):
+            size = grid.bins[1]
+            if size not in per_size:
+                # Fine cells -> this size's bins: the sections overlapping rows y0..y1.
+                ys = self.y.starts[size]
+                first = int(np.searchsorted(ys, y0, side="right")) - 1
+                last = int(np.searchsorted(ys, y1, side="left"))
+                starts = np.clip(ys[first:last], y0, None) - y0
+                xs = self.x.starts[size]
+
+                def agg(a, starts=starts, xs=xs):
+                    return np.add.reduceat(np.add.reduceat(a, starts, axis=1), xs, axis=2)
+
+                per_size[size] = (
+                    slice(first, last),
+                    agg(fine.total),
+                    agg(fine.count),
+                    agg(fine.total_sq),
+                )
+            ybins, total, count, total_sq = per_size[size]
+            for f in range(n):
+                k = int(grid.phi_index[frame0 + f])
+                sums.total[k, ybins] += total[f]
+                sums.count[k, ybins] += count[f]
+                sums.total_sq[k, ybins] += total_sq[f]
+
+
+def choose(scores: list[float | None], candidates: list[tuple[int, int, int]]) -> int:
+    """Index of the best candidate: lowest held-out squared error.
+
+    Scores equal to 1e-9 (relative) count as ties, which go to the larger bins
+    (less noise for the same measured error; frames=1 and 2 always tie, as the
+    half maps of both are single frames).
+    """
+    finite = [(s, i) for i, s in enumerate(scores) if s is not None and np.isfinite(s)]
+    if not finite:
+        raise InputError("bins=auto: no candidate could be scored (no valid pixel?)")
+    best = min(s for s, _ in finite)
+    tol = 1e-9 * abs(best) + 1e-15
+    tied = [i for s, i in finite if s <= best + tol]
+    return max(tied, key=lambda i: (int(np.prod(candidates[i])), candidates[i]))

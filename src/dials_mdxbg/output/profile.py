@@ -1,0 +1,174 @@
+"""Radial profile of a binned map: background against resolution, per phi bin.
+
+The view ``dials.background`` gives: for each phi bin, the mean background
+(counts/s per valid pixel) in resolution shells. Each map bin sits at its
+centre pixel (mdx2's iy, ix are pixel indices, so dxtbx pixel coordinates
+``ix + 0.5, iy + 0.5``), and its two-theta comes from dxtbx's own
+``Panel.get_two_theta_at_pixel`` (beam centre, distance, wavelength, panel
+orientation and tilt, and the parallax correction of the panel's mm strategy).
+Shells are equal in 1/d^2, as in DIALS' resolution binning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dials_mdxbg.errors import InputError
+
+
+def bin_two_theta(detector, beam, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """Two-theta (degrees) at each map bin centre (ny_bins, nx_bins)."""
+    panel = detector[0]
+    s0 = beam.get_s0()
+    out = np.empty((len(iy), len(ix)))
+    for j, y in enumerate(iy):
+        for i, x in enumerate(ix):
+            out[j, i] = panel.get_two_theta_at_pixel(s0, (float(x) + 0.5, float(y) + 0.5))
+    return np.degrees(out)
+
+
+def check_geometry(detector, ny_nx: tuple[int, int], name: str) -> None:
+    """One-line error unless ``detector`` is one panel of the map's image size."""
+    if len(detector) != 1:
+        raise InputError(
+            f"{name}: the detector has {len(detector)} panels; the map is of one "
+            f"{ny_nx[1]} x {ny_nx[0]} panel"
+        )
+    nx, ny = detector[0].get_image_size()
+    if (ny, nx) != tuple(int(v) for v in ny_nx):
+        raise InputError(
+            f"{name}: its detector is {nx} x {ny} pixels but the map was binned from "
+            f"{ny_nx[1]} x {ny_nx[0]} images; give the geometry of these frames"
+        )
+
+
+def radial_profile(
+    signal: np.ndarray,
+    count: np.ndarray,
+    phi: np.ndarray,
+    two_theta: np.ndarray,
+    wavelength: float,
+    n_shells: int = 20,
+) -> dict:
+    """Mean background per phi bin in resolution shells.
+
+    Args:
+        signal: the map (phi, y, x), counts/s (NaN = empty).
+        count: valid pixels per bin (weights of the mean).
+        phi: phi bin centres.
+        two_theta: two-theta (degrees) at each (y, x) bin centre.
+        wavelength: Angstrom.
+        n_shells: shells, equal in 1/d^2.
+
+    Returns:
+        JSON-ready dict: shell limits (d, 1/d^2, two-theta centre) and per phi bin
+        the count-weighted mean counts/s in each shell (None where no valid bin).
+    """
+    s = 2.0 * np.sin(np.radians(two_theta) / 2.0) / wavelength  # 1/d
+    inv_d2 = s**2
+    have = (count > 0).any(axis=0) & np.isfinite(inv_d2)
+    if not have.any():
+        return {"wavelength": wavelength, "shells": [], "per_phi_bin": []}
+    lo, hi = float(inv_d2[have].min()), float(inv_d2[have].max())
+    edges = np.linspace(lo, hi, n_shells + 1)
+    edges[-1] = np.nextafter(hi, np.inf)
+    shell = np.clip(np.searchsorted(edges, inv_d2, side="right") - 1, 0, n_shells - 1)
+    shells = []
+    for k in range(n_shells):
+        a, b = edges[k], edges[k + 1]
+        inside = shell == k
+        shells.append(
+            {
+                "inv_d2_min": float(a),
+                "inv_d2_max": float(b),
+                "d_max": float(1.0 / math.sqrt(a)) if a > 0 else None,
+                "d_min": float(1.0 / math.sqrt(b)),
+                "two_theta_mean": float(two_theta[inside].mean()) if inside.any() else None,
+                "bins": int(np.count_nonzero(inside & have)),
+            }
+        )
+    rows = []
+    for p, plane in enumerate(signal):
+        w = np.where(np.isfinite(plane) & (count[p] > 0), count[p], 0).astype(np.float64)
+        v = np.where(w > 0, plane, 0.0)
+        num = np.bincount(shell.ravel(), (w * v).ravel(), n_shells)
+        den = np.bincount(shell.ravel(), w.ravel(), n_shells)
+        mean = [float(n / d) if d > 0 else None for n, d in zip(num, den)]
+        rows.append({"phi": float(phi[p]), "mean_counts_per_s": mean})
+    return {"wavelength": float(wavelength), "shells": shells, "per_phi_bin": rows}
+
+
+def geometry_from_series(path: Path):
+    """(detector, beam) from an image series' provenance, or None (e.g. mdx2's own files)."""
+    import h5py
+
+    from dials_mdxbg.series.layout import PROVENANCE
+
+    with h5py.File(path, "r") as f:
+        group = f.get(f"entry/{PROVENANCE}")
+        if group is None or "experiments" not in group:
+            return None
+        text = group["experiments"][()]
+        index = json.loads(group["imageset"][()]) if "imageset" in group else None
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_dict(
+        json.loads(text.decode() if isinstance(text, bytes) else text)
+    )
+    return _detector_beam(experiments, index)
+
+
+def geometry_from_file(path: Path):
+    """(detector, beam) of an experiment list file; one-line error if unreadable."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    try:
+        experiments = ExperimentListFactory.from_json_file(str(path), check_format=False)
+    except Exception as exc:  # dxtbx raises many kinds
+        raise InputError(f"geometry={path}: cannot read an experiment list ({exc})") from None
+    if len(experiments) == 0:
+        raise InputError(f"geometry={path}: no experiment in the file")
+    return _detector_beam(experiments, None)
+
+
+def _detector_beam(experiments, index):
+    from dials_mdxbg.frames.source import select_imageset
+
+    iset = select_imageset(experiments, index if index is not None else 0)
+    return iset.get_detector(), iset.get_beam()
+
+
+def plot_profile(path: Path, profile: dict, title: str = "") -> None:
+    """PNG: mean background (counts/s) against resolution, one line per phi bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dials_mdxbg.util.atomic import atomic_path
+
+    shells = profile["shells"]
+    x = np.array([(s["inv_d2_min"] + s["inv_d2_max"]) / 2 for s in shells])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = profile["per_phi_bin"]
+    cmap = plt.get_cmap("viridis")
+    for i, row in enumerate(rows):
+        y = np.array([np.nan if v is None else v for v in row["mean_counts_per_s"]])
+        ax.plot(x, y, color=cmap(i / max(len(rows) - 1, 1)), lw=1, label=f"phi {row['phi']:.1f}")
+    ticks = ax.get_xticks()
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{1 / math.sqrt(t):.2f}" if t > 0 else "inf" for t in ticks])
+    ax.set_xlim(x.min() if x.size else 0, x.max() if x.size else 1)
+    ax.set_xlabel("resolution d (Angstrom), shells equal in 1/d^2")
+    ax.set_ylabel("mean background (counts/s per pixel)")
+    ax.set_title(title or "Radial profile of the background map", fontsize=9)
+    if len(rows) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
