@@ -310,24 +310,51 @@ def _chunks(f, n: int, chunk: int):
         yield _keys(np.fromfile(f, dtype=np.float64, count=chunk))
 
 
-def _kth(f, n: int, rank: int, chunk: int) -> float:
-    """The ``rank``-th smallest value (0-based) of the file, by radix selection (16 bits a pass)."""
-    prefix, mask = np.uint64(0), np.uint64(0)
-    for shift in (48, 32, 16, 0):
-        hist = np.zeros(1 << 16, dtype=np.int64)
-        sh = np.uint64(shift)
-        for keys in _chunks(f, n, chunk):
-            keys = keys[(keys & mask) == prefix]
-            digit = ((keys >> sh) & np.uint64(0xFFFF)).astype(np.int64)
-            hist += np.bincount(digit, minlength=1 << 16)
-        cum = np.cumsum(hist)
-        b = int(np.searchsorted(cum, rank, side="right"))
-        rank -= int(cum[b - 1]) if b else 0
-        prefix |= np.uint64(b) << sh
-        mask |= np.uint64(0xFFFF) << sh
-    key = prefix
-    bits = key & ~np.uint64(1 << 63) if key >> np.uint64(63) else ~key
+def _to_float(key: int) -> float:
+    bits = key & ~(1 << 63) if key >> 63 else ~key & (2**64 - 1)
     return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def _select(f, n: int, ranks: list[int], chunk: int) -> dict[int, float]:
+    """The values of the given ranks (0-based, ascending order) of the file's ``n`` values.
+
+    Radix selection on the ordered keys, 16 bits a pass, all ranks in the same
+    passes; once the values sharing a rank's key prefix fit in ``chunk``, they
+    are gathered and sorted (usually after one or two passes).
+    """
+    # rank -> [prefix, mask, rank among the values with that prefix, their number]
+    state = {r: [0, 0, r, n] for r in set(ranks)}
+    out: dict[int, float] = {}
+    shift = 64
+    while state:
+        small = {r: v for r, v in state.items() if v[3] <= chunk or shift == 0}
+        if small:
+            groups: dict = {(v[0], v[1]): [] for v in small.values()}
+            for keys in _chunks(f, n, chunk):
+                for (p, m), parts in groups.items():
+                    parts.append(keys[(keys & np.uint64(m)) == np.uint64(p)])
+            for r, (p, m, rank, _) in small.items():
+                values = np.sort(np.concatenate(groups[(p, m)]))
+                out[r] = _to_float(int(values[rank]))
+                del state[r]
+            continue
+        shift -= 16
+        sh = np.uint64(shift)
+        hists = {(v[0], v[1]): np.zeros(1 << 16, dtype=np.int64) for v in state.values()}
+        for keys in _chunks(f, n, chunk):
+            for (p, m), hist in hists.items():
+                sel = keys[(keys & np.uint64(m)) == np.uint64(p)]
+                digit = ((sel >> sh) & np.uint64(0xFFFF)).astype(np.int64)
+                hist += np.bincount(digit, minlength=1 << 16)
+        for v in state.values():
+            hist = hists[(v[0], v[1])]
+            cum = np.cumsum(hist)
+            digit = int(np.searchsorted(cum, v[2], side="right"))
+            v[2] -= int(cum[digit - 1]) if digit else 0
+            v[3] = int(hist[digit])
+            v[0] |= digit << shift
+            v[1] |= 0xFFFF << shift
+    return out
 
 
 def file_quantiles(f, n: int, chunk: int = SELECT_CHUNK) -> tuple[float, float]:
@@ -337,15 +364,13 @@ def file_quantiles(f, n: int, chunk: int = SELECT_CHUNK) -> tuple[float, float]:
     the middle two for even ``n`` and the percentile numpy's linear interpolation.
     """
     lo = (n - 1) // 2
-    if n % 2:
-        median = _kth(f, n, lo, chunk)
-    else:
-        median = float(np.mean([_kth(f, n, lo, chunk), _kth(f, n, lo + 1, chunk)]))
     index = 0.95 * (n - 1)
     i = int(np.floor(index))
     t = index - i
-    a = _kth(f, n, i, chunk)
-    b = _kth(f, n, min(i + 1, n - 1), chunk)
+    ranks = [lo, min(lo + 1, n - 1), i, min(i + 1, n - 1)]
+    v = _select(f, n, ranks, chunk)
+    median = v[lo] if n % 2 else float(np.mean([v[lo], v[lo + 1]]))
+    a, b = v[i], v[min(i + 1, n - 1)]
     diff = b - a
     p95 = b - diff * (1 - t) if t >= 0.5 else a + diff * t
     return median, float(p95)
