@@ -36,8 +36,8 @@ from dials_mdxbg.binning.diagnostics import (
 from dials_mdxbg.binning.grid import axis_bin_means
 from dials_mdxbg.binning.sums import BinSums
 
-SELECT_CHUNK = 1 << 22
-"""Values per chunk when quantiles are selected from a file (32 MB of float64)."""
+SELECT_CHUNK = 1 << 20
+"""Values per chunk when quantiles are selected from a file (8 MB of float64)."""
 
 
 def _plane_rows(planes: dict, n: int, cell: int, weight: float, rows: slice) -> np.ndarray:
