@@ -61,7 +61,7 @@ def test_import_no_input(work):
         (["{sweep}", OUT, "chunks=a,b,c"], "chunks"),
         (["{sweep}", OUT, "chunks=0,-5,3"], "chunks must be positive"),
         (["{sweep}", OUT, "image_range=5,100"], "outside the scan"),
-        (["{sweep}", OUT, "image_range=8,3"], "outside the scan"),
+        (["{sweep}", OUT, "image_range=8,3"], "reversed"),
         (["{sweep}", OUT, "mp.nproc=0"], "mp.nproc"),
         (["{sweep}", OUT, "output.layout=zip"], "output.layout"),
         (["{sweep}", "output.data=nowhere/out.nxs"], "does not exist"),

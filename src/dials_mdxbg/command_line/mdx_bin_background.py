@@ -35,11 +35,14 @@ import libtbx.phil
 from dials_mdxbg.command_line.common import (
     configure_logging,
     handle_errors,
+    input_args,
     make_parser,
     parse,
     write_json,
 )
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.util.atomic import committed_together
+from dials_mdxbg.util.plan import OutputPlan
 from dials_mdxbg.util.startup import prepare
 from dials_mdxbg.util.versions import versions
 
@@ -132,19 +135,59 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
             raise SystemExit(f"{COMMAND}: error: no image series, experiments or images given")
         if series and experiments:
             raise InputError("give an image series or experiments, not both")
-        configure_logging(parser, options, params.output.log)
-        if params.mask:
-            logger.warning(
-                "mask= is deprecated: it is an mdx2 mask, now called input.mdx2_mask= "
-                "(a DIALS mask for the one-step path is frames.mask=)"
-            )
+        deprecated_mask = bool(params.mask)
+        if deprecated_mask:
             params.input.mdx2_mask = params.input.mdx2_mask or params.mask
-        summary = make_background(
-            series, experiments, params, phil.format(params).as_str()
-        ).to_dict()
-        summary["program"] = COMMAND
-        summary["versions"] = versions()
-        write_json(params.output.json, summary)
+        plan = output_plan(series, experiments, params, series_args + args)
+        plan.check()  # before any work: nothing is read, nothing written
+        with committed_together():  # every output appears at the end, or none
+            configure_logging(parser, options, params.output.log)
+            plan.remove_stale()
+            if deprecated_mask:
+                logger.warning(
+                    "mask= is deprecated: it is an mdx2 mask, now called input.mdx2_mask= "
+                    "(a DIALS mask for the one-step path is frames.mask=)"
+                )
+            summary = make_background(
+                series, experiments, params, phil.format(params).as_str()
+            ).to_dict()
+            summary["program"] = COMMAND
+            summary["versions"] = versions()
+            write_json(params.output.json, summary)
+
+
+def output_plan(series, experiments, params, args: list[str]) -> OutputPlan:
+    """What the binning reads and writes, for :meth:`OutputPlan.check`."""
+    from dials_mdxbg.frames.files import image_files
+    from dials_mdxbg.frames.source import selections, with_imageset
+    from dials_mdxbg.jobs.bin_background import html_path_for
+    from dials_mdxbg.series.reader import ImageSeriesReader
+
+    plan = OutputPlan()
+    for arg in input_args(args):
+        plan.add_input(arg, "input")
+    indices = [None]
+    if series:
+        with ImageSeriesReader(series) as reader:  # validated now, with one-line errors
+            for path in reader.files:
+                plan.add_input(path, "image series file")
+    else:
+        for iset in experiments.imagesets():
+            for path in image_files(iset):
+                plan.add_input(path, "image")
+        indices = [index for _, index in selections(experiments, params.frames)]
+    plan.add_input(params.input.mdx2_mask, "mask")
+    plan.add_input(params.frames.mask, "mask")
+    plan.add_input(params.geometry, "geometry file")
+    for index in indices:
+        binned = with_imageset(params.output.binned, index)
+        plan.add_output("output.binned", binned)
+        plan.add_output("output.plot", with_imageset(params.output.plot, index))
+        plan.add_output("output.profile", with_imageset(params.output.profile, index))
+        plan.add_output("output.html", html_path_for(params.output.html, binned, index))
+    plan.add_output("output.json", params.output.json)
+    plan.add_output("output.log", params.output.log)
+    return plan
 
 
 if __name__ == "__main__":

@@ -35,16 +35,20 @@ Examples::
 from __future__ import annotations
 
 import logging
+import sys
 
 import libtbx.phil
 
 from dials_mdxbg.command_line.common import (
     configure_logging,
     handle_errors,
+    input_args,
     make_parser,
     parse,
     write_json,
 )
+from dials_mdxbg.util.atomic import committed_together
+from dials_mdxbg.util.plan import OutputPlan
 from dials_mdxbg.util.startup import prepare
 from dials_mdxbg.util.versions import versions
 
@@ -86,17 +90,46 @@ def run(args: list[str] | None = None, phil=phil_scope) -> None:
     from dials_mdxbg.jobs.import_sweep import import_sweep
 
     with show_mail_handle_errors(), handle_errors(COMMAND):
+        args = sys.argv[1:] if args is None else list(args)
         parser = make_parser(COMMAND, "experiments.expt|images", phil, __doc__)
         params, options = parse(parser, args)
         experiments = flatten_experiments(params.input.experiments)
         if not experiments:
             parser.print_help()
             raise SystemExit(f"{COMMAND}: error: no experiments or images given")
-        configure_logging(parser, options, params.output.log)
-        summary = import_sweep(experiments, params, phil.format(params).as_str()).to_dict()
-        summary["program"] = COMMAND
-        summary["versions"] = versions()
-        write_json(params.output.json, summary)
+        plan = output_plan(experiments, params, args)
+        plan.check()  # before any work: nothing is read, nothing written
+        with committed_together():  # every output appears at the end, or none
+            configure_logging(parser, options, params.output.log)
+            plan.remove_stale()
+            summary = import_sweep(experiments, params, phil.format(params).as_str()).to_dict()
+            summary["program"] = COMMAND
+            summary["versions"] = versions()
+            write_json(params.output.json, summary)
+
+
+def output_plan(experiments, params, args: list[str]) -> OutputPlan:
+    """What the import reads and writes, for :meth:`OutputPlan.check`."""
+    from dials_mdxbg.frames.files import image_files
+    from dials_mdxbg.frames.source import selections, with_imageset
+
+    plan = OutputPlan()
+    for arg in input_args(args):
+        plan.add_input(arg, "input")
+    for iset in experiments.imagesets():
+        for path in image_files(iset):
+            plan.add_input(path, "image")
+    plan.add_input(params.mask, "mask")
+    split = params.output.layout == "split"
+    for _, index in selections(experiments, params):
+        data = with_imageset(params.output.data, index)
+        plan.add_output("output.data", data)
+        # The parts folder of the split layout; otherwise only scratch (a dask run's).
+        parts = data.with_name(data.stem + "_parts")
+        plan.add_output("output.data's parts folder", parts, "dir" if split else "scratch")
+    plan.add_output("output.json", params.output.json)
+    plan.add_output("output.log", params.output.log)
+    return plan
 
 
 if __name__ == "__main__":

@@ -96,9 +96,14 @@ class FrameSource:
         try:
             raw = self.imageset.get_raw_data(index)
         except Exception as e:  # dxtbx raises bare RuntimeErrors for unreadable files
-            path = self.imageset.get_path(index)
-            hint = "" if load_hdf5_filters() else "; pip install hdf5plugin for compressed HDF5"
-            raise InputError(f"cannot read image {path}: {e}{hint}") from None
+            raise InputError(_unreadable(self.imageset.get_path(index), e)) from None
+        shape = tuple(raw[0].all())
+        if shape != self.frame_shape:
+            raise InputError(
+                f"image {self.imageset.get_path(index)} has size {shape[1]} x {shape[0]} "
+                f"pixels, but the sweep's images are {self.frame_shape[1]} x "
+                f"{self.frame_shape[0]}: it belongs to another sweep; fix the image list"
+            )
         extra = None
         if self.masker is not None:
             scan = self.imageset.get_scan()
@@ -111,6 +116,40 @@ class FrameSource:
         """Frame ``k`` read but not yet masked (masking can then run in another thread)."""
         raw, extra = self._raw(k)
         return RawFrame(raw, extra, self.static_valid, self.trusted_range)
+
+
+def _unreadable(path: str, error: Exception) -> str:
+    """One readable line for an image dxtbx could not read (never dxtbx's reprs)."""
+    p = Path(path)
+    if not p.exists():
+        return f"image file {path} is missing; restore it or choose image_range= without it"
+    if p.is_dir():
+        return f"image {path} is a directory, not an image file"
+    if p.stat().st_size == 0:
+        return f"image {path} is empty (0 bytes); restore it from the source"
+    if not load_hdf5_filters():
+        return f"cannot read image {path}: pip install hdf5plugin for compressed HDF5 data"
+    reason = " ".join(str(error).split())
+    if "<" in reason or len(reason) > 120 or not reason:
+        reason = "dxtbx cannot decode it"
+    return f"cannot read image {path} (truncated or corrupt? {reason}); restore it from the source"
+
+
+def check_exposure_times(times: np.ndarray, first_image: int, what: str) -> None:
+    """Refuse exposure times that would make counts/s inf, negative or NaN (or NaN-free).
+
+    Raises:
+        InputError: naming the first offending images (1-based numbers).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    bad = np.flatnonzero(~(np.isfinite(times) & (times > 0)))
+    if bad.size:
+        shown = ", ".join(f"{first_image + i} ({times[i]:g})" for i in bad[:5])
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+        raise InputError(
+            f"{what}: exposure times must be positive and finite, but image(s) {shown}{more} "
+            "are not; fix the exposure times (counts/s would be wrong)"
+        )
 
 
 @dataclass
@@ -206,8 +245,11 @@ def frame_source(
     Raises:
         InputError: with a one-line reason for anything mdx2's layout cannot hold.
     """
+    from dials_mdxbg.frames.files import image_files
+
     load_hdf5_filters()  # before dxtbx opens an Eiger file (also in dask workers)
     iset = select_imageset(experiments, imageset)
+    image_files(iset)  # an NXmx master's missing data file is named, not read as zeros
     scan = iset.get_scan()
     if scan is None or scan.is_still() or scan.get_oscillation()[1] == 0:
         raise InputError(
@@ -227,12 +269,17 @@ def frame_source(
     first, last = scan.get_image_range()
     if image_range is not None:
         lo, hi = image_range
-        if lo > hi or lo < first or hi > last:
+        if lo > hi:
+            raise InputError(
+                f"image_range={lo},{hi} is reversed: give first,last with first <= last"
+            )
+        if lo < first or hi > last:
             raise InputError(f"image_range={lo},{hi} is outside the scan's images {first}..{last}")
     else:
         lo, hi = first, last
     start, stop = lo - first, hi - first + 1
     axes = SeriesAxes(axes.phi[start:stop], axes.iy, axes.ix, axes.exposure_times[start:stop])
+    check_exposure_times(axes.exposure_times, lo, f"the scan of {_imageset_name(iset)}")
 
     # Static part of dxtbx's mask, computed once.
     gaps = rectangles_mask((ny, nx), panel.get_mask())
@@ -257,8 +304,8 @@ def frame_source(
     # Touch the first and last image now, so a missing file fails before any output.
     for index in (start, stop - 1):
         path = iset.get_path(index)
-        if not Path(path).exists():
-            raise InputError(f"image file {path} is missing")
+        if not Path(path).is_file():
+            raise InputError(_unreadable(path, FileNotFoundError()))
 
     return FrameSource(
         imageset=iset,
@@ -271,6 +318,10 @@ def frame_source(
         description=f"{iset.get_template() if hasattr(iset, 'get_template') else ''}"
         f" images {lo}..{hi}",
     )
+
+
+def _imageset_name(iset) -> str:
+    return iset.get_template() if hasattr(iset, "get_template") else iset.paths()[0]
 
 
 def frame_source_from_json(experiments_json: str, selection: dict) -> FrameSource:

@@ -536,6 +536,7 @@ def make_background(
 
         fixed = geometry_from_file(geometry_file)  # one-line error when unreadable
     if series:
+        _refuse_frame_selection(params.frames, series)
         with ImageSeriesReader(Path(series)) as reader:
             shape = reader.shape
         if geometry_file:
@@ -577,6 +578,27 @@ def make_background(
                 )  # fmt: skip
             )
     return summary
+
+
+def _refuse_frame_selection(frames, series) -> None:
+    """``frames.*`` select and mask experiments' frames; with a series they cannot apply.
+
+    Refused rather than ignored (mdx2 would ignore them): a map binned from
+    other frames or pixels than asked would be silently wrong.
+    """
+    given = {
+        "image_range": frames.image_range is not None,
+        "mask": bool(frames.mask),
+        "imageset": frames.imageset is not None,
+        "all_imagesets": bool(frames.all_imagesets),
+        "goniometer_shadow": bool(frames.goniometer_shadow),
+    }
+    for name, set_ in given.items():
+        if set_:
+            raise InputError(
+                f"frames.{name}= applies to experiments (the one-step path), not to the image "
+                f"series {series}; drop it, or bin the experiments instead"
+            )
 
 
 def _check_geometry(geometry, ny_nx, name: str) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -52,22 +54,29 @@ def dask_client(mp) -> Iterator[object]:
             logger.info("Connecting to dask scheduler %s", opts.scheduler)
             try:
                 client = stack.enter_context(Client(opts.scheduler, timeout=opts.timeout))
-            except (OSError, TimeoutError) as e:
+            except (ValueError, TypeError):
+                raise InputError(
+                    f"mp.dask.scheduler={opts.scheduler} is not a scheduler address; give "
+                    "tcp://host:port (what the scheduler prints at start-up)"
+                ) from None
+            except (OSError, TimeoutError):
                 raise InputError(
                     f"cannot reach the dask scheduler {opts.scheduler} within "
-                    f"{opts.timeout} s ({type(e).__name__}); no output written"
+                    f"{opts.timeout} s; check that it runs and the address; no output written"
                 ) from None
         elif opts.cluster == "local":
             logger.info("Starting a local dask cluster of %d workers", mp.nproc)
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=mp.nproc,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,
+            with _children_ignore_interrupts():
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=mp.nproc,
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                        silence_logs=logging.CRITICAL,
+                    )
                 )
-            )
             client = stack.enter_context(Client(cluster))
         else:
             try:
@@ -99,6 +108,25 @@ def dask_client(mp) -> Iterator[object]:
                     f"no dask worker joined within {opts.worker_timeout} s; no output written"
                 ) from None
         yield client
+
+
+@contextlib.contextmanager
+def _children_ignore_interrupts() -> Iterator[None]:
+    """Start worker processes with SIGINT and SIGTERM ignored (they inherit it).
+
+    Ctrl-C and a scheduler's SIGTERM reach the whole process group; workers
+    that died of them would print dask warnings and tracebacks on the shared
+    stderr. This process stops them itself when it closes the cluster.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 class _ToOurLog(logging.Handler):
@@ -215,8 +243,8 @@ def run_tasks(engine, func: Callable, arguments: list[tuple], what: str) -> list
     except Exception as e:
         for future in futures:
             future.cancel()
-        name = type(e).__name__
-        raise InputError(f"a {engine.name} task failed ({name}: {e}); no output written") from None
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise InputError(f"a {engine.name} task failed ({reason}); no output written") from None
     return [results[i] for i in range(len(futures))]
 
 

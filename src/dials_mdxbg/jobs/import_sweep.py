@@ -10,10 +10,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
 from dials_mdxbg.native.backend import backend
 from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
-from dials_mdxbg.util.atomic import check_writable
+from dials_mdxbg.util.atomic import atomic_dir, check_writable
 from dials_mdxbg.util.progress import Progress
 from dials_mdxbg.util.versions import provenance_of
 
@@ -183,25 +180,18 @@ def _via_parts(source: FrameSource, target: SeriesTarget, write_parts) -> list[d
     """Write parts into a folder private to this run, then join them into the output.
 
     ``write_parts(parts_dir)`` writes them and returns their summaries. The
-    folder (``.<name>_parts.part-<pid>-<token>``) keeps concurrent runs
-    apart; any failure removes it, so nothing that looks valid is left and a
-    re-run starts clean.
+    folder (``.<name>_parts.part-<pid>-<token>``, absolute: workers may run
+    elsewhere) keeps concurrent runs apart; it becomes ``<name>_parts`` with
+    the split layout and is deleted otherwise; any failure removes it, so
+    nothing that looks valid is left and a re-run starts clean.
     """
-    output = Path(target.output)
-    check_writable(output)
-    # Absolute: workers may run in another directory (or on another machine).
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    parts_dir = output.resolve().parent / f".{output.stem}_parts.part-{token}"
-    parts_dir.mkdir()
-    try:
+    check_writable(Path(target.output))
+    with atomic_dir(target.parts_folder, keep=target.split) as parts_dir:
         results = write_parts(parts_dir)
         parts = [(Path(r["path"]), *r["frames"]) for r in results]
         for stray in parts_dir.glob(".*.part-*"):  # left by a retried task
             stray.unlink()
         assemble_series(target, source.axes, parts, parts_dir)
-    finally:
-        if parts_dir.exists():
-            shutil.rmtree(parts_dir)
     return results
 
 

@@ -75,6 +75,18 @@ class ImageSeriesReader:
                 f"{self.path}: data shape {self.data.shape} does not match the axes "
                 f"{self.axes.shape}"
             )
+        n = self.data.shape[0]
+        if n == 0:
+            raise InputError(f"{self.path} has 0 frames: there is nothing to bin")
+        times = np.asarray(self.axes.exposure_times, dtype=np.float64).reshape(-1)
+        if times.shape != (n,):
+            raise InputError(
+                f"{self.path}: exposure_times has {times.size} values for {n} frames; "
+                "re-import the series"
+            )
+        from dials_mdxbg.frames.source import check_exposure_times
+
+        check_exposure_times(times, 1, str(self.path))
         self.segments = self._segments()
 
     @property
@@ -94,10 +106,10 @@ class ImageSeriesReader:
         for option in options:
             if option.is_file():
                 return option
+        where = " and ".join(dict.fromkeys(str(o.parent.absolute()) for o in options))
         raise InputError(
-            f"{self.path}: image data file {name} is missing (looked in "
-            + ", ".join(str(o.parent) for o in options)
-            + ")"
+            f"{self.path}: its image data file {name} is missing (looked in {where}); keep "
+            "the data files (e.g. mdx2's datastore/ folder) beside the main file"
         )
 
     def _segments(self) -> list[_Segment]:
@@ -128,6 +140,11 @@ class ImageSeriesReader:
                 f"{self.path}: virtual data covers {covered} of {self.shape[0]} frames"
             )
         return segments
+
+    @property
+    def files(self) -> list[Path]:
+        """The main file and every data file its virtual dataset maps."""
+        return [Path(f.filename) for f in self._files]
 
     def close(self) -> None:
         """Close every file opened."""
@@ -202,6 +219,17 @@ class ImageSeriesReader:
             payloads.append((x0, filter_mask, payload))
 
         def load() -> np.ndarray:
+            try:
+                return decode()
+            except InputError:
+                raise
+            except Exception:  # zlib/isal/our C inflater: any failure is a corrupt chunk
+                raise InputError(
+                    f"{dset.file.filename}: the compressed chunk of frames {f0 + 1}..{f1}, rows "
+                    f"{y0}..{y1 - 1} is corrupt (it does not inflate); re-import the series"
+                ) from None
+
+        def decode() -> np.ndarray:
             out = np.empty((f1 - f0, y1 - y0, nx), dtype=np.int32)
             kernels = backend()
             for x0, filter_mask, payload in payloads:
@@ -232,12 +260,15 @@ def is_image_series_file(path: str | os.PathLike) -> bool:
     p = Path(path)
     if not p.is_file():
         return False
-    if p.suffix.lower() in (".nxs", ".nx5", ".nexus"):
-        return True
+    named = p.suffix.lower() in (".nxs", ".nx5", ".nexus")
     try:
         if not h5py.is_hdf5(p):
-            return False
+            return named  # a damaged .nxs: the reader says what is wrong with it
         with h5py.File(p, "r") as f:
-            return "mdx2_version" in f.attrs or f"entry/{IMAGE_SERIES}" in f
+            if "mdx2_version" in f.attrs or f"entry/{IMAGE_SERIES}" in f:
+                return True
+            # An NXmx master (detector images) goes to dxtbx, even when named .nxs.
+            nxmx = isinstance(f.get("entry/instrument"), h5py.Group) or "entry/definition" in f
+            return named and not nxmx
     except OSError:
-        return False
+        return named

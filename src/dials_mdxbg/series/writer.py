@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from dials_mdxbg.series.layout import (
     new_file,
     nxdata,
 )
-from dials_mdxbg.util.atomic import atomic_path, check_writable
+from dials_mdxbg.util.atomic import atomic_path, check_writable, current_path, ensure_space
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,15 @@ class SeriesTarget:
 
     def files(self) -> list[Path]:
         """Every file the finished series consists of."""
-        files = [Path(self.output)]
+        files = [current_path(self.output)]  # staged until the run commits
         if self.split:
-            parts = Path(self.output).with_name(Path(self.output).stem + "_parts")
-            files += sorted(parts.iterdir())
+            files += sorted(current_path(self.parts_folder).iterdir())
         return files
+
+    @property
+    def parts_folder(self) -> Path:
+        """The split layout's folder of part files, ``<output stem>_parts``."""
+        return Path(self.output).with_name(Path(self.output).stem + "_parts")
 
 
 class ImageSeriesWriter:
@@ -127,6 +129,7 @@ class ImageSeriesWriter:
             return
         start = self._slab_start
         for (y0, x0), payload in self._encoder.chunks_of_slab(self._dset.chunks[0]):
+            ensure_space(self._tmp, len(payload))  # HDF5 must never meet a full disk
             self._dset.id.write_direct_chunk((start, y0, x0), payload)
         self._slab_start += n
 
@@ -154,7 +157,8 @@ def assemble_series(
     ``target.split``: the parts folder is renamed to ``<output stem>_parts``
     and the main file maps it with a virtual dataset (paths relative to the
     main file). Otherwise the compressed chunks are copied as they are into
-    one file (no recompression) and the parts are deleted.
+    one file (no recompression) and the parts are deleted. The caller's
+    :func:`~dials_mdxbg.util.atomic.atomic_dir` renames (or deletes) ``parts_dir``.
     """
     output, split = Path(target.output), target.split
     check_writable(output)
@@ -180,10 +184,6 @@ def assemble_series(
                 for path, a, _ in parts:
                     with h5py.File(path, "r") as part:
                         _copy_chunks(part[f"/entry/{IMAGE_SERIES}/data"], dset, a)
-        if split:
-            if final_parts.exists():
-                shutil.rmtree(final_parts)
-            os.replace(parts_dir, final_parts)
 
 
 def _copy_chunks(source: h5py.Dataset, target: h5py.Dataset, frame0: int) -> None:
@@ -196,4 +196,5 @@ def _copy_chunks(source: h5py.Dataset, target: h5py.Dataset, frame0: int) -> Non
         for y0 in range(0, ny, cy):
             for x0 in range(0, nx, cx):
                 filter_mask, payload = source.id.read_direct_chunk((f0, y0, x0))
+                ensure_space(Path(target.file.filename), len(payload))
                 target.id.write_direct_chunk((frame0 + f0, y0, x0), payload, filter_mask)

@@ -1,43 +1,250 @@
-"""The one way the commands write a file: complete, or not at all.
+"""The one way the commands write files: complete and all together, or not at all.
 
-Every output (image series, its parts, the map, the PNG, the JSON summary) is
-written under a hidden temporary name in its destination directory
-(``.<name>.part-<pid>``) and renamed into place only when complete; on any
-error the temporary is removed. A rename within one directory is atomic, so
-a reader (or a killed run) never sees half a file under the final name.
+Every output (image series, its parts folder, the map, the PNG, the JSON
+summary, the log) is written under a hidden temporary name in its destination
+directory, ``.<name>.part-<pid>`` (folders ``.<name>.part-<pid>-<token>``),
+and renamed into place only when complete; on any error the temporary is
+removed. A rename within one directory is atomic, so a reader never sees half
+a file under the final name.
+
+Inside :func:`committed_together` (how both commands run) the renames are
+deferred to the end: all outputs of the run appear together, after everything
+succeeded, and a run that fails or is interrupted leaves every existing file
+as it was. Without it (library use) each file is renamed as soon as it is
+complete.
+
+A run killed with SIGKILL cannot clean up; its temporaries carry its pid, so
+the next run on the same output recognises and removes those of processes
+that no longer exist (:func:`remove_stale`).
+
+Running out of space (or an I/O error) while writing becomes one
+:class:`OutputError` line naming the output, never a traceback. HDF5 1.10 must
+never see a full disk: once its metadata cache fails to flush, closing the
+file corrupts the library and the process segfaults at exit (the rc 139 of
+disk-full binning). So HDF5 writers check the free space before they write
+(:func:`ensure_space`), small files are made in memory, and if HDF5 still hits
+ENOSPC :data:`hdf5_failed` tells the command to leave with ``os._exit``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
-from collections.abc import Iterator
+import re
+import shutil
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dials_mdxbg.errors import InputError
 
+logger = logging.getLogger("dials.mdxbg.atomic")
 
-def temporary_name(final: Path) -> Path:
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:part|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
+"""Names of our temporaries: the final name, and the pid of the run that made them."""
+
+SPACE_MARGIN = 1 << 20
+"""Bytes kept free beyond what an HDF5 write needs, for the metadata HDF5 flushes at close."""
+
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+hdf5_failed = False
+"""Set when HDF5 itself hit a full disk: its state is then unsafe to tear down at exit."""
+
+committed = False
+"""Set once a run's outputs are all in place (a signal after that changes nothing)."""
+
+
+class OutputError(InputError):
+    """An output cannot be written (no space, read-only, I/O error): one line, nothing left."""
+
+
+def temporary_name(final: Path, token: str | None = None) -> Path:
     """The hidden sibling that ``final`` is written as until it is complete."""
     final = Path(final)
-    return final.with_name(f".{final.name}.part-{os.getpid()}")
+    suffix = f"{os.getpid()}-{token}" if token else f"{os.getpid()}"
+    return final.with_name(f".{final.name}.part-{suffix}")
+
+
+# --------------------------------------------------------------------------- committing
+
+
+class _Run:
+    """The outputs of one command run, renamed into place together by :meth:`commit`."""
+
+    def __init__(self) -> None:
+        self.staged: list[tuple[Path, Path]] = []
+        self.checks: list[Callable[[], None]] = []
+        self.scratch: list[Path] = []  # removed again at abort (dask workers may refill them)
+
+    def stage(self, tmp: Path, final: Path) -> None:
+        self.staged.append((Path(tmp), Path(final)))
+
+    def path_of(self, final: Path) -> Path:
+        wanted = Path(final).absolute()
+        for tmp, staged_final in self.staged:
+            if staged_final.absolute() == wanted:
+                return tmp
+        return Path(final)
+
+    def commit(self) -> None:
+        for check in self.checks:
+            check()
+        global committed
+        with _signals_held():  # a Ctrl-C now would leave half the outputs renamed
+            for tmp, final in self.staged:
+                _install(tmp, final)
+            self.staged.clear()
+            committed = True
+
+    def abort(self) -> None:
+        for tmp, _ in self.staged:
+            _remove(tmp)
+        self.staged.clear()
+        for tmp in self.scratch:
+            _remove(tmp)
+
+
+_current: _Run | None = None
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Delay SIGINT/SIGTERM until the block is done (main thread; a no-op elsewhere)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        # A signal that came meanwhile is delivered now: the outputs are complete.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+@contextlib.contextmanager
+def committed_together() -> Iterator[_Run]:
+    """Defer every output rename to the end of the block; abort them all on any error."""
+    global _current
+    run, previous = _Run(), _current
+    _current = run
+    try:
+        yield run
+        run.commit()
+    except BaseException:
+        run.abort()
+        raise
+    finally:
+        _current = previous
+
+
+def current_path(final: Path) -> Path:
+    """Where ``final`` is right now: its staged temporary until the run commits."""
+    return _current.path_of(final) if _current is not None else Path(final)
+
+
+def stage_file(final: Path, check: Callable[[], None] | None = None) -> Path:
+    """A temporary for ``final`` that the current run renames at commit (e.g. the log).
+
+    ``check`` runs just before the commit (it may raise to abort the run).
+    Without a current run, ``final`` itself is returned.
+    """
+    if _current is None:
+        return Path(final)
+    tmp = temporary_name(final)
+    _current.stage(tmp, Path(final))
+    if check is not None:
+        _current.checks.append(check)
+    return tmp
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` onto ``final`` (a folder replaces the previous folder of that name)."""
+    if tmp.is_dir() and not tmp.is_symlink():
+        old = None
+        if final.is_dir() and not final.is_symlink():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            os.rename(final, old)
+        os.rename(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+
+
+def _finish(tmp: Path, final: Path) -> None:
+    # Inside a private folder of ours (parts being written) nothing is visible yet: rename now.
+    if _current is not None and not TEMPORARY.match(final.absolute().parent.name):
+        _current.stage(tmp, final)
+    else:
+        _install(tmp, final)
 
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``final``; rename it into place on success.
+    """Yield a temporary sibling of ``final``; it becomes ``final`` on success.
 
-    On any exception the temporary file is removed, so no partial output that
-    looks valid is ever left behind.
+    On any exception the temporary file is removed; a full disk or an I/O
+    error becomes an :class:`OutputError` naming ``final``.
     """
     final = Path(final)
     tmp = temporary_name(final)
     try:
         yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except OSError as e:
+        _remove(tmp)
+        error = output_error(e, final)
+        if error is None:
+            raise
+        raise error from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    _finish(tmp, final)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, keep: bool = True) -> Iterator[Path]:
+    """Yield a new private folder beside ``final``; it becomes ``final`` on success.
+
+    ``keep=False``: a scratch folder, removed in any case. Absolute, so that
+    dask workers elsewhere find it.
+    """
+    final = Path(final).absolute()
+    tmp = temporary_name(final, uuid.uuid4().hex[:8])
+    tmp.mkdir()
+    if _current is not None:
+        # Workers of an interrupted run may still write into it until their cluster
+        # is closed, after this block: the run removes it again when it aborts.
+        _current.scratch.append(tmp)
+    try:
+        yield tmp
+    except OSError as e:
+        _remove(tmp)
+        error = output_error(e, final)
+        if error is None:
+            raise
+        raise error from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    if keep:
+        _finish(tmp, final)
+    else:
+        _remove(tmp)
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -47,10 +254,135 @@ def write_text(path: Path, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write a file atomically, checking the space first."""
+    path = Path(path)
+    ensure_space(path, len(data), margin=0)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+# --------------------------------------------------------------------------- errors, space
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes for an unprivileged writer on the file system holding ``path``."""
+    directory = Path(path).absolute().parent
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def final_name(path: Path) -> Path:
+    """The name a temporary (or a file inside a temporary folder) will have when committed."""
+    parts = []
+    for part in Path(path).absolute().parts:
+        match = TEMPORARY.match(part)
+        parts.append(match["name"] if match else part)
+    return Path(*parts)
+
+
+def ensure_space(path: Path, nbytes: int, margin: int = SPACE_MARGIN) -> None:
+    """Raise :class:`OutputError` unless ``nbytes`` (plus ``margin``) fit beside ``path``."""
+    free = free_bytes(path)
+    if free < nbytes + margin:
+        raise OutputError(
+            f"not enough space for {final_name(path)}: needs about {_mb(nbytes + margin)} "
+            f"more, {_mb(free)} free; free some space or write the output elsewhere"
+        )
+
+
+def output_error(error: OSError, final: Path) -> OutputError | None:
+    """The one-line error for a failed write of ``final``, or None if it is not an I/O one."""
+    global hdf5_failed
+    code, text = getattr(error, "errno", None), str(error)
+    final = final_name(final)
+    where = final.parent
+    if code in _SPACE_ERRNOS or "No space left" in text or "quota" in text.lower():
+        if "file write failed" in text or "Can't" in text:
+            hdf5_failed = True
+        try:
+            free = f"{_mb(free_bytes(final))} free"
+        except OSError:
+            free = "no free space"
+        return OutputError(
+            f"no space left for {final.name} in {where} ({free}); free some space or write "
+            "the output elsewhere"
+        )
+    if code == errno.EROFS or "Read-only file system" in text:
+        return OutputError(f"cannot write {final.name}: {where} is on a read-only file system")
+    if code in (errno.EACCES, errno.EPERM):
+        return OutputError(f"cannot write {final.name}: permission denied in {where}")
+    if code == errno.EIO:
+        return OutputError(f"I/O error while writing {final}; check the disk, then run again")
+    return None
+
+
+# --------------------------------------------------------------------------- stale leftovers
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(final: Path) -> list[Path]:
+    """Remove temporaries of ``final`` left by runs that were killed (their pid is gone).
+
+    Returns:
+        The paths removed (the caller logs them).
+    """
+    final = Path(final).absolute()
+    directory = final.parent
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in directory.iterdir():
+            match = TEMPORARY.match(entry.name)
+            if not match or match["name"] != final.name:
+                continue
+            pid = int(match["pid"])
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
 def check_writable(path: Path) -> None:
     """Fail early, with one line, if ``path`` cannot be created."""
-    directory = Path(path).resolve().parent
+    problem = location_problem(Path(path))
+    if problem:
+        raise OutputError(problem)
+
+
+def location_problem(path: Path, kind: str = "file") -> str | None:
+    """Why ``path`` cannot be written (missing or read-only directory, a directory), or None."""
+    path = Path(path)
+    target = path.resolve()
+    directory = target.parent
+    if not directory.exists():
+        return f"directory {path.parent} does not exist"
     if not directory.is_dir():
-        raise InputError(f"output directory {directory} does not exist")
+        return f"directory {path.parent} does not exist ({path.parent} is a file)"
+    if kind == "file" and target.is_dir():
+        return f"{path} is an existing directory; give a file name"
+    if kind == "dir" and target.exists() and not target.is_dir():
+        return f"{path} is an existing file, not a folder"
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return f"directory {directory} is on a read-only file system"
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise InputError(f"output directory {directory} is not writable")
+        return f"directory {directory} is not writable"
+    return None
