@@ -69,15 +69,15 @@ def _arrays(path: Path, group: str) -> dict[str, np.ndarray]:
         return {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}
 
 
-def _same(a: Path, b: Path, group: str) -> list[str]:
-    """Names of the datasets that differ between two files (empty: identical)."""
+def _same(a: Path, b: Path, group: str) -> tuple[list[str], list[str]]:
+    """(datasets that differ or are missing in ``b``, datasets only ``b`` has)."""
     x, y = _arrays(a, group), _arrays(b, group)
-    differ = sorted(set(x) ^ set(y))
-    for key in set(x) & set(y):
+    differ = sorted(set(x) - set(y))
+    for key in sorted(set(x) & set(y)):
         equal_nan = x[key].dtype.kind == "f"
         if x[key].shape != y[key].shape or not np.array_equal(x[key], y[key], equal_nan=equal_nan):
             differ.append(key)
-    return differ
+    return differ, sorted(set(y) - set(x))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(list(map(str, gen)), check=True, capture_output=True)
     installs = {"before": args.before.resolve(), "after": args.after.resolve()}
     times: dict[tuple, list[float]] = {}
-    identical: dict[str, list[str]] = {}
+    identical: dict[str, tuple[list[str], list[str]]] = {}
     for nproc in args.nproc:
         for r in range(args.repeats):
             order = list(installs) if r % 2 == 0 else list(installs)[::-1]  # alternate
@@ -125,13 +125,15 @@ def main(argv: list[str] | None = None) -> None:
         for nproc in args.nproc:
             before = statistics.median(times[(step, nproc, "before")])
             after = statistics.median(times[(step, nproc, "after")])
-            differ = identical[f"{step} nproc={nproc}"]
+            differ, added = identical[f"{step} nproc={nproc}"]
             verdict = "identical" if not differ else "DIFFER: " + ", ".join(differ)
+            if added:
+                verdict += " (new in after: " + ", ".join(added) + ")"
             ratio = after / before
             print(f"| {step} | {nproc} | {before:.2f} | {after:.2f} | {ratio:.3f} | {verdict} |")
             rows.append(
                 {"step": step, "nproc": nproc, "before_s": before, "after_s": after,
-                 "ratio": after / before, "differ": differ}
+                 "ratio": after / before, "differ": differ, "added": added}
             )  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"sweep": str(expt), "rows": rows}, indent=1))

@@ -474,3 +474,93 @@ def test_auto_beats_the_tutorial_on_the_true_error(name, tmp_path):
     assert chosen <= 1.05 * min(true)
     ranks = np.corrcoef(np.argsort(np.argsort(heldout)), np.argsort(np.argsort(true)))[0, 1]
     assert ranks > 0.75
+
+
+# --------------------------------------------------------------------------- streamed bins=auto
+
+
+def _auto_both(src, options, nproc, monkeypatch, window):
+    """bins=auto streamed (windows of ``window`` frames) and held in memory."""
+    import dials_mdxbg.jobs.bin_background as job
+
+    monkeypatch.setattr(job, "AUTO_WINDOW_FRAMES", window)
+    streamed = job.bin_background(src, options, nproc)
+    with src.open() as opened:
+        held = job._bin_auto_in_memory(opened, options, nproc)
+    return streamed, held
+
+
+def _assert_same_auto(streamed, held):
+    a, b = streamed.quality, held.quality
+    assert a["auto"]["chosen"] == b["auto"]["chosen"]
+    for ra, rb in zip(a["auto"]["candidates"], b["auto"]["candidates"], strict=True):
+        assert ra["bins"] == rb["bins"] and ra["chosen"] == rb["chosen"]
+        for key in ("empty_bins", "nan_pixels", "dispersion_fraction_above"):
+            assert ra[key] == rb[key], (ra["bins"], key)
+        for key in ("model_error_sq", "model_error_sq_se", "model_error_percent"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-9, abs=1e-12), (ra["bins"], key)
+        for key in ("dispersion_median", "dispersion_p95"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-12), (ra["bins"], key)
+    assert a["nan_pixels"] == b["nan_pixels"]
+    for pa, pb in zip(a["per_phi_bin"], b["per_phi_bin"], strict=True):
+        assert pa["pixels"] == pb["pixels"] and pa["nan_pixels"] == pb["nan_pixels"]
+        assert pa.get("model_error_sq") == pytest.approx(pb.get("model_error_sq"), rel=1e-9)
+    for name in ("phi", "iy", "ix", "signal", "errors", "count", "dispersion"):
+        np.testing.assert_array_equal(getattr(streamed, name), getattr(held, name), err_msg=name)
+    assert (streamed.filled is None) == (held.filled is None)
+    if held.filled is not None:
+        np.testing.assert_array_equal(streamed.filled, held.filled)
+
+
+@pytest.mark.parametrize(
+    "fill, nproc, window, frames",
+    [(False, 1, 1, (1, 2, 3)), (True, 2, 3, (2, 3, 5)), (False, 2, 10, (2, 4))],
+)
+def test_streamed_auto_equals_in_memory_beamstop(
+    beamstop_sweep, monkeypatch, fill, nproc, window, frames
+):
+    """Windows of 1, 3, 10 frames, with a beamstop (empty bins, NaN pixels) and fill_empty."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.binning.phil import BinOptions
+    from dials_mdxbg.jobs.bin_background import BinSource
+
+    expt, mask, _ = beamstop_sweep
+    experiments = ExperimentListFactory.from_json_file(str(expt))
+    src = BinSource.from_experiments(experiments, {"imageset": None, "mask": str(mask)})
+    options = BinOptions(
+        bins=None,
+        valid_range=(0, 1000),
+        auto_frames=frames,
+        auto_pixels=(5, 10, 20, 40),
+        fill_empty=fill,
+    )
+    _assert_same_auto(*_auto_both(src, options, nproc, monkeypatch, window))
+
+
+def test_streamed_auto_equals_in_memory_series(sweep, tmp_path, monkeypatch):
+    """From an image series (chunked frames), with the default candidates."""
+    from dials_mdxbg.binning.phil import BinOptions
+    from dials_mdxbg.jobs.bin_background import BinSource
+
+    run(["dials.mdx_import", sweep, "output.data=series.nxs"], cwd=tmp_path)
+    src = BinSource.from_series(tmp_path / "series.nxs")
+    options = BinOptions(bins=None, valid_range=(0, 200))
+    streamed, held = _auto_both(src, options, 2, monkeypatch, 4)
+    _assert_same_auto(streamed, held)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 1001])
+def test_file_quantiles_are_numpys(tmp_path, n):
+    """Median and 95th percentile selected from a file in small chunks = numpy's."""
+    from dials_mdxbg.binning.stream import file_quantiles
+
+    rng = np.random.default_rng(n)
+    values = np.concatenate([rng.gamma(2.0, 0.5, n - n // 3), np.full(n // 3, 1.0)])
+    values[: n // 10] *= -1e-3  # a few negative (rounding) values
+    rng.shuffle(values)
+    with open(tmp_path / "v.bin", "w+b") as f:
+        f.write(values.tobytes())
+        median, p95 = file_quantiles(f, values.size, chunk=97)
+    assert median == np.median(values)
+    assert p95 == pytest.approx(np.percentile(values, 95), rel=1e-15, abs=1e-300)

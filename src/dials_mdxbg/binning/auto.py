@@ -72,8 +72,19 @@ class _Axis:
 class MultiSums:
     """Parity sums of every candidate, filled block by block; mergeable."""
 
-    def __init__(self, grids: list[ParityGrid]):
-        self.sums = [BinSums.zeros(g.out_shape) for g in grids]
+    def __init__(self, grids: list[ParityGrid], frames: tuple[int, int] | None = None):
+        # With ``frames`` = [a, b): only the phi bins overlapping those frames
+        # (the first one of each candidate at ``k0``), so memory is a window's.
+        self.k0 = []
+        self.sums = []
+        for g in grids:
+            n, ny, nx = g.out_shape
+            k0, k1 = 0, n // 2
+            if frames is not None:
+                k0 = int(g.bin_phi_index[frames[0]])
+                k1 = int(g.bin_phi_index[frames[1] - 1]) + 1
+            self.k0.append(k0)
+            self.sums.append(BinSums.zeros((2 * (k1 - k0), ny, nx)))
 
     def merge(self, other: MultiSums) -> MultiSums:
         """Add another partial result (in place) and return self."""
@@ -94,9 +105,9 @@ class MultiBinner:
         self.x = _Axis.make(nx, sizes)
         self.grids = [ParityGrid(shape, c) for c in candidates]
 
-    def zeros(self) -> MultiSums:
-        """A fresh accumulator."""
-        return MultiSums(self.grids)
+    def zeros(self, frames: tuple[int, int] | None = None) -> MultiSums:
+        """A fresh accumulator (of the phi bins overlapping ``frames`` only, if given)."""
+        return MultiSums(self.grids, frames)
 
     def _fine_sums(self, block, row0, valid_range, excluded) -> BinSums:
         """Exact sums of a block (frames, rows, nx) per frame and fine (y, x) cell."""
@@ -144,7 +155,7 @@ class MultiBinner:
         y_fine = self.y.index[row0 : row0 + rows]
         y0, y1 = int(y_fine[0]), int(y_fine[-1]) + 1
         per_size: dict[int, tuple] = {}
-        for grid, sums in zip(self.grids, acc.sums):
+        for grid, sums, k0 in zip(self.grids, acc.sums, acc.k0):
             size = grid.bins[1]
             if size not in per_size:
                 # Fine cells -> this size's bins: the sections overlapping rows y0..y1.
@@ -165,7 +176,7 @@ class MultiBinner:
                 )
             ybins, total, count, total_sq = per_size[size]
             for f in range(n):
-                k = int(grid.phi_index[frame0 + f])
+                k = int(grid.phi_index[frame0 + f]) - 2 * k0
                 sums.total[k, ybins] += total[f]
                 sums.count[k, ybins] += count[f]
                 sums.total_sq[k, ybins] += total_sq[f]

@@ -273,7 +273,131 @@ def _score(opened, scorers, options: BinOptions, nproc: int) -> ScoreSums:
 
 
 def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
-    """bins=auto: one pass for every candidate's sums, one to score them, keep the best."""
+    """bins=auto in bounded memory: frames binned and scored in windows (binning.stream).
+
+    Two reads of every frame (binning, then scoring a few frames behind); the
+    chosen map comes from its exact sums, kept in a temporary file.
+    """
+    from dials_mdxbg.binning.diagnostics import CellGrid
+    from dials_mdxbg.binning.grid import axis_bin_means
+    from dials_mdxbg.binning.stream import CandidateStream
+
+    axes = opened.axes
+    n, ny, nx = axes.shape
+    candidates = auto_bins.candidate_bins(n, options.auto_frames, options.auto_pixels)
+    logger.info(
+        "bins=auto: %d candidates (frames %s x pixels %s), streamed in windows of frames",
+        len(candidates),
+        sorted({c[0] for c in candidates}),
+        sorted({c[1] for c in candidates}),
+    )
+    binner = auto_bins.MultiBinner(axes.shape, candidates)
+    fill = fill_empty if options.fill_empty else None
+    cells: dict = {}
+    streams = []
+    for grid in binner.grids:
+        p = grid.bins[1]
+        if p not in cells:
+            cells[p] = CellGrid.make(ny, nx, axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p))
+        streams.append(CandidateStream(grid, axes, cells[p], fill, options.dispersion_threshold))
+    # Windows of whole file chunks (a chunk is decoded once per read).
+    step = max(opened.block_frames, 1)
+    window = step * max(1, -(-AUTO_WINDOW_FRAMES // step))
+    progress = Progress(n, "frames (all candidates, binned and scored)")
+
+    def consume(acc, frame0, row0, block):
+        binner.consume(acc, frame0, row0, block, options.valid_range, opened.excluded)
+
+    def score(a: int, b: int) -> None:
+        tasks = opened.tasks_for((a, b))()
+        consume_scores = consume_for(streams, options.valid_range, opened.excluded)
+        part = run_blocks(tasks, consume_scores, lambda: ScoreSums(streams), nproc)
+        for s, item in zip(streams, part.items):
+            s.acc.heldout += item.heldout
+            s.acc.nan_full += item.nan_full
+        for s in streams:
+            s.drop(b)
+        progress.update(b)
+
+    try:
+        scored = 0
+        for a in range(0, n, window):
+            b = min(a + window, n)
+            sums = run_blocks(
+                opened.tasks_for((a, b))(), consume, lambda a=a, b=b: binner.zeros((a, b)), nproc
+            )
+            for s, k0, part in zip(streams, sums.k0, sums.sums):
+                s.add_window(k0, part, b)
+            del sums
+            ready = scored
+            while ready < n and all(s.ready(ready) for s in streams):
+                ready += 1
+            if ready > scored:
+                score(scored, ready)
+                scored = ready
+        if scored < n:
+            score(scored, n)
+        facts, summaries = [], []
+        for s in streams:
+            if fill is not None and s.empty_bins == s.n_bins * int(np.prod(s.plane_shape)):
+                raise InputError(
+                    "fill_empty=True, but every bin of the map is empty: nothing to fill from"
+                )
+            facts.append((s.full_phi, s.empty_bins, s.dispersion_figures()))
+            summaries.append(summarize(s.acc, s.full_phi))
+        ranked = [s["heldout"].get("model_error_sq") for s in summaries]
+        if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
+            # Never pick a map that deletes valid pixels' background when one does not.
+            ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
+        best = auto_bins.choose(ranked, candidates)
+        best_sums = streams[best].sums()
+    finally:
+        for s in streams:
+            s.close()
+    table = _auto_table(candidates, facts, summaries, best)
+    chosen = _fill(map_from_sums(best_sums, axes, candidates[best]), options)
+    del best_sums
+    quality = summaries[best]
+    if options.estimator != "mean":
+        # The clipped mean needs its own threshold pass: bin the chosen size as by hand.
+        logger.info(
+            "bins=auto chose %s; binning it again with %s", candidates[best], options.estimator
+        )
+        chosen = _bin_chosen(opened, options, candidates[best], nproc)
+        quality = chosen.quality
+    chosen.quality = {**quality, "auto": {"chosen": list(candidates[best]), "candidates": table}}
+    return chosen
+
+
+AUTO_WINDOW_FRAMES = 10
+"""Frames binned at a time by bins=auto (rounded up to whole file chunks): memory holds
+every candidate's phi bins overlapping one window, per thread."""
+
+
+def _auto_table(candidates, facts, summaries, best: int) -> list[dict]:
+    """The bins=auto table: one row per candidate."""
+    table = []
+    for i, (cand, (_, empty, disp), s) in enumerate(zip(candidates, facts, summaries)):
+        table.append(
+            {
+                "bins": list(cand),
+                "chosen": i == best,
+                "model_error_percent": s["heldout"].get("model_error_percent"),
+                "model_error_sq": s["heldout"].get("model_error_sq"),
+                "model_error_sq_se": s["heldout"].get("model_error_sq_se"),
+                "dispersion_median": disp["median"],
+                "dispersion_p95": disp["p95"],
+                "dispersion_fraction_above": disp["fraction_above"],
+                "empty_bins": empty,
+                "nan_pixels": s["nan_pixels"],
+            }
+        )
+    return table
+
+
+def _bin_auto_in_memory(opened, options: BinOptions, nproc: int) -> BinnedMap:
+    """bins=auto holding every candidate's sums for the whole sweep (the reference of
+    :func:`_bin_auto`, which streams; tests compare them)."""
     axes = opened.axes
     n = axes.shape[0]
     candidates = auto_bins.candidate_bins(n, options.auto_frames, options.auto_pixels)
