@@ -345,27 +345,33 @@ def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
                 )
             facts.append((s.full_phi, s.empty_bins, s.dispersion_figures()))
             summaries.append(summarize(s.acc, s.full_phi))
-        ranked = [s["heldout"].get("model_error_sq") for s in summaries]
-        if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
-            # Never pick a map that deletes valid pixels' background when one does not.
-            ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
-        best = auto_bins.choose(ranked, candidates)
+        best = _choose(candidates, summaries, options)
         best_sums = streams[best].sums()
     finally:
         for s in streams:
             s.close()
     table = _auto_table(candidates, facts, summaries, best)
-    chosen = _fill(map_from_sums(best_sums, axes, candidates[best]), options)
-    del best_sums
-    quality = summaries[best]
+    return _auto_result(opened, options, nproc, candidates[best], best_sums, summaries[best], table)
+
+
+def _choose(candidates, summaries, options: BinOptions) -> int:
+    """Index of the candidate with the lowest held-out error."""
+    ranked = [s["heldout"].get("model_error_sq") for s in summaries]
+    if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
+        # Never pick a map that deletes valid pixels' background when one does not.
+        ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
+    return auto_bins.choose(ranked, candidates)
+
+
+def _auto_result(opened, options: BinOptions, nproc: int, bins, sums, quality, table):
+    """The chosen candidate's map from its exact sums, with the bins=auto table."""
+    chosen = _fill(map_from_sums(sums, opened.axes, bins), options)
     if options.estimator != "mean":
         # The clipped mean needs its own threshold pass: bin the chosen size as by hand.
-        logger.info(
-            "bins=auto chose %s; binning it again with %s", candidates[best], options.estimator
-        )
-        chosen = _bin_chosen(opened, options, candidates[best], nproc)
+        logger.info("bins=auto chose %s; binning it again with %s", bins, options.estimator)
+        chosen = _bin_chosen(opened, options, bins, nproc)
         quality = chosen.quality
-    chosen.quality = {**quality, "auto": {"chosen": list(candidates[best]), "candidates": table}}
+    chosen.quality = {**quality, "auto": {"chosen": list(bins), "candidates": table}}
     return chosen
 
 
@@ -432,41 +438,12 @@ def _bin_auto_in_memory(opened, options: BinOptions, nproc: int) -> BinnedMap:
     scores = _score(opened, scorers, options, nproc)
     summaries = [summarize(item, f[0]) for item, f in zip(scores.items, facts)]
     del scorers, scores
-    ranked = [s["heldout"].get("model_error_sq") for s in summaries]
-    if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
-        # Never pick a map that deletes valid pixels' background when one does not.
-        ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
-    best = auto_bins.choose(ranked, candidates)
-    table = []
-    for i, (cand, (_, empty, disp), s) in enumerate(zip(candidates, facts, summaries)):
-        table.append(
-            {
-                "bins": list(cand),
-                "chosen": i == best,
-                "model_error_percent": s["heldout"].get("model_error_percent"),
-                "model_error_sq": s["heldout"].get("model_error_sq"),
-                "model_error_sq_se": s["heldout"].get("model_error_sq_se"),
-                "dispersion_median": disp["median"],
-                "dispersion_p95": disp["p95"],
-                "dispersion_fraction_above": disp["fraction_above"],
-                "empty_bins": empty,
-                "nan_pixels": s["nan_pixels"],
-            }
-        )
+    best = _choose(candidates, summaries, options)
+    table = _auto_table(candidates, facts, summaries, best)
     best_sums = kept[best]
     del kept
     best_sums.count = best_sums.count.astype(np.int64)
-    chosen = _fill(map_from_sums(best_sums, axes, candidates[best]), options)
-    quality = summaries[best]
-    if options.estimator != "mean":
-        # The clipped mean needs its own threshold pass: bin the chosen size as by hand.
-        logger.info(
-            "bins=auto chose %s; binning it again with %s", candidates[best], options.estimator
-        )
-        chosen = _bin_chosen(opened, options, candidates[best], nproc)
-        quality = chosen.quality
-    chosen.quality = {**quality, "auto": {"chosen": list(candidates[best]), "candidates": table}}
-    return chosen
+    return _auto_result(opened, options, nproc, candidates[best], best_sums, summaries[best], table)
 
 
 def _bin_chosen(opened, options: BinOptions, bins, nproc: int) -> BinnedMap:

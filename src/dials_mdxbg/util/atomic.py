@@ -194,16 +194,10 @@ def _finish(tmp: Path, final: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``final``; it becomes ``final`` on success.
-
-    On any exception the temporary file is removed; a full disk or an I/O
-    error becomes an :class:`OutputError` naming ``final``.
-    """
-    final = Path(final)
-    tmp = temporary_name(final)
+def _removed_on_error(tmp: Path, final: Path) -> Iterator[None]:
+    """Remove ``tmp`` if the block fails; a full disk or an I/O error names ``final``."""
     try:
-        yield tmp
+        yield
     except OSError as e:
         _remove(tmp)
         error = output_error(e, final)
@@ -213,6 +207,19 @@ def atomic_path(final: Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``final``; it becomes ``final`` on success.
+
+    On any exception the temporary file is removed; a full disk or an I/O
+    error becomes an :class:`OutputError` naming ``final``.
+    """
+    final = Path(final)
+    tmp = temporary_name(final)
+    with _removed_on_error(tmp, final):
+        yield tmp
     _finish(tmp, final)
 
 
@@ -230,17 +237,8 @@ def atomic_dir(final: Path, keep: bool = True) -> Iterator[Path]:
         # Workers of an interrupted run may still write into it until their cluster
         # is closed, after this block: the run removes it again when it aborts.
         _current.scratch.append(tmp)
-    try:
+    with _removed_on_error(tmp, final):
         yield tmp
-    except OSError as e:
-        _remove(tmp)
-        error = output_error(e, final)
-        if error is None:
-            raise
-        raise error from None
-    except BaseException:
-        _remove(tmp)
-        raise
     if keep:
         _finish(tmp, final)
     else:
