@@ -6,9 +6,10 @@ Measures, on the same sweep and image series the benchmark uses:
   ``dials.*`` command, and mdx2, pay this), its wall time and peak RSS; and
   the same after ``dials_mdxbg.util.startup.prepare()`` (what our commands pay, with
   unused libraries deferred);
-* read: ``imageset.get_raw_data(i)`` for every frame, nothing else; for NXmx
-  (Eiger) imagesets also our direct chunk reader (``read_direct_chunk`` plus
-  the C bitshuffle/LZ4 decode, one core), which the commands use instead;
+* read: ``imageset.get_raw_data(i)`` for every frame, nothing else; also our
+  direct reader, which the commands use instead, one core: for NXmx (Eiger)
+  ``read_direct_chunk`` plus the C bitshuffle/LZ4 decode, for byte-offset CBF
+  the file's bytes, gzip/bzip2 and the C byte-offset decode;
 * deflate: masking and deflating every frame's tiles at level 1 as our
   import does it (C, ISA-L), one core;
 * inflate: decompressing every stored chunk of the image series, with ISA-L
@@ -84,23 +85,37 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
 
 
 def read_direct(imageset) -> dict:
-    """Seconds to read (I/O) and decode every frame with our NXmx direct reader, if it applies."""
+    """Seconds to read (I/O) and decode every frame with our direct reader, if one applies.
+
+    NXmx (Eiger): the stored chunk, then the C bitshuffle/LZ4 decode. CBF: the
+    file's bytes, then gzip/bzip2 (``read_direct_decompress_s``, timed on its
+    own too: for bzip2 it is the floor) and the C byte-offset decode.
+    """
+    from dials_mdxbg.frames.cbf_direct import CBFDirect, EncodedCBF, decompress_file
     from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 
-    reader = NXmxDirect.for_imageset(imageset)
+    reader = NXmxDirect.for_imageset(imageset) or CBFDirect.for_imageset(imageset)
     if reader is None:
         return {}
-    t_io = t_decode = 0.0
+    t_io = t_decode = t_decompress = 0.0
     buffer = reader.take_buffer()
     for k in range(len(imageset)):
         t0 = time.perf_counter()
         encoded = reader.read(k)
         t1 = time.perf_counter()
         encoded.decode(buffer)
+        t2 = time.perf_counter()
         t_io += t1 - t0
-        t_decode += time.perf_counter() - t1
-    reader.close()
-    return {"read_direct_io_s": t_io, "read_direct_decode_s": t_decode}
+        t_decode += t2 - t1
+        if isinstance(encoded, EncodedCBF):
+            decompress_file(encoded.path, encoded.data)
+            t_decompress += time.perf_counter() - t2
+    if isinstance(reader, NXmxDirect):
+        reader.close()
+    result = {"read_direct_io_s": t_io, "read_direct_decode_s": t_decode}
+    if isinstance(reader, CBFDirect):
+        result["read_direct_decompress_s"] = t_decompress
+    return result
 
 
 def inflate(series: str) -> dict:

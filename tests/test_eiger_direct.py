@@ -116,6 +116,42 @@ def test_decoder_equals_hdf5plugin_byte_for_byte(tmp_path, kind):
             decoder.set_bslz4_simd(True)
 
 
+@pytest.mark.parametrize("kind", ["compiled", "numpy"])
+def test_band_decoder_equals_hdf5plugin_rows(tmp_path, kind):
+    """Bands of rows (what import threads decode) are the frame's rows, at any boundary."""
+    if kind == "numpy":
+        pytest.importorskip("lz4.block")
+        decoder = NumpyBackend()
+    else:
+        if not backend().has_bslz4:
+            pytest.skip("C decoder not built (liblz4)")
+        decoder = backend()
+    rng = np.random.default_rng(8)
+    with h5py.File(tmp_path / "bands.h5", "w") as f:
+        for shape in [(7, 13), (64, 64), (97, 6411), (514, 1030)]:
+            a = rng.poisson(30, shape).astype(np.uint32)
+            a.flat[rng.integers(0, a.size, 9)] = 2**32 - 1
+            for nelems in (0, 8):
+                d = f.create_dataset(
+                    f"{shape}_{nelems}", data=a[None], chunks=(1, *shape),
+                    **hdf5plugin.Bitshuffle(nelems=nelems, cname="lz4"),
+                )  # fmt: skip
+                _, chunk = d.id.read_direct_chunk((0, 0, 0))
+                expected = d[0].view(np.int32)
+                ny = shape[0]
+                for row0, rows in [(0, ny), (0, 1), (1, 3), (ny // 2, 5), (ny - 1, 4), (3, 40)]:
+                    if row0 >= ny:
+                        continue
+                    out = np.full((rows, shape[1]), -9, dtype=np.int32)
+                    decoder.bslz4_decode_rows(chunk, shape, row0, out)
+                    n = min(rows, ny - row0)
+                    np.testing.assert_array_equal(out[:n], expected[row0 : row0 + n])
+                    assert (out[n:] == -9).all()  # rows past the frame are left alone
+    if kind == "compiled":
+        with pytest.raises(ValueError, match="truncated|corrupt"):
+            decoder.bslz4_decode_rows(chunk[: len(chunk) // 2], shape, ny - 2, out[:2])
+
+
 @needs_c
 def test_decoder_rejects_a_truncated_or_wrong_sized_chunk(tmp_path):
     with h5py.File(tmp_path / "c.h5", "w") as f:

@@ -15,6 +15,9 @@ Cases (``--cases``):
   0.1 deg and 1 s per frame, ~5 counts/px background with rings, uint32
   bitshuffle + LZ4 through hdf5plugin, one frame per chunk, DLS-style master
   with a virtual dataset over data files of 50 frames (``--frames``);
+* ``pilatus6m``: the synthetic Pilatus 6M sweep of :mod:`benchmarks.compare_mdx2`
+  (1 deg, 1 s, ~20 counts/px, ``--pilatus-frames`` frames), so that one run gives
+  today's Pilatus figures beside the Eiger and real ones;
 * ``lcys``: the real L-cysteine Pilatus 2M sweep ``l-cyst_01`` (15 frames, full
   CBF, gzipped) from ``shared/realdata``;
 * ``thau``: the 19 real thaumatin Pilatus3 6M frames (bzip2 CBF), imported as a
@@ -25,7 +28,7 @@ Real images are read from ``shared/realdata`` (``--realdata``), never copied.
 
 Example (activate the environment first: ``source scripts/bootstrap.sh --test``)::
 
-    python -m benchmarks.compare_mdx2.eiger_real --cases eiger16m lcys thau \\
+    python -m benchmarks.compare_mdx2.eiger_real --cases eiger16m pilatus6m lcys thau \\
         --frames 100 --nproc 1 2 --repeats 2 --workdir bench_cases
 """
 
@@ -58,7 +61,7 @@ from .run import _remove
 from .timing import MB, BenchmarkError, RunResult, run_timed
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = ("eiger16m", "lcys", "thau", "snase")
+CASES = ("eiger16m", "pilatus6m", "lcys", "thau", "snase")
 
 
 @dataclass
@@ -156,6 +159,16 @@ def eiger_case(workdir: Path, frames: int) -> Case:
     n, ny, nx = _shape(expt)
     label = f"Eiger2 16M (generated NXmx, bslz4), {n} frames"
     return Case("eiger16m", label, expt, images, n, (ny, nx), (10, 550, 1040))
+
+
+def pilatus_case(workdir: Path, frames: int) -> Case:
+    """Write (or reuse) the benchmark's synthetic Pilatus 6M sweep and import it."""
+    from .cases import prepare_sweep, sweep_spec
+
+    spec = sweep_spec(frames, (5, 12))
+    expt, images = prepare_sweep(workdir, spec)
+    label = f"Pilatus 6M (synthetic CBF), {frames} frames"
+    return Case("pilatus6m", label, expt, images, frames, spec.shape)
 
 
 def real_case(workdir: Path, realdata: Path, name: str) -> Case:
@@ -367,8 +380,13 @@ def markdown(report: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cases", nargs="+", choices=CASES, default=["eiger16m", "lcys", "thau"])
+    p.add_argument(
+        "--cases", nargs="+", choices=CASES, default=["eiger16m", "pilatus6m", "lcys", "thau"]
+    )
     p.add_argument("--frames", type=int, default=100, help="Eiger frames (default 100)")
+    p.add_argument(
+        "--pilatus-frames", type=int, default=200, help="Pilatus 6M frames (default 200)"
+    )
     p.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--bins", type=int, nargs=3, default=[10, 20, 20])
@@ -415,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.cases:
             if name == "eiger16m":
                 case = eiger_case(args.workdir.resolve(), args.frames)
+            elif name == "pilatus6m":
+                case = pilatus_case(args.workdir.resolve(), args.pilatus_frames)
             else:
                 case = real_case(args.workdir.resolve(), _realdata(args.realdata), name)
             cases.append(run_case(case, args, verification))

@@ -127,10 +127,15 @@ def block_sums(
 
     def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
         if isinstance(block, RawFrame):
-            # A frame straight from the detector: mask and bin in one pass (a
-            # sampled frame is masked here once, then binned like a block).
-            sampled = frame0 in sample
-            if excluded is None and threshold is None and not sampled:
+            # A frame straight from the detector: mask and bin in one pass; a
+            # sampled frame's values are counted from its masked rows, a slab
+            # at a time (a whole masked 16M frame would be 72 MB more).
+            if excluded is None and threshold is None:
+                if frame0 in sample:
+                    if acc.values is None:
+                        acc.values = ValueHistogram.zeros(cap)
+                    for rows in block.masked_slabs():
+                        acc.values.add(rows)
                 block.bin_into(acc, grid, frame0, valid_range)
                 return
             block = block.masked()[0][np.newaxis]

@@ -25,6 +25,9 @@ FRAMES_PER_SAMPLE = 10
 MAX_SAMPLED_FRAMES = 8
 """At most this many frames sampled, whatever the sweep's length."""
 
+PIECE = 1 << 20
+"""Pixels counted at a time (bounds the temporary index array to 8 MB)."""
+
 
 def sampled_frames(n_frames: int) -> np.ndarray:
     """The frames whose pixel values are histogrammed: evenly spread, first and last included."""
@@ -88,14 +91,22 @@ class ValueHistogram:
         return int(self.counts.sum())
 
     def add(self, frame: np.ndarray, excluded: np.ndarray | None = None) -> None:
-        """Count the values of (part of) a masked int32 frame (-1 = masked)."""
-        # value + 1 straight into bincount's own index type (no extra cast pass),
-        # then clip: masked (-1) -> 0, values >= cap -> cap + 1.
-        x = np.add(frame.ravel(), 1, dtype=np.intp)
-        np.clip(x, 0, self.cap + 1, out=x)
-        if excluded is not None:
-            x[excluded.ravel()] = 0
-        self.counts += np.bincount(x, minlength=len(self.counts))
+        """Count the values of (part of) a masked int32 frame (-1 = masked).
+
+        In pieces of :data:`PIECE` pixels: the shifted index array is 8 bytes a
+        pixel, 145 MB for a whole Eiger 16M frame (measured: +250 MB peak of the
+        one-step binning with the report on), 8 MB a piece.
+        """
+        values = frame.ravel()
+        flags = None if excluded is None else excluded.ravel()
+        for a in range(0, values.size, PIECE):
+            # value + 1 straight into bincount's own index type (no extra cast pass),
+            # then clip: masked (-1) -> 0, values >= cap -> cap + 1.
+            x = np.add(values[a : a + PIECE], 1, dtype=np.intp)
+            np.clip(x, 0, self.cap + 1, out=x)
+            if flags is not None:
+                x[flags[a : a + PIECE]] = 0
+            self.counts += np.bincount(x, minlength=len(self.counts))
 
     def merge(self, other: ValueHistogram) -> ValueHistogram:
         """Add another partial histogram into this one (in place) and return self."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -49,6 +50,12 @@ class SlabEncoder:
             np.array(self.tiles[a:b], dtype=np.int64).reshape(-1, 2)
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
+        # Bands of tile rows, for frames decoded a band at a time: (y0, tiles at y 0).
+        self._bands = [
+            (y0, np.array([(0, x0) for x0 in range(0, nx, cx)], dtype=np.int64).reshape(-1, 2))
+            for y0 in range(0, ny, cy)
+        ]
+        self._local = threading.local()  # per-thread band buffer
         # A padding frame (or padding tile): all-zero planes, encoded once.
         self._zero = codec.encode_segment(np.zeros(cy * cx, dtype=np.uint8), level)
         # Per frame, a list of parts; each part is (or will be, as a future) a
@@ -72,50 +79,91 @@ class SlabEncoder:
     def add_raw(self, frame) -> None:
         """Queue one raw frame (a :class:`dials_mdxbg.frames.source.RawFrame`).
 
-        A frame still in its stored form (Eiger chunks) is decoded by a task of
-        its own queued first, so that its decode overlaps the previous frame's
-        tiles instead of stalling every tile group of this one (a failure
-        surfaces again in the tile tasks, which decode if it did not).
+        A frame that can be decoded a band at a time (Eiger chunks) is encoded
+        band by band, each task decoding its own rows. Another frame still in
+        its stored form (CBF files) is decoded by a task of its own, and only
+        then are its tile groups queued: no worker sits waiting on another's
+        decode, and the next frame's decode starts on whichever thread is free
+        (measured on the real thaumatin 6M bzip2 CBFs at nproc 2: 4.6-5.0 s
+        against 9.5-10.9 s with the tile tasks queued beside the decode).
         """
+        if getattr(frame, "rows", None) is not None and frame.needs_decode:
+            # Eiger chunks: each task decodes one band of tile rows and deflates its
+            # tiles, so decoding runs on every thread and no 72 MB frame is held.
+            self._queue(self._encode_band, frame, self._bands)
+            return
         if self.pool is not None and getattr(frame, "needs_decode", False):
-            self.pool.submit(frame.prefetch)
+            self._track(self.pool.submit(self._decode_then_encode, frame))
+            return
         self._queue(self._encode_raw, frame, self._tile_groups)
+
+    def _encode_band(self, frame, band: tuple[int, np.ndarray]) -> tuple[list, int]:
+        y0, tiles = band
+        _, cy, cx = self.chunks
+        nx = frame.static_valid.shape[1]
+        buffer = getattr(self._local, "band", None)
+        if buffer is None or buffer.shape != (cy, nx):
+            buffer = self._local.band = np.empty((cy, nx), dtype=np.int32)
+        rows = frame.rows(y0, buffer)
+        window = slice(y0, y0 + rows.shape[0])
+        extra = None if frame.extra_valid is None else frame.extra_valid[window]
+        return backend().encode_tiles(
+            rows, frame.static_valid[window], frame.trusted_range, (cy, cx), tiles, self.level,
+            extra,
+        )  # fmt: skip
+
+    def _decode_then_encode(self, frame) -> list:
+        frame.prefetch()
+        return [self.pool.submit(self._encode_raw, frame, tiles) for tiles in self._tile_groups]
 
     def _queue(self, encode, frame, tile_sets: list) -> None:
         """``encode(frame, tiles)`` for each set of tiles: now, or in the pool."""
         if self.pool is None:
             self._frames.append([encode(frame, tiles) for tiles in tile_sets])
             return
-        parts = [self.pool.submit(encode, frame, tiles) for tiles in tile_sets]
+        self._track([self.pool.submit(encode, frame, tiles) for tiles in tile_sets])
+
+    def _track(self, parts) -> None:
+        """Queue one frame's parts (futures, or a future of them) and bound the frames in flight."""
         self._frames.append(parts)
-        # Bound the frames in flight: each holds its input until encoded.
+        # Each frame in flight holds its input (a decoded frame) until encoded.
         self._inflight.append(parts)
         while len(self._inflight) > self.max_inflight:
-            for future in self._inflight.popleft():
-                future.result()
+            _parts_of(self._inflight.popleft())
 
-    def _tile_pieces(self, parts: list) -> list:
+    def _tile_pieces(self, parts) -> list:
         per_tile = []
-        for part in parts:
+        for part in _parts_of(parts):
             pieces, n_dynamic = part if isinstance(part, tuple) else part.result()
             self.masked_dynamic += n_dynamic
             per_tile += pieces
         return per_tile
 
-    def chunks_of_slab(self, depth: int) -> Iterator[tuple[tuple[int, int], bytes]]:
-        """Join the queued frames' pieces into one chunk per tile (clears the queue).
+    def take_slab(self) -> list:
+        """The queued frames' parts, leaving the queue empty for the next slab.
 
-        ``depth`` is the dataset's chunk depth; missing frames are zero padding.
+        Frames still being encoded stay bounded (see :meth:`_track`) across slabs.
+        """
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
+
+    def chunks_of(self, frames: list, depth: int) -> Iterator[tuple[tuple[int, int], bytes]]:
+        """Join the pieces of ``frames`` (from :meth:`take_slab`) into one chunk per tile.
+
+        Waits for the frames' encoding to finish. ``depth`` is the dataset's
+        chunk depth; missing frames are zero padding.
         """
         cf = depth
-        frames = [self._tile_pieces(parts) for parts in self._frames]
-        self._frames.clear()
-        self._inflight.clear()
+        per_frame = [self._tile_pieces(parts) for parts in frames]
+        frames.clear()
         for i, tile in enumerate(self.tiles):
             pieces = []
             for k in range(4):
-                pieces += [frame[i][k] for frame in frames]
-                pieces += [self._zero] * (cf - len(frames))
+                pieces += [frame[i][k] for frame in per_frame]
+                pieces += [self._zero] * (cf - len(per_frame))
+            for frame in per_frame:
+                frame[i] = None  # a frame's compressed bytes go once all its tiles are out
             # Plane-major order: byte 0 of every element of the chunk, then byte 1...
             yield tile, codec.join_segments(pieces)
 
@@ -123,3 +171,13 @@ class SlabEncoder:
     def n_queued(self) -> int:
         """Frames queued since the last slab."""
         return len(self._frames)
+
+
+def _parts_of(parts) -> list:
+    """A frame's parts once its tile tasks exist (waits for them to finish)."""
+    if isinstance(parts, Future):
+        parts = parts.result()
+    for part in parts:
+        if isinstance(part, Future):
+            part.result()
+    return parts

@@ -29,7 +29,6 @@ A data file that is missing is a one-line error before anything is read
 from __future__ import annotations
 
 import logging
-import queue
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import h5py
 import numpy as np
 
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.frames.buffers import FrameBuffers
 from dials_mdxbg.native.backend import backend
 
 logger = logging.getLogger("dials.mdxbg.frames")
@@ -78,7 +78,7 @@ class EncodedFrame:
         return self.reader._finish(self, out)
 
 
-class NXmxDirect:
+class NXmxDirect(FrameBuffers):
     """Reads frames of one FormatNXmx imageset from the data files' chunks.
 
     Use :meth:`for_imageset`; it returns None where this reader does not apply
@@ -96,37 +96,19 @@ class NXmxDirect:
         bit_depth: int | None,
         indices: list[int],
     ):
+        super().__init__(frame_shape)
         self.master = master
         self.segments = segments
         self.dtype = np.dtype(dtype)
-        self.frame_shape = frame_shape
         self.window = window
         self.bit_depth = bit_depth
         self.indices = indices
         self._files: dict[Path, h5py.File] = {}
         self._datasets: dict[tuple[Path, str], tuple[h5py.Dataset, bool]] = {}
-        # Frame buffers given back by finished frames (see take_buffer / give_back).
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
-        self.keep_buffers = 4
 
-    def take_buffer(self) -> np.ndarray | None:
-        """A free int32 frame buffer, or None.
-
-        A 16M frame is 72 MB, above glibc's largest mmap threshold, so a fresh
-        array per frame is mapped and faulted in page by page (~20 ms a frame);
-        finished frames hand their buffer back instead.
-        """
-        if self.window is not None or self.dtype.itemsize != 4:
-            return None
-        try:
-            return self._free.get_nowait()
-        except queue.Empty:
-            return np.empty(self.frame_shape, dtype=np.int32)
-
-    def give_back(self, buffer: np.ndarray) -> None:
-        """Return a buffer from :meth:`take_buffer` (kept up to ``keep_buffers``)."""
-        if self._free.qsize() < self.keep_buffers:
-            self._free.put(buffer)
+    def pooled(self) -> bool:
+        """Whole int32 frames decode into pooled buffers (not windows or other types)."""
+        return self.window is None and self.dtype.itemsize == 4
 
     # ---- construction -------------------------------------------------------------------
 

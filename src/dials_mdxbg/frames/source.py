@@ -14,13 +14,14 @@ import os
 import pickle
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.masking import rectangles_mask
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.model import SeriesAxes
@@ -84,7 +85,7 @@ class FrameSource:
     masker: object | None = None
     masked_static: dict = field(default_factory=dict)
     description: str = ""
-    direct: NXmxDirect | None = None
+    direct: NXmxDirect | CBFDirect | None = None
 
     @property
     def n_frames(self) -> int:
@@ -122,9 +123,10 @@ class FrameSource:
     def read_raw(self, k: int) -> RawFrame:
         """Frame ``k`` read but not yet masked (masking can then run in another thread).
 
-        NXmx (Eiger) frames are only read here (the stored chunk); they are
-        decoded when a worker first touches :attr:`RawFrame.raw`, in C without
-        the GIL, so decoding runs in parallel with the next read.
+        Frames of a direct reader (NXmx chunks, CBF files) are only read here
+        (the stored bytes); they are decoded when a worker first touches
+        :attr:`RawFrame.raw`, without the GIL, so several frames decode at once
+        while the next is read.
         """
         index = int(self.indices[k])
         extra = self._shadow(index)
@@ -136,7 +138,24 @@ class FrameSource:
         )
         if self.direct.bins_directly(encoded):
             frame.binner = _chunk_binner(self.direct, encoded)
+            frame.rows = _band_decoder(self.direct, encoded)
         return frame
+
+
+def _band_decoder(direct: NXmxDirect, encoded) -> Callable:
+    """Decode of a band of rows of one stored frame (see Backend.bslz4_decode_rows)."""
+
+    def rows(row0: int, out: np.ndarray) -> np.ndarray:
+        band = out[: max(0, min(out.shape[0], direct.frame_shape[0] - row0))]
+        try:
+            backend().bslz4_decode_rows(encoded.chunk, direct.frame_shape, row0, out)
+        except ValueError as e:
+            raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
+        if direct.flag_top:
+            backend().flag_top(band, direct.flag_top)
+        return band
+
+    return rows
 
 
 def _chunk_binner(direct: NXmxDirect, encoded) -> Callable:
@@ -154,7 +173,7 @@ def _chunk_binner(direct: NXmxDirect, encoded) -> Callable:
     return bin_chunk
 
 
-def _pooled_decode(direct: NXmxDirect, encoded) -> Callable[[RawFrame], np.ndarray]:
+def _pooled_decode(direct: NXmxDirect | CBFDirect, encoded) -> Callable[[RawFrame], np.ndarray]:
     """A decoder for one frame that takes a pooled buffer and gives it back with the frame."""
 
     def decode(frame: RawFrame) -> np.ndarray:
@@ -209,7 +228,7 @@ class RawFrame:
     """One frame as read, with what masking it needs.
 
     Reading holds the GIL (dxtbx); masking and binning do not, so the reader
-    hands these to worker threads. A frame read as stored bytes (NXmx) is
+    hands these to worker threads. A frame read as stored bytes (NXmx, CBF) is
     decoded on first use of :attr:`raw`, once, in whichever thread asks first.
 
     Attributes:
@@ -229,8 +248,10 @@ class RawFrame:
         self._raw = raw
         self._decode = decode
         self._lock = threading.Lock() if raw is None else None
-        # Set for stored frames that can be decoded and binned in one pass.
+        # Set for stored frames that can be decoded and binned in one pass, and
+        # decoded a band of rows at a time: ``rows(row0, out)`` -> the band.
         self.binner: Callable | None = None
+        self.rows: Callable[[int, np.ndarray], np.ndarray] | None = None
         self.extra_valid = extra_valid
         self.static_valid = static_valid
         self.trusted_range = trusted_range
@@ -259,6 +280,15 @@ class RawFrame:
         return backend().mask_frame(
             self.raw, self.static_valid, self.trusted_range, self.extra_valid
         )
+
+    def masked_slabs(self, rows: int = 256) -> Iterator[np.ndarray]:
+        """The masked frame, ``rows`` rows at a time (as :meth:`masked` gives them)."""
+        for y0 in range(0, self.static_valid.shape[0], rows):
+            window = slice(y0, y0 + rows)
+            extra = None if self.extra_valid is None else self.extra_valid[window]
+            yield backend().mask_frame(
+                self.raw[window], self.static_valid[window], self.trusted_range, extra
+            )[0]
 
     def bin_into(self, sums, grid, frame: int, valid_range) -> int:
         """Mask and add this frame (number ``frame``) into ``sums`` in one pass.
@@ -335,9 +365,10 @@ def frame_source(
     """Validate the experiments and build a :class:`FrameSource`.
 
     Args:
-        direct: read NXmx (Eiger) frames from their chunks (:mod:`nxmx_direct`);
-            None: yes unless ``DIALS_MDXBG_DXTBX_READ=1``. Other formats, and
-            NXmx layouts the direct reader does not handle, are read by dxtbx.
+        direct: read NXmx (Eiger) frames from their chunks (:mod:`nxmx_direct`)
+            and byte-offset CBFs from their files (:mod:`cbf_direct`); None: yes
+            unless ``DIALS_MDXBG_DXTBX_READ=1``. Other formats, and layouts the
+            direct readers do not handle, are read by dxtbx.
 
     Raises:
         InputError: with a one-line reason for anything mdx2's layout cannot hold.
@@ -406,7 +437,7 @@ def frame_source(
     if direct is None:
         direct = not os.environ.get("DIALS_MDXBG_DXTBX_READ")
     # NXmx: every data file is checked here (a missing one would read as zeros).
-    reader = NXmxDirect.for_imageset(iset) if direct else None
+    reader = (NXmxDirect.for_imageset(iset) or CBFDirect.for_imageset(iset)) if direct else None
 
     return FrameSource(
         imageset=iset,

@@ -570,6 +570,78 @@ out:
 
 
 /*
+ * Decode elements [first, first + count) of one chunk into out (count * elem_size bytes),
+ * decompressing only the blocks that cover them (the others are skipped by their size
+ * headers). Import threads decode a band of rows each this way, in parallel, and never
+ * hold the whole frame. Returns count, or a negative error of mdx_bslz4_decode.
+ */
+MDX_API int64_t mdx_bslz4_decode_range(const uint8_t *restrict in, int64_t in_size,
+                                      uint8_t *restrict out, int64_t elem_size,
+                                      int64_t first, int64_t count) {
+    if (in_size < 12 || elem_size < 1 || first < 0 || count < 0) return BSLZ4_ETRUNC;
+    const uint64_t nbytes = rd_be64(in);
+    const uint64_t bs_bytes = rd_be32(in + 8);
+    const size_t e = (size_t)elem_size;
+    if (nbytes % e || bs_bytes % e) return BSLZ4_ESIZE;
+    const size_t n = nbytes / e;
+    const size_t lo = (size_t)first, hi = (size_t)(first + count);
+    if (hi > n) return BSLZ4_ESIZE;
+    const size_t bs = bs_bytes / e;
+    if (bs == 0 || bs % 8) return BSLZ4_ESIZE;
+    uint8_t *blk = malloc(bs * e + 64);
+    uint8_t *whole = malloc(bs * e + 64);
+    uint8_t *tmp = malloc(32 * ((bs / 8 + 31) / 32 * 32) + 64);
+    int64_t rc = count;
+    if (!blk || !whole || !tmp) { rc = BSLZ4_ENOMEM; goto out; }
+    const uint8_t *p = in + 12;
+    const uint8_t *end = in + in_size;
+    size_t done = 0;
+    while (done < hi) {
+        size_t m = n - done;
+        int raw_tail = 0;
+        if (m >= bs) {
+            m = bs;
+        } else if (m >= 8) {
+            m -= m % 8;
+        } else {
+            raw_tail = 1;
+        }
+        size_t stored;
+        if (raw_tail) {
+            stored = m * e;
+            if ((size_t)(end - p) < stored) { rc = BSLZ4_ETRUNC; goto out; }
+        } else {
+            if (end - p < 4) { rc = BSLZ4_ETRUNC; goto out; }
+            stored = rd_be32(p);
+            p += 4;
+            if ((uint64_t)(end - p) < stored) { rc = BSLZ4_ETRUNC; goto out; }
+        }
+        if (done + m > lo) { /* this block holds wanted elements */
+            const size_t a = done > lo ? done : lo;
+            const size_t b = done + m < hi ? done + m : hi;
+            const int inside = a == done && b == done + m;
+            uint8_t *target = inside ? out + (done - lo) * e : whole;
+            if (raw_tail) {
+                memcpy(target, p, stored);
+            } else {
+                const int got = LZ4_decompress_safe((const char *)p, (char *)blk, (int)stored,
+                                                    (int)(m * e));
+                if (got != (int)(m * e)) { rc = BSLZ4_ELZ4; goto out; }
+                untrans(blk, target, m, e, tmp);
+            }
+            if (!inside) memcpy(out + (a - lo) * e, whole + (a - done) * e, (b - a) * e);
+        }
+        p += stored;
+        done += m;
+    }
+out:
+    free(blk);
+    free(whole);
+    free(tmp);
+    return rc;
+}
+
+/*
  * One-step binning straight from a chunk of 4-byte pixels: decode block by block into a
  * small staging buffer (a few rows, in cache), apply FormatNXmx's bit-depth flags (top > 0),
  * then mask and bin each completed row as mdx_bin_raw_frame does. The 72 MB decoded 16M
@@ -676,6 +748,41 @@ MDX_API HOT void mdx_flag_top(int32_t *restrict a, int64_t n, int64_t top) {
         const int32_t v = a[i];
         a[i] = v == t1 ? -1 : (v == t2 ? -2 : v);
     }
+}
+
+/*
+ * CBF byte-offset decompression, with dxtbx's semantics (dxtbx.ext.uncompress): each
+ * delta is an int8, or after 0x80 an int16, or after 0x8000 an int32 (no 64-bit step),
+ * all little-endian; the running value wraps like a 32-bit int. Decoding stops when
+ * n values are out or the input ends; a wide delta cut short is an error there too.
+ */
+MDX_API HOT int64_t mdx_cbf_byte_offset(const uint8_t *restrict in, int64_t size,
+                                        int32_t *restrict out, int64_t n) {
+    uint32_t current = 0;
+    int64_t j = 0, k = 0;
+    while (j < size && k < n) {
+        const int8_t c = (int8_t)in[j++];
+        if (c != -128) {
+            current += (uint32_t)(int32_t)c;
+            out[k++] = (int32_t)current;
+            continue;
+        }
+        if (j + 1 >= size) return -1;
+        const int16_t s = (int16_t)((uint16_t)in[j] | ((uint16_t)in[j + 1] << 8));
+        j += 2;
+        if (s != INT16_MIN) {
+            current += (uint32_t)(int32_t)s;
+            out[k++] = (int32_t)current;
+            continue;
+        }
+        if (j + 3 >= size) return -1;
+        const uint32_t w = (uint32_t)in[j] | ((uint32_t)in[j + 1] << 8) |
+                           ((uint32_t)in[j + 2] << 16) | ((uint32_t)in[j + 3] << 24);
+        j += 4;
+        current += w;
+        out[k++] = (int32_t)current;
+    }
+    return k;
 }
 
 /*

@@ -77,8 +77,10 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
         (_P, _P, _I64, _I64, _I32, _I32, _I64, _I64, _P, _I64, _I32, _P, _I64, _P, _P, _P, _P),
     ),
     "mdx_flag_top": (None, (_P, _I64, _I64)),
+    "mdx_cbf_byte_offset": (_I64, (_P, _I64, _P, _I64)),
     "mdx_have_lz4": (_INT, ()),
     "mdx_bslz4_decode": (_I64, (_P, _I64, _P, _I64, _I64)),
+    "mdx_bslz4_decode_range": (_I64, (_P, _I64, _P, _I64, _I64, _I64)),
     "mdx_bslz4_set_simd": (None, (_INT,)),
     "mdx_bslz4_bin_frame": (
         _I64,
@@ -94,6 +96,7 @@ OPTIONAL = {
     "mdx_encode_tiles": "mdx_have_isal",
     "mdx_decode_chunk_into": "mdx_have_libdeflate",
     "mdx_bslz4_decode": "mdx_have_lz4",
+    "mdx_bslz4_decode_range": "mdx_have_lz4",
     "mdx_bslz4_set_simd": "mdx_have_lz4",
     "mdx_bslz4_bin_frame": "mdx_have_lz4",
 }
@@ -280,8 +283,42 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def bslz4_decode_rows(
+        self, chunk: bytes, shape: tuple[int, int], row0: int, out: np.ndarray
+    ) -> np.ndarray:
+        """Rows ``row0 .. row0 + len(out)`` of a 4-byte bitshuffle/LZ4 chunk of ``shape``.
+
+        The same values as :meth:`bslz4_decode` then slicing, from only the blocks
+        that hold those rows (an import thread's band of a 16M frame is 9 MB, the
+        frame 72 MB). ``out``: C-contiguous (rows, nx) array of the chunk's dtype;
+        rows past the frame are left as they are.
+
+        Raises:
+            ValueError: not a bitshuffle/LZ4 chunk of that shape.
+        """
+
+    @abstractmethod
     def flag_top(self, values: np.ndarray, top: int) -> None:
         """In place: ``top - 1`` -> -1, ``top - 2`` -> -2 (FormatNXmx's bit-depth flags)."""
+
+    @abstractmethod
+    def cbf_byte_offset(
+        self, packed: bytes | memoryview, shape: tuple[int, int], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Decompress a CBF byte-offset array into int32 ``shape``, as dxtbx does.
+
+        dxtbx's ``uncompress``: deltas of one byte, or after 0x80 two, or after
+        0x8000 four (no 8-byte step), little-endian, summed with 32-bit wrap-around;
+        decoding stops when the frame is full, so bytes past it are ignored.
+
+        Args:
+            packed: the binary section (X-Binary-Size bytes after the start tag).
+            shape: (slow, fast) of the frame.
+            out: C-contiguous int32 array of ``shape`` to decode into.
+
+        Raises:
+            ValueError: the data end before the frame is full.
+        """
 
     @abstractmethod
     def bslz4_bin_frame(
@@ -449,6 +486,47 @@ class NumpyBackend(Backend):
         if out is None:
             return decoded
         out[...] = decoded
+        return out
+
+    def cbf_byte_offset(self, packed, shape, out=None):
+        b = np.frombuffer(packed, dtype=np.uint8)
+        n = int(np.prod(shape))
+        start = np.ones(b.size, dtype=bool)  # bytes that begin a delta
+        wide = []  # (position of the 0x80 marker, bytes of its delta)
+        end = b.size
+        skip = 0
+        for p in np.flatnonzero(b == 0x80).tolist():
+            if p < skip:
+                continue  # a byte of an earlier wide delta
+            if p + 2 >= b.size:
+                end = p
+                break
+            width = 4 if b[p + 1] == 0x00 and b[p + 2] == 0x80 else 2
+            if width == 4 and p + 6 >= b.size:
+                end = p
+                break
+            wide.append((p, width))
+            skip = p + 1 + width + (2 if width == 4 else 0)
+            start[p + 1 : skip] = False
+        starts = np.flatnonzero(start[:end])[:n]
+        if starts.size < n:
+            raise ValueError("CBF byte-offset data end before the frame is full")
+        deltas = b.view(np.int8).astype(np.int64)
+        for p, width in wide:
+            if width == 2:
+                deltas[p] = int.from_bytes(b[p + 1 : p + 3].tobytes(), "little", signed=True)
+            else:
+                deltas[p] = int.from_bytes(b[p + 3 : p + 7].tobytes(), "little", signed=True)
+        values = np.cumsum(deltas[starts]).astype(np.int32).reshape(shape)  # wraps as int32
+        if out is None:
+            return values
+        out[...] = values
+        return out
+
+    def bslz4_decode_rows(self, chunk, shape, row0, out):
+        rows = min(out.shape[0], shape[0] - row0)
+        frame = self.bslz4_decode(chunk, shape, out.dtype)
+        out[:rows] = frame[row0 : row0 + rows]
         return out
 
     def flag_top(self, values, top):
@@ -685,10 +763,36 @@ class CompiledBackend(NumpyBackend):
             raise ValueError(f"bitshuffle/LZ4 chunk: {BSLZ4_ERRORS.get(status, status)}")
         return out
 
+    def bslz4_decode_rows(self, chunk, shape, row0, out):
+        if not self.has_bslz4:
+            return super().bslz4_decode_rows(chunk, shape, row0, out)
+        ny, nx = shape
+        if out.ndim != 2 or out.shape[1] != nx or not out.flags.c_contiguous or row0 >= ny:
+            raise ValueError("bslz4_decode_rows: out does not match the chunk")
+        rows = min(out.shape[0], ny - row0)
+        source = np.frombuffer(chunk, dtype=np.uint8)
+        status = self._lib.mdx_bslz4_decode_range(
+            _ptr(source), source.size, _ptr(out), out.itemsize, row0 * nx, rows * nx
+        )
+        if status != rows * nx:
+            raise ValueError(f"bitshuffle/LZ4 chunk: {BSLZ4_ERRORS.get(status, status)}")
+        return out
+
     def set_bslz4_simd(self, enabled: bool) -> None:
         """Allow (default) or forbid the AVX2 transpose (tests compare both)."""
         if self.has_bslz4:
             self._lib.mdx_bslz4_set_simd(int(bool(enabled)))
+
+    def cbf_byte_offset(self, packed, shape, out=None):
+        if out is None:
+            out = np.empty(shape, dtype=np.int32)
+        elif out.shape != tuple(shape) or out.dtype != np.int32 or not out.flags.c_contiguous:
+            raise ValueError("cbf_byte_offset: out does not match the frame")
+        source = np.frombuffer(packed, dtype=np.uint8)
+        done = self._lib.mdx_cbf_byte_offset(_ptr(source), source.size, _ptr(out), out.size)
+        if done != out.size:
+            raise ValueError("CBF byte-offset data end before the frame is full")
+        return out
 
     def flag_top(self, values, top):
         if values.dtype == np.int32 and values.flags.c_contiguous and values.flags.writeable:

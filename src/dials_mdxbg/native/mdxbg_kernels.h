@@ -79,6 +79,10 @@ MDX_API int64_t mdx_encode_tiles(const int32_t *raw, const uint8_t *valid, int64
 /* FormatNXmx's bit-depth flags, in place: top - 1 -> -1, top - 2 -> -2. */
 MDX_API void mdx_flag_top(int32_t *a, int64_t n, int64_t top);
 
+/* CBF byte-offset decompression as dxtbx.ext.uncompress does it: up to n int32 values
+ * from size bytes. Returns the values written, or -1 when a wide delta is cut short. */
+MDX_API int64_t mdx_cbf_byte_offset(const uint8_t *in, int64_t size, int32_t *out, int64_t n);
+
 /* 1 when built against liblz4 (the mdx_bslz4_* functions exist), else 0. */
 MDX_API int mdx_have_lz4(void);
 
@@ -87,6 +91,11 @@ MDX_API int mdx_have_lz4(void);
  * LZ4 block, -4 out of memory. */
 MDX_API int64_t mdx_bslz4_decode(const uint8_t *in, int64_t in_size, uint8_t *out,
                                  int64_t out_size, int64_t elem_size);
+
+/* Decode elements [first, first + count) of such a chunk into out (count * elem_size
+ * bytes), decompressing only the blocks that hold them. Returns count, or an error above. */
+MDX_API int64_t mdx_bslz4_decode_range(const uint8_t *in, int64_t in_size, uint8_t *out,
+                                       int64_t elem_size, int64_t first, int64_t count);
 
 /* 0 forces the portable bit transpose, 1 (default) uses AVX2 where the CPU has it. */
 MDX_API void mdx_bslz4_set_simd(int on);
