@@ -72,15 +72,19 @@ def split(tmp_path_factory) -> dict[str, Path]:
 # ---- the decoder ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["avx2-if-cpu", "portable", "numpy"])
-def test_decoder_equals_hdf5plugin_byte_for_byte(tmp_path, kind):
+def lz4_decoder(kind: str):
+    """The numpy reference (needs the lz4 package) or the C backend (needs liblz4)."""
     if kind == "numpy":
         pytest.importorskip("lz4.block")
-        decoder = NumpyBackend()
-    else:
-        if not backend().has_bslz4:
-            pytest.skip("C decoder not built (liblz4)")
-        decoder = backend()
+        return NumpyBackend()
+    if not backend().has_bslz4:
+        pytest.skip("C decoder not built (liblz4)")
+    return backend()
+
+
+@pytest.mark.parametrize("kind", ["avx2-if-cpu", "portable", "numpy"])
+def test_decoder_equals_hdf5plugin_byte_for_byte(tmp_path, kind):
+    decoder = lz4_decoder(kind)
     rng = np.random.default_rng(3)
     # Shapes cover n % 8 != 0 (raw tail), partial last blocks, plane lengths not a multiple of 32.
     shapes = [(1, 5), (7, 13), (3, 2049), (64, 64), (17, 6411), (514, 1030)]
@@ -119,13 +123,7 @@ def test_decoder_equals_hdf5plugin_byte_for_byte(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["compiled", "numpy"])
 def test_band_decoder_equals_hdf5plugin_rows(tmp_path, kind):
     """Bands of rows (what import threads decode) are the frame's rows, at any boundary."""
-    if kind == "numpy":
-        pytest.importorskip("lz4.block")
-        decoder = NumpyBackend()
-    else:
-        if not backend().has_bslz4:
-            pytest.skip("C decoder not built (liblz4)")
-        decoder = backend()
+    decoder = lz4_decoder(kind)
     rng = np.random.default_rng(8)
     with h5py.File(tmp_path / "bands.h5", "w") as f:
         for shape in [(7, 13), (64, 64), (97, 6411), (514, 1030)]:

@@ -570,6 +570,19 @@ out:
 
 
 /*
+ * Elements in the block that starts at element done of n: a full block of bs, else the
+ * rest rounded down to 8 (bit-transposed), else the last n % 8, stored as they are.
+ */
+static inline size_t block_elems(size_t n, size_t done, size_t bs, int *raw_tail) {
+    const size_t m = n - done;
+    *raw_tail = 0;
+    if (m >= bs) return bs;
+    if (m >= 8) return m - m % 8;
+    *raw_tail = 1;
+    return m;
+}
+
+/*
  * Decode elements [first, first + count) of one chunk into out (count * elem_size bytes),
  * decompressing only the blocks that cover them (the others are skipped by their size
  * headers). Import threads decode a band of rows each this way, in parallel, and never
@@ -597,15 +610,8 @@ MDX_API int64_t mdx_bslz4_decode_range(const uint8_t *restrict in, int64_t in_si
     const uint8_t *end = in + in_size;
     size_t done = 0;
     while (done < hi) {
-        size_t m = n - done;
-        int raw_tail = 0;
-        if (m >= bs) {
-            m = bs;
-        } else if (m >= 8) {
-            m -= m % 8;
-        } else {
-            raw_tail = 1;
-        }
+        int raw_tail;
+        const size_t m = block_elems(n, done, bs, &raw_tail);
         size_t stored;
         if (raw_tail) {
             stored = m * e;
@@ -680,15 +686,8 @@ MDX_API HOT int64_t mdx_bslz4_bin_frame(const uint8_t *restrict in, int64_t in_s
     int64_t y = 0;
     int64_t n_dynamic = 0;
     while (done < n) {
-        size_t m = n - done;
-        int raw_tail = 0;
-        if (m >= bs) {
-            m = bs;
-        } else if (m >= 8) {
-            m -= m % 8;
-        } else {
-            raw_tail = 1;
-        }
+        int raw_tail;
+        const size_t m = block_elems(n, done, bs, &raw_tail);
         if (fill + m > cap) { /* keep the unfinished row, drop the binned ones */
             memmove(stage, stage + first, (fill - first) * sizeof(int32_t));
             fill -= first;
