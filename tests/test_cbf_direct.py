@@ -196,6 +196,15 @@ def test_truncated_or_corrupt_files_are_one_line_errors(tmp_path):
 
 
 @needs_realdata
+def test_a_file_missing_mid_sweep_is_named(tmp_path):
+    files = _copy_lcys(tmp_path)
+    source = frame_source(load(files))
+    files[1].unlink()  # after the up-front checks of the first and last image
+    with pytest.raises(InputError, match=r"image file .*l-cyst_01_00002.cbf.gz is missing"):
+        source.read_raw(1)
+
+
+@needs_realdata
 def test_a_frame_of_another_size_is_named(tmp_path):
     files = _copy_lcys(tmp_path, 2)
     experiments = load(files)

@@ -161,6 +161,10 @@ class CBFDirect(FrameBuffers):
         path = self.imageset.get_path(index)
         try:
             return EncodedCBF(path, Path(path).read_bytes(), self)
+        except FileNotFoundError:
+            raise InputError(
+                f"image file {path} is missing; restore it or choose image_range= without it"
+            ) from None
         except OSError as e:
             raise InputError(f"cannot read image {path}: {e.strerror or e}") from None
 
