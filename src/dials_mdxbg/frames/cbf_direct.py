@@ -113,7 +113,7 @@ def _first_header(path: str, limit: int = 1 << 20) -> str | None:
                     break
     except (OSError, EOFError, zlib.error):
         return None
-    return _header_text(content)
+    return _split_header(content)[0]
 
 
 @dataclass
@@ -143,13 +143,14 @@ class CBFDirect(FrameBuffers):
     def for_imageset(cls, imageset) -> CBFDirect | None:
         """The direct reader for ``imageset``, or None to read it through dxtbx."""
         fmt_class = imageset.get_format_class()
-        if fmt_class is None or len(imageset.get_detector()) != 1:
+        detector = imageset.get_detector()
+        if fmt_class is None or len(detector) != 1:
             return None
         if _defined_by(fmt_class, "get_raw_data") not in RAW_DATA:
             return None
         if _defined_by(fmt_class, "_read_cbf_image") not in READ_IMAGE:
             return None
-        nx, ny = imageset.get_detector()[0].get_image_size()
+        nx, ny = detector[0].get_image_size()
         # Uncompressed CBFs (FormatCBFMini reads those too) stay with dxtbx.
         text = _first_header(imageset.get_path(0))
         if text is None or not parse_binary_header(text)["byte_offset"]:
@@ -177,8 +178,7 @@ class CBFDirect(FrameBuffers):
                 f"cannot read image {frame.path} (truncated or corrupt compressed file); "
                 "restore it from the source"
             ) from None
-        start = content.find(START_TAG)
-        text = content[:start].decode("ascii", "ignore") if start >= 0 else None
+        text, start = _split_header(content)
         header = parse_binary_header(text) if text is not None else None
         if header is None or not header["byte_offset"] or header["size"] is None:
             raise InputError(
@@ -207,9 +207,9 @@ class CBFDirect(FrameBuffers):
         return False
 
 
-def _header_text(content: bytes) -> str | None:
-    """The text before the binary section's start tag, or None if there is no tag."""
+def _split_header(content: bytes) -> tuple[str | None, int]:
+    """The text before the binary section's start tag (None if no tag), and where the tag is."""
     start = content.find(START_TAG)
     if start < 0:
-        return None
-    return content[:start].decode("ascii", "ignore")
+        return None, start
+    return content[:start].decode("ascii", "ignore"), start

@@ -146,9 +146,8 @@ def _band_decoder(direct: NXmxDirect, encoded) -> Callable:
     """Decode of a band of rows of one stored frame (see Backend.bslz4_decode_rows)."""
 
     def rows(row0: int, out: np.ndarray) -> np.ndarray:
-        band = out[: max(0, min(out.shape[0], direct.frame_shape[0] - row0))]
         try:
-            backend().bslz4_decode_rows(encoded.chunk, direct.frame_shape, row0, out)
+            band = backend().bslz4_decode_rows(encoded.chunk, direct.frame_shape, row0, out)
         except ValueError as e:
             raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
         if direct.flag_top:

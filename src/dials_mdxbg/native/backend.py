@@ -293,6 +293,9 @@ class Backend(ABC):
         frame 72 MB). ``out``: C-contiguous (rows, nx) array of the chunk's dtype;
         rows past the frame are left as they are.
 
+        Returns:
+            The decoded rows: ``out`` up to the frame's last row.
+
         Raises:
             ValueError: not a bitshuffle/LZ4 chunk of that shape.
         """
@@ -527,7 +530,7 @@ class NumpyBackend(Backend):
         rows = min(out.shape[0], shape[0] - row0)
         frame = self.bslz4_decode(chunk, shape, out.dtype)
         out[:rows] = frame[row0 : row0 + rows]
-        return out
+        return out[:rows]
 
     def flag_top(self, values, top):
         high = values == top - 1
@@ -776,7 +779,7 @@ class CompiledBackend(NumpyBackend):
         )
         if status != rows * nx:
             raise ValueError(f"bitshuffle/LZ4 chunk: {BSLZ4_ERRORS.get(status, status)}")
-        return out
+        return out[:rows]
 
     def set_bslz4_simd(self, enabled: bool) -> None:
         """Allow (default) or forbid the AVX2 transpose (tests compare both)."""
