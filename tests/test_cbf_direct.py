@@ -196,6 +196,23 @@ def test_truncated_or_corrupt_files_are_one_line_errors(tmp_path):
 
 
 @needs_realdata
+@pytest.mark.parametrize("command", ["dials.mdx_import", "dials.mdx_bin_background"])
+def test_truncated_image_on_the_command_line_is_one_line(tmp_path, command):
+    # dxtbx reads every image while DIALS' parser imports them: its EOFError is ours to word.
+    files = _copy_lcys(tmp_path)
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[: len(data) // 2])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = run([command, *files], cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "a compressed image is truncated" in lines[0], proc.stderr
+    assert "unexpected failure" not in lines[0]
+    after = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".log"))
+    assert after == before  # nothing written (the log aside)
+
+
+@needs_realdata
 def test_a_file_missing_mid_sweep_is_named(tmp_path):
     files = _copy_lcys(tmp_path)
     source = frame_source(load(files))

@@ -146,6 +146,11 @@ def parse(parser, args: list[str] | None):
         raise InputError(_condense(str(e))) from None
     except (ValueError, OSError) as e:  # dxtbx, for images it cannot make a sweep of
         raise InputError("could not read the input images: " + _condense(str(e))) from None
+    except EOFError:  # gzip/bzip2 inside dxtbx, for a compressed image cut short
+        raise InputError(
+            "could not read the input images: a compressed image is truncated (it ends "
+            "before its end-of-stream marker); restore it from the source"
+        ) from None
     options.presets = resolved
     return params, options
 
