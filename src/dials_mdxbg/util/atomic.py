@@ -35,12 +35,14 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.util.targets import LinkLoop, output_target, stream_problem, write_stream
 
 logger = logging.getLogger("dials.mdxbg.atomic")
 
@@ -64,10 +66,25 @@ class OutputError(InputError):
 
 
 def temporary_name(final: Path, token: str | None = None) -> Path:
-    """The hidden sibling that ``final`` is written as until it is complete."""
-    final = Path(final)
+    """The hidden name ``final`` is written as until it is complete.
+
+    Beside the file it will replace (a symlink's target, so that the link
+    stays); for a stream (a device, FIFO, ``/dev/stdout``) in the temporary
+    directory, since the stream itself is written into, never renamed over.
+    """
+    target = _target(final)
     suffix = f"{os.getpid()}-{token}" if token else f"{os.getpid()}"
-    return final.with_name(f".{final.name}.part-{suffix}")
+    if target.stream:
+        suffix = f"{os.getpid()}-{token or uuid.uuid4().hex[:8]}"
+        return Path(tempfile.gettempdir()) / f".{Path(final).name}.part-{suffix}"
+    return target.path.with_name(f".{target.path.name}.part-{suffix}")
+
+
+def _target(final: Path):
+    try:
+        return output_target(final)
+    except LinkLoop:
+        raise OutputError(f"{final} is a loop of symbolic links; give another name") from None
 
 
 # --------------------------------------------------------------------------- committing
@@ -96,7 +113,8 @@ class _Run:
             check()
         global committed
         with _signals_held():  # a Ctrl-C now would leave half the outputs renamed
-            for tmp, final in self.staged:
+            # Streams first: a full device or a closed pipe fails before any file is renamed.
+            for tmp, final in sorted(self.staged, key=lambda s: not _target(s[1]).stream):
                 _install(tmp, final)
             self.staged.clear()
             committed = True
@@ -164,7 +182,20 @@ def stage_file(final: Path, check: Callable[[], None] | None = None) -> Path:
 
 
 def _install(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` onto ``final`` (a folder replaces the previous folder of that name)."""
+    """Rename ``tmp`` onto ``final`` (a folder replaces the previous folder of that name).
+
+    A stream (see :mod:`dials_mdxbg.util.targets`) is written into instead.
+    """
+    target = _target(final)
+    if target.stream:
+        try:
+            write_stream(tmp, target)
+        except OSError as e:
+            raise output_error(e, final) or e from None
+        finally:
+            _remove(tmp)
+        return
+    final = target.path
     if tmp.is_dir() and not tmp.is_symlink():
         old = None
         if final.is_dir() and not final.is_symlink():
@@ -255,8 +286,8 @@ def write_text(path: Path, text: str) -> Path:
 def write_bytes(path: Path, data: bytes) -> Path:
     """Write a file atomically, checking the space first."""
     path = Path(path)
-    ensure_space(path, len(data), margin=0)
     with atomic_path(path) as tmp:
+        ensure_space(tmp, len(data), margin=0)
         tmp.write_bytes(data)
     return path
 
@@ -300,6 +331,8 @@ def output_error(error: OSError, final: Path) -> OutputError | None:
     code, text = getattr(error, "errno", None), str(error)
     final = final_name(final)
     where = final.parent
+    if _is_stream(final):
+        return _stream_error(code, text, final)
     if code in _SPACE_ERRNOS or "No space left" in text or "quota" in text.lower():
         if "file write failed" in text or "Can't" in text:
             hdf5_failed = True
@@ -317,6 +350,27 @@ def output_error(error: OSError, final: Path) -> OutputError | None:
         return OutputError(f"cannot write {final.name}: permission denied in {where}")
     if code == errno.EIO:
         return OutputError(f"I/O error while writing {final}; check the disk, then run again")
+    return None
+
+
+def _is_stream(final: Path) -> bool:
+    try:
+        return output_target(final).stream
+    except OSError:
+        return False
+
+
+def _stream_error(code: int | None, text: str, final: Path) -> OutputError | None:
+    if code in _SPACE_ERRNOS:
+        return OutputError(f"cannot write {final}: no space left on the device")
+    if code == errno.EPIPE:
+        return OutputError(f"cannot write {final}: its reader closed it")
+    if code == errno.ENXIO:
+        return OutputError(f"cannot write {final}: no process is reading it")
+    if code in (errno.EACCES, errno.EPERM):
+        return OutputError(f"cannot write {final}: permission denied")
+    if code is not None:
+        return OutputError(f"cannot write {final}: {os.strerror(code).lower()}")
     return None
 
 
@@ -340,12 +394,17 @@ def remove_stale(final: Path) -> list[Path]:
         The paths removed (the caller logs them).
     """
     final = Path(final).absolute()
-    directory = final.parent
+    try:
+        target = output_target(final)
+    except OSError:
+        return []
+    directory = Path(tempfile.gettempdir()) if target.stream else target.path.parent
+    name = final.name if target.stream else target.path.name
     removed = []
     with contextlib.suppress(OSError):
         for entry in directory.iterdir():
             match = TEMPORARY.match(entry.name)
-            if not match or match["name"] != final.name:
+            if not match or match["name"] != name:
                 continue
             pid = int(match["pid"])
             if pid == os.getpid() or _pid_alive(pid):
@@ -365,7 +424,15 @@ def check_writable(path: Path) -> None:
 def location_problem(path: Path, kind: str = "file") -> str | None:
     """Why ``path`` cannot be written (missing or read-only directory, a directory), or None."""
     path = Path(path)
-    target = path.resolve()
+    try:
+        where = output_target(path)
+    except LinkLoop:
+        return f"{path} is a loop of symbolic links"
+    if where.stream:
+        return f"{path} is a device, FIFO or socket, not a folder" if kind == "dir" else (
+            stream_problem(where)
+        )
+    target = where.path
     directory = target.parent
     if not directory.exists():
         return f"directory {path.parent} does not exist"

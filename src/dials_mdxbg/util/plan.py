@@ -10,6 +10,9 @@ is read, any output that
   ``os.path.samefile``: hard links too), or a parts folder that holds an input;
 * is another output of the same run;
 * cannot be written: missing or read-only directory, or an existing directory.
+
+Streams (devices, FIFOs, ``/dev/stdout``) are written into, never replaced,
+so they may be named more than once (``output.log=/dev/null output.json=/dev/null``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dials_mdxbg.util.atomic import OutputError, location_problem, remove_stale
+from dials_mdxbg.util.targets import output_target
 
 logger = logging.getLogger("dials.mdxbg.plan")
 
@@ -52,6 +56,8 @@ class OutputPlan:
             problem = location_problem(path, kind)
             if problem:
                 raise OutputError(f"{label}: {problem}")
+            if output_target(path).stream:  # /dev/null, a FIFO, /dev/stdout: written into
+                continue
             resolved = path.resolve()
             key = _key(path)
             for source, what, source_key, source_resolved in inputs:
