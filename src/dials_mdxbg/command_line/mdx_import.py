@@ -34,45 +34,16 @@ Examples::
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import libtbx.phil
 
-from dials_mdxbg.command_line.common import (
-    configure_logging,
-    handle_errors,
-    input_args,
-    make_parser,
-    parse,
-    write_json,
-)
-from dials_mdxbg.util.atomic import committed_together
-from dials_mdxbg.util.plan import OutputPlan
+from dials_mdxbg.command_line.common import Job, run_command
 from dials_mdxbg.util.startup import prepare
-from dials_mdxbg.util.versions import versions
-
-logger = logging.getLogger("dials.mdx_import")
 
 COMMAND = "dials.mdx_import"
 
 phil_scope = libtbx.phil.parse(
     """
-output {
-  data = data.nxs
-    .type = path
-    .help = "The mdx2 image series (NeXus) to write."
-  log = dials.mdx_import.log
-    .type = path
-  json = None
-    .type = path
-    .help = "Optional machine-readable summary of the run."
-  layout = *single split
-    .type = choice
-    .help = "single: one file. split: one part file per slab of frames in"
-            "<data>_parts/, joined by a virtual dataset with relative paths"
-            "(mdx2's datastore layout, but movable)."
-}
+include scope dials_mdxbg.output.phil.import_scope
 include scope dials_mdxbg.encode.phil.phil_scope
 include scope dials_mdxbg.frames.phil.phil_scope
 include scope dials_mdxbg.jobs.phil.phil_scope
@@ -82,54 +53,19 @@ include scope dials_mdxbg.jobs.phil.phil_scope
 
 
 def run(args: list[str] | None = None, phil=phil_scope) -> None:
-    """Command-line entry point: parse, log, :func:`~dials_mdxbg.jobs.import_sweep.import_sweep`."""
+    """Command-line entry point: :func:`~dials_mdxbg.jobs.import_sweep.import_sweep`."""
     prepare()
-    from dials.util import show_mail_handle_errors
-    from dials.util.options import flatten_experiments
-
+    from dials_mdxbg.jobs import inputs
     from dials_mdxbg.jobs.import_sweep import import_sweep
 
-    with show_mail_handle_errors(), handle_errors(COMMAND):
-        args = sys.argv[1:] if args is None else list(args)
-        parser = make_parser(COMMAND, "experiments.expt|images", phil, __doc__)
-        params, options = parse(parser, args)
-        experiments = flatten_experiments(params.input.experiments)
-        if not experiments:
-            parser.print_help()
-            raise SystemExit(f"{COMMAND}: error: no experiments or images given")
-        plan = output_plan(experiments, params, args)
-        plan.check()  # before any work: nothing is read, nothing written
-        with committed_together():  # every output appears at the end, or none
-            configure_logging(parser, options, params.output.log)
-            plan.remove_stale()
-            summary = import_sweep(experiments, params, phil.format(params).as_str()).to_dict()
-            summary["program"] = COMMAND
-            summary["versions"] = versions()
-            write_json(params.output.json, summary)
-
-
-def output_plan(experiments, params, args: list[str]) -> OutputPlan:
-    """What the import reads and writes, for :meth:`OutputPlan.check`."""
-    from dials_mdxbg.frames.files import image_files
-    from dials_mdxbg.frames.source import selections, with_imageset
-
-    plan = OutputPlan()
-    for arg in input_args(args):
-        plan.add_input(arg, "input")
-    for iset in experiments.imagesets():
-        for path in image_files(iset):
-            plan.add_input(path, "image")
-    plan.add_input(params.mask, "mask")
-    split = params.output.layout == "split"
-    for _, index in selections(experiments, params):
-        data = with_imageset(params.output.data, index)
-        plan.add_output("output.data", data)
-        # The parts folder of the split layout; otherwise only scratch (a dask run's).
-        parts = data.with_name(data.stem + "_parts")
-        plan.add_output("output.data's parts folder", parts, "dir" if split else "scratch")
-    plan.add_output("output.json", params.output.json)
-    plan.add_output("output.log", params.output.log)
-    return plan
+    job = Job(
+        usage="experiments.expt|images",
+        missing="experiments or images",
+        inputs=inputs.import_inputs,
+        plan=inputs.import_plan,
+        run=import_sweep,
+    )
+    run_command(COMMAND, __doc__, phil, job, args)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,11 @@ class OutputPlan:
                 )
 
 
+def input_args(args: list[str]) -> list[str]:
+    """The positional arguments that name files (not PHIL assignments or options)."""
+    return [a for a in args if "=" not in a and not a.startswith("-")]
+
+
 def _key(path: Path) -> tuple[int, int] | None:
     """(device, inode) of an existing file, following symlinks; None if there is none."""
     try:
