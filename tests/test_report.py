@@ -12,13 +12,9 @@ import pytest
 
 from conftest import read_binned, run
 from dials_mdxbg.binning.histogram import ValueHistogram, histogram_cap, sampled_frames
-from dials_mdxbg.output.report import (
-    histogram_rejection,
-    pack_arrays,
-    render_report,
-    round_mantissa,
-    unpack_report,
-)
+from dials_mdxbg.output.figures import histogram_rejection
+from dials_mdxbg.output.report import render_report
+from dials_mdxbg.output.report_data import pack_arrays, round_mantissa, unpack_report
 from dials_mdxbg.testing.browser import distinct_colours, find_chromium, render_page
 
 # --------------------------------------------------------------------------- the renderer

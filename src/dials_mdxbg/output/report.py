@@ -46,27 +46,31 @@ Every spec may have ``title`` and ``caption``.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-MANTISSA_BITS = 12
-"""float32 mantissa bits kept for the page's arrays (relative rounding error < 2**-13)."""
-
-ERROR_MANTISSA_BITS = 8
-"""Bits kept for standard errors, which the page shows to 2 significant digits."""
+from dials_mdxbg.output.figures import (
+    colour_range,
+    histogram_figure,
+    histogram_rejection,
+    lines_figure,
+    masked_figure,
+    masked_rows,
+)
+from dials_mdxbg.output.report_data import (
+    ERROR_MANTISSA_BITS,
+    pack_arrays,
+    pack_text,
+    round_mantissa,
+)
 
 MAX_SMALL_MULTIPLES = 36
 """Phi bins drawn side by side; more are thinned evenly (the slider shows all)."""
-
-COLOUR_PERCENTILES = (1.0, 99.0)
-"""The shared colour scale: these percentiles of the finite values (as the PNG)."""
 
 DIAGNOSTIC_SECTIONS = {
     "dispersion": "Dispersion map",
@@ -81,77 +85,6 @@ MARKER_OK = "ok"
 
 
 # --------------------------------------------------------------------------- packing
-
-
-def round_mantissa(values: np.ndarray, bits: int = MANTISSA_BITS) -> np.ndarray:
-    """float32 copy of ``values`` rounded to nearest with ``bits`` mantissa bits kept.
-
-    NaN and infinities are unchanged; the cleared low bits are what makes the
-    shuffled bytes compress (an exact float32 noise field barely does).
-    """
-    out = np.ascontiguousarray(values, dtype=np.float32).copy()
-    drop = 23 - bits
-    if drop <= 0:
-        return out
-    u = out.view(np.uint32)
-    finite = np.isfinite(out)
-    half = np.uint32(1 << (drop - 1))
-    mask = np.uint32((0xFFFFFFFF >> drop) << drop)
-    u[finite] = (u[finite] + half) & mask
-    return out
-
-
-def _shuffle(a: np.ndarray) -> bytes:
-    """Bytes of ``a`` grouped by significance (HDF5's shuffle filter)."""
-    b = np.ascontiguousarray(a).view(np.uint8).reshape(-1, a.dtype.itemsize)
-    return b.T.tobytes()
-
-
-def _gzip(data: bytes) -> bytes:
-    """gzip with ISA-L (level 3) when installed, else zlib (level 6).
-
-    Measured on Debian's 8.7 MB plotly.js: ISA-L 3 gives 2.19 MB in 0.06 s,
-    zlib 6 1.91 MB in 0.25-0.6 s, zlib 9 1.89 MB in 0.75 s.
-    """
-    try:
-        from isal import igzip
-    except ImportError:
-        return gzip.compress(data, compresslevel=6, mtime=0)
-    return igzip.compress(data, 3)
-
-
-def pack_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[str, list[dict]]:
-    """One gzip+base64 blob of byte-shuffled little-endian arrays, and their specs.
-
-    Args:
-        arrays: name -> float32/int32/uint16... array (any shape).
-
-    Returns:
-        (base64 text, [{"name", "dtype", "shape", "offset", "size"}]), offsets
-        and sizes in bytes of the decompressed blob.
-    """
-    parts, specs, offset = [], [], 0
-    for name, a in arrays.items():
-        a = np.ascontiguousarray(a)
-        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-        raw = _shuffle(a)
-        specs.append(
-            {
-                "name": name,
-                "dtype": a.dtype.str[1:],
-                "shape": list(a.shape),
-                "offset": offset,
-                "size": len(raw),
-            }
-        )
-        parts.append(raw)
-        offset += len(raw)
-    return base64.b64encode(_gzip(b"".join(parts))).decode("ascii"), specs
-
-
-def pack_text(text: str) -> str:
-    """gzip+base64 of UTF-8 text (plotly.js)."""
-    return base64.b64encode(_gzip(text.encode("utf-8"))).decode("ascii")
 
 
 PLOTLY_JS_FILES = ("package_data/plotly.min.js",)
@@ -200,215 +133,6 @@ def missing_dependencies() -> list[str]:
 
 
 # --------------------------------------------------------------------------- numbers
-
-
-def colour_range(values: np.ndarray) -> tuple[float, float]:
-    """Shared colour scale: :data:`COLOUR_PERCENTILES` of the finite values."""
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(finite, COLOUR_PERCENTILES))
-    if not hi > lo:
-        hi = lo + (abs(lo) or 1.0)
-    return lo, hi
-
-
-def histogram_rejection(histogram: Mapping[str, Any]) -> dict[str, float]:
-    """Pixels below / inside / above ``valid_range``, as counts and fractions.
-
-    Exact ``below``/``above``/``total`` in ``histogram`` win; otherwise a bin
-    counts on the side its centre lies (pixel values are integers and the
-    edges half-integers, so no bin straddles an integer limit).
-    """
-    edges = np.asarray(histogram["edges"], dtype=float)
-    counts = np.asarray(histogram["counts"], dtype=float)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    total = float(histogram.get("total", counts.sum()))
-    vr = histogram.get("valid_range")
-    if vr is None:
-        below = above = 0.0
-    else:
-        lo, hi = vr
-        below = float(histogram.get("below", counts[centres < lo].sum()))
-        above = float(histogram.get("above", counts[centres > hi].sum()))
-    frac = (lambda n: n / total) if total else (lambda n: 0.0)
-    return {
-        "total": total,
-        "below": below,
-        "above": above,
-        "inside": total - below - above,
-        "below_fraction": frac(below),
-        "above_fraction": frac(above),
-    }
-
-
-def masked_rows(summary: Mapping[str, Any]) -> list[dict]:
-    """Rows ``{"reason", "pixels", "fraction"}`` of ``summary["masked"]``.
-
-    ``summary["masked"]`` maps a reason to a pixel count; the fraction is of
-    ``summary["detector_pixels"]`` (or of ny*nx from ``summary["image_size"]``).
-    """
-    masked = summary.get("masked") or {}
-    n = summary.get("detector_pixels")
-    if n is None and summary.get("image_size"):
-        ny, nx = summary["image_size"]
-        n = ny * nx
-    rows = []
-    for reason, pixels in masked.items():
-        rows.append(
-            {
-                "reason": str(reason),
-                "pixels": int(pixels),
-                "fraction": (pixels / n) if n else float("nan"),
-            }
-        )
-    return rows
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def _finite_or_none(values: Sequence[float] | np.ndarray) -> list:
-    out = []
-    for v in np.asarray(values, dtype=float).ravel().tolist():
-        out.append(v if math.isfinite(v) else None)
-    return out
-
-
-def _histogram_figure(histogram: Mapping[str, Any], rejection: Mapping[str, float]) -> dict:
-    edges = np.asarray(histogram["edges"], dtype=float)
-    counts = np.asarray(histogram["counts"], dtype=float)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    widths = np.diff(edges)
-    data = [
-        {
-            "type": "bar",
-            "x": _finite_or_none(centres),
-            "y": _finite_or_none(counts),
-            "width": _finite_or_none(widths),
-            "marker": {"color": "#4c72b0", "line": {"width": 0}},
-            "hovertemplate": "value %{x}<br>%{y} pixels<extra></extra>",
-            "name": "pixels",
-        }
-    ]
-    shapes, annotations = [], []
-    vr = histogram.get("valid_range")
-    if vr is not None:
-        lo, hi = (float(v) for v in vr)
-        left, right = float(edges[0]), float(edges[-1])
-        for x0, x1, frac, side in (
-            (left, lo, rejection["below_fraction"], "below"),
-            (hi, right, rejection["above_fraction"], "above"),
-        ):
-            if x1 > x0:
-                shapes.append(
-                    {
-                        "type": "rect",
-                        "xref": "x",
-                        "yref": "paper",
-                        "x0": x0,
-                        "x1": x1,
-                        "y0": 0,
-                        "y1": 1,
-                        "fillcolor": "rgba(200,60,60,0.12)",
-                        "line": {"width": 0},
-                        "layer": "below",
-                    }
-                )
-        # Labels above the plot, pointing inwards (right of the lower limit, left of the upper).
-        for x, frac, side, anchor in (
-            (lo, rejection["below_fraction"], "below", "left"),
-            (hi, rejection["above_fraction"], "above", "right"),
-        ):
-            shapes.append(
-                {
-                    "type": "line",
-                    "xref": "x",
-                    "yref": "paper",
-                    "x0": x,
-                    "x1": x,
-                    "y0": 0,
-                    "y1": 1,
-                    "line": {"color": "#c03c3c", "width": 2, "dash": "dash"},
-                }
-            )
-            annotations.append(
-                {
-                    "xref": "x",
-                    "yref": "paper",
-                    "x": x,
-                    "y": 1.0,
-                    "xanchor": anchor,
-                    "yanchor": "bottom",
-                    "showarrow": False,
-                    "text": f" {100 * frac:.3g}% {side} ",
-                    "font": {"color": "#c03c3c"},
-                }
-            )
-    layout = {
-        "height": 380,
-        "margin": {"l": 70, "r": 20, "t": 55, "b": 50},  # room for the labels under the modebar
-        "xaxis": {"title": {"text": "pixel value (counts)"}},
-        "yaxis": {"title": {"text": "pixels"}, "type": "log"},
-        "bargap": 0,
-        "shapes": shapes,
-        "annotations": annotations,
-        "showlegend": False,
-    }
-    return {"data": data, "layout": layout}
-
-
-def _masked_figure(rows: list[dict]) -> dict:
-    rows = [r for r in rows if math.isfinite(r["fraction"])]
-    data = [
-        {
-            "type": "bar",
-            "orientation": "h",
-            "y": [r["reason"] for r in rows],
-            "x": [100 * r["fraction"] for r in rows],
-            "customdata": [r["pixels"] for r in rows],
-            "hovertemplate": "%{y}<br>%{x:.3g}% of the detector<br>%{customdata} pixels"
-            "<extra></extra>",
-            "marker": {"color": "#dd8452"},
-        }
-    ]
-    layout = {
-        "height": 80 + 36 * max(len(rows), 1),
-        "margin": {"l": 200, "r": 20, "t": 10, "b": 45},
-        "xaxis": {"title": {"text": "% of detector pixels"}, "rangemode": "tozero"},
-        "yaxis": {"automargin": True, "autorange": "reversed"},
-        "showlegend": False,
-    }
-    return {"data": data, "layout": layout}
-
-
-def _lines_figure(spec: Mapping[str, Any]) -> dict:
-    data = []
-    for s in spec["series"]:
-        trace = {
-            "type": "scatter",
-            "mode": s.get("mode", "lines+markers"),
-            "name": str(s.get("name", "")),
-            "x": _finite_or_none(s["x"]),
-            "y": _finite_or_none(s["y"]),
-        }
-        if s.get("error") is not None:
-            trace["error_y"] = {"type": "data", "array": _finite_or_none(s["error"])}
-        data.append(trace)
-    layout = {
-        "height": 380,
-        "margin": {"l": 70, "r": 20, "t": 20, "b": 50},
-        "xaxis": {"title": {"text": spec.get("x_label", "")}},
-        "yaxis": {
-            "title": {"text": spec.get("y_label", "")},
-            "type": "log" if spec.get("log_y") else "linear",
-        },
-        "showlegend": len(data) > 1,
-    }
-    return {"data": data, "layout": layout}
-
-
-# --------------------------------------------------------------------------- page
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -550,7 +274,7 @@ def render_report(
                 }
             )
         elif kind == "lines":
-            figures[sid] = _lines_figure(spec)
+            figures[sid] = lines_figure(spec)
         elif kind == "table":
             entry["columns"] = [str(c) for c in spec["columns"]]
             entry["rows"] = [[_fmt(v) for v in row] for row in spec["rows"]]
@@ -562,11 +286,11 @@ def render_report(
 
     mrows = masked_rows(summary)
     if mrows:
-        figures["masked"] = _masked_figure(mrows)
+        figures["masked"] = masked_figure(mrows)
     rejection = None
     if histogram is not None:
         rejection = histogram_rejection(histogram)
-        figures["histogram"] = _histogram_figure(histogram, rejection)
+        figures["histogram"] = histogram_figure(histogram, rejection)
 
     payload, specs = pack_arrays(arrays)
     meta = {
@@ -616,27 +340,3 @@ def _thin(n: int, at_most: int) -> list[int]:
     if n <= at_most:
         return list(range(n))
     return sorted({int(round(v)) for v in np.linspace(0, n - 1, at_most)})
-
-
-def unpack_report(text: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """The metadata and arrays a report carries, as its page script unpacks them.
-
-    For tests and tools: the inverse of :func:`pack_arrays` on a rendered page.
-    """
-    import re
-
-    def element(eid: str) -> str:
-        match = re.search(rf'<script[^>]*id="{eid}"[^>]*>(.*?)</script>', text, re.S)
-        if match is None:
-            raise ValueError(f"no {eid} in the page")
-        return match.group(1)
-
-    meta = json.loads(element("report-meta"))
-    blob = gzip.decompress(base64.b64decode(element("report-data")))
-    arrays = {}
-    for spec in meta["arrays"]:
-        dtype = np.dtype("<" + spec["dtype"])
-        raw = np.frombuffer(blob, np.uint8, spec["size"], spec["offset"])
-        planes = raw.reshape(dtype.itemsize, -1).T.copy()
-        arrays[spec["name"]] = planes.view(dtype).reshape(spec["shape"])
-    return meta, arrays

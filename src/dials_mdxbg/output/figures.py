@@ -1,0 +1,221 @@
+"""The report's plotly figures and table rows, as plain JSON-ready dicts (no plotly objects)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+COLOUR_PERCENTILES = (1.0, 99.0)
+"""The shared colour scale: these percentiles of the finite values (as the PNG)."""
+
+
+def colour_range(values: np.ndarray) -> tuple[float, float]:
+    """Shared colour scale: :data:`COLOUR_PERCENTILES` of the finite values."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(finite, COLOUR_PERCENTILES))
+    if not hi > lo:
+        hi = lo + (abs(lo) or 1.0)
+    return lo, hi
+
+
+def histogram_rejection(histogram: Mapping[str, Any]) -> dict[str, float]:
+    """Pixels below / inside / above ``valid_range``, as counts and fractions.
+
+    Exact ``below``/``above``/``total`` in ``histogram`` win; otherwise a bin
+    counts on the side its centre lies (pixel values are integers and the
+    edges half-integers, so no bin straddles an integer limit).
+    """
+    edges = np.asarray(histogram["edges"], dtype=float)
+    counts = np.asarray(histogram["counts"], dtype=float)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    total = float(histogram.get("total", counts.sum()))
+    vr = histogram.get("valid_range")
+    if vr is None:
+        below = above = 0.0
+    else:
+        lo, hi = vr
+        below = float(histogram.get("below", counts[centres < lo].sum()))
+        above = float(histogram.get("above", counts[centres > hi].sum()))
+    frac = (lambda n: n / total) if total else (lambda n: 0.0)
+    return {
+        "total": total,
+        "below": below,
+        "above": above,
+        "inside": total - below - above,
+        "below_fraction": frac(below),
+        "above_fraction": frac(above),
+    }
+
+
+def masked_rows(summary: Mapping[str, Any]) -> list[dict]:
+    """Rows ``{"reason", "pixels", "fraction"}`` of ``summary["masked"]``.
+
+    ``summary["masked"]`` maps a reason to a pixel count; the fraction is of
+    ``summary["detector_pixels"]`` (or of ny*nx from ``summary["image_size"]``).
+    """
+    masked = summary.get("masked") or {}
+    n = summary.get("detector_pixels")
+    if n is None and summary.get("image_size"):
+        ny, nx = summary["image_size"]
+        n = ny * nx
+    rows = []
+    for reason, pixels in masked.items():
+        rows.append(
+            {
+                "reason": str(reason),
+                "pixels": int(pixels),
+                "fraction": (pixels / n) if n else float("nan"),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _finite_or_none(values: Sequence[float] | np.ndarray) -> list:
+    out = []
+    for v in np.asarray(values, dtype=float).ravel().tolist():
+        out.append(v if math.isfinite(v) else None)
+    return out
+
+
+def histogram_figure(histogram: Mapping[str, Any], rejection: Mapping[str, float]) -> dict:
+    edges = np.asarray(histogram["edges"], dtype=float)
+    counts = np.asarray(histogram["counts"], dtype=float)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    widths = np.diff(edges)
+    data = [
+        {
+            "type": "bar",
+            "x": _finite_or_none(centres),
+            "y": _finite_or_none(counts),
+            "width": _finite_or_none(widths),
+            "marker": {"color": "#4c72b0", "line": {"width": 0}},
+            "hovertemplate": "value %{x}<br>%{y} pixels<extra></extra>",
+            "name": "pixels",
+        }
+    ]
+    shapes, annotations = [], []
+    vr = histogram.get("valid_range")
+    if vr is not None:
+        lo, hi = (float(v) for v in vr)
+        left, right = float(edges[0]), float(edges[-1])
+        for x0, x1, frac, side in (
+            (left, lo, rejection["below_fraction"], "below"),
+            (hi, right, rejection["above_fraction"], "above"),
+        ):
+            if x1 > x0:
+                shapes.append(
+                    {
+                        "type": "rect",
+                        "xref": "x",
+                        "yref": "paper",
+                        "x0": x0,
+                        "x1": x1,
+                        "y0": 0,
+                        "y1": 1,
+                        "fillcolor": "rgba(200,60,60,0.12)",
+                        "line": {"width": 0},
+                        "layer": "below",
+                    }
+                )
+        # Labels above the plot, pointing inwards (right of the lower limit, left of the upper).
+        for x, frac, side, anchor in (
+            (lo, rejection["below_fraction"], "below", "left"),
+            (hi, rejection["above_fraction"], "above", "right"),
+        ):
+            shapes.append(
+                {
+                    "type": "line",
+                    "xref": "x",
+                    "yref": "paper",
+                    "x0": x,
+                    "x1": x,
+                    "y0": 0,
+                    "y1": 1,
+                    "line": {"color": "#c03c3c", "width": 2, "dash": "dash"},
+                }
+            )
+            annotations.append(
+                {
+                    "xref": "x",
+                    "yref": "paper",
+                    "x": x,
+                    "y": 1.0,
+                    "xanchor": anchor,
+                    "yanchor": "bottom",
+                    "showarrow": False,
+                    "text": f" {100 * frac:.3g}% {side} ",
+                    "font": {"color": "#c03c3c"},
+                }
+            )
+    layout = {
+        "height": 380,
+        "margin": {"l": 70, "r": 20, "t": 55, "b": 50},  # room for the labels under the modebar
+        "xaxis": {"title": {"text": "pixel value (counts)"}},
+        "yaxis": {"title": {"text": "pixels"}, "type": "log"},
+        "bargap": 0,
+        "shapes": shapes,
+        "annotations": annotations,
+        "showlegend": False,
+    }
+    return {"data": data, "layout": layout}
+
+
+def masked_figure(rows: list[dict]) -> dict:
+    rows = [r for r in rows if math.isfinite(r["fraction"])]
+    data = [
+        {
+            "type": "bar",
+            "orientation": "h",
+            "y": [r["reason"] for r in rows],
+            "x": [100 * r["fraction"] for r in rows],
+            "customdata": [r["pixels"] for r in rows],
+            "hovertemplate": "%{y}<br>%{x:.3g}% of the detector<br>%{customdata} pixels"
+            "<extra></extra>",
+            "marker": {"color": "#dd8452"},
+        }
+    ]
+    layout = {
+        "height": 80 + 36 * max(len(rows), 1),
+        "margin": {"l": 200, "r": 20, "t": 10, "b": 45},
+        "xaxis": {"title": {"text": "% of detector pixels"}, "rangemode": "tozero"},
+        "yaxis": {"automargin": True, "autorange": "reversed"},
+        "showlegend": False,
+    }
+    return {"data": data, "layout": layout}
+
+
+def lines_figure(spec: Mapping[str, Any]) -> dict:
+    data = []
+    for s in spec["series"]:
+        trace = {
+            "type": "scatter",
+            "mode": s.get("mode", "lines+markers"),
+            "name": str(s.get("name", "")),
+            "x": _finite_or_none(s["x"]),
+            "y": _finite_or_none(s["y"]),
+        }
+        if s.get("error") is not None:
+            trace["error_y"] = {"type": "data", "array": _finite_or_none(s["error"])}
+        data.append(trace)
+    layout = {
+        "height": 380,
+        "margin": {"l": 70, "r": 20, "t": 20, "b": 50},
+        "xaxis": {"title": {"text": spec.get("x_label", "")}},
+        "yaxis": {
+            "title": {"text": spec.get("y_label", "")},
+            "type": "log" if spec.get("log_y") else "linear",
+        },
+        "showlegend": len(data) > 1,
+    }
+    return {"data": data, "layout": layout}
+
+
+# --------------------------------------------------------------------------- page
