@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import read_binned, run
-from dials_mdxbg.command_line.options import presets, presets_help, resolve_preset
+from dials_mdxbg.util.presets import presets, presets_help, resolve_preset
 
 PHIL = Path(__file__).resolve().parents[1] / "phil"
 

@@ -1,7 +1,7 @@
 """What both commands share, written once: the run skeleton, logging, errors, the summary.
 
 :func:`run_command` is every command's body: parse (with the checks of
-:mod:`dials_mdxbg.command_line.options`), check every output against every
+:mod:`dials_mdxbg.frames.precheck`), check every output against every
 input before any work, then run the job with DIALS logging inside
 :func:`~dials_mdxbg.util.atomic.committed_together` (all outputs appear at the
 end, or none), and map every failure to one line and a non-zero exit.
@@ -9,20 +9,18 @@ end, or none), and map every failure to one line and a non-zero exit.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import signal
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dials_mdxbg import __version__
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.util.atomic import write_text
+from dials_mdxbg.output.json_summary import write_json
+from dials_mdxbg.util.exits import handle_errors
 
 logger = logging.getLogger("dials.mdxbg")
 
@@ -55,7 +53,6 @@ def run_command(command: str, doc: str, phil, job: Job, args: list[str] | None) 
     from dials.util import show_mail_handle_errors
     from dials.util.options import flatten_experiments
 
-    from dials_mdxbg.command_line.options import make_parser, parse
     from dials_mdxbg.util.atomic import committed_together
     from dials_mdxbg.util.versions import versions
 
@@ -130,88 +127,80 @@ def _file_handlers() -> list[logging.FileHandler]:
     return [h for h in logging.getLogger("dials").handlers if isinstance(h, logging.FileHandler)]
 
 
-def fail(message: str, command: str, code: int = 1) -> None:
-    """Exit with status ``code`` and one readable line (no traceback)."""
-    from dials_mdxbg.util import atomic
+def make_parser(command: str, inputs: str, phil, doc: str):
+    """DIALS' ArgumentParser as both commands use it (experiments or images in)."""
+    from dials.util.options import ArgumentParser
 
-    message = " ".join(str(message).split())
-    if logging.getLogger("dials").handlers:
-        logger.error("Error: %s", message)
-    line = f"{command}: error: {message}"
-    if atomic.hdf5_failed:
-        # HDF5 hit a full disk: its teardown at exit would segfault (see util.atomic).
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-        os._exit(code)
-    print(line, file=sys.stderr)
-    sys.exit(code)
+    from dials_mdxbg.util.presets import presets_help
+
+    return ArgumentParser(
+        usage=f"{command} [options] {inputs}",
+        phil=phil,
+        read_experiments=True,
+        read_experiments_from_images=True,
+        check_format=True,
+        epilog=doc + presets_help(),
+    )
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (a batch scheduler's wall time), handled as Ctrl-C is."""
+def parse(parser, args: list[str] | None):
+    """Parse DIALS-style arguments; turn every parser complaint into one line.
 
+    Files are checked first, so that what DIALS would report as a traceback
+    inside a "line" (an unreadable experiment list, missing images, a
+    reflection table, an NXmx master without its data) is one sentence naming
+    the file. A positional argument that is not a file but names a shipped
+    preset is replaced by the preset's path (:mod:`dials_mdxbg.util.presets`).
 
-def _terminate(signum, frame) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def handle_errors(command: str) -> Iterator[None]:
-    """Map bad input, interruptions and failures to one line and a non-zero exit.
-
-    SIGTERM is handled like SIGINT: the run's temporaries are removed on the
-    way out (every output is committed only at the end) and nothing on disk
-    changes. Any other exception is a bug, still reported in one line
-    (``DIALS_MDXBG_TRACEBACK=1`` shows the traceback).
+    Returns:
+        (params, options) as DIALS' ``ArgumentParser.parse_args`` does;
+        ``options.presets`` lists the (argument, resolved path) of presets used.
     """
     from libtbx.utils import Sorry
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    from dials_mdxbg.frames.precheck import check_input_file
+    from dials_mdxbg.util.presets import preset_names, resolve_preset
+
+    args = sys.argv[1:] if args is None else list(args)
+    resolved = []
+    for i, arg in enumerate(args):
+        if "=" in arg or arg.startswith("-"):
+            continue
+        path = Path(arg)
+        if not path.exists():
+            preset = resolve_preset(arg)
+            if preset is None:
+                raise InputError(f"{arg}: no such file (nor a preset: {preset_names()})")
+            args[i] = str(preset)
+            resolved.append((arg, preset))
+        else:
+            check_input_file(arg)
     try:
-        yield
-    except (InputError, Sorry) as e:
-        fail(str(e), command)
-    except KeyboardInterrupt as e:
-        name = e.args[0] if isinstance(e, Interrupted) and e.args else "SIGINT (Ctrl-C)"
-        number = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
-        from dials_mdxbg.util import atomic
-
-        done = "the outputs were complete" if atomic.committed else "no output written"
-        fail(f"interrupted by {name}; {done}, nothing else changed", command, 128 + number)
-    except SystemExit:
-        raise
-    except Exception as e:
-        if os.environ.get("DIALS_MDXBG_TRACEBACK"):
-            raise
-        from dials_mdxbg.util import atomic
-
-        if isinstance(e, OSError) and atomic.output_error(e, Path(e.filename or "output")):
-            fail(str(atomic.output_error(e, Path(e.filename or "output"))), command)
-        reason = " ".join(str(e).split())[:200] or "no reason given"
-        fail(
-            f"unexpected failure ({reason}); nothing was written. Please report it with the "
-            "log (DIALS_MDXBG_TRACEBACK=1 shows the traceback)",
-            command,
-        )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        params, options = parser.parse_args(args=args, show_diff_phil=False)
+    except (Sorry, RuntimeError) as e:  # libtbx.phil raises RuntimeError for bad values
+        raise InputError(_condense(str(e))) from None
+    except (ValueError, OSError) as e:  # dxtbx, for images it cannot make a sweep of
+        raise InputError("could not read the input images: " + _condense(str(e))) from None
+    except EOFError:  # gzip/bzip2 inside dxtbx, for a compressed image cut short
+        raise InputError(
+            "could not read the input images: a compressed image is truncated (it ends "
+            "before its end-of-stream marker); restore it from the source"
+        ) from None
+    options.presets = resolved
+    return params, options
 
 
-def write_json(path: str | None, summary: dict) -> None:
-    """Write the machine-readable summary atomically, if asked for."""
-    if not path:
-        return
-    target = write_text(Path(path), json.dumps(summary, indent=2, default=_jsonable) + "\n")
-    logger.info("Summary written to %s", target)
-
-
-def _jsonable(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+def _condense(message: str) -> str:
+    """DIALS' parser message in one sentence, without the tracebacks it embeds."""
+    text = " ".join(message.split())
+    if "Unable to handle the following arguments" in text:
+        names = re.findall(r'"([^"]+)" failed during', text) or re.findall(r"  (\S+)", message)
+        names = list(dict.fromkeys(names))
+        if names:
+            return (
+                f"{', '.join(names)}: not an experiment list or images that dxtbx can read; "
+                "check the file names (and that the images are complete)"
+            )
+    if "Traceback" in text:
+        text = text.split("Traceback")[0].strip(" :") or "DIALS could not read the input"
+    return text

@@ -29,10 +29,8 @@ ENOSPC :data:`hdf5_failed` tells the command to leave with ``os._exit``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -41,28 +39,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dials_mdxbg.errors import InputError
+from dials_mdxbg.errors import OutputError
+from dials_mdxbg.util.output_errors import (
+    TEMPORARY,
+    ensure_space,
+    output_error,
+)
 from dials_mdxbg.util.targets import LinkLoop, output_target, stream_problem, write_stream
+
+__all__ = ["OutputError", "ensure_space", "output_error"]  # what writers import from here
 
 logger = logging.getLogger("dials.mdxbg.atomic")
 
-TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:part|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
-"""Names of our temporaries: the final name, and the pid of the run that made them."""
-
-SPACE_MARGIN = 1 << 20
-"""Bytes kept free beyond what an HDF5 write needs, for the metadata HDF5 flushes at close."""
-
-_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-hdf5_failed = False
-"""Set when HDF5 itself hit a full disk: its state is then unsafe to tear down at exit."""
-
 committed = False
 """Set once a run's outputs are all in place (a signal after that changes nothing)."""
-
-
-class OutputError(InputError):
-    """An output cannot be written (no space, read-only, I/O error): one line, nothing left."""
 
 
 def temporary_name(final: Path, token: str | None = None) -> Path:
@@ -290,88 +280,6 @@ def write_bytes(path: Path, data: bytes) -> Path:
         ensure_space(tmp, len(data), margin=0)
         tmp.write_bytes(data)
     return path
-
-
-# --------------------------------------------------------------------------- errors, space
-
-
-def _mb(n: float) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
-
-
-def free_bytes(path: Path) -> int:
-    """Free bytes for an unprivileged writer on the file system holding ``path``."""
-    directory = Path(path).absolute().parent
-    st = os.statvfs(directory)
-    return st.f_bavail * st.f_frsize
-
-
-def final_name(path: Path) -> Path:
-    """The name a temporary (or a file inside a temporary folder) will have when committed."""
-    parts = []
-    for part in Path(path).absolute().parts:
-        match = TEMPORARY.match(part)
-        parts.append(match["name"] if match else part)
-    return Path(*parts)
-
-
-def ensure_space(path: Path, nbytes: int, margin: int = SPACE_MARGIN) -> None:
-    """Raise :class:`OutputError` unless ``nbytes`` (plus ``margin``) fit beside ``path``."""
-    free = free_bytes(path)
-    if free < nbytes + margin:
-        raise OutputError(
-            f"not enough space for {final_name(path)}: needs about {_mb(nbytes + margin)} "
-            f"more, {_mb(free)} free; free some space or write the output elsewhere"
-        )
-
-
-def output_error(error: OSError, final: Path) -> OutputError | None:
-    """The one-line error for a failed write of ``final``, or None if it is not an I/O one."""
-    global hdf5_failed
-    code, text = getattr(error, "errno", None), str(error)
-    final = final_name(final)
-    where = final.parent
-    if _is_stream(final):
-        return _stream_error(code, text, final)
-    if code in _SPACE_ERRNOS or "No space left" in text or "quota" in text.lower():
-        if "file write failed" in text or "Can't" in text:
-            hdf5_failed = True
-        try:
-            free = f"{_mb(free_bytes(final))} free"
-        except OSError:
-            free = "no free space"
-        return OutputError(
-            f"no space left for {final.name} in {where} ({free}); free some space or write "
-            "the output elsewhere"
-        )
-    if code == errno.EROFS or "Read-only file system" in text:
-        return OutputError(f"cannot write {final.name}: {where} is on a read-only file system")
-    if code in (errno.EACCES, errno.EPERM):
-        return OutputError(f"cannot write {final.name}: permission denied in {where}")
-    if code == errno.EIO:
-        return OutputError(f"I/O error while writing {final}; check the disk, then run again")
-    return None
-
-
-def _is_stream(final: Path) -> bool:
-    try:
-        return output_target(final).stream
-    except OSError:
-        return False
-
-
-def _stream_error(code: int | None, text: str, final: Path) -> OutputError | None:
-    if code in _SPACE_ERRNOS:
-        return OutputError(f"cannot write {final}: no space left on the device")
-    if code == errno.EPIPE:
-        return OutputError(f"cannot write {final}: its reader closed it")
-    if code == errno.ENXIO:
-        return OutputError(f"cannot write {final}: no process is reading it")
-    if code in (errno.EACCES, errno.EPERM):
-        return OutputError(f"cannot write {final}: permission denied")
-    if code is not None:
-        return OutputError(f"cannot write {final}: {os.strerror(code).lower()}")
-    return None
 
 
 # --------------------------------------------------------------------------- stale leftovers

@@ -1,0 +1,77 @@
+"""Input files checked before DIALS' parser reads them, so that a bad one is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dials_mdxbg.errors import InputError
+
+
+def check_input_file(arg: str) -> None:
+    """Refuse, naming the file, what DIALS' parser would report with a traceback.
+
+    An unreadable experiment list, missing images, a reflection table, an
+    already imported image series, an NXmx master without its data.
+    """
+    from dials_mdxbg.frames.files import check_hdf5_sources, is_hdf5
+
+    path = Path(arg)
+    if path.suffix == ".refl":
+        raise InputError(f"{arg} is a reflection table; give the experiments (.expt) or the images")
+    if path.suffix in (".expt", ".json"):
+        _check_experiment_list(path)
+    elif path.is_dir() and not any(p.is_file() for p in path.iterdir()):
+        raise InputError(f"{arg} is a directory without image files")
+    elif is_hdf5(path) and _holds_image_series(path):  # binning takes series out before
+        raise InputError(
+            f"{arg} is an mdx2 image series (already imported); give experiments or "
+            "images, or bin it with dials.mdx_bin_background"
+        )
+    elif is_hdf5(path):
+        check_hdf5_sources(path)
+
+
+def _holds_image_series(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "entry/image_series" in f
+    except OSError:
+        return False
+
+
+def _check_experiment_list(path: Path) -> None:
+    """Reject an unreadable experiment list before DIALS prints a traceback for it.
+
+    Also refused here, naming the file: a list without experiments, images that
+    are not there, and exposure times that would make counts/s wrong.
+    """
+    from dials_mdxbg.frames.source import check_exposure_times
+
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{path} is not a readable experiment list: {e}") from None
+    if not isinstance(content, dict) or content.get("__id__") != "ExperimentList":
+        raise InputError(f"{path} is not a DIALS experiment list")
+    if not content.get("experiment"):
+        raise InputError(f"{path} holds no experiments: there is nothing to process")
+    for imageset in content.get("imageset") or []:
+        template = imageset.get("template") if isinstance(imageset, dict) else None
+        if template and "#" in template:
+            directory = Path(template).parent
+            if not directory.is_dir():
+                raise InputError(
+                    f"{path}: its images {template} are missing (no directory {directory}); "
+                    "move the images back or re-run dials.import"
+                )
+    for scan in content.get("scan") or []:
+        times = np.asarray(scan.get("exposure_time") or [], dtype=np.float64)
+        if times.size == 0 or (np.count_nonzero(times) == 1 and times[0] > 0):
+            continue  # mdx2 copies a lone first exposure time to every frame
+        first = (scan.get("image_range") or [1])[0]
+        check_exposure_times(times, first, str(path))
