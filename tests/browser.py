@@ -15,7 +15,7 @@ the page's own file fails and is listed in :attr:`PageResult.requests`.
 
 As a command, for the README's picture (see ``docs/report.md``)::
 
-    python tests/browser.py report.html --screenshot docs/report.png --clip 2400
+    python tests/browser.py bkg_data_binned.html --screenshot docs/report.png
 """
 
 from __future__ import annotations
