@@ -65,14 +65,18 @@ assert b().name == 'compiled' and b().has_encoder and b().has_decoder and b().ha
         || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev, liblz4-dev?): slower"
     touch "$STAMP"
 fi
-# Tests only: Chromium renders the HTML report; python3-build builds the sdist and
-# wheel the packaging test installs.
+# Tests only: Chromium renders the HTML report, driven through WebDriver
+# (chromium-driver, python3-selenium: tests/browser.py); python3-build builds the
+# sdist and wheel the packaging test installs.
 if [[ $WANT_TEST -eq 1 ]] && { ! command -v chromium >/dev/null \
+        || ! command -v chromedriver >/dev/null \
+        || ! /usr/bin/python3 -c "import selenium" >/dev/null 2>&1 \
         || ! /usr/bin/python3 -c "import build" >/dev/null 2>&1; }; then
-    say "installing chromium and python3-build (tests)"
+    say "installing chromium, chromium-driver, python3-selenium and python3-build (tests)"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium python3-build >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        chromium chromium-driver python3-selenium python3-build >/dev/null
 fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"
 if [[ $WANT_TEST -eq 1 && ! -e "$TSTAMP" ]]; then

@@ -21,13 +21,7 @@ from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.source import frame_source
 from dials_mdxbg.native.backend import NumpyBackend, backend
-
-REPO = Path(__file__).resolve().parents[1]
-REALDATA = next(
-    (p for p in (REPO.parent / "shared/realdata", Path("/work/shared/realdata")) if p.is_dir()),
-    None,
-)
-needs_realdata = pytest.mark.skipif(REALDATA is None, reason="shared/realdata is not here")
+from realdata import REALDATA, needs_realdata
 
 
 def load(paths):
@@ -118,7 +112,7 @@ def test_truncated_data_is_an_error(kind, cut):
 
 
 def real_cbfs() -> list[Path]:
-    if REALDATA is None:
+    if not REALDATA.is_dir():
         return []
     return [
         REALDATA / "lcys/l-cyst_01_00001.cbf.gz",

@@ -22,6 +22,7 @@ from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.frames.source import frame_source
 from dials_mdxbg.native.backend import NumpyBackend, backend
 from dials_mdxbg.testing.eiger import write_nxmx_sweep
+from realdata import realdata_file
 
 hdf5plugin = pytest.importorskip("hdf5plugin")
 
@@ -305,11 +306,7 @@ def test_missing_data_file_is_one_line_error(split, tmp_path, layout):
 
 
 def test_real_master_without_its_data_file_is_an_error_not_zeros(tmp_path):
-    repo = Path(__file__).resolve().parents[1]
-    candidates = [base / "shared/realdata/single/Therm_6_2.nxs" for base in repo.parents[:2]]
-    master = next((c for c in candidates if c.exists()), None)
-    if master is None:
-        pytest.skip("shared/realdata (beside the repository) is not here")
+    master = realdata_file("single/Therm_6_2.nxs")
     proc = run(["dials.mdx_import", master, "output.data=x.nxs"], cwd=tmp_path, check=False)
     err = proc.stderr.strip()
     assert proc.returncode != 0 and err.count("\n") == 0, err

@@ -44,12 +44,12 @@ import numpy as np
 import pytest
 
 from conftest import BIN, run
+from realdata import realdata_file
 
 IMPORT = "dials.mdx_import"
 BINNING = "dials.mdx_bin_background"
-REALDATA = Path("/work/shared/realdata/single")
-THERM = REALDATA / "Therm_6_2.nxs"  # NXmx master whose virtual-dataset source is missing
-EIGER_MASTER = REALDATA / "dectris_eiger_master.h5"  # Eiger master without its data file
+THERM = "single/Therm_6_2.nxs"  # real NXmx master whose virtual-dataset source is missing
+EIGER_MASTER = "single/dectris_eiger_master.h5"  # real Eiger master without its data file
 
 MAX_LINE = 400  # characters: a sentence or two with a path, never a pasted traceback
 MARKER = b"output of an earlier run\n"
@@ -187,7 +187,8 @@ class Ctx:
     relative to the case directory for copies (which the snapshot covers), absolute for
     shared read-only fixtures. Keys: sweep, images, series, split, mdx2, dmask, mmask,
     eiger, big, bigseries, long, longseries, full (2 MiB tmpfs), ro (read-only mount),
-    scheduler (a dask scheduler with no workers).
+    scheduler (a dask scheduler with no workers), therm and eiger_master (real masters
+    without their data files, in shared/realdata).
     """
 
     def __init__(self, request, work: Path):
@@ -276,6 +277,12 @@ class Ctx:
 
     def make_scheduler(self) -> str:
         return self.fixture("idle_scheduler")
+
+    def make_therm(self) -> str:
+        return str(realdata_file(THERM))  # skips where shared/realdata is absent
+
+    def make_eiger_master(self) -> str:
+        return str(realdata_file(EIGER_MASTER))
 
     def make_full(self) -> str:
         """A 2 MiB tmpfs at ./full (unmounted at teardown); skip where mount is refused."""
@@ -625,13 +632,13 @@ CASES = [
     C("B-json-equals-binned", "collide", BN, "{series}", BOUT, "output.json=./b.nxs",
       expect=("output.binned", "output.json")),
     # ---- silently wrong results
-    C("I-nxmx-vds-source-missing", "silent", IM, str(THERM), OUT, "image_range=1,2",
+    C("I-nxmx-vds-source-missing", "silent", IM, "{therm}", OUT, "image_range=1,2",
       expect=("Therm_6_2_000001.h5",)),
-    C("B-nxmx-vds-source-missing", "silent", BN, str(THERM), BOUT, "frames.image_range=1,2",
+    C("B-nxmx-vds-source-missing", "silent", BN, "{therm}", BOUT, "frames.image_range=1,2",
       expect=("Therm_6_2_000001.h5",)),
-    C("I-eiger-master-without-data", "silent", IM, str(EIGER_MASTER), OUT,
+    C("I-eiger-master-without-data", "silent", IM, "{eiger_master}", OUT,
       expect=("dectris_eiger_master.h5", "data_000001")),
-    C("B-eiger-master-without-data", "silent", BN, str(EIGER_MASTER), BOUT,
+    C("B-eiger-master-without-data", "silent", BN, "{eiger_master}", BOUT,
       expect=("dectris_eiger_master.h5", "data_000001")),
     C("I-synthetic-eiger-data-missing", "silent", IM, "{eiger}", OUT, setup=eiger_without_data,
       expect=("eiger_data_000001.h5",)),

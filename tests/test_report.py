@@ -10,12 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
+from browser import distinct_colours, find_chromium, missing_tools, render_page
 from conftest import read_binned, run
 from dials_mdxbg.binning.histogram import ValueHistogram, histogram_cap, sampled_frames
 from dials_mdxbg.output.figures import histogram_rejection
 from dials_mdxbg.output.report import render_report
 from dials_mdxbg.output.report_data import pack_arrays, round_mantissa, unpack_report
-from dials_mdxbg.testing.browser import distinct_colours, find_chromium, render_page
 
 # --------------------------------------------------------------------------- the renderer
 
@@ -224,10 +224,13 @@ def test_report_none_and_mask_reasons(sweep, tmp_path):
 
 @pytest.fixture(scope="module")
 def chromium():
-    exe = find_chromium()
-    if exe is None:
-        pytest.fail("chromium not found: scripts/bootstrap.sh --test installs it")
-    return exe
+    """Headless Chromium driven through WebDriver (tests/browser.py)."""
+    missing = missing_tools()
+    if missing:
+        pytest.fail(
+            f"not installed: {', '.join(missing)}: scripts/bootstrap.sh --test installs them"
+        )
+    return find_chromium()
 
 
 @pytest.mark.parametrize("page", ["series.html", "frames_report.html"])
@@ -276,7 +279,7 @@ def test_browser_check_catches_errors_and_requests(chromium, tmp_path):
 
 
 def test_docs_screenshot_is_a_rendered_report():
-    """README's picture: made by this tooling from a 6M sweep (see README), not blank."""
+    """README's picture: made by tests/browser.py from a 6M sweep (docs/report.md), not blank."""
     shot = Path(__file__).parents[1] / "docs" / "report.png"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert distinct_colours(shot.read_bytes()) > 1000
