@@ -505,6 +505,13 @@ def symlink(name: str, key: str, rel: str | None = None) -> Callable:
     return setup
 
 
+def symlink_loop(name: str) -> Callable:
+    def setup(ctx: Ctx) -> None:
+        (ctx.work / name).symlink_to(name)
+
+    return setup
+
+
 def hardlink(name: str, rel: str) -> Callable:
     def setup(ctx: Ctx) -> None:
         ctx["sweep"]
@@ -665,6 +672,8 @@ CASES = [
       expect=("frames.mask",)),
     C("B-series-with-frames.shadow", "silent", BN, "{series}", BOUT,
       "frames.goniometer_shadow=True", expect=("frames.goniometer_shadow",)),
+    C("B-series-given-twice", "silent", BN, "{series}", "input.image_series=other.nxs", BOUT,
+      expect=("series.nxs", "other.nxs", "once")),
     C("B-series-with-frames.imageset", "silent", BN, "{series}", BOUT, "frames.imageset=0",
       expect=("frames.imageset",)),
     # ---- signals mid-write, then a re-run
@@ -692,6 +701,10 @@ CASES = [
       fault=signal.SIGINT, expect=("interrupt",), outputs=("out.nxs", "dials.mdx_import.log")),
     C("I-dask-SIGTERM", "signal", IM, "{long}", OUT, "mp.method=dask", "mp.nproc=2",
       fault=signal.SIGTERM, expect=("SIGTERM",), outputs=("out.nxs", "dials.mdx_import.log")),
+    C("I-SIGHUP-mid-write", "signal", IM, "{long}", OUT, fault=signal.SIGHUP,
+      expect=("SIGHUP",), outputs=("out.nxs", "dials.mdx_import.log")),
+    C("B-series-SIGHUP", "signal", BN, "{longseries}", BOUT, fault=signal.SIGHUP,
+      expect=("SIGHUP",), outputs=BIN_OUTPUTS),
     C("I-dask-SIGKILL", "signal", IM, "{long}", OUT, "mp.method=dask", "mp.nproc=2",
       fault=signal.SIGKILL, outputs=("out.nxs", "dials.mdx_import.log")),
     # ---- dask failures (loopback only)
@@ -715,6 +728,10 @@ CASES = [
       setup=mkdir("adir"), expect=("adir", "directory")),
     C("I-log-is-directory", "location", IM, "{sweep}", OUT, "output.log=adir",
       setup=mkdir("adir"), expect=("adir", "directory")),
+    C("B-binned-is-symlink-loop", "location", BN, "{series}", "output.binned=loop.nxs",
+      setup=symlink_loop("loop.nxs"), expect=("loop.nxs", "loop")),
+    C("I-json-is-symlink-loop", "location", IM, "{sweep}", OUT, "output.json=loop.json",
+      setup=symlink_loop("loop.json"), expect=("loop.json", "loop")),
     C("I-parent-is-file", "location", IM, "{sweep}", "output.data=afile/out.nxs",
       setup=write("afile", MARKER), expect=("afile",)),
     C("B-plot-is-directory", "location", BN, "{series}", BOUT, "output.plot=adir",

@@ -167,3 +167,24 @@ def test_map_through_a_symlink(series, tmp_path):
     assert (tmp_path / "b.nxs").is_symlink()
     assert (tmp_path / "maps" / "real.nxs").read_bytes()[:4] == b"\x89HDF"
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["real.nxs"]
+
+
+def test_a_rename_failing_at_commit_puts_everything_back(tmp_path, monkeypatch):
+    """All outputs or none: a rename that fails half-way undoes those already made."""
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "c.txt").write_text("old c")
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kw):
+        if Path(dst).name == "c.txt":
+            raise PermissionError(1, "Operation not permitted", str(dst))
+        return real_replace(src, dst, *args, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(atomic.OutputError, match="c.txt"), atomic.committed_together():
+        for name in ("a.txt", "b.txt", "c.txt"):
+            atomic.write_text(tmp_path / name, "new")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "c.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"
+    assert (tmp_path / "c.txt").read_text() == "old c"

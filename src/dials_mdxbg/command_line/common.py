@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,13 @@ from typing import Any
 from dials_mdxbg import __version__
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.output.json_summary import write_json
-from dials_mdxbg.util.exits import handle_errors
+from dials_mdxbg.util.exits import handle_errors, survive_closed_console, unexpected
+from dials_mdxbg.util.startup import prepare
 
 logger = logging.getLogger("dials.mdxbg")
+
+OPTIONS_WITH_VALUES = {"-a", "--attributes-level", "-e", "--expert-level", "--phil"}
+"""DIALS' options whose value is the next argument (not an input file)."""
 
 
 @dataclass(frozen=True)
@@ -48,32 +53,60 @@ class Job:
     take_files: Callable[[list[str]], tuple[list[str], list[str]]] | None = None
 
 
-def run_command(command: str, doc: str, phil, job: Job, args: list[str] | None) -> None:
-    """Parse, check, log, run ``job`` and write the JSON summary; errors in one line."""
-    from dials.util import show_mail_handle_errors
-    from dials.util.options import flatten_experiments
+def run_command(
+    command: str, doc: str, phil, make_job: Callable[[], Job], args: list[str] | None
+) -> None:
+    """Parse, check, log, run the job and write the JSON summary; errors in one line.
 
-    from dials_mdxbg.util.atomic import committed_together
-    from dials_mdxbg.util.versions import versions
+    Signals are handled from the first line on (nothing heavy is imported before).
+    """
+    with handle_errors(command):
+        prepare()
+        from dials.util import enable_faulthandler
+        from dials.util.options import flatten_experiments
 
-    with show_mail_handle_errors(), handle_errors(command):
+        from dials_mdxbg.jobs.phil import resolve_nproc
+        from dials_mdxbg.util.atomic import committed_together
+        from dials_mdxbg.util.versions import versions
+
+        job = make_job()
         args = sys.argv[1:] if args is None else list(args)
         taken, args = job.take_files(args) if job.take_files else ([], args)
         parser = make_parser(command, job.usage, phil, doc)
         params, options = parse(parser, args)
+        resolve_nproc(params.mp)
         inputs = job.inputs(params, flatten_experiments(params.input.experiments), taken)
         if inputs is None:
             parser.print_help()
             raise SystemExit(f"{command}: error: no {job.missing} given")
         plan = job.plan(inputs, params, taken + args)
         plan.check()  # before any work: nothing is read, nothing written
-        with committed_together():  # every output appears at the end, or none
+        with enable_faulthandler(), committed_together() as outputs:  # all at the end, or none
             configure_logging(parser, options, params.output.log)
-            plan.remove_stale()
-            summary = job.run(inputs, params, phil.format(params).as_str()).to_dict()
+            try:
+                plan.remove_stale()
+                summary = job.run(inputs, params, phil.format(params).as_str()).to_dict()
+            except Exception as e:
+                if unexpected(e) and params.output.log:
+                    _keep_log_of(e, outputs, params.output.log)
+                raise
             summary["program"] = command
             summary["versions"] = versions()
             write_json(params.output.json, summary)
+
+
+def _keep_log_of(error: Exception, outputs, log: str) -> None:
+    """A run that failed unexpectedly keeps its log, with the traceback, for the report."""
+    text = "".join(traceback.format_exception(error))
+    record = logger.makeRecord(
+        logger.name, logging.ERROR, __file__, 0, "Unexpected failure:\n%s", (text,), None
+    )
+    for handler in _file_handlers():
+        handler.handle(record)  # the traceback goes to the log file only, not the console
+        handler.flush()
+    kept = outputs.keep(Path(log))
+    if kept is not None:
+        error.mdxbg_log = str(log)
 
 
 def configure_logging(parser, options, logfile: str | None) -> None:
@@ -115,6 +148,7 @@ def configure_logging(parser, options, logfile: str | None) -> None:
         logging.FileHandler.handleError = original
     for handler in _file_handlers():
         handler.handleError = handle_error.__get__(handler)
+    survive_closed_console(logging.getLogger("dials").handlers)
     logger.info("dials-mdxbg %s", __version__)
     for arg, preset in getattr(options, "presets", ()):
         logger.info("Preset %s: %s", arg, preset)
@@ -163,8 +197,10 @@ def parse(parser, args: list[str] | None):
 
     args = sys.argv[1:] if args is None else list(args)
     resolved = []
+    takes_value = False
     for i, arg in enumerate(args):
-        if "=" in arg or arg.startswith("-"):
+        if takes_value or "=" in arg or arg.startswith("-"):
+            takes_value = arg in OPTIONS_WITH_VALUES  # -c -a 1: the 1 is no file
             continue
         path = Path(arg)
         if not path.exists():

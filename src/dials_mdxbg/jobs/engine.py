@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.util import signals
 
 logger = logging.getLogger("dials.mdxbg.cluster")
 
@@ -52,6 +52,7 @@ def dask_client(mp) -> Iterator[object]:
         stack.enter_context(_distributed_logs_to_ours())
         if opts.scheduler:
             logger.info("Connecting to dask scheduler %s", opts.scheduler)
+            _probe_scheduler(opts.scheduler, opts.timeout)
             try:
                 client = stack.enter_context(Client(opts.scheduler, timeout=opts.timeout))
             except (ValueError, TypeError):
@@ -75,6 +76,7 @@ def dask_client(mp) -> Iterator[object]:
                         host="127.0.0.1",
                         dashboard_address=None,
                         silence_logs=logging.CRITICAL,
+                        preload=["dials_mdxbg.jobs.worker_setup"],
                     )
                 )
             client = stack.enter_context(Client(cluster))
@@ -110,23 +112,47 @@ def dask_client(mp) -> Iterator[object]:
         yield client
 
 
-@contextlib.contextmanager
-def _children_ignore_interrupts() -> Iterator[None]:
-    """Start worker processes with SIGINT and SIGTERM ignored (they inherit it).
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Refuse a ``tcp://`` address that does not answer like a dask scheduler, within ``timeout``.
+
+    A dask scheduler speaks first (its handshake) as soon as it accepts a
+    connection; ``distributed.Client`` waits for that handshake without a
+    time limit, so a port that accepts and never answers would hang the run.
+    """
+    import socket
+
+    match = re.fullmatch(r"tcp://\[?([^\]]+?)\]?:(\d+)", address.strip())
+    if match is None:
+        return  # another transport, or not an address: the Client says which
+    host, port = match[1], int(match[2])
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            answered = bool(sock.recv(1))
+    except socket.timeout:
+        answered = False
+    except OSError:
+        return  # refused or unreachable: the Client's own error names it
+    if not answered:
+        raise InputError(
+            f"mp.dask.scheduler={address} accepted the connection but did not answer as a "
+            f"dask scheduler within {timeout} s; check the address (is it the scheduler's "
+            "port?); no output written"
+        )
+
+
+def _children_ignore_interrupts():
+    """Start worker processes immune to SIGINT, SIGTERM and SIGHUP, without missing one here.
 
     Ctrl-C and a scheduler's SIGTERM reach the whole process group; workers
     that died of them would print dask warnings and tracebacks on the shared
-    stderr. This process stops them itself when it closes the cluster.
+    stderr. This process stops them itself when it closes the cluster. The
+    signals are *blocked* (not ignored) while the cluster starts: its threads
+    and worker processes inherit the mask, and a signal that comes meanwhile
+    stays pending and interrupts this process as soon as the start is over
+    (ignoring them, as before, lost it and the run went on to exit 0).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+    return signals.held()
 
 
 class _ToOurLog(logging.Handler):

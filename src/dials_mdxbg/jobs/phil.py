@@ -12,7 +12,8 @@ mp {
             "tasks on a dask.distributed cluster (pip install 'dials-mdxbg[dask]')."
   nproc = 1
     .type = int(value_min=1)
-    .help = "Cores to use (threads; or workers of a local dask cluster)."
+    .help = "Cores to use (threads; or workers of a local dask cluster). Auto: all"
+            "the cores this process may use."
   dask {
     scheduler = None
       .type = str
@@ -48,3 +49,13 @@ mp {
 """
 
 phil_scope = libtbx.phil.parse(phil_str)
+
+
+def resolve_nproc(mp) -> None:
+    """``mp.nproc=Auto`` (DIALS' spelling for all cores) becomes the cores this process may use."""
+    import os
+
+    import libtbx
+
+    if mp.nproc is libtbx.Auto or mp.nproc is None:
+        mp.nproc = len(os.sched_getaffinity(0)) or 1

@@ -29,17 +29,19 @@ ENOSPC :data:`hdf5_failed` tells the command to leave with ``os._exit``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import re
 import shutil
-import signal
+import socket
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dials_mdxbg.errors import OutputError
+from dials_mdxbg.errors import InputError, OutputError
+from dials_mdxbg.util import signals
 from dials_mdxbg.util.output_errors import (
     TEMPORARY,
     ensure_space,
@@ -55,6 +57,17 @@ committed = False
 """Set once a run's outputs are all in place (a signal after that changes nothing)."""
 
 
+@functools.lru_cache(maxsize=1)
+def host_tag() -> str:
+    """This host's name as it appears in temporaries (letters, digits and '_' only)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
+
+
+def _stamp(kind: str, token: str | None = None) -> str:
+    """``part-<host>-<pid>[-<token>]``: whose temporary it is, on a shared file system too."""
+    return f"{kind}-{host_tag()}-{os.getpid()}" + (f"-{token}" if token else "")
+
+
 def temporary_name(final: Path, token: str | None = None) -> Path:
     """The hidden name ``final`` is written as until it is complete.
 
@@ -63,11 +76,10 @@ def temporary_name(final: Path, token: str | None = None) -> Path:
     directory, since the stream itself is written into, never renamed over.
     """
     target = _target(final)
-    suffix = f"{os.getpid()}-{token}" if token else f"{os.getpid()}"
     if target.stream:
-        suffix = f"{os.getpid()}-{token or uuid.uuid4().hex[:8]}"
-        return Path(tempfile.gettempdir()) / f".{Path(final).name}.part-{suffix}"
-    return target.path.with_name(f".{target.path.name}.part-{suffix}")
+        stamp = _stamp("part", token or uuid.uuid4().hex[:8])
+        return Path(tempfile.gettempdir()) / f".{Path(final).name}.{stamp}"
+    return target.path.with_name(f".{target.path.name}.{_stamp('part', token)}")
 
 
 def _target(final: Path):
@@ -99,15 +111,46 @@ class _Run:
         return Path(final)
 
     def commit(self) -> None:
+        """Install every output, or none: a failed rename puts back what was already done."""
         for check in self.checks:
             check()
         global committed
-        with _signals_held():  # a Ctrl-C now would leave half the outputs renamed
+        with signals.held():  # a Ctrl-C now would leave half the outputs renamed
+            signals.raise_if_interrupted()  # a signal dask start-up swallowed
             # Streams first: a full device or a closed pipe fails before any file is renamed.
-            for tmp, final in sorted(self.staged, key=lambda s: not _target(s[1]).stream):
-                _install(tmp, final)
+            staged = sorted(self.staged, key=lambda s: not _target(s[1]).stream)
+            done: list[tuple[Path, Path | None]] = []
+            try:
+                for tmp, final in staged:
+                    done.append(_install(tmp, final))
+            except BaseException:
+                _roll_back(done)
+                raise
+            for _, old in done:
+                if old is not None:
+                    _remove(old)
             self.staged.clear()
             committed = True
+
+    def keep(self, final: Path) -> Path | None:
+        """Install the staged ``final`` now, whatever happens to the rest (a failed run's log).
+
+        Returns:
+            Where it is, or None if it was not staged or cannot be installed.
+        """
+        wanted = Path(final).absolute()
+        for item in list(self.staged):
+            if item[1].absolute() == wanted:
+                self.staged.remove(item)
+                try:
+                    installed, old = _install(*item)
+                except (OSError, InputError):
+                    _remove(item[0])
+                    return None
+                if old is not None:
+                    _remove(old)
+                return installed
+        return None
 
     def abort(self) -> None:
         for tmp, _ in self.staged:
@@ -118,21 +161,6 @@ class _Run:
 
 
 _current: _Run | None = None
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Delay SIGINT/SIGTERM until the block is done (main thread; a no-op elsewhere)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        # A signal that came meanwhile is delivered now: the outputs are complete.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 @contextlib.contextmanager
@@ -171,10 +199,15 @@ def stage_file(final: Path, check: Callable[[], None] | None = None) -> Path:
     return tmp
 
 
-def _install(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` onto ``final`` (a folder replaces the previous folder of that name).
+def _install(tmp: Path, final: Path) -> tuple[Path, Path | None]:
+    """Put ``tmp`` in place of ``final``, keeping what it replaces aside.
 
-    A stream (see :mod:`dials_mdxbg.util.targets`) is written into instead.
+    Returns:
+        (the path installed, the previous file or folder set aside under an
+        ``old`` name, or None). The caller removes the old one once every
+        output is in place, or puts it back (:func:`_roll_back`). A stream
+        (see :mod:`dials_mdxbg.util.targets`) is written into instead, and
+        cannot be taken back: streams go first.
     """
     target = _target(final)
     if target.stream:
@@ -184,18 +217,52 @@ def _install(tmp: Path, final: Path) -> None:
             raise output_error(e, final) or e from None
         finally:
             _remove(tmp)
-        return
+        return final, None
     final = target.path
-    if tmp.is_dir() and not tmp.is_symlink():
+    folder = tmp.is_dir() and not tmp.is_symlink()
+    old: Path | None = final.with_name(f".{final.name}.{_stamp('old', uuid.uuid4().hex[:8])}")
+    if not os.path.lexists(final) or (folder and not final.is_dir()):
         old = None
-        if final.is_dir() and not final.is_symlink():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            os.rename(final, old)
-        os.rename(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    elif folder:
+        _checked(os.rename, final, old)
     else:
-        os.replace(tmp, final)
+        try:
+            os.link(final, old, follow_symlinks=False)  # never a moment without ``final``
+        except OSError:  # no hard links on this file system
+            _checked(os.rename, final, old)
+    try:
+        _checked(os.rename if folder else os.replace, tmp, final)
+    except BaseException:
+        _roll_back([(final, old)], installed=False)
+        raise
+    return final, old
+
+
+def _checked(rename, src: Path, dst: Path) -> None:
+    try:
+        rename(src, dst)
+    except OSError as e:
+        raise output_error(e, dst) or e from None
+
+
+def _roll_back(done: list[tuple[Path, Path | None]], installed: bool = True) -> None:
+    """Undo installs in reverse: previous versions back, new outputs removed.
+
+    ``installed=False``: the new output never got in place; only setting the
+    previous one aside is undone (a hard link is dropped, a rename reversed).
+    """
+    for final, old in reversed(done):
+        with contextlib.suppress(OSError):
+            if _target(final).stream:
+                continue
+            if not installed:
+                if old is not None:
+                    _remove(old) if os.path.lexists(final) else os.rename(old, final)
+                continue
+            if old is None or os.path.isdir(old):
+                _remove(final)
+            if old is not None:
+                os.rename(old, final)
 
 
 def _remove(path: Path) -> None:
@@ -211,7 +278,9 @@ def _finish(tmp: Path, final: Path) -> None:
     if _current is not None and not TEMPORARY.match(final.absolute().parent.name):
         _current.stage(tmp, final)
     else:
-        _install(tmp, final)
+        _, old = _install(tmp, final)
+        if old is not None:
+            _remove(old)
 
 
 @contextlib.contextmanager
@@ -286,17 +355,25 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs here; a zombie (killed, not yet reaped) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def remove_stale(final: Path) -> list[Path]:
-    """Remove temporaries of ``final`` left by runs that were killed (their pid is gone).
+    """Remove temporaries of ``final`` left by runs on this host that were killed.
+
+    Only names this program writes are recognised (:data:`TEMPORARY`), and only
+    this host's: on a shared file system another host's pid says nothing here.
 
     Returns:
         The paths removed (the caller logs them).
@@ -312,7 +389,7 @@ def remove_stale(final: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in directory.iterdir():
             match = TEMPORARY.match(entry.name)
-            if not match or match["name"] != name:
+            if not match or match["name"] != name or match["host"] != host_tag():
                 continue
             pid = int(match["pid"])
             if pid == os.getpid() or _pid_alive(pid):
@@ -358,4 +435,16 @@ def location_problem(path: Path, kind: str = "file") -> str | None:
         return f"directory {directory} is on a read-only file system"
     if not os.access(directory, os.W_OK | os.X_OK):
         return f"directory {directory} is not writable"
-    return None
+    return _sticky_problem(path, target)
+
+
+def _sticky_problem(path: Path, target: Path) -> str | None:
+    """In a shared folder (sticky bit, like /tmp) only the owner may replace a file."""
+    me = os.geteuid()
+    try:
+        folder, existing = target.parent.stat(), target.lstat()
+    except OSError:
+        return None
+    if me == 0 or not folder.st_mode & 0o1000 or me in (folder.st_uid, existing.st_uid):
+        return None
+    return f"{path} belongs to another user in a shared folder (sticky bit): it cannot be replaced"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.util import signals
 
 logger = logging.getLogger("dials.mdxbg")
 
@@ -34,51 +35,90 @@ def fail(message: str, command: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (a batch scheduler's wall time), handled as Ctrl-C is."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
 @contextlib.contextmanager
 def handle_errors(command: str) -> Iterator[None]:
     """Map bad input, interruptions and failures to one line and a non-zero exit.
 
-    SIGTERM is handled like SIGINT: the run's temporaries are removed on the
-    way out (every output is committed only at the end) and nothing on disk
-    changes. Any other exception is a bug, still reported in one line
-    (``DIALS_MDXBG_TRACEBACK=1`` shows the traceback).
+    SIGTERM and SIGHUP are handled like SIGINT (:mod:`dials_mdxbg.util.signals`):
+    the run's temporaries are removed on the way out (every output is committed
+    only at the end) and nothing on disk changes. Any other exception is a bug,
+    still reported in one line; its log is kept (see
+    :func:`dials_mdxbg.util.atomic.keep_log`) and ``DIALS_MDXBG_TRACEBACK=1``
+    shows the traceback.
     """
     from libtbx.utils import Sorry
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        yield
+        with signals.handled():
+            yield
     except (InputError, Sorry) as e:
         fail(str(e), command)
     except KeyboardInterrupt as e:
-        name = e.args[0] if isinstance(e, Interrupted) and e.args else "SIGINT (Ctrl-C)"
-        number = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
-        from dials_mdxbg.util import atomic
-
-        done = "the outputs were complete" if atomic.committed else "no output written"
-        fail(f"interrupted by {name}; {done}, nothing else changed", command, 128 + number)
+        interrupted(e, command)
     except SystemExit:
         raise
     except Exception as e:
         if os.environ.get("DIALS_MDXBG_TRACEBACK"):
             raise
-        from dials_mdxbg.util import atomic
-
-        if isinstance(e, OSError) and atomic.output_error(e, Path(e.filename or "output")):
-            fail(str(atomic.output_error(e, Path(e.filename or "output"))), command)
+        error = _output_error(e)
+        if error is not None:
+            fail(str(error), command)
         reason = " ".join(str(e).split())[:200] or "no reason given"
+        log = getattr(e, "mdxbg_log", None)
+        where = (
+            f"nothing else was written; please report it with the log {log}"
+            if log
+            else "nothing was written; please report it"
+        )
         fail(
-            f"unexpected failure ({reason}); nothing was written. Please report it with the "
-            "log (DIALS_MDXBG_TRACEBACK=1 shows the traceback)",
+            f"unexpected failure ({reason}); {where} (DIALS_MDXBG_TRACEBACK=1 shows the "
+            "traceback)",
             command,
         )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+
+def _output_error(e: BaseException):
+    """The one-line error of a failed write, or None."""
+    from dials_mdxbg.util.output_errors import output_error
+
+    return output_error(e, Path(e.filename or "output")) if isinstance(e, OSError) else None
+
+
+def unexpected(e: BaseException) -> bool:
+    """A bug rather than bad input, an interruption or a failed write."""
+    from libtbx.utils import Sorry
+
+    return isinstance(e, Exception) and not isinstance(e, Sorry) and _output_error(e) is None
+
+
+def interrupted(e: KeyboardInterrupt, command: str) -> None:
+    """Exit 128 + the signal's number, in one line, saying whether the outputs were complete."""
+    from dials_mdxbg.util import atomic
+
+    signum = e.signum if isinstance(e, signals.Interrupted) else signal.SIGINT
+    name = e.args[0] if isinstance(e, signals.Interrupted) else "SIGINT (Ctrl-C)"
+    done = "the outputs were complete" if atomic.committed else "no output written"
+    fail(f"interrupted by {name}; {done}, nothing else changed", command, 128 + signum)
+
+
+def survive_closed_console(handlers: list[logging.Handler]) -> None:
+    """A console whose reader went away (``| head -1``) goes quiet; the run goes on.
+
+    Without this, every log record after the pipe closed prints "--- Logging
+    error ---" and a traceback (Python ignores SIGPIPE, so writes raise EPIPE).
+    """
+    for handler in handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.handleError = _closed_console.__get__(handler)
+
+
+def _closed_console(self: logging.StreamHandler, record: logging.LogRecord) -> None:
+    if isinstance(sys.exc_info()[1], BrokenPipeError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())  # later writes (and the exit flush) succeed
+            os.close(devnull)
+        return
+    logging.StreamHandler.handleError(self, record)

@@ -14,13 +14,21 @@ from __future__ import annotations
 import errno
 import os
 import re
+import resource
 from pathlib import Path
 
 from dials_mdxbg.errors import OutputError
 from dials_mdxbg.util.targets import output_target
 
-TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:part|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
-"""Names of our temporaries: the final name, and the pid of the run that made them."""
+TEMPORARY = re.compile(
+    r"^\.(?P<name>.+)\.(?P<kind>part|old)-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)"
+    r"(?:-(?P<token>[0-9a-f]{8}))?$"
+)
+"""Names of our temporaries: the final name, the host and pid of the run that made them.
+
+``.<name>.part-<host>-<pid>[-<token>]`` (``old`` for what a commit set aside); the
+host has no '-' (see :func:`dials_mdxbg.util.atomic.host_tag`), so the name parses
+one way only, and a user's ``.b.nxs.old-20241201`` is never taken for ours."""
 
 SPACE_MARGIN = 1 << 20
 """Bytes kept free beyond what an HDF5 write needs, for the metadata HDF5 flushes at close."""
@@ -52,7 +60,22 @@ def final_name(path: Path) -> Path:
 
 
 def ensure_space(path: Path, nbytes: int, margin: int = SPACE_MARGIN) -> None:
-    """Raise :class:`OutputError` unless ``nbytes`` (plus ``margin``) fit beside ``path``."""
+    """Raise :class:`OutputError` unless ``nbytes`` (plus ``margin``) fit beside ``path``.
+
+    Also within the process's file-size limit (``ulimit -f``): past it a write
+    fails with EFBIG, which HDF5 must never meet either.
+    """
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = 0
+        if size + nbytes + margin > limit:
+            raise OutputError(
+                f"cannot write {final_name(path)}: it would pass this process's file-size "
+                f"limit of {_mb(limit)} (ulimit -f); raise the limit or write elsewhere"
+            )
     free = free_bytes(path)
     if free < nbytes + margin:
         raise OutputError(
@@ -69,9 +92,15 @@ def output_error(error: OSError, final: Path) -> OutputError | None:
     where = final.parent
     if _is_stream(final):
         return _stream_error(code, text, final)
-    if code in _SPACE_ERRNOS or "No space left" in text or "quota" in text.lower():
+    too_large = code == errno.EFBIG or "File too large" in text
+    if too_large or code in _SPACE_ERRNOS or "No space left" in text or "quota" in text.lower():
         if "file write failed" in text or "Can't" in text:
             hdf5_failed = True
+        if too_large:
+            return OutputError(
+                f"cannot write {final}: it would pass this process's file-size limit "
+                "(ulimit -f); raise the limit or write less (fewer frames per output)"
+            )
         try:
             free = f"{_mb(free_bytes(final))} free"
         except OSError:

@@ -1,0 +1,32 @@
+"""Console entry points: stopping signals are handled before any command module is imported.
+
+A Ctrl-C during the first half second (Python importing libtbx and DIALS)
+would otherwise print a traceback of whatever import it interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+
+def mdx_import() -> None:
+    """``dials.mdx_import``."""
+    _run("mdx_import")
+
+
+def mdx_bin_background() -> None:
+    """``dials.mdx_bin_background``."""
+    _run("mdx_bin_background")
+
+
+def _run(name: str) -> None:
+    from dials_mdxbg.util import signals
+
+    signals.install()
+    try:
+        command = importlib.import_module(f"dials_mdxbg.command_line.{name}")
+    except KeyboardInterrupt as e:
+        from dials_mdxbg.util.exits import interrupted
+
+        interrupted(e, f"dials.{name}")
+    command.run()

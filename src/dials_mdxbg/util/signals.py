@@ -1,0 +1,90 @@
+"""The signals a command turns into a clean, one-line exit.
+
+SIGINT (Ctrl-C), SIGTERM (a batch scheduler's wall time) and SIGHUP (a
+closed terminal) all raise :class:`Interrupted`: the run's temporaries are
+removed on the way out and nothing on disk changes. The signal is also
+*remembered*: code that catches ``KeyboardInterrupt`` on the way (dask's
+cluster start-up does) cannot make the run complete as if nothing happened,
+because the commit asks :func:`raise_if_interrupted` first.
+
+SIGXFSZ (``ulimit -f``) is ignored, so that an output past the limit fails
+with EFBIG and gets the same one-line error as a full disk instead of
+killing the process mid-write.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGHUP: "SIGHUP (terminal closed)"}
+
+received: int | None = None
+"""The first stopping signal received, if any."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stopping signal; ``signum`` says which (the exit status is 128 + it)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        super().__init__(_NAMES.get(signum, signal.Signals(signum).name))
+
+
+def _stop(signum, frame) -> None:
+    global received
+    if received is None:
+        received = signum
+    raise Interrupted(signum)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Stopping signals raise :class:`Interrupted` inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _stop) for sig in STOPPING}
+    previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def install() -> None:
+    """Handle stopping signals from now on (a command's entry point, before its imports)."""
+    for sig in STOPPING:
+        signal.signal(sig, _stop)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` if a stopping signal came, even if it was caught since."""
+    if received is not None:
+        raise Interrupted(received)
+
+
+def reset() -> None:
+    """Forget a received signal (a new run in the same process)."""
+    global received
+    received = None
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Delay stopping signals until the block is done (main thread; a no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+    try:
+        yield
+    finally:
+        # A signal that came meanwhile is delivered now: the outputs are complete.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
