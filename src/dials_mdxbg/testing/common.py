@@ -3,10 +3,11 @@
 Both generators draw Poisson counts around a smooth, radially symmetric
 background: air and solvent scatter as Gaussians in ``s = 1/d`` plus diffuse
 rings, times a solid-angle factor, slowly modulated with the rotation angle.
-The helpers here compute those pieces with exactly the operations (and in the
-dtype) the caller passes in, so the counts of a given spec and seed stay what
-they were when each generator had its own copy (``tests/test_generators.py``
-holds their digests).
+The helpers here compute those pieces in the dtype the caller passes in, with
+:mod:`~dials_mdxbg.testing.fixedmath` for the elementary functions (numpy's
+differ in the last bits from one CPU to another, and so would the counts), so
+the counts of a given spec and seed are the same on every machine
+(``tests/test_generators.py`` holds their digests).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import numpy as np
+
+from dials_mdxbg.testing import fixedmath
 
 __all__ = [
     "EPOCH",
@@ -113,8 +116,8 @@ def scattering_angles(r, distance, wavelength: float) -> tuple[np.ndarray, np.nd
     Returns:
         ``(two_theta, s)``: radians, and 1/Angstrom.
     """
-    two_theta = np.arctan(r / distance)
-    s = (2.0 / wavelength) * np.sin(0.5 * two_theta)
+    two_theta = fixedmath.arctan(r / distance)
+    s = (2.0 / wavelength) * fixedmath.sin(0.5 * two_theta)
     return two_theta, s
 
 
@@ -134,7 +137,7 @@ def radial_profile(
     """
     profile = None
     for amplitude, centre, width in peaks:
-        term = amplitude * np.exp(-0.5 * ((s - centre) / width) ** 2)
+        term = amplitude * fixedmath.exp(-0.5 * ((s - centre) / width) ** 2)
         profile = level + term if profile is None else profile + term
     return np.full_like(s, level) if profile is None else profile
 

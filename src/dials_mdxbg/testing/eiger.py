@@ -60,7 +60,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dials_mdxbg.testing import common
+from dials_mdxbg.testing import common, fixedmath
 from dials_mdxbg.util.atomic import atomic_path
 
 __all__ = [
@@ -296,7 +296,8 @@ def _smooth_field(spec: NXmxSpec) -> np.ndarray:
     two_theta, s = common.scattering_angles(np.hypot(x, y), spec.distance, spec.wavelength)
     # Low-angle scatter and a solvent ring, d ~ 3.3 A.
     profile = common.radial_profile(s, 0.4, [(0.6, 0.0, 0.08), (0.8, 0.3, 0.05)])
-    field = profile * np.cos(two_theta) ** 3 * (1.0 + 0.1 * x / max(abs(x).max(), 1e-9))
+    solid_angle = fixedmath.cube(fixedmath.cos(two_theta))
+    field = profile * solid_angle * (1.0 + 0.1 * x / max(abs(x).max(), 1e-9))
     active = ~_eiger_gaps(spec.shape)
     return field * (spec.background / field[active].mean())
 
@@ -304,7 +305,7 @@ def _smooth_field(spec: NXmxSpec) -> np.ndarray:
 def _poisson_mean(spec: NXmxSpec, index: int) -> np.ndarray:
     """The smooth field scaled by ``1 + 0.05 sin(omega)`` (gaps included: the draws use them)."""
     omega = np.radians(common.mid_frame_angle(spec, index))
-    return _smooth_field(spec) * (1.0 + 0.05 * np.sin(omega))
+    return _smooth_field(spec) * (1.0 + 0.05 * fixedmath.sin(omega))
 
 
 def expected_counts(spec: NXmxSpec, index: int) -> np.ndarray:
@@ -347,7 +348,7 @@ def frame_counts(spec: NXmxSpec, index: int) -> np.ndarray:
     omega = np.radians(common.mid_frame_angle(spec, index))
     rng = np.random.default_rng([spec.seed, index + 1])
     # The same mean as _poisson_mean, from the cached field.
-    counts = rng.poisson(field * (1.0 + 0.05 * np.sin(omega))).astype(np.int64)
+    counts = rng.poisson(field * (1.0 + 0.05 * fixedmath.sin(omega))).astype(np.int64)
     counts[mask == MASK_GAP] = 0
     counts.flat[special["dead"]] = 0
     counts.flat[special["noisy"]] = rng.poisson(5000.0, len(special["noisy"]))

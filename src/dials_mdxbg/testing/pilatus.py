@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from dxtbx.format.FormatPilatusHelpers import determine_pilatus_mask
 
-from dials_mdxbg.testing import common
+from dials_mdxbg.testing import common, fixedmath
 
 __all__ = [
     "SweepSpec",
@@ -323,7 +323,7 @@ def _isotropic(
 ):
     """Radial profile x polarisation x solid angle (float32, not yet normalised)."""
     two_theta, s = common.scattering_angles(r, np.float32(distance), wavelength)
-    cos2t = np.cos(two_theta)
+    cos2t = fixedmath.cos(two_theta)
     del two_theta
     # Low-angle air scatter + broad solvent falloff (+ water ring d ~ 3.4 A, second d ~ 2.1 A).
     peaks = [(0.5, 0.0, 0.06), (0.3, 0.0, 0.25)]
@@ -335,11 +335,11 @@ def _isotropic(
     sin2t_sq = 1.0 - cos2t**2
     cos_psi_sq = pix.x2 * pix.inv_r2
     pol = 1.0 - sin2t_sq * (0.99 * cos_psi_sq + 0.01 * (1.0 - cos_psi_sq))
-    return (profile * pol * cos2t**3).astype(np.float32)
+    return (profile * pol * fixedmath.cube(cos2t)).astype(np.float32)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(z))
+    return 0.5 * (1.0 + fixedmath.tanh(z))
 
 
 def _shadow(pix: _Pixels, shape: tuple[int, int]) -> np.ndarray:
@@ -349,7 +349,7 @@ def _shadow(pix: _Pixels, shape: tuple[int, int]) -> np.ndarray:
     half_width = max(4.0, 0.006 * max(nx, ny))
     radius = 2.2 * half_width
     angle = math.radians(-15.0)
-    ca, sa = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    ca, sa = np.float32(fixedmath.cos(angle)), np.float32(fixedmath.sin(angle))
     along = xpx * ca + ypx * sa
     perp = np.abs(xpx * sa - ypx * ca)
     arm = _sigmoid((half_width - perp) / 1.5) * _sigmoid(along / 1.5)
@@ -506,9 +506,10 @@ def expected_counts(spec: SweepSpec, index: int) -> np.ndarray:
     common.check_frame_index(spec, index)
     fields = _spec_fields(spec)
     phi = math.radians(common.mid_frame_angle(spec, index))
-    lam = fields.base * np.float32(1.0 + 0.05 * math.sin(phi))
-    lam += fields.aniso_c * np.float32(math.cos(phi))
-    lam += fields.aniso_s * np.float32(math.sin(phi))
+    sin_phi, cos_phi = float(fixedmath.sin(phi)), float(fixedmath.cos(phi))
+    lam = fields.base * np.float32(1.0 + 0.05 * sin_phi)
+    lam += fields.aniso_c * np.float32(cos_phi)
+    lam += fields.aniso_s * np.float32(sin_phi)
     return lam
 
 
