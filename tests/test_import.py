@@ -240,3 +240,26 @@ def test_without_c_kernels_the_commands_give_the_same_files(sweep, our_import, t
         other = read_binned(tmp_path / f"{name}.nxs")
         for key in ("signal", "errors", "pixel_count"):
             assert np.array_equal(other[key], reference[key], equal_nan=True), (name, key)
+
+
+def test_split_layout_for_mdx2_steps_runs_in_its_folder(sweep, mdx2_import, tmp_path, monkeypatch):
+    """Where mdx2's find_peaks, mask_peaks and integrate work on a split series (as docs say).
+
+    They walk the series with ``ImageSeries.chunk_slice_iterator``, which opens the first
+    virtual-dataset source by its stored name relative to the working folder. So they work
+    in the folder that holds the main file, and fail elsewhere, exactly as on mdx2's own
+    ``datastore/`` layout; reading the pixels (h5py, NeXpy, our binning) works anywhere.
+    """
+    from mdx2.io import loadobj
+
+    here = tmp_path / "a"
+    here.mkdir()
+    args = ["output.data=split.nxs", "output.layout=split", "chunks=5,211,493"]
+    run(["dials.mdx_import", sweep, *args], cwd=here)
+    for folder, path in ((here, here / "split.nxs"), (mdx2_import.parent, mdx2_import)):
+        monkeypatch.chdir(folder)
+        slices = list(loadobj(str(path), "image_series").chunk_slice_iterator())
+        assert len(slices) == 3 * 2 * 3  # 12 x 407 x 1475 pixels in chunks of 5 x 211 x 493
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(FileNotFoundError):
+            list(loadobj(str(path), "image_series").chunk_slice_iterator())
