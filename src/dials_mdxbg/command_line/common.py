@@ -13,10 +13,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from dials_mdxbg import __version__
 from dials_mdxbg.errors import InputError
@@ -30,32 +27,7 @@ OPTIONS_WITH_VALUES = {"-a", "--attributes-level", "-e", "--expert-level", "--ph
 """DIALS' options whose value is the next argument (not an input file)."""
 
 
-@dataclass(frozen=True)
-class Job:
-    """What a command runs, in the order :func:`run_command` calls it.
-
-    Attributes:
-        usage: the inputs, as ``-h`` shows them.
-        missing: what the error line says is missing when nothing was given.
-        inputs: ``(params, experiments, files) -> inputs``, validated with one-line
-            errors, or None when nothing was given (then the help is shown).
-        plan: ``(inputs, params, args) -> OutputPlan`` of what the run reads and writes.
-        run: ``(inputs, params, phil_text) -> summary`` (with ``to_dict()``).
-        take_files: takes arguments DIALS' parser must not see (image series files):
-            ``args -> (taken, rest)``.
-    """
-
-    usage: str
-    missing: str
-    inputs: Callable[..., Any]
-    plan: Callable[..., Any]
-    run: Callable[..., Any]
-    take_files: Callable[[list[str]], tuple[list[str], list[str]]] | None = None
-
-
-def run_command(
-    command: str, doc: str, phil, make_job: Callable[[], Job], args: list[str] | None
-) -> None:
+def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | None) -> None:
     """Parse, check, log, run the job and write the JSON summary; errors in one line.
 
     Signals are handled from the first line on (nothing heavy is imported before).
@@ -65,11 +37,12 @@ def run_command(
         from dials.util import enable_faulthandler
         from dials.util.options import flatten_experiments
 
+        from dials_mdxbg.jobs.commands import JOBS
         from dials_mdxbg.jobs.phil import resolve_nproc
         from dials_mdxbg.util.atomic import committed_together
         from dials_mdxbg.util.versions import versions
 
-        job = make_job()
+        job = JOBS[job_name]
         args = sys.argv[1:] if args is None else list(args)
         taken, args = job.take_files(args) if job.take_files else ([], args)
         parser = make_parser(command, job.usage, phil, doc)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import libtbx.phil
 
-from dials_mdxbg.command_line.common import Job, run_command
+from dials_mdxbg.command_line.common import run_command
 
 COMMAND = "dials.mdx_bin_background"
 
@@ -62,21 +62,7 @@ include scope dials_mdxbg.jobs.phil.phil_scope
 
 def run(args: list[str] | None = None, phil=phil_scope) -> None:
     """Command-line entry point: :func:`~dials_mdxbg.jobs.bin_background.make_background`."""
-    run_command(COMMAND, __doc__, phil, _job, args)
-
-
-def _job() -> Job:
-    from dials_mdxbg.jobs import inputs
-    from dials_mdxbg.jobs.bin_background import make_background_of
-
-    return Job(
-        usage="(image_series.nxs | experiments.expt | images)",
-        missing="image series, experiments or images",
-        inputs=inputs.binning_inputs,
-        plan=inputs.binning_plan,
-        run=make_background_of,
-        take_files=inputs.take_series_files,
-    )
+    run_command(COMMAND, __doc__, phil, "bin_background", args)
 
 
 if __name__ == "__main__":

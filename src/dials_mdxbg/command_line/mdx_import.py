@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import libtbx.phil
 
-from dials_mdxbg.command_line.common import Job, run_command
+from dials_mdxbg.command_line.common import run_command
 
 COMMAND = "dials.mdx_import"
 
@@ -53,20 +53,7 @@ include scope dials_mdxbg.jobs.phil.phil_scope
 
 def run(args: list[str] | None = None, phil=phil_scope) -> None:
     """Command-line entry point: :func:`~dials_mdxbg.jobs.import_sweep.import_sweep`."""
-    run_command(COMMAND, __doc__, phil, _job, args)
-
-
-def _job() -> Job:
-    from dials_mdxbg.jobs import inputs
-    from dials_mdxbg.jobs.import_sweep import import_sweep
-
-    return Job(
-        usage="experiments.expt|images",
-        missing="experiments or images",
-        inputs=inputs.import_inputs,
-        plan=inputs.import_plan,
-        run=import_sweep,
-    )
+    run_command(COMMAND, __doc__, phil, "import", args)
 
 
 if __name__ == "__main__":
