@@ -1,7 +1,7 @@
 """fill_empty: give empty bins a value from their valid neighbours, so mdx2 never sees NaN.
 
 One empty bin makes mdx2.correct's background NaN for every pixel whose
-interpolation stencil touches it (see :mod:`dials_mdxbg.binning.diagnostics`),
+interpolation stencil touches it (see :mod:`dials_mdxbg.binning.stencil`),
 i.e. up to a whole bin around it in phi, y and x. Filling the empty bins
 removes that loss; the filled values are marked in a separate dataset and
 their ``pixel_count`` stays 0.

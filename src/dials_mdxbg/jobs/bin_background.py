@@ -22,32 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from dials_mdxbg.binning import auto as auto_bins
-from dials_mdxbg.binning.blocks import (
-    bin_map,
-    block_sums,
-    frame_tasks,
-    map_from_sums,
-    run_blocks,
-    series_tasks,
-)
-from dials_mdxbg.binning.diagnostics import (
-    ParityGrid,
-    ScoreSums,
-    consume_for,
-    dispersion_summary,
-    make_scorer,
-    merge_parities,
-    summarize,
-)
+from dials_mdxbg.binning.blocks import bin_map, block_sums, map_from_sums, run_blocks
 from dials_mdxbg.binning.fill import fill_empty
 from dials_mdxbg.binning.grid import BinGrid
+from dials_mdxbg.binning.heldout import ScoreSums, consume_for, make_scorer, summarize
+from dials_mdxbg.binning.parity import ParityGrid, merge_parities
 from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.binning.quality import dispersion_summary
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.source import (
     FrameSource,
     frame_source,
     frame_source_from_json,
+    frame_tasks,
     selections,
     with_imageset,
 )
@@ -56,7 +44,7 @@ from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import BinnedMap, SeriesAxes
 from dials_mdxbg.output.binned import write_binned
 from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
-from dials_mdxbg.series.reader import ImageSeriesReader
+from dials_mdxbg.series.reader import ImageSeriesReader, series_tasks
 from dials_mdxbg.util.atomic import check_writable
 from dials_mdxbg.util.progress import Progress
 from dials_mdxbg.util.versions import provenance_of, versions
@@ -294,8 +282,8 @@ def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
     Two reads of every frame (binning, then scoring a few frames behind); the
     chosen map comes from its exact sums, kept in a temporary file.
     """
-    from dials_mdxbg.binning.diagnostics import CellGrid
     from dials_mdxbg.binning.grid import axis_bin_means
+    from dials_mdxbg.binning.stencil import CellGrid
     from dials_mdxbg.binning.stream import CandidateStream
 
     axes = opened.axes
