@@ -18,34 +18,25 @@ def _reference_bin_raw_frame(
     return n_dynamic
 
 
-#: The functions callers use: the C kernels while the library is loaded.
-COMPILED = SimpleNamespace(
-    name="compiled",
-    mask_frame=mask_kernels.mask_frame,
-    mask_to_planes=mask_kernels.mask_to_planes,
-    encode_tiles=chunk_codec.encode_tiles,
-    bin_block=bin_kernels.bin_block,
-    unshuffle_into=chunk_codec.unshuffle_into,
-    decode_chunk_into=chunk_codec.decode_chunk_into,
-    bin_raw_frame=bin_kernels.bin_raw_frame,
-    cbf_byte_offset=detector_codecs.cbf_byte_offset,
-    bslz4_decode=detector_codecs.bslz4_decode,
-    bslz4_decode_rows=detector_codecs.bslz4_decode_rows,
-    set_bslz4_simd=detector_codecs.set_bslz4_simd,
-)
-
-#: Their numpy twins.
-REFERENCE = SimpleNamespace(
-    name="numpy",
-    mask_frame=mask_kernels.apply_mask,
-    mask_to_planes=mask_kernels.mask_to_planes_numpy,
-    encode_tiles=chunk_codec.encode_tiles_numpy,
-    bin_block=bin_kernels.add_block,
-    bin_raw_frame=_reference_bin_raw_frame,
-    cbf_byte_offset=detector_codecs.cbf_byte_offset_numpy,
-    bslz4_decode=detector_codecs.bslz4_decode_numpy,
-    bslz4_decode_rows=detector_codecs.bslz4_decode_rows_numpy,
-)
+# name: (the function callers use, C while the library is loaded; its numpy twin or None).
+_PAIRS = {
+    "mask_frame": (mask_kernels.mask_frame, mask_kernels.apply_mask),
+    "mask_to_planes": (mask_kernels.mask_to_planes, mask_kernels.mask_to_planes_numpy),
+    "encode_tiles": (chunk_codec.encode_tiles, chunk_codec.encode_tiles_numpy),
+    "unshuffle_into": (chunk_codec.unshuffle_into, None),
+    "decode_chunk_into": (chunk_codec.decode_chunk_into, None),
+    "bin_block": (bin_kernels.bin_block, bin_kernels.add_block),
+    "bin_raw_frame": (bin_kernels.bin_raw_frame, _reference_bin_raw_frame),
+    "cbf_byte_offset": (detector_codecs.cbf_byte_offset, detector_codecs.cbf_byte_offset_numpy),
+    "bslz4_decode": (detector_codecs.bslz4_decode, detector_codecs.bslz4_decode_numpy),
+    "bslz4_decode_rows": (
+        detector_codecs.bslz4_decode_rows,
+        detector_codecs.bslz4_decode_rows_numpy,
+    ),
+    "set_bslz4_simd": (detector_codecs.set_bslz4_simd, None),
+}
+COMPILED = SimpleNamespace(name="compiled", **{k: c for k, (c, _) in _PAIRS.items()})
+REFERENCE = SimpleNamespace(name="numpy", **{k: r for k, (_, r) in _PAIRS.items() if r})
 
 
 def compiled() -> SimpleNamespace:

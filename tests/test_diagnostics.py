@@ -7,6 +7,7 @@ background (``expected_counts``) is the oracle for the map's true error.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 
@@ -484,11 +485,14 @@ def test_auto_beats_the_tutorial_on_the_true_error(name, tmp_path):
 def _auto_both(src, options, nproc, monkeypatch, window):
     """bins=auto streamed (windows of ``window`` frames) and held in memory."""
     import dials_mdxbg.jobs.bin_background as job
+    from auto_reference import bin_auto_in_memory
+    from dials_mdxbg.binning import search
 
-    monkeypatch.setattr(job, "AUTO_WINDOW_FRAMES", window)
+    monkeypatch.setattr(search, "AUTO_WINDOW_FRAMES", window)
     streamed = job.bin_background(src, options, nproc)
     with src.open() as opened:
-        held = job._bin_auto_in_memory(opened, options, nproc)
+        rebin = functools.partial(job._bin_chosen, opened, options, nproc=nproc)
+        held = bin_auto_in_memory(opened, options, nproc, rebin)
     return streamed, held
 
 

@@ -62,13 +62,11 @@ class HalfMap:
     count: np.ndarray | None
 
 
-def half_map(sums: BinSums, grid: BinGrid, phi: np.ndarray, times: np.ndarray, parity: int):
-    """The map of the frames of ``parity`` alone, binned on ``grid``'s bins.
-
-    Returns None when no phi bin holds a frame of that parity.
-    """
+def parity_bins(grid: BinGrid, n_bins: int, phi: np.ndarray, times: np.ndarray, parity: int):
+    """The phi bins (of ``n_bins``) holding frames of ``parity``, with those frames' mean phi
+    and mean exposure time: ``(bins, centres, scales)``, three lists."""
     keep, centres, scale = [], [], []
-    for k in range(grid.out_shape[0]):
+    for k in range(n_bins):
         a, b = grid.phi_bin_frames(k)
         frames = np.arange(a, b)
         frames = frames[frames % 2 == parity]
@@ -76,6 +74,15 @@ def half_map(sums: BinSums, grid: BinGrid, phi: np.ndarray, times: np.ndarray, p
             keep.append(k)
             centres.append(phi[frames].mean())
             scale.append(times[frames].mean())
+    return keep, centres, scale
+
+
+def half_map(sums: BinSums, grid: BinGrid, phi: np.ndarray, times: np.ndarray, parity: int):
+    """The map of the frames of ``parity`` alone, binned on ``grid``'s bins.
+
+    Returns None when no phi bin holds a frame of that parity.
+    """
+    keep, centres, scale = parity_bins(grid, grid.out_shape[0], phi, times, parity)
     if not keep:
         return None
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -26,7 +26,7 @@ import numpy as np
 
 from dials_mdxbg.binning.grid import axis_bin_means
 from dials_mdxbg.binning.heldout import _Acc, frame_cells, plane_rows
-from dials_mdxbg.binning.parity import ParityGrid
+from dials_mdxbg.binning.parity import ParityGrid, parity_bins
 from dials_mdxbg.binning.quality import dispersion
 from dials_mdxbg.binning.stencil import CellGrid, axis_cells
 from dials_mdxbg.binning.sums import BinSums
@@ -45,15 +45,7 @@ class _Half:
     """One parity's map of a candidate, built plane by plane (phi bins with such frames)."""
 
     def __init__(self, grid: ParityGrid, phi: np.ndarray, times: np.ndarray, parity: int):
-        keep, centres, scale = [], [], []
-        for k in range(grid.out_shape[0] // 2):
-            a, b = grid.phi_bin_frames(k)
-            frames = np.arange(a, b)
-            frames = frames[frames % 2 == parity]
-            if frames.size:
-                keep.append(k)
-                centres.append(phi[frames].mean())
-                scale.append(times[frames].mean())
+        keep, centres, scale = parity_bins(grid, grid.out_shape[0] // 2, phi, times, parity)
         self.keep = np.array(keep, dtype=np.int64)
         self.position = {k: j for j, k in enumerate(keep)}
         self.phi = np.array(centres)

@@ -91,27 +91,8 @@ def _sum_dtype(valid_range, n_values: int) -> tuple[type, type]:
     return np.int64, np.float64
 
 
-def add_block(
-    block: np.ndarray,
-    f_bins: np.ndarray,
-    y_bins: np.ndarray,
-    x_edges: np.ndarray,
-    valid_range: tuple[int, int] | None,
-    sums,
-    keep: np.ndarray | None = None,
-) -> None:
-    """Add a block's valid counts into ``sums``: the numpy twin of :func:`bin_block`.
-
-    Args:
-        block: int32 counts (n, rows, nx), full width.
-        f_bins: frame bin of each frame of the block (in runs; a bin may recur, as in a
-            grid split by frame parity).
-        y_bins: row bin of each row of the block (non-decreasing).
-        x_edges: column bin edges (nbx + 1), mdx2's sections.
-        valid_range: inclusive (min, max) of counts that take part, or None.
-        sums: accumulator for the whole map (updated in place).
-        keep: optional bool array like ``block``, False = left out.
-    """
+def add_block(block, f_bins, y_bins, x_edges, valid_range, sums, keep=None) -> None:
+    """The numpy twin of :func:`bin_block` (same arguments, same sums)."""
     n, rows, _ = block.shape
     x_sizes = np.diff(x_edges)
     valid = valid_mask(block, valid_range)
@@ -143,6 +124,21 @@ def add_block(
             target[f, yi, :] += part[r]
 
 
+def _bin_target(y_bins, x_edges, valid_range, sums) -> tuple[tuple, tuple]:
+    """The arguments every C bin kernel ends with: row bins, column edges, map size,
+    valid bounds and the three sums. Returns ``(held, arguments)``: keep ``held``
+    (the index arrays whose addresses C reads) until the call returns."""
+    y_bins, x_edges = lib.index(y_bins), lib.index(x_edges)
+    vlo, vhi = lib.valid_bounds(valid_range)
+    total, count, total_sq = sums.total, sums.count, sums.total_sq
+    p = lib.ptr
+    arguments = (
+        p(y_bins), p(x_edges), total.shape[1], total.shape[2], vlo, vhi, p(total), p(count),
+        p(total_sq),
+    )  # fmt: skip
+    return (y_bins, x_edges), arguments
+
+
 def bin_block(
     block: np.ndarray,
     f_bins: np.ndarray,
@@ -159,8 +155,9 @@ def bin_block(
 
     Args:
         block: int32 masked counts (nf, rows, nx), full width.
-        f_bins: frame bin of each of the block's frames.
-        y_bins: row bin of each of its rows.
+        f_bins: frame bin of each of the block's frames (in runs; a bin may recur,
+            as in a grid split by frame parity).
+        y_bins: row bin of each of its rows (non-decreasing).
         x_edges: column bin edges (nbx + 1).
         valid_range: inclusive range of counts that take part, or None.
         sums: ``total``, ``count`` (int64) and ``total_sq`` (float64), (nphi, nby, nbx).
@@ -171,14 +168,9 @@ def bin_block(
         add_block(block, f_bins, y_bins, x_edges, valid_range, sums, keep)
         return
     nf, rows, nx = block.shape
-    f_bins, y_bins, x_edges = lib.index(f_bins), lib.index(y_bins), lib.index(x_edges)
-    vlo, vhi = lib.valid_bounds(valid_range)
-    total, count, total_sq = sums.total, sums.count, sums.total_sq
-    p = lib.ptr
-    c.mdx_bin_block(
-        p(block), nf, rows, nx, p(f_bins), p(y_bins), p(x_edges), total.shape[1], total.shape[2],
-        vlo, vhi, p(total), p(count), p(total_sq),
-    )  # fmt: skip
+    f_bins = lib.index(f_bins)
+    held, target = _bin_target(y_bins, x_edges, valid_range, sums)
+    c.mdx_bin_block(lib.ptr(block), nf, rows, nx, lib.ptr(f_bins), *target)
 
 
 def bin_raw_frame(
@@ -202,14 +194,10 @@ def bin_raw_frame(
     if c is not None and lib.takes_frame(raw, static_valid, extra_valid):
         ny, nx = raw.shape
         lo, hi = integer_bounds(trusted_range, raw.dtype)
-        vlo, vhi = lib.valid_bounds(valid_range)
-        y_bins, x_edges = lib.index(y_bins), lib.index(x_edges)
-        total, count, total_sq = sums.total, sums.count, sums.total_sq
-        p = lib.ptr
+        held, target = _bin_target(y_bins, x_edges, valid_range, sums)
         n_dynamic = c.mdx_bin_raw_frame(
-            p(raw), p(static_valid), ny, nx, lo, hi, int(f_bin), p(y_bins), p(x_edges),
-            total.shape[1], total.shape[2], vlo, vhi, p(total), p(count), p(total_sq),
-        )  # fmt: skip
+            lib.ptr(raw), lib.ptr(static_valid), ny, nx, lo, hi, int(f_bin), *target
+        )
         if n_dynamic >= 0:  # -1: out of memory, nothing added
             return int(n_dynamic)
     # Mask (in C where it can), then bin the masked frame (in C where it can).
@@ -247,15 +235,11 @@ def bslz4_bin_frame(
         )
     ny, nx = static_valid.shape
     lo, hi = integer_bounds(trusted_range, np.dtype(np.int32))
-    vlo, vhi = lib.valid_bounds(valid_range)
-    y_bins, x_edges = lib.index(y_bins), lib.index(x_edges)
-    total, count, total_sq = sums.total, sums.count, sums.total_sq
+    held, target = _bin_target(y_bins, x_edges, valid_range, sums)
     source = np.frombuffer(chunk, dtype=np.uint8)
-    p = lib.ptr
     n_dynamic = lib.library().mdx_bslz4_bin_frame(
-        p(source), source.size, int(top), p(static_valid), ny, nx, lo, hi, int(f_bin),
-        p(y_bins), p(x_edges), total.shape[1], total.shape[2], vlo, vhi, p(total), p(count),
-        p(total_sq),
+        lib.ptr(source), source.size, int(top), lib.ptr(static_valid), ny, nx, lo, hi,
+        int(f_bin), *target,
     )  # fmt: skip
     if n_dynamic < 0:
         raise bslz4_error(n_dynamic)
