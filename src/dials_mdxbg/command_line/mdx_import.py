@@ -73,7 +73,7 @@ output {
             "<data>_parts/, joined by a virtual dataset with relative paths"
             "(mdx2's datastore layout, but movable)."
 }
-include scope dials_mdxbg.encode.phil.phil_scope
+include scope dials_mdxbg.series.phil.phil_scope
 include scope dials_mdxbg.frames.phil.phil_scope
 include scope dials_mdxbg.jobs.phil.phil_scope
 """,

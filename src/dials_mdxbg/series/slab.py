@@ -76,7 +76,7 @@ class SlabEncoder:
         )
 
     def add_raw(self, frame) -> None:
-        """Queue one raw frame (a :class:`dials_mdxbg.frames.source.RawFrame`).
+        """Queue one raw frame (a :class:`dials_mdxbg.frames.raw_frame.RawFrame`).
 
         A frame that can be decoded a band at a time (Eiger chunks) is encoded
         band by band, each task decoding its own rows. Another frame still in
