@@ -60,7 +60,7 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
     from dxtbx import flumpy
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    from dials_mdxbg.native.backend import backend
+    from dials_mdxbg.native.chunk_codec import encode_tiles
     from dials_mdxbg.util.startup import load_hdf5_filters
 
     load_hdf5_filters()  # Eiger bitshuffle/LZ4, as the commands do
@@ -77,7 +77,7 @@ def read_and_deflate(expt: str, chunks: tuple[int, int] = (211, 493)) -> dict:
             tiles = np.array(grid, dtype=np.int64)
             valid = np.ones(frame.shape, dtype=bool)
         t1 = time.perf_counter()
-        backend().encode_tiles(frame, valid, (-1.0, 1e6), chunks, tiles, 1)
+        encode_tiles(frame, valid, (-1.0, 1e6), chunks, tiles, 1)
         t_deflate += time.perf_counter() - t1
     result = {"frames": len(imageset), "read_s": t_read, "mask_deflate_s": t_deflate}
     result.update(read_direct(imageset))
@@ -123,8 +123,7 @@ def inflate(series: str) -> dict:
     import h5py
     import numpy as np
 
-    from dials_mdxbg.encode.codec import _deflate
-    from dials_mdxbg.native.backend import backend
+    from dials_mdxbg.native.chunk_codec import _deflate, decode_chunk_into
 
     with h5py.File(series, "r") as f:
         d = f["entry/image_series/data"]
@@ -142,9 +141,8 @@ def inflate(series: str) -> dict:
         _deflate.decompress(payload)
     t_isal = time.perf_counter() - t0
     t0 = time.perf_counter()
-    kernels = backend()
     for x0, payload in payloads:
-        kernels.decode_chunk_into(payload, (cf, cy, cx), block, x0)
+        decode_chunk_into(payload, (cf, cy, cx), block, x0)
     t_libdeflate = time.perf_counter() - t0
     return {"inflate_isal_s": t_isal, "inflate_libdeflate_into_block_s": t_libdeflate}
 

@@ -60,8 +60,8 @@ if [[ ! -e "$STAMP" ]]; then
         | grep -v "^WARNING: Location" || true
     "$PY" -c "import dials_mdxbg, isal, hdf5plugin, distributed" \
         || { say "install failed"; exit 1; }
-    "$PY" -c "from dials_mdxbg.native.backend import backend as b
-assert b().name == 'compiled' and b().has_encoder and b().has_decoder and b().has_bslz4" \
+    "$PY" -c "from dials_mdxbg.native import lib
+assert lib.loaded() and all(lib.has(f) for f in ('encoder', 'decoder', 'bslz4'))" \
         || say "warning: C kernels not (fully) built (gcc, libisal-dev, libdeflate-dev, liblz4-dev?): slower"
     touch "$STAMP"
 fi

@@ -11,11 +11,11 @@ import pytest
 from dxtbx.model.experiment_list import ExperimentListFactory
 
 from conftest import read_binned, run
-from dials_mdxbg.binning.blocks import bin_blocks, frame_tasks, series_tasks
+from dials_mdxbg.binning.blocks import bin_blocks
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 from dials_mdxbg.output.binned import write_binned
-from dials_mdxbg.series.reader import ImageSeriesReader
+from dials_mdxbg.series.reader import ImageSeriesReader, series_tasks
 
 
 def assert_same_map(ours: dict, theirs: dict) -> None:
@@ -78,7 +78,7 @@ def test_equal_to_mdx2(sweep, mdx2_import, our_import, tmp_path, bins, valid):
 def test_one_step_equals_two_step_bit_for_bit(sweep, our_import):
     with ImageSeriesReader(our_import) as reader:
         two = bin_blocks(series_tasks(reader), reader.axes, BinOptions((4, 20, 20), (0, 200)))
-    from dials_mdxbg.frames.source import frame_source
+    from dials_mdxbg.frames.source import frame_source, frame_tasks
 
     source = frame_source(ExperimentListFactory.from_json_file(str(sweep)))
     one = bin_blocks(frame_tasks(source), source.axes, BinOptions((4, 20, 20), (0, 200)), nproc=2)

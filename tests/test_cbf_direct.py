@@ -20,7 +20,8 @@ from conftest import read_series, run
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.source import frame_source
-from dials_mdxbg.native.backend import NumpyBackend, backend
+from dials_mdxbg.native import lib
+from kernel_twins import COMPILED, REFERENCE
 from realdata import REALDATA, needs_realdata
 
 
@@ -55,9 +56,9 @@ DECODERS = ["compiled", "numpy"]
 
 
 def decoder(kind: str):
-    if kind == "compiled" and backend().name != "compiled":
+    if kind == "compiled" and not lib.loaded():
         pytest.skip("C kernels not built")
-    return backend() if kind == "compiled" else NumpyBackend()
+    return COMPILED if kind == "compiled" else REFERENCE
 
 
 # ---- the decoder ------------------------------------------------------------------------

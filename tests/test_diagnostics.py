@@ -7,6 +7,7 @@ background (``expected_counts``) is the oracle for the map's true error.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 
@@ -15,13 +16,14 @@ import numpy as np
 import pytest
 
 from conftest import read_binned, run
-from dials_mdxbg.binning import diagnostics as d
+from dials_mdxbg.binning import quality, stencil
 from dials_mdxbg.binning.auto import MultiBinner, candidate_bins
 from dials_mdxbg.binning.blocks import block_sums, run_blocks
-from dials_mdxbg.binning.diagnostics import ParityGrid, merge_parities
 from dials_mdxbg.binning.fill import fill_empty
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
+from dials_mdxbg.binning.parity import ParityGrid, merge_parities
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.native import moment_kernels
 from dials_mdxbg.testing.pilatus import SweepSpec, expected_counts, make_background_sweep
 from dials_mdxbg.testing.truth import TRUTH_SWEEPS
 
@@ -59,12 +61,12 @@ CASES = [
 def test_nan_stencil_is_mdx2s(case):
     """A pixel's background is NaN exactly when a corner of its cell is NaN (every pixel)."""
     phi, iy, ix, pc, yc, xc, sig, _ = _case(**case)
-    yc_, _ = d.axis_cells(iy, yc)
-    xc_, _ = d.axis_cells(ix, xc)
-    pcell, _ = d.axis_cells(phi, pc)
+    yc_, _ = stencil.axis_cells(iy, yc)
+    xc_, _ = stencil.axis_cells(ix, xc)
+    pcell, _ = stencil.axis_cells(phi, pc)
     for k, p in enumerate(phi):
         b = _mdx2_background(pc, yc, xc, sig, p, len(iy), len(ix))
-        mine = d.poisoned_cells(sig, int(pcell[k]))[yc_][:, xc_]
+        mine = stencil.poisoned_cells(sig, int(pcell[k]))[yc_][:, xc_]
         assert (mine == np.isnan(b)).all()
 
 
@@ -73,7 +75,7 @@ def test_nan_stencil_is_mdx2s(case):
 def test_score_is_the_squared_error_of_interp3(case, valid_range):
     """Cell moments (C and numpy) + score = sums over pixels with mdx2's interp3 predictions."""
     phi, iy, ix, pc, yc, xc, sig, rng = _case(**case, nan_frac=0.05)
-    grid = d.CellGrid.make(len(iy), len(ix), yc, xc)
+    grid = stencil.CellGrid.make(len(iy), len(ix), yc, xc)
     runs = grid.runs
     for a, b, cell, alpha, beta in zip(
         runs.edges[:-1], runs.edges[1:], runs.cell, runs.alpha, runs.beta
@@ -88,18 +90,19 @@ def test_score_is_the_squared_error_of_interp3(case, valid_range):
         if valid_range:
             valid &= (counts >= valid_range[0]) & (counts <= valid_range[1])
         t = 0.7 + 0.1 * k
-        fast = np.zeros((*grid.shape, d.N_MOMENTS))
+        fast = np.zeros((*grid.shape, moment_kernels.N_MOMENTS))
         half = len(iy) // 2  # two row blocks add up
-        d.cell_moments(counts[:half], [grid], [fast], valid_range, keep[:half], 0)
-        d.cell_moments(counts[half:], [grid], [fast], valid_range, keep[half:], half)
-        ref = d.cell_moments_reference(counts, valid, grid)
+        moment_kernels.cell_moments(counts[:half], [grid], [fast], valid_range, keep[:half], 0)
+        moment_kernels.cell_moments(counts[half:], [grid], [fast], valid_range, keep[half:], half)
+        ref = moment_kernels.cell_moments_reference(counts, valid, grid)
         np.testing.assert_allclose(fast, ref, rtol=1e-10, atol=1e-8)
-        cell, w = d.axis_cells(phi[k : k + 1], pc)
+        cell, w = stencil.axis_cells(phi[k : k + 1], pc)
         j, w = int(cell[0]), float(w[0])
         plane = (1 - w) * sig[j] + (w * sig[j + 1] if j + 1 < len(pc) else 0.0)
-        got = np.zeros(d.N_SCORE)
-        d.score_cells(fast, plane, grid.cells, t, got)
-        np.testing.assert_allclose(got, d.score_cells_reference(ref, plane, grid.cells, t), 1e-9)
+        got = np.zeros(moment_kernels.N_SCORE)
+        moment_kernels.score_cells(fast, plane, grid.cells, t, got)
+        expected = moment_kernels.score_cells_reference(ref, plane, grid.cells, t)
+        np.testing.assert_allclose(got, expected, 1e-9)
         b = _mdx2_background(pc, yc, xc, sig, phi[k], len(iy), len(ix))
         ok = valid & np.isfinite(b)
         r = counts / t
@@ -130,12 +133,12 @@ def test_dispersion_from_sums():
     block[:, :20, :30] = rng.poisson(5, (4, 20, 30)) * 6  # over-dispersed corner
     grid = BinGrid(block.shape, (2, 20, 30))
     sums = block_sums([(0, 0, lambda: block)], grid)
-    vmr = d.dispersion(sums)
+    vmr = quality.dispersion(sums)
     for k, j, i in np.ndindex(vmr.shape):
         cell = block[2 * k : 2 * k + 2, 20 * j : 20 * j + 20, 30 * i : 30 * i + 30].astype(float)
         assert vmr[k, j, i] == pytest.approx(cell.var(ddof=1) / cell.mean(), rel=1e-10)
     assert vmr[:, 0, 0].min() > 4 and np.median(vmr) < 1.3
-    summary = d.dispersion_summary(vmr, (np.arange(2.0), np.arange(2.0), np.arange(2.0)), 2.0)
+    summary = quality.dispersion_summary(vmr, (np.arange(2.0), np.arange(2.0), np.arange(2.0)), 2.0)
     assert summary["worst"][0]["dispersion"] == pytest.approx(np.nanmax(vmr))
     assert summary["fraction_above"] == pytest.approx(np.mean(vmr > 2))
 
@@ -482,11 +485,14 @@ def test_auto_beats_the_tutorial_on_the_true_error(name, tmp_path):
 def _auto_both(src, options, nproc, monkeypatch, window):
     """bins=auto streamed (windows of ``window`` frames) and held in memory."""
     import dials_mdxbg.jobs.bin_background as job
+    from auto_reference import bin_auto_in_memory
+    from dials_mdxbg.binning import search
 
-    monkeypatch.setattr(job, "AUTO_WINDOW_FRAMES", window)
+    monkeypatch.setattr(search, "AUTO_WINDOW_FRAMES", window)
     streamed = job.bin_background(src, options, nproc)
     with src.open() as opened:
-        held = job._bin_auto_in_memory(opened, options, nproc)
+        rebin = functools.partial(job._bin_chosen, opened, options, nproc=nproc)
+        held = bin_auto_in_memory(opened, options, nproc, rebin)
     return streamed, held
 
 

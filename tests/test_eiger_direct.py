@@ -20,8 +20,10 @@ from conftest import read_binned, read_series, run
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.frames.source import frame_source
-from dials_mdxbg.native.backend import NumpyBackend, backend
+from dials_mdxbg.native import lib
+from dials_mdxbg.native.detector_codecs import bslz4_decode, has_c_bslz4
 from dials_mdxbg.testing.eiger import write_nxmx_sweep
+from kernel_twins import COMPILED, REFERENCE
 from realdata import realdata_file
 
 hdf5plugin = pytest.importorskip("hdf5plugin")
@@ -35,7 +37,7 @@ SPLIT = {
     "n_overload": 8,
     "saturation_value": 30000,
 }
-needs_c = pytest.mark.skipif(not backend().has_bslz4, reason="C decoder not built (liblz4)")
+needs_c = pytest.mark.skipif(not has_c_bslz4(), reason="C decoder not built (liblz4)")
 
 
 def load(master: Path):
@@ -77,10 +79,10 @@ def lz4_decoder(kind: str):
     """The numpy reference (needs the lz4 package) or the C backend (needs liblz4)."""
     if kind == "numpy":
         pytest.importorskip("lz4.block")
-        return NumpyBackend()
-    if not backend().has_bslz4:
+        return REFERENCE
+    if not has_c_bslz4():
         pytest.skip("C decoder not built (liblz4)")
-    return backend()
+    return COMPILED
 
 
 @pytest.mark.parametrize("kind", ["avx2-if-cpu", "portable", "numpy"])
@@ -160,9 +162,9 @@ def test_decoder_rejects_a_truncated_or_wrong_sized_chunk(tmp_path):
         )  # fmt: skip
         _, chunk = d.id.read_direct_chunk((0, 0, 0))
     with pytest.raises(ValueError, match="truncated|corrupt"):
-        backend().bslz4_decode(chunk[: len(chunk) // 2], (64, 64), np.uint32)
+        bslz4_decode(chunk[: len(chunk) // 2], (64, 64), np.uint32)
     with pytest.raises(ValueError, match="size"):
-        backend().bslz4_decode(chunk, (64, 63), np.uint32)
+        bslz4_decode(chunk, (64, 63), np.uint32)
 
 
 # ---- the pixels dxtbx gives -------------------------------------------------------------
@@ -209,7 +211,8 @@ def test_direct_reader_follows_imageset_slices(split):
 def test_fallback_without_c_decoder_gives_the_same_pixels(split, monkeypatch):
     iset = load(split["vds"]).imagesets()[0]
     fast = direct_frames(iset)
-    monkeypatch.setattr(backend(), "has_bslz4", False)
+    has = lib.has
+    monkeypatch.setattr(lib, "has", lambda feature: feature != "bslz4" and has(feature))
     slow = direct_frames(iset)
     for a, b, c in zip(fast, slow, dxtbx_frames(iset)):
         assert np.array_equal(a, b) and np.array_equal(a, c)

@@ -1,4 +1,4 @@
-"""The native backend: C prototypes against their ctypes declarations, selection, delegation."""
+"""The native kernels: C prototypes against their ctypes declarations, selection, delegation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 
 from dials_mdxbg.binning import grid as bgrid
 from dials_mdxbg.binning import sums as bsums
-from dials_mdxbg.native import backend as native
+from dials_mdxbg.native import lib as native
+from kernel_twins import REFERENCE
+from kernel_twins import compiled as compiled_kernels
 
 # C types of mdxbg_kernels.h and the ctypes type each must be declared with.
 _C_TYPES = {
@@ -96,21 +98,22 @@ def test_the_check_catches_each_kind_of_disagreement():
 
 
 def test_the_backend_is_chosen_once(monkeypatch):
-    native.backend.cache_clear()
+    native.library.cache_clear()
     try:
         monkeypatch.delenv("DIALS_MDXBG_PURE_NUMPY", raising=False)
-        chosen = native.backend()
-        assert isinstance(chosen, native.CompiledBackend) and native.backend() is chosen
-        # The flags are answered at load time, from the library itself.
-        assert chosen.has_encoder == bool(chosen._lib.mdx_have_isal())
-        assert chosen.has_decoder == bool(chosen._lib.mdx_have_libdeflate())
+        chosen = native.library()
+        assert isinstance(chosen, ctypes.CDLL) and native.library() is chosen
+        assert native.loaded() and native.name() == "compiled"
+        # The flags are answered from the library itself.
+        assert native.has("encoder") == bool(chosen.mdx_have_isal())
+        assert native.has("decoder") == bool(chosen.mdx_have_libdeflate())
         monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
-        assert native.backend() is chosen  # cached: the environment is read once
-        native.backend.cache_clear()
-        assert type(native.backend()) is native.NumpyBackend
-        assert not native.backend().has_encoder and not native.backend().has_decoder
+        assert native.library() is chosen  # cached: the environment is read once
+        native.library.cache_clear()
+        assert native.library() is None and native.name() == "numpy"
+        assert not native.has("encoder") and not native.has("decoder")
     finally:
-        native.backend.cache_clear()
+        native.library.cache_clear()
 
 
 def _frame(seed: int, shape=(45, 61)):
@@ -130,8 +133,7 @@ def _same_sums(a: bsums.BinSums, b: bsums.BinSums) -> bool:
 @pytest.mark.parametrize("case", ["float", "shadow", "strided", "int16"])
 def test_the_compiled_backend_hands_what_it_cannot_take_to_the_reference(case):
     """Inputs the C kernels refuse give the reference's results, through the same call."""
-    compiled, reference = native.CompiledBackend.load(), native.NumpyBackend()
-    assert compiled is not None
+    compiled, reference = compiled_kernels(), REFERENCE
     raw, static, shadow = _frame(1)
     trusted = (-1.0, 1048500.0)
     extra = None
@@ -174,7 +176,7 @@ def test_the_compiled_backend_hands_what_it_cannot_take_to_the_reference(case):
 
 def test_blocks_the_bin_kernel_refuses_are_binned_by_the_reference():
     """A strided block, or one with pixels to leave out, still gives the reference sums."""
-    compiled, reference = native.CompiledBackend.load(), native.NumpyBackend()
+    compiled, reference = compiled_kernels(), REFERENCE
     rng = np.random.default_rng(4)
     block = rng.integers(-1, 90, (6, 40, 50)).astype(np.int32)
     keep = rng.random(block.shape) > 0.2

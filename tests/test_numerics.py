@@ -8,8 +8,11 @@ import pytest
 
 from dials_mdxbg.binning import grid as bgrid
 from dials_mdxbg.binning import sums as bsums
-from dials_mdxbg.encode import codec
-from dials_mdxbg.frames.masking import apply_mask, rectangles_mask, valid_pixels
+from dials_mdxbg.frames.masking import rectangles_mask
+from dials_mdxbg.native import chunk_codec as codec
+from dials_mdxbg.native.bin_kernels import valid_mask
+from dials_mdxbg.native.mask_kernels import apply_mask, valid_pixels
+from kernel_twins import COMPILED
 
 
 def reference_bin(data, bins, valid_range=None, excluded=None, times=None):
@@ -96,14 +99,14 @@ def test_sections_match_array_split():
 @pytest.fixture(params=["compiled", "numpy"])
 def kernel_path(request, monkeypatch):
     """Run a test with the C kernels and again with the numpy reference."""
-    from dials_mdxbg.native.backend import backend
+    from dials_mdxbg.native import lib
 
-    backend.cache_clear()
+    lib.library.cache_clear()
     if request.param == "numpy":
         monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
-    assert backend().name == request.param  # the selection the test is about
+    assert lib.name() == request.param  # the selection the test is about
     yield request.param
-    backend.cache_clear()
+    lib.library.cache_clear()
 
 
 @pytest.mark.parametrize("bins", [(3, 10, 10), (4, 7, 11), (9, 37, 53), (1, 1, 1), (2, 50, 3)])
@@ -118,7 +121,7 @@ def test_binning_equals_masked_mean(bins, valid_range, kernel_path):
     expected = reference_bin(data, bins, valid_range, times=times)
     assert np.array_equal(np.isnan(signal), np.isnan(expected))
     np.testing.assert_allclose(signal, expected, rtol=1e-12, atol=0)
-    assert count.sum() == bsums.valid_mask(data, valid_range).sum()
+    assert count.sum() == valid_mask(data, valid_range).sum()
 
 
 def test_partition_does_not_change_the_result(kernel_path):
@@ -191,11 +194,11 @@ def test_frame_by_frame_pieces_join_into_one_hdf5_chunk(tmp_path):
 
 @pytest.mark.parametrize("trusted", [(-1.0, 1048500.0), (0.5, 30.5), (-np.inf, np.inf)])
 def test_compiled_kernels_equal_numpy_reference(monkeypatch, trusted):
-    from dials_mdxbg.native.backend import backend
+    from dials_mdxbg.native import lib
 
-    backend.cache_clear()
-    kernels = backend()
-    assert kernels.name == "compiled"
+    lib.library.cache_clear()
+    assert lib.name() == "compiled"
+    kernels = COMPILED
     rng = np.random.default_rng(7)
     raw = rng.integers(-3, 40, (57, 83)).astype(np.int32)
     raw[3, 4] = 1048500
@@ -206,30 +209,30 @@ def test_compiled_kernels_equal_numpy_reference(monkeypatch, trusted):
     assert np.array_equal(fast, ref) and fast_n == ref_n == planes_n
     assert np.array_equal(planes.reshape(-1), codec.shuffle(ref))
     # The numpy reference gives the same bytes.
-    backend.cache_clear()
+    lib.library.cache_clear()
     monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
     try:
-        assert backend().name == "numpy"
-        slow_planes, _ = backend().mask_to_planes(raw, static, trusted)
+        assert lib.name() == "numpy"
+        slow_planes, _ = COMPILED.mask_to_planes(raw, static, trusted)
         assert np.array_equal(slow_planes, planes)
     finally:
-        backend.cache_clear()
+        lib.library.cache_clear()
 
 
 def test_c_kernels_are_built_and_used():
     """The install builds the C kernels; without them every 'compiled' test would be numpy."""
-    from dials_mdxbg.native.backend import backend
+    from dials_mdxbg.native import lib
 
-    backend.cache_clear()
-    assert backend().name == "compiled"
-    assert backend().has_encoder and backend().has_decoder
+    lib.library.cache_clear()
+    assert lib.name() == "compiled"
+    assert lib.has("encoder") and lib.has("decoder")
 
 
 @pytest.mark.parametrize("trusted", [(-1.0, 1048500.0), (0.5, 30.5), (20.0, 10.0)])
 @pytest.mark.parametrize("valid_range", [None, (0, 200), (15, 25), (-3, 30)])
 def test_binning_raw_frames_equals_mask_then_bin(trusted, valid_range, kernel_path):
     """One-pass mask+bin of raw frames gives the sums of masking, then binning."""
-    from dials_mdxbg.frames.source import RawFrame
+    from dials_mdxbg.frames.raw_frame import RawFrame
 
     rng = np.random.default_rng(11)
     raw = rng.integers(-3, 40, (5, 37, 53)).astype(np.int32)
@@ -262,9 +265,8 @@ def test_chunks_decode_straight_into_a_block(edge, kernel_path):
     """In-place decoding (libdeflate or inflate + C unshuffle) equals decode_chunk + copy."""
     from isal import isal_zlib
 
-    from dials_mdxbg.native.backend import backend
 
-    kernels = backend()
+    kernels = COMPILED
     rng = np.random.default_rng(3)
     shape = (4, 30, 40)
     chunk = rng.integers(-1, 70000, shape).astype(np.int32)
@@ -295,10 +297,9 @@ def test_c_encoder_gives_the_pieces_of_the_planes_path(chunk_yx, kernel_path):
     """encode_tiles: the same data, piece by piece, as mask_to_planes + encode_segment."""
     import zlib
 
-    from dials_mdxbg.native.backend import backend
 
-    kernels = backend()
-    assert kernels.has_encoder == (kernel_path == "compiled")
+    kernels = COMPILED
+    assert codec.has_c_encoder() == (kernel_path == "compiled")
     rng = np.random.default_rng(5)
     raw = rng.poisson(20, (70, 95)).astype(np.int32)
     raw[3, :] = 1048600  # above the trusted range

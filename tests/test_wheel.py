@@ -151,12 +151,12 @@ def test_both_commands_from_the_installed_wheel(installed, small_sweep, tmp_path
     assert where.startswith(str(venv)), where  # not the checkout
     # README's check of the kernels, as a user runs it.
     chosen = _sh(
-        [py, "-c", "from dials_mdxbg.native.backend import backend; print(backend())"],
+        [py, "-c", "from dials_mdxbg.native import lib; print(lib.describe())"],
         tmp_path,
         env,
     ).stdout.strip()
-    full = "CompiledBackend(encoder=True, decoder=True, bslz4=True)"
-    expected = full if built else "NumpyBackend("
+    full = "compiled(encoder=True, decoder=True, bslz4=True)"
+    expected = full if built else "numpy"
     assert chosen.startswith(expected), chosen
     # A small sweep made by this checkout's generator (test tooling, not part of
     # the install), processed from another directory by the installed commands.

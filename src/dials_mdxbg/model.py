@@ -7,7 +7,9 @@ for invalid pixels, plus its :class:`SeriesAxes`; binning turns it into a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -32,6 +34,55 @@ class SeriesAxes:
     def frames(self, start: int, stop: int) -> SeriesAxes:
         """The axes of frames [start, stop)."""
         return SeriesAxes(self.phi[start:stop], self.iy, self.ix, self.exposure_times[start:stop])
+
+
+def check_exposure_times(times: np.ndarray, first_image: int, what: str) -> None:
+    """Refuse exposure times that would make counts/s inf, negative or NaN (or NaN-free).
+
+    Raises:
+        InputError: naming the first offending images (1-based numbers).
+    """
+    from dials_mdxbg.errors import InputError  # libtbx: only when it is needed
+
+    times = np.asarray(times, dtype=np.float64)
+    bad = np.flatnonzero(~(np.isfinite(times) & (times > 0)))
+    if bad.size:
+        shown = ", ".join(f"{first_image + i} ({times[i]:g})" for i in bad[:5])
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+        raise InputError(
+            f"{what}: exposure times must be positive and finite, but image(s) {shown}{more} "
+            "are not; fix the exposure times (counts/s would be wrong)"
+        )
+
+
+class MaskableFrame(Protocol):
+    """One frame not yet masked, as the frames layer hands it to binning.
+
+    Binning works on arrays; a frame read from a detector file masks itself
+    (and, from a direct reader, can decode and bin in one C pass), so binning
+    never needs to know where it came from.
+    """
+
+    def masked(self) -> tuple[np.ndarray, int]:
+        """The masked int32 frame (ny, nx) and how many pixels the per-frame mask masked."""
+
+    def masked_slabs(self, rows: int = 256) -> Iterator[np.ndarray]:
+        """The masked frame, ``rows`` rows at a time."""
+
+    def bin_into(self, sums, grid, frame: int, valid_range) -> int:
+        """Mask and add this frame (number ``frame``) into ``sums`` on ``grid`` in one pass."""
+
+
+# (frame0, row0, loader): the loader returns an int32 block (frames, rows, nx), or
+# a MaskableFrame (one frame, not yet masked) when binning straight from frames.
+BlockTask = tuple[int, int, Callable[[], "np.ndarray | MaskableFrame"]]
+
+
+def as_block(block: np.ndarray | MaskableFrame) -> np.ndarray:
+    """A block of masked counts (frames, rows, nx): an array as it is, a frame masked."""
+    if isinstance(block, np.ndarray):
+        return block
+    return block.masked()[0][np.newaxis]
 
 
 @dataclass

@@ -5,7 +5,7 @@ and ``pixels`` (square bins, y = x) from another. One pass bins each frame
 once on the *fine grid*: per axis the union of every candidate's section edges
 (mdx2's rule), so each candidate's bin is an exact union of fine cells. The
 fine sums (exact integers) are then added up into each candidate's bins, split
-by frame parity (:class:`~dials_mdxbg.binning.diagnostics.ParityGrid`), so the
+by frame parity (:class:`~dials_mdxbg.binning.parity.ParityGrid`), so the
 chosen candidate's map is the one ``bins=<chosen>`` gives, to the last bit.
 """
 
@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dials_mdxbg.binning.diagnostics import ParityGrid
 from dials_mdxbg.binning.grid import section_edges
-from dials_mdxbg.binning.sums import BinSums, valid_mask
+from dials_mdxbg.binning.parity import ParityGrid
+from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.model import as_block
+from dials_mdxbg.native.bin_kernels import bin_block
 
 
 def candidate_bins(
@@ -111,44 +113,19 @@ class MultiBinner:
 
     def _fine_sums(self, block, row0, valid_range, excluded) -> BinSums:
         """Exact sums of a block (frames, rows, nx) per frame and fine (y, x) cell."""
-        from dials_mdxbg.native.backend import backend
-
         n, rows, nx = block.shape
         y_fine = self.y.index[row0 : row0 + rows]
         y0 = int(y_fine[0])
         ny_f = int(y_fine[-1]) - y0 + 1
         nx_f = len(self.x.fine_edges) - 1
         out = BinSums.zeros((n, ny_f, nx_f))
-        kernel = backend()
-        # The C kernel takes any column edges; the numpy reference of bin_block
-        # assumes mdx2's sections (two sizes), so the fine grid has its own below.
-        if (
-            excluded is None
-            and kernel.name == "compiled"
-            and block.dtype == np.int32
-            and block.flags.c_contiguous
-        ):
-            kernel.bin_block(block, np.arange(n), y_fine - y0, self.x.fine_edges, valid_range, out)
-            return out
-        valid = valid_mask(block, valid_range, excluded)
-        values = np.where(valid, block, 0).astype(np.int64)
-        y_starts = np.flatnonzero(np.diff(y_fine, prepend=-1))
-        x_starts = self.x.fine_edges[:-1]
-
-        def reduce(a):
-            return np.add.reduceat(np.add.reduceat(a, y_starts, axis=1), x_starts, axis=2)
-
-        out.total += reduce(values)
-        out.count += reduce(valid.astype(np.int64))
-        out.total_sq += reduce(values.astype(np.float64) ** 2)
+        keep = None if excluded is None else ~excluded
+        bin_block(block, np.arange(n), y_fine - y0, self.x.fine_edges, valid_range, out, keep)
         return out
 
     def consume(self, acc: MultiSums, frame0: int, row0: int, block, valid_range, excluded):
         """Add a block into every candidate's parity sums."""
-        from dials_mdxbg.frames.source import RawFrame
-
-        if isinstance(block, RawFrame):
-            block = block.masked()[0][np.newaxis]
+        block = as_block(block)
         n, rows, _ = block.shape
         ex = excluded(frame0, row0, block.shape) if excluded else None
         fine = self._fine_sums(block, row0, valid_range, ex)

@@ -1,4 +1,4 @@
-"""Blocks of counts (from a file or straight from frames) -> bin sums -> map.
+"""Blocks of counts (arrays, or frames that mask themselves) -> bin sums -> map.
 
 Both inputs feed the same block accumulator (:mod:`dials_mdxbg.binning.sums`),
 so binning a file written by dials.mdx_import and binning the frames
@@ -14,19 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from dials_mdxbg.binning.diagnostics import dispersion
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
 from dials_mdxbg.binning.histogram import ValueHistogram, histogram_cap, sampled_frames
 from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.binning.quality import dispersion
 from dials_mdxbg.binning.sums import BinSums, accumulate_block, finalize
-from dials_mdxbg.frames.source import FrameSource, RawFrame
-from dials_mdxbg.model import BinnedMap, SeriesAxes
-from dials_mdxbg.series.reader import ImageSeriesReader
-from dials_mdxbg.util.progress import Progress
-
-# (frame0, row0, loader): the loader returns an int32 block (frames, rows, nx),
-# or a RawFrame (one frame, not yet masked) when binning straight from frames.
-BlockTask = tuple[int, int, Callable[[], np.ndarray]]
+from dials_mdxbg.model import BinnedMap, BlockTask, SeriesAxes, as_block
 
 
 def _reduce(
@@ -126,7 +119,7 @@ def block_sums(
             acc.values.add(block[k], None if ex is None else ex[k])
 
     def consume(acc: BinSums, frame0: int, row0: int, block) -> None:
-        if isinstance(block, RawFrame):
+        if not isinstance(block, np.ndarray):
             # A frame straight from the detector: mask and bin in one pass; a
             # sampled frame's values are counted from its masked rows, a slab
             # at a time (a whole masked 16M frame would be 72 MB more).
@@ -138,7 +131,7 @@ def block_sums(
                         acc.values.add(rows)
                 block.bin_into(acc, grid, frame0, valid_range)
                 return
-            block = block.masked()[0][np.newaxis]
+            block = as_block(block)
         ex = excluded(frame0, row0, block.shape) if excluded else None
         if len(sample):
             count_values(acc, frame0, block, ex)
@@ -227,44 +220,3 @@ def bin_blocks(
         )
 
     return bin_map(sums_for, axes, options)
-
-
-def series_tasks(
-    reader: ImageSeriesReader,
-    progress: Progress | None = None,
-    frame_range: tuple[int, int] | None = None,
-):
-    """Block tasks from an image series file (decoding happens in the workers)."""
-
-    def make() -> Iterator[BlockTask]:
-        last = 0
-        for frame0, row0, load in reader.iter_block_loaders(frame_range):
-            if progress is not None and frame0 > last:
-                progress.update(frame0)
-                last = frame0
-            yield frame0, row0, load
-        if progress is not None:
-            progress.update(reader.shape[0])
-
-    return make
-
-
-def frame_tasks(
-    source: FrameSource,
-    progress: Progress | None = None,
-    frame_range: tuple[int, int] | None = None,
-):
-    """Block tasks straight from frames: read here (dxtbx holds the GIL), mask and
-    reduce in the workers."""
-    start, stop = frame_range or (0, source.n_frames)
-
-    def make() -> Iterator[BlockTask]:
-        for k in range(start, stop):
-            frame = source.read_raw(k)
-            yield k, 0, (lambda f=frame: f)
-            if progress is not None:
-                progress.update(k + 1 - start)
-
-    return make
-
-

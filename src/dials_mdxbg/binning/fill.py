@@ -1,7 +1,7 @@
 """fill_empty: give empty bins a value from their valid neighbours, so mdx2 never sees NaN.
 
 One empty bin makes mdx2.correct's background NaN for every pixel whose
-interpolation stencil touches it (see :mod:`dials_mdxbg.binning.diagnostics`),
+interpolation stencil touches it (see :mod:`dials_mdxbg.binning.stencil`),
 i.e. up to a whole bin around it in phi, y and x. Filling the empty bins
 removes that loss; the filled values are marked in a separate dataset and
 their ``pixel_count`` stays 0.
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.model import BinnedMap
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
@@ -62,3 +64,13 @@ def fill_empty(signal: np.ndarray, empty: np.ndarray) -> np.ndarray:
         near = [int(p[i]) for p, i in ((before, -1), (after, 0)) if p.size]
         out[k] = np.mean([out[p] for p in near], axis=0)
     return out.astype(signal.dtype, copy=False)
+
+
+def fill_map(binned: BinnedMap, options: BinOptions) -> BinnedMap:
+    """fill_empty: fill the empty bins and flag them (pixel_count stays 0)."""
+    if options.fill_empty:
+        empty = binned.count == 0
+        if empty.any():
+            binned.signal = fill_empty(binned.signal, empty)
+        binned.filled = empty
+    return binned

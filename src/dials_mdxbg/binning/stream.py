@@ -24,43 +24,28 @@ import tempfile
 
 import numpy as np
 
-from dials_mdxbg.binning.diagnostics import (
-    N_SCORE,
-    CellGrid,
-    ParityGrid,
-    _Acc,
-    axis_cells,
-    dispersion,
-    score_cells,
-)
 from dials_mdxbg.binning.grid import axis_bin_means
+from dials_mdxbg.binning.heldout import _Acc, frame_cells, plane_rows
+from dials_mdxbg.binning.parity import ParityGrid, parity_bins
+from dials_mdxbg.binning.quality import dispersion
+from dials_mdxbg.binning.stencil import CellGrid, axis_cells
 from dials_mdxbg.binning.sums import BinSums
+from dials_mdxbg.native.moment_kernels import N_SCORE, score_cells
 
 SELECT_CHUNK = 1 << 20
 """Values per chunk when quantiles are selected from a file (8 MB of float64)."""
 
 
 def _plane_rows(planes: dict, n: int, cell: int, weight: float, rows: slice) -> np.ndarray:
-    lower = planes[cell][rows]
-    if cell + 1 < n:
-        # as map_coordinates: weight 0 times NaN is NaN
-        return (1.0 - weight) * lower + weight * planes[cell + 1][rows]
-    return (1.0 - weight) * lower
+    upper = planes[cell + 1][rows] if cell + 1 < n else None
+    return plane_rows(planes[cell][rows], upper, weight)
 
 
 class _Half:
     """One parity's map of a candidate, built plane by plane (phi bins with such frames)."""
 
     def __init__(self, grid: ParityGrid, phi: np.ndarray, times: np.ndarray, parity: int):
-        keep, centres, scale = [], [], []
-        for k in range(grid.out_shape[0] // 2):
-            a, b = grid.phi_bin_frames(k)
-            frames = np.arange(a, b)
-            frames = frames[frames % 2 == parity]
-            if frames.size:
-                keep.append(k)
-                centres.append(phi[frames].mean())
-                scale.append(times[frames].mean())
+        keep, centres, scale = parity_bins(grid, grid.out_shape[0] // 2, phi, times, parity)
         self.keep = np.array(keep, dtype=np.int64)
         self.position = {k: j for j, k in enumerate(keep)}
         self.phi = np.array(centres)
@@ -107,7 +92,7 @@ class _Half:
 class CandidateStream:
     """One candidate of bins=auto, streamed: planes, score sums, spilled sums and dispersion.
 
-    Has what :func:`~dials_mdxbg.binning.diagnostics.consume_for` needs of a
+    Has what :func:`~dials_mdxbg.binning.heldout.consume_for` needs of a
     scorer (``grid``, ``phi_bin``, :meth:`score_frame`).
     """
 
@@ -236,13 +221,8 @@ class CandidateStream:
             del self.full_nan[k]
 
     def score_frame(self, frame: int, moments: np.ndarray, cy: tuple[int, int], acc) -> None:
-        """As :meth:`~dials_mdxbg.binning.diagnostics.MapScorer.score_frame`, from planes."""
-        k = int(self.phi_bin[frame])
-        cy0, cy1 = cy
-        rows = slice(cy0, min(cy1 + 1, self.grid.shape[0]))
-        cells = (cy1 - cy0, self.grid.cells[1])
-        t = float(self.exposure[frame])
-        m = moments[cy0:cy1]
+        """As :meth:`~dials_mdxbg.binning.heldout.MapScorer.score_frame`, from planes."""
+        k, rows, cells, t, m = frame_cells(self, frame, moments, cy)
         if self.fill is None:
             cell, weight = self._full_stencil
             c = int(cell[frame])

@@ -43,7 +43,7 @@ COMMAND = "dials.mdx_import"
 phil_scope = libtbx.phil.parse(
     """
 include scope dials_mdxbg.output.phil.import_scope
-include scope dials_mdxbg.encode.phil.phil_scope
+include scope dials_mdxbg.series.phil.phil_scope
 include scope dials_mdxbg.frames.phil.phil_scope
 include scope dials_mdxbg.jobs.phil.phil_scope
 """,

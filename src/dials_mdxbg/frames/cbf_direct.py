@@ -33,7 +33,7 @@ import numpy as np
 
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.buffers import FrameBuffers
-from dials_mdxbg.native.backend import backend
+from dials_mdxbg.native.detector_codecs import cbf_byte_offset
 
 #: Classes whose ``get_raw_data`` is "``_read_cbf_image()``, cached" for one panel.
 RAW_DATA = frozenset(
@@ -195,7 +195,7 @@ class CBFDirect(FrameBuffers):
         offset = start + len(START_TAG)
         packed = memoryview(content)[offset : offset + header["size"]]
         try:
-            return backend().cbf_byte_offset(packed, shape, out)
+            return cbf_byte_offset(packed, shape, out)
         except ValueError:
             raise InputError(
                 f"cannot read image {frame.path} (truncated or corrupt? its pixel data end "

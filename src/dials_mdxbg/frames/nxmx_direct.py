@@ -38,7 +38,7 @@ import numpy as np
 
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.buffers import FrameBuffers
-from dials_mdxbg.native.backend import backend
+from dials_mdxbg.native.detector_codecs import bslz4_decode, flag_top, has_c_bslz4
 
 logger = logging.getLogger("dials.mdxbg.frames")
 
@@ -177,7 +177,7 @@ class NXmxDirect(FrameBuffers):
         seg, i = self.locate(self.indices[k])
         dset, direct = self._dataset(seg)
         try:
-            if direct and backend().has_bslz4:
+            if direct and has_c_bslz4():
                 mask, chunk = dset.id.read_direct_chunk((i, 0, 0))
                 return EncodedFrame(chunk, not (mask & 1), None, self, i)
             return EncodedFrame(None, False, dset[i], self, i)
@@ -192,7 +192,7 @@ class NXmxDirect(FrameBuffers):
             if target is not None:
                 target = target.view(self.dtype)
             try:
-                raw = backend().bslz4_decode(frame.chunk, self.frame_shape, self.dtype, target)
+                raw = bslz4_decode(frame.chunk, self.frame_shape, self.dtype, target)
             except ValueError as e:
                 raise InputError(f"frame {frame.index} of {self.master}: {e}") from None
         else:
@@ -216,7 +216,7 @@ class NXmxDirect(FrameBuffers):
             and frame.filtered
             and self.window is None
             and self.dtype.itemsize == 4
-            and backend().has_bslz4
+            and has_c_bslz4()
         )
 
     def close(self) -> None:
@@ -238,7 +238,7 @@ def to_dxtbx_int32(raw: np.ndarray, bit_depth: int | None) -> np.ndarray:
     if bit_depth:
         top = 2**31 if bit_depth == 32 else 2**bit_depth
         if top - 2 <= np.iinfo(np.int32).max:  # else no int32 value can equal the flags
-            backend().flag_top(out, top)
+            flag_top(out, top)
     return out
 
 
@@ -317,9 +317,7 @@ def _segments(master: Path, nxdata, n_images: int):
         segments.extend(parts)
         first = sum(s.count for s in segments)
     if first < n_images:
-        raise InputError(
-            f"the data files of {master} hold {first} frames, the scan has {n_images}"
-        )
+        raise InputError(f"the data files of {master} hold {first} frames, the scan has {n_images}")
     return segments, dtype, shape
 
 

@@ -50,7 +50,7 @@ def _check_experiment_list(path: Path) -> None:
     Also refused here, naming the file: a list without experiments, images that
     are not there, and exposure times that would make counts/s wrong.
     """
-    from dials_mdxbg.frames.source import check_exposure_times
+    from dials_mdxbg.model import check_exposure_times
 
     try:
         content = json.loads(path.read_text())

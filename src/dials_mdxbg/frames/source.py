@@ -12,9 +12,7 @@ import json
 import logging
 import os
 import pickle
-import threading
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +22,13 @@ from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.masking import rectangles_mask
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
-from dials_mdxbg.model import SeriesAxes
-from dials_mdxbg.native.backend import backend
+from dials_mdxbg.frames.raw_frame import RawFrame, band_decoder, chunk_binner, pooled_decode
+from dials_mdxbg.model import BlockTask, SeriesAxes, check_exposure_times
+from dials_mdxbg.util.progress import Progress
 from dials_mdxbg.util.startup import load_hdf5_filters
 
 logger = logging.getLogger("dials.mdxbg.frames")
+
 
 def _flex_to_numpy(array) -> np.ndarray:
     """Zero-copy numpy view of a flex array (never modified by us)."""
@@ -134,59 +134,12 @@ class FrameSource:
             return RawFrame(self._raw(index), extra, self.static_valid, self.trusted_range)
         encoded = self.direct.read(index)
         frame = RawFrame(
-            None, extra, self.static_valid, self.trusted_range, _pooled_decode(self.direct, encoded)
+            None, extra, self.static_valid, self.trusted_range, pooled_decode(self.direct, encoded)
         )
         if self.direct.bins_directly(encoded):
-            frame.binner = _chunk_binner(self.direct, encoded)
-            frame.rows = _band_decoder(self.direct, encoded)
+            frame.binner = chunk_binner(self.direct, encoded)
+            frame.rows = band_decoder(self.direct, encoded)
         return frame
-
-
-def _band_decoder(direct: NXmxDirect, encoded) -> Callable:
-    """Decode of a band of rows of one stored frame (see Backend.bslz4_decode_rows)."""
-
-    def rows(row0: int, out: np.ndarray) -> np.ndarray:
-        try:
-            band = backend().bslz4_decode_rows(encoded.chunk, direct.frame_shape, row0, out)
-        except ValueError as e:
-            raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
-        if direct.flag_top:
-            backend().flag_top(band, direct.flag_top)
-        return band
-
-    return rows
-
-
-def _chunk_binner(direct: NXmxDirect, encoded) -> Callable:
-    """Decode-and-bin of one stored frame in one C pass (see Backend.bslz4_bin_frame)."""
-
-    def bin_chunk(frame: RawFrame, sums, grid, k: int, valid_range) -> int:
-        try:
-            return backend().bslz4_bin_frame(
-                encoded.chunk, direct.flag_top, frame.static_valid, frame.trusted_range,
-                grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums,
-            )  # fmt: skip
-        except ValueError as e:
-            raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
-
-    return bin_chunk
-
-
-def _pooled_decode(direct: NXmxDirect | CBFDirect, encoded) -> Callable[[RawFrame], np.ndarray]:
-    """A decoder for one frame that takes a pooled buffer and gives it back with the frame."""
-
-    def decode(frame: RawFrame) -> np.ndarray:
-        buffer = direct.take_buffer()
-        raw = encoded.decode(buffer)
-        if buffer is not None:
-            if raw is buffer or raw.base is buffer:
-                # The frame owns the buffer until it is dropped (its users keep no views).
-                weakref.finalize(frame, direct.give_back, buffer)
-            else:
-                direct.give_back(buffer)
-        return raw
-
-    return decode
 
 
 def _unreadable(path: str, error: Exception) -> str:
@@ -204,109 +157,6 @@ def _unreadable(path: str, error: Exception) -> str:
     if "<" in reason or len(reason) > 120 or not reason:
         reason = "dxtbx cannot decode it"
     return f"cannot read image {path} (truncated or corrupt? {reason}); restore it from the source"
-
-
-def check_exposure_times(times: np.ndarray, first_image: int, what: str) -> None:
-    """Refuse exposure times that would make counts/s inf, negative or NaN (or NaN-free).
-
-    Raises:
-        InputError: naming the first offending images (1-based numbers).
-    """
-    times = np.asarray(times, dtype=np.float64)
-    bad = np.flatnonzero(~(np.isfinite(times) & (times > 0)))
-    if bad.size:
-        shown = ", ".join(f"{first_image + i} ({times[i]:g})" for i in bad[:5])
-        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-        raise InputError(
-            f"{what}: exposure times must be positive and finite, but image(s) {shown}{more} "
-            "are not; fix the exposure times (counts/s would be wrong)"
-        )
-
-
-class RawFrame:
-    """One frame as read, with what masking it needs.
-
-    Reading holds the GIL (dxtbx); masking and binning do not, so the reader
-    hands these to worker threads. A frame read as stored bytes (NXmx, CBF) is
-    decoded on first use of :attr:`raw`, once, in whichever thread asks first.
-
-    Attributes:
-        extra_valid: per-frame validity (goniometer shadow), or None.
-        static_valid: True where a pixel is valid in every frame.
-        trusted_range: the panel's (min, max), exclusive.
-    """
-
-    def __init__(
-        self,
-        raw: np.ndarray | None,
-        extra_valid: np.ndarray | None,
-        static_valid: np.ndarray,
-        trusted_range: tuple[float, float],
-        decode: Callable[[RawFrame], np.ndarray] | None = None,
-    ):
-        self._raw = raw
-        self._decode = decode
-        self._lock = threading.Lock() if raw is None else None
-        # Set for stored frames that can be decoded and binned in one pass, and
-        # decoded a band of rows at a time: ``rows(row0, out)`` -> the band.
-        self.binner: Callable | None = None
-        self.rows: Callable[[int, np.ndarray], np.ndarray] | None = None
-        self.extra_valid = extra_valid
-        self.static_valid = static_valid
-        self.trusted_range = trusted_range
-
-    @property
-    def needs_decode(self) -> bool:
-        """True while the frame is only its stored bytes (see :meth:`prefetch`)."""
-        return self._raw is None
-
-    def prefetch(self) -> None:
-        """Decode now (e.g. in a pool thread, ahead of the tasks that will use the frame)."""
-        _ = self.raw
-
-    @property
-    def raw(self) -> np.ndarray:
-        """The raw counts (int32 for integer detectors), as dxtbx's get_raw_data gives them."""
-        if self._raw is None:
-            with self._lock:
-                if self._raw is None:
-                    self._raw = self._decode(self)
-                    self._decode = None
-        return self._raw
-
-    def masked(self) -> tuple[np.ndarray, int]:
-        """The masked int32 frame and how many pixels the trusted range/shadow masked."""
-        return backend().mask_frame(
-            self.raw, self.static_valid, self.trusted_range, self.extra_valid
-        )
-
-    def masked_slabs(self, rows: int = 256) -> Iterator[np.ndarray]:
-        """The masked frame, ``rows`` rows at a time (as :meth:`masked` gives them)."""
-        for y0 in range(0, self.static_valid.shape[0], rows):
-            window = slice(y0, y0 + rows)
-            extra = None if self.extra_valid is None else self.extra_valid[window]
-            yield backend().mask_frame(
-                self.raw[window], self.static_valid[window], self.trusted_range, extra
-            )[0]
-
-    def bin_into(self, sums, grid, frame: int, valid_range) -> int:
-        """Mask and add this frame (number ``frame``) into ``sums`` in one pass.
-
-        Returns the pixels masked by the trusted range (and the shadow).
-        """
-        if self.binner is not None and self._raw is None and self.extra_valid is None:
-            return self.binner(self, sums, grid, frame, valid_range)
-        return backend().bin_raw_frame(
-            self.raw,
-            self.static_valid,
-            self.trusted_range,
-            self.extra_valid,
-            grid.phi_index[frame],
-            grid.y_index,
-            grid.x_edges,
-            valid_range,
-            sums,
-        )
 
 
 def _load_dials_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -464,14 +314,6 @@ def frame_source_from_json(experiments_json: str, selection: dict) -> FrameSourc
     return frame_source(experiments, **selection)
 
 
-def with_imageset(path: str | Path | None, index: int | None) -> Path | None:
-    """``bkg.nxs`` -> ``bkg_imageset2.nxs`` (unchanged when ``index`` is None)."""
-    if path is None or index is None:
-        return Path(path) if path else None
-    path = Path(path)
-    return path.with_name(f"{path.stem}_imageset{index}{path.suffix}")
-
-
 def selections(experiments, sel) -> list[tuple[dict, int | None]]:
     """The imagesets to process, as ``frame_source`` keyword sets and output indices.
 
@@ -502,3 +344,22 @@ def _format_masker(iset):
     except Exception as e:  # formats without shadow models raise assorted errors
         logger.debug("No goniometer shadow masker: %s", e)
         return None
+
+
+def frame_tasks(
+    source: FrameSource,
+    progress: Progress | None = None,
+    frame_range: tuple[int, int] | None = None,
+):
+    """Block tasks straight from frames: read here (dxtbx holds the GIL), mask and
+    reduce in the workers."""
+    start, stop = frame_range or (0, source.n_frames)
+
+    def make() -> Iterator[BlockTask]:
+        for k in range(start, stop):
+            frame = source.read_raw(k)
+            yield k, 0, (lambda f=frame: f)
+            if progress is not None:
+                progress.update(k + 1 - start)
+
+    return make

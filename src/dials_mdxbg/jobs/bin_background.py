@@ -11,32 +11,23 @@ the inputs, bin, quality, profile, log, write.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from dials_mdxbg.binning import auto as auto_bins
-from dials_mdxbg.binning.blocks import (
-    bin_map,
-    block_sums,
-    map_from_sums,
-    run_blocks,
-)
-from dials_mdxbg.binning.diagnostics import (
-    ParityGrid,
-    ScoreSums,
-    consume_for,
-    dispersion_summary,
-    make_scorer,
-    merge_parities,
-    summarize,
-)
+from dials_mdxbg.binning.blocks import bin_map, block_sums
 from dials_mdxbg.binning.fill import fill_empty
+from dials_mdxbg.binning.fill import fill_map as _fill
 from dials_mdxbg.binning.grid import BinGrid
+from dials_mdxbg.binning.heldout import make_scorer, summarize
+from dials_mdxbg.binning.parity import ParityGrid, merge_parities
 from dials_mdxbg.binning.phil import BinOptions
-from dials_mdxbg.binning.summary import map_quality
+from dials_mdxbg.binning.quality import map_quality
+from dials_mdxbg.binning.search import bin_auto
+from dials_mdxbg.binning.search import score_pass as _score
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
@@ -92,6 +83,9 @@ def bin_background(
     Example::
 
         from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.binning.quality import dispersion_summary
+from dials_mdxbg.binning.search import bin_auto
+from dials_mdxbg.binning.search import score_pass as _score
         from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 
         binned = bin_background(
@@ -103,7 +97,8 @@ def bin_background(
         if options.auto:
             if engine is not None:
                 logger.info("bins=auto runs in this process (%d threads), not on dask", nproc)
-            return _bin_auto(opened, options, nproc)
+            rebin = functools.partial(_bin_chosen, opened, options, nproc=nproc)
+            return bin_auto(opened, options, nproc, rebin)
         parity: list[BinSums] = []
         sums_for = _sums_source(src, opened, options, nproc, engine, frames_per_task, parity)
         binned = bin_map(sums_for, opened.axes, options)
@@ -172,198 +167,6 @@ def _sums_source(src, opened, options, nproc, engine, frames_per_task, parity: l
         return merge_parities(sums)
 
     return sums_for
-
-
-def _fill(binned: BinnedMap, options: BinOptions) -> BinnedMap:
-    """fill_empty: fill the empty bins and flag them (pixel_count stays 0)."""
-    if options.fill_empty:
-        empty = binned.count == 0
-        if empty.any():
-            binned.signal = fill_empty(binned.signal, empty)
-        binned.filled = empty
-    return binned
-
-
-def _score(opened, scorers, options: BinOptions, nproc: int) -> ScoreSums:
-    """The second pass: every frame predicted by the other parity's map of each scorer."""
-    n = opened.axes.shape[0]
-    make_tasks = opened.tasks_for(None, Progress(n, "frames (held-out error)"))
-    consume = consume_for(scorers, options.valid_range, opened.excluded)
-    return run_blocks(make_tasks(), consume, lambda: ScoreSums(scorers), nproc)
-
-
-def _bin_auto(opened, options: BinOptions, nproc: int) -> BinnedMap:
-    """bins=auto in bounded memory: frames binned and scored in windows (binning.stream).
-
-    Two reads of every frame (binning, then scoring a few frames behind); the
-    chosen map comes from its exact sums, kept in a temporary file.
-    """
-    from dials_mdxbg.binning.diagnostics import CellGrid
-    from dials_mdxbg.binning.grid import axis_bin_means
-    from dials_mdxbg.binning.stream import CandidateStream
-
-    axes = opened.axes
-    n, ny, nx = axes.shape
-    candidates = auto_bins.candidate_bins(n, options.auto_frames, options.auto_pixels)
-    logger.info(
-        "bins=auto: %d candidates (frames %s x pixels %s), streamed in windows of frames",
-        len(candidates),
-        sorted({c[0] for c in candidates}),
-        sorted({c[1] for c in candidates}),
-    )
-    binner = auto_bins.MultiBinner(axes.shape, candidates)
-    fill = fill_empty if options.fill_empty else None
-    cells: dict = {}
-    streams = []
-    for grid in binner.grids:
-        p = grid.bins[1]
-        if p not in cells:
-            cells[p] = CellGrid.make(ny, nx, axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p))
-        streams.append(CandidateStream(grid, axes, cells[p], fill, options.dispersion_threshold))
-    # Windows of whole file chunks (a chunk is decoded once per read).
-    step = max(opened.block_frames, 1)
-    window = step * max(1, -(-AUTO_WINDOW_FRAMES // step))
-    progress = Progress(n, "frames (all candidates, binned and scored)")
-
-    def consume(acc, frame0, row0, block):
-        binner.consume(acc, frame0, row0, block, options.valid_range, opened.excluded)
-
-    def score(a: int, b: int) -> None:
-        tasks = opened.tasks_for((a, b))()
-        consume_scores = consume_for(streams, options.valid_range, opened.excluded)
-        part = run_blocks(tasks, consume_scores, lambda: ScoreSums(streams), nproc)
-        for s, item in zip(streams, part.items):
-            s.acc.heldout += item.heldout
-            s.acc.nan_full += item.nan_full
-        for s in streams:
-            s.drop(b)
-        progress.update(b)
-
-    try:
-        scored = 0
-        for a in range(0, n, window):
-            b = min(a + window, n)
-            sums = run_blocks(
-                opened.tasks_for((a, b))(), consume, lambda a=a, b=b: binner.zeros((a, b)), nproc
-            )
-            for s, k0, part in zip(streams, sums.k0, sums.sums):
-                s.add_window(k0, part, b)
-            del sums
-            ready = scored
-            while ready < n and all(s.ready(ready) for s in streams):
-                ready += 1
-            if ready > scored:
-                score(scored, ready)
-                scored = ready
-        if scored < n:
-            score(scored, n)
-        facts, summaries = [], []
-        for s in streams:
-            if fill is not None and s.empty_bins == s.n_bins * int(np.prod(s.plane_shape)):
-                raise InputError(
-                    "fill_empty=True, but every bin of the map is empty: nothing to fill from"
-                )
-            facts.append((s.full_phi, s.empty_bins, s.dispersion_figures()))
-            summaries.append(summarize(s.acc, s.full_phi))
-        best = _choose(candidates, summaries, options)
-        best_sums = streams[best].sums()
-    finally:
-        for s in streams:
-            s.close()
-    table = _auto_table(candidates, facts, summaries, best)
-    return _auto_result(opened, options, nproc, candidates[best], best_sums, summaries[best], table)
-
-
-def _choose(candidates, summaries, options: BinOptions) -> int:
-    """Index of the candidate with the lowest held-out error."""
-    ranked = [s["heldout"].get("model_error_sq") for s in summaries]
-    if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
-        # Never pick a map that deletes valid pixels' background when one does not.
-        ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
-    return auto_bins.choose(ranked, candidates)
-
-
-def _auto_result(opened, options: BinOptions, nproc: int, bins, sums, quality, table):
-    """The chosen candidate's map from its exact sums, with the bins=auto table."""
-    chosen = _fill(map_from_sums(sums, opened.axes, bins), options)
-    if options.estimator != "mean":
-        # The clipped mean needs its own threshold pass: bin the chosen size as by hand.
-        logger.info("bins=auto chose %s; binning it again with %s", bins, options.estimator)
-        chosen = _bin_chosen(opened, options, bins, nproc)
-        quality = chosen.quality
-    chosen.quality = {**quality, "auto": {"chosen": list(bins), "candidates": table}}
-    return chosen
-
-
-AUTO_WINDOW_FRAMES = 10
-"""Frames binned at a time by bins=auto (rounded up to whole file chunks): memory holds
-every candidate's phi bins overlapping one window, per thread."""
-
-
-def _auto_table(candidates, facts, summaries, best: int) -> list[dict]:
-    """The bins=auto table: one row per candidate."""
-    table = []
-    for i, (cand, (_, empty, disp), s) in enumerate(zip(candidates, facts, summaries)):
-        table.append(
-            {
-                "bins": list(cand),
-                "chosen": i == best,
-                "model_error_percent": s["heldout"].get("model_error_percent"),
-                "model_error_sq": s["heldout"].get("model_error_sq"),
-                "model_error_sq_se": s["heldout"].get("model_error_sq_se"),
-                "dispersion_median": disp["median"],
-                "dispersion_p95": disp["p95"],
-                "dispersion_fraction_above": disp["fraction_above"],
-                "empty_bins": empty,
-                "nan_pixels": s["nan_pixels"],
-            }
-        )
-    return table
-
-
-def _bin_auto_in_memory(opened, options: BinOptions, nproc: int) -> BinnedMap:
-    """bins=auto holding every candidate's sums for the whole sweep (the reference of
-    :func:`_bin_auto`, which streams; tests compare them)."""
-    axes = opened.axes
-    n = axes.shape[0]
-    candidates = auto_bins.candidate_bins(n, options.auto_frames, options.auto_pixels)
-    logger.info(
-        "bins=auto: %d candidates (frames %s x pixels %s)",
-        len(candidates),
-        sorted({c[0] for c in candidates}),
-        sorted({c[1] for c in candidates}),
-    )
-    binner = auto_bins.MultiBinner(axes.shape, candidates)
-    make_tasks = opened.tasks_for(None, Progress(n, "frames (all candidates)"))
-
-    def consume(acc, frame0, row0, block):
-        binner.consume(acc, frame0, row0, block, options.valid_range, opened.excluded)
-
-    multi = run_blocks(make_tasks(), consume, binner.zeros, nproc)
-    # Keep per candidate only its exact plain sums (the chosen map is rebuilt from
-    # them, identical to bins=<chosen> by hand), its scorer and its summary figures.
-    kept, scorers, facts, cache = [], [], [], {}
-    fill = fill_empty if options.fill_empty else None
-    for cand in candidates:
-        sums = multi.sums.pop(0)
-        plain = merge_parities(sums)
-        binned = _fill(map_from_sums(plain, axes, cand), options)
-        disp = dispersion_summary(
-            binned.dispersion, (binned.phi, binned.iy, binned.ix), options.dispersion_threshold
-        )
-        facts.append((binned.phi, binned.empty_bins, disp))
-        scorers.append(make_scorer(cand, axes, binned.signal, sums, fill, cache))
-        kept.append(BinSums(plain.total, plain.count.astype(np.int32), plain.total_sq))
-        del sums, plain, binned
-    scores = _score(opened, scorers, options, nproc)
-    summaries = [summarize(item, f[0]) for item, f in zip(scores.items, facts)]
-    del scorers, scores
-    best = _choose(candidates, summaries, options)
-    table = _auto_table(candidates, facts, summaries, best)
-    best_sums = kept[best]
-    del kept
-    best_sums.count = best_sums.count.astype(np.int64)
-    return _auto_result(opened, options, nproc, candidates[best], best_sums, summaries[best], table)
 
 
 def _bin_chosen(opened, options: BinOptions, bins, nproc: int) -> BinnedMap:

@@ -21,12 +21,12 @@ from dials_mdxbg.frames.source import (
     frame_source,
     frame_source_from_json,
     selections,
-    with_imageset,
 )
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
-from dials_mdxbg.native.backend import backend
+from dials_mdxbg.native import lib as native_lib
+from dials_mdxbg.output.paths import SeriesPaths
 from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
 from dials_mdxbg.util.atomic import atomic_dir, check_writable
 from dials_mdxbg.util.progress import Progress
@@ -61,7 +61,7 @@ def import_frames(source: FrameSource, target: SeriesTarget, nproc: int = 1) -> 
         nx,
         target.output,
         target.chunks,
-        f"{backend().name} kernels",
+        f"{native_lib.name()} kernels",
     )
     if target.split:
         # One part file per slab of frames, joined like the parts of a dask run.
@@ -310,7 +310,7 @@ def import_sweep(experiments, params, phil_text: str | None = None) -> ImportSum
         engine = stack.enter_context(task_engine(params.mp))
         for selection, index in runs:
             source = frame_source(experiments, **selection)
-            output = with_imageset(params.output.data, index)
+            output = SeriesPaths.for_imageset(params.output, index).data
             if index is not None:
                 logger.info("Imageset %d: %s -> %s", index, source.description, output)
             provenance = provenance_of(

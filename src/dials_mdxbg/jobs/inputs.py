@@ -16,19 +16,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dials_mdxbg.binning.blocks import frame_tasks, series_tasks
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.files import image_files
 from dials_mdxbg.frames.source import (
     FrameSource,
     frame_source,
     frame_source_from_json,
+    frame_tasks,
     selections,
 )
 from dials_mdxbg.model import SeriesAxes
 from dials_mdxbg.output.paths import MapPaths, SeriesPaths
 from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
-from dials_mdxbg.series.reader import ImageSeriesReader, is_image_series_file
+from dials_mdxbg.series.reader import ImageSeriesReader, is_image_series_file, series_tasks
 from dials_mdxbg.util.plan import OutputPlan, input_args
 
 logger = logging.getLogger("dials.mdxbg.inputs")

@@ -1,1 +1,1 @@
-"""Per-pixel kernels behind one backend (backend.py): C (_ckernels.c) or the numpy reference."""
+"""The ground: per-pixel kernels, each a C call (_ckernels.c, via lib.py) beside its numpy twin."""

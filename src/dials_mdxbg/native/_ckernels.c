@@ -3,10 +3,10 @@
  *
  * Plain C called through ctypes (which releases the GIL, so several threads
  * run these at once). The exported functions are declared in
- * mdxbg_kernels.h (and to ctypes in backend.py, checked against it by the
- * tests). Each has a numpy reference (backend.NumpyBackend, built from
- * frames/masking.py, encode/codec.py and binning/sums.py) that gives the
- * same bytes; the tests check both.
+ * mdxbg_kernels.h (and to ctypes in lib.py, checked against it by the
+ * tests). Each has a numpy twin beside its Python caller (mask_kernels.py,
+ * chunk_codec.py, detector_codecs.py, bin_kernels.py, moment_kernels.py)
+ * that gives the same bytes; the tests check both.
  * Arrays are C-contiguous; bool arrays are one byte per element (0/1).
  *
  * Masking follows dxtbx: a pixel is valid when the static mask says so and
@@ -785,8 +785,8 @@ MDX_API HOT int64_t mdx_cbf_byte_offset(const uint8_t *restrict in, int64_t size
 }
 
 /*
- * Diagnostics of a binned map (binning/diagnostics.py has the numpy
- * reference): per-cell moments of a frame for mdx2's bilinear interpolation,
+ * Diagnostics of a binned map (moment_kernels.py has the numpy
+ * twin): per-cell moments of a frame for mdx2's bilinear interpolation,
  * and the squared error of a map's prediction from them.
  */
 /*

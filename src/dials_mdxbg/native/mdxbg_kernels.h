@@ -1,7 +1,7 @@
 /*
  * The C interface of dials-mdxbg's kernels: the one declaration of each
- * function, included by _ckernels.c. native/backend.py declares the same
- * prototypes to ctypes (_PROTOTYPES); tests/test_native.py parses this file
+ * function, included by _ckernels.c. native/lib.py declares the same
+ * prototypes to ctypes (PROTOTYPES); tests/test_native.py parses this file
  * and fails when a prototype and that table disagree (argument count,
  * integer widths, pointer or integer, return type).
  *
@@ -110,7 +110,7 @@ MDX_API int64_t mdx_bslz4_bin_frame(const uint8_t *in, int64_t in_size, int64_t 
                                     int32_t vlo, int32_t vhi, int64_t *total, int64_t *count,
                                     double *total_sq);
 
-/* Diagnostics (binning/diagnostics.py has the numpy reference). Add the
+/* Diagnostics (native/moment_kernels.py has the numpy twin). Add the
  * interpolation-cell moments of a block of rows of one frame into n_grids maps'
  * (nby, nbx, 14) arrays; arguments ending in _g are arrays of n_grids addresses
  * (y_cell, y_w: per row; edges, cell, alpha, beta: column runs with a linear

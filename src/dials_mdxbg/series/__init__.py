@@ -1,1 +1,1 @@
-"""Chunks <-> NeXus image series in mdx2's layout: writer, reader, mdx2 masks."""
+"""The NeXus image series in mdx2's layout: layout, writer, slab encoder, reader, masks."""

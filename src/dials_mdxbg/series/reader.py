@@ -11,9 +11,10 @@ import h5py
 import numpy as np
 
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.model import SeriesAxes
-from dials_mdxbg.native.backend import backend
+from dials_mdxbg.model import BlockTask, SeriesAxes, check_exposure_times
+from dials_mdxbg.native.chunk_codec import decode_chunk_into
 from dials_mdxbg.series.layout import DEFLATE, IMAGE_SERIES, SHUFFLE
+from dials_mdxbg.util.progress import Progress
 
 
 @dataclass
@@ -84,8 +85,6 @@ class ImageSeriesReader:
                 f"{self.path}: exposure_times has {times.size} values for {n} frames; "
                 "re-import the series"
             )
-        from dials_mdxbg.frames.source import check_exposure_times
-
         check_exposure_times(times, 1, str(self.path))
         self.segments = self._segments()
 
@@ -231,12 +230,11 @@ class ImageSeriesReader:
 
         def decode() -> np.ndarray:
             out = np.empty((f1 - f0, y1 - y0, nx), dtype=np.int32)
-            kernels = backend()
             for x0, filter_mask, payload in payloads:
                 if filter_mask != 0:
                     out[:, :, x0 : min(x0 + cx, nx)] = payload
                 else:
-                    kernels.decode_chunk_into(payload, (cf, cy, cx), out, x0, shuffled)
+                    decode_chunk_into(payload, (cf, cy, cx), out, x0, shuffled)
             return out[take[0] : take[1]]
 
         return load
@@ -272,3 +270,23 @@ def is_image_series_file(path: str | os.PathLike) -> bool:
             return named and not nxmx
     except OSError:
         return named
+
+
+def series_tasks(
+    reader: ImageSeriesReader,
+    progress: Progress | None = None,
+    frame_range: tuple[int, int] | None = None,
+):
+    """Block tasks from an image series file (decoding happens in the workers)."""
+
+    def make() -> Iterator[BlockTask]:
+        last = 0
+        for frame0, row0, load in reader.iter_block_loaders(frame_range):
+            if progress is not None and frame0 > last:
+                progress.update(frame0)
+                last = frame0
+            yield frame0, row0, load
+        if progress is not None:
+            progress.update(reader.shape[0])
+
+    return make

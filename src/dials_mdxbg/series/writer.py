@@ -11,7 +11,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dials_mdxbg.encode.slab import SlabEncoder
 from dials_mdxbg.model import SeriesAxes, storage_chunks
 from dials_mdxbg.series.layout import (
     IMAGE_SERIES,
@@ -20,6 +19,7 @@ from dials_mdxbg.series.layout import (
     new_file,
     nxdata,
 )
+from dials_mdxbg.series.slab import SlabEncoder
 from dials_mdxbg.util.atomic import atomic_path, check_writable, current_path, ensure_space
 
 
@@ -62,7 +62,7 @@ class ImageSeriesWriter:
     """Write an mdx2 image series frame by frame, atomically.
 
     Use as a context manager and call :meth:`add_raw_frame` with each frame
-    as read (a :class:`~dials_mdxbg.frames.source.RawFrame`), in order.
+    as read (a :class:`~dials_mdxbg.frames.raw_frame.RawFrame`), in order.
     The multi-file layout is made of such series, one per part, joined by
     :func:`assemble_series`.
     """

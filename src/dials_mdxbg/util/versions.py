@@ -10,7 +10,7 @@ def versions() -> dict[str, str]:
     import h5py
     import numpy
 
-    from dials_mdxbg.encode import codec
+    from dials_mdxbg.native import chunk_codec as codec
 
     found = {
         "dials_mdxbg": __version__,

@@ -9,8 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from dials_mdxbg.encode import codec
-from dials_mdxbg.native.backend import backend
+from dials_mdxbg.native import chunk_codec as codec
 
 
 class SlabEncoder:
@@ -23,7 +22,7 @@ class SlabEncoder:
     slab plus a frame or two in flight.
 
     Frames come raw (:meth:`add_raw`); each thread masks and deflates its
-    group of tiles with the native backend's ``encode_tiles`` (in C without
+    group of tiles with ``native.chunk_codec.encode_tiles`` (in C without
     the GIL, or the numpy reference with the isal package: the same data).
     """
 
@@ -66,7 +65,7 @@ class SlabEncoder:
 
     def _encode_raw(self, frame, tiles: np.ndarray) -> tuple[list, int]:
         _, cy, cx = self.chunks
-        return backend().encode_tiles(
+        return codec.encode_tiles(
             frame.raw,
             frame.static_valid,
             frame.trusted_range,
@@ -77,7 +76,7 @@ class SlabEncoder:
         )
 
     def add_raw(self, frame) -> None:
-        """Queue one raw frame (a :class:`dials_mdxbg.frames.source.RawFrame`).
+        """Queue one raw frame (a :class:`dials_mdxbg.frames.raw_frame.RawFrame`).
 
         A frame that can be decoded a band at a time (Eiger chunks) is encoded
         band by band, each task decoding its own rows. Another frame still in
@@ -107,7 +106,7 @@ class SlabEncoder:
         rows = frame.rows(y0, buffer)
         window = slice(y0, y0 + rows.shape[0])
         extra = None if frame.extra_valid is None else frame.extra_valid[window]
-        return backend().encode_tiles(
+        return codec.encode_tiles(
             rows, frame.static_valid[window], frame.trusted_range, (cy, cx), tiles, self.level,
             extra,
         )  # fmt: skip
