@@ -42,7 +42,7 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
         from dials_mdxbg.util.atomic import committed_together
         from dials_mdxbg.util.versions import versions
 
-        job = JOBS[job_name]
+        job = JOBS[job_name]()
         args = sys.argv[1:] if args is None else list(args)
         taken, args = job.take_files(args) if job.take_files else ([], args)
         parser = make_parser(command, job.usage, phil, doc)

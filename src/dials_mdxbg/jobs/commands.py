@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from dials_mdxbg.jobs import inputs
-from dials_mdxbg.jobs.bin_background import make_background_of
-from dials_mdxbg.jobs.import_sweep import import_sweep
 
 
 @dataclass(frozen=True)
@@ -38,20 +36,30 @@ class Job:
     take_files: Callable[[list[str]], tuple[list[str], list[str]]] | None = None
 
 
-JOBS = {
-    "import": Job(
+def _import_job() -> Job:
+    from dials_mdxbg.jobs.import_sweep import import_sweep
+
+    return Job(
         usage="experiments.expt|images",
         missing="experiments or images",
         inputs=inputs.import_inputs,
         plan=inputs.import_plan,
         run=import_sweep,
-    ),
-    "bin_background": Job(
+    )
+
+
+def _binning_job() -> Job:
+    from dials_mdxbg.jobs.bin_background import make_background_of
+
+    return Job(
         usage="(image_series.nxs | experiments.expt | images)",
         missing="image series, experiments or images",
         inputs=inputs.binning_inputs,
         plan=inputs.binning_plan,
         run=make_background_of,
         take_files=inputs.take_series_files,
-    ),
-}
+    )
+
+
+JOBS: dict[str, Callable[[], Job]] = {"import": _import_job, "bin_background": _binning_job}
+"""Each command's job, made on demand: a command imports only what it runs."""
