@@ -25,6 +25,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,22 +56,23 @@ _FLAGS = (
 _LEVELS = {"SEVERE": "error", "WARNING": "warning", "INFO": "log", "DEBUG": "debug"}
 
 
-def find_chromium() -> str | None:
-    """Path of a Chromium/Chrome executable on PATH, or None."""
-    for name in CHROMIUM_NAMES:
+def _first_on_path(names: Sequence[str]) -> str | None:
+    """Path of the first of ``names`` found on PATH, or None."""
+    for name in names:
         path = shutil.which(name)
         if path:
             return path
     return None
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium/Chrome executable on PATH, or None."""
+    return _first_on_path(CHROMIUM_NAMES)
 
 
 def find_chromedriver() -> str | None:
     """Path of ChromeDriver on PATH, or None."""
-    for name in CHROMEDRIVER_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+    return _first_on_path(CHROMEDRIVER_NAMES)
 
 
 def missing_tools() -> list[str]:

@@ -54,24 +54,58 @@ def read_binned(path: Path) -> dict[str, np.ndarray]:
         return {k: g[k][()] for k in g}
 
 
+def bin_map(cwd: Path, source, name: str, *options: str, **kw) -> Path:
+    """Run dials.mdx_bin_background on ``source`` with ``options``, no plot, into ``<name>.nxs``.
+
+    Args:
+        cwd: Working directory (the map is written there).
+        source: An image series or an experiment list.
+        name: Stem of the map file.
+        *options: Further PHIL arguments.
+        **kw: Passed on to :func:`run` (e.g. ``env``).
+
+    Returns:
+        The map's path.
+    """
+    cmd = ["dials.mdx_bin_background", source, *options]
+    run([*cmd, "output.plot=None", f"output.binned={name}.nxs"], cwd=cwd, **kw)
+    return cwd / f"{name}.nxs"
+
+
+def mdx2_bin(series: Path, outfile: Path | str, cwd: Path) -> None:
+    """Run mdx2.bin_image_series on ``series``: bins 4 x 20 x 20, valid range 0-200."""
+    bins, valid = ("4", "20", "20"), ("0", "200")
+    run(
+        ["mdx2.bin_image_series", series, *bins, "--valid_range", *valid, "--outfile", outfile],
+        cwd=cwd,
+    )
+
+
+#: The ``sweep`` fixture: 12 frames of 3x2 modules (1475 x 407 px, gaps, hot pixels, overloads).
+SWEEP = SweepSpec(
+    n_frames=12, modules=(3, 2), osc_start=5.0, osc_width=1.0, exposure_time=0.5, seed=3
+)
+#: The ``small_sweep`` fixture: 7 frames of one module (487 x 195 px), 0.25 degree frames.
+SMALL_SWEEP = SweepSpec(
+    n_frames=7, modules=(1, 1), osc_width=0.25, exposure_time=2.0, seed=11, n_overload=20
+)
+
+
+def made_sweep(tmp_path_factory, name: str, spec: SweepSpec) -> Path:
+    """Write the sweep of ``spec`` in a new folder ``name`` and dials.import it (the .expt)."""
+    return make_background_sweep(tmp_path_factory.mktemp(name), spec)
+
+
 @pytest.fixture(scope="session")
 def sweep(tmp_path_factory) -> Path:
     """A 12-frame 3x2-module Pilatus sweep (1475 x 407 px, gaps, hot pixels, overloads)."""
-    directory = tmp_path_factory.mktemp("sweep")
-    spec = SweepSpec(
-        n_frames=12, modules=(3, 2), osc_start=5.0, osc_width=1.0, exposure_time=0.5, seed=3
-    )
-    return make_background_sweep(directory, spec)
+    return made_sweep(tmp_path_factory, "sweep", SWEEP)
 
 
 @pytest.fixture(scope="session")
 def small_sweep(tmp_path_factory) -> Path:
     """A 7-frame single-module sweep (487 x 195 px) with 0.25 degree frames."""
-    directory = tmp_path_factory.mktemp("small")
-    spec = SweepSpec(
-        n_frames=7, modules=(1, 1), osc_width=0.25, exposure_time=2.0, seed=11, n_overload=20
-    )
-    return make_background_sweep(directory, spec)
+    return made_sweep(tmp_path_factory, "small", SMALL_SWEEP)
 
 
 @pytest.fixture(scope="session")

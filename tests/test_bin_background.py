@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from dxtbx.model.experiment_list import ExperimentListFactory
 
-from conftest import read_binned, run
+from conftest import bin_map, read_binned, run
 from dials_mdxbg.binning.blocks import bin_blocks
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.jobs.bin_background import BinSource, bin_background
@@ -186,28 +186,9 @@ def test_mdx2_mask_file(our_import, mdx2_import, tmp_path):
 
 
 def test_clipped_mean_rejects_zingers(our_import, tmp_path):
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=12,20,20",
-            "output.binned=m.nxs",
-            "output.plot=None",
-        ],
-        cwd=tmp_path,
-    )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=12,20,20",
-            "estimator=clipped_mean",
-            "output.binned=c.nxs",
-            "output.plot=None",
-        ],
-        cwd=tmp_path,
-    )
-    mean, clipped = read_binned(tmp_path / "m.nxs"), read_binned(tmp_path / "c.nxs")
+    m = bin_map(tmp_path, our_import, "m", "bins=12,20,20")
+    c = bin_map(tmp_path, our_import, "c", "bins=12,20,20", "estimator=clipped_mean")
+    mean, clipped = read_binned(m), read_binned(c)
     # Without valid_range the hot pixels (5000 counts) drag a few bins up; clipping fixes them.
     excess = mean["signal"] - clipped["signal"]
     assert np.nanmax(excess) > 10
@@ -219,16 +200,7 @@ def test_nexpy_view_of_both_files(our_import, tmp_path):
     """NeXpy opens files through nexusformat: signal, axes and error bars must resolve."""
     from nexusformat.nexus import nxload
 
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "output.binned=n.nxs",
-            "output.plot=None",
-        ],
-        cwd=tmp_path,
-    )
+    bin_map(tmp_path, our_import, "n", "bins=4,20,20")
     series = nxload(str(our_import))["entry/image_series"]
     assert series.nxsignal.nxname == "data" and series.nxsignal.shape == (12, 407, 1475)
     assert [a.nxname for a in series.nxaxes] == ["phi", "iy", "ix"]

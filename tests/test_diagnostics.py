@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import read_binned, run
+from conftest import bin_map, read_binned, run
 from dials_mdxbg.binning import quality, stencil
 from dials_mdxbg.binning.auto import MultiBinner, candidate_bins
 from dials_mdxbg.binning.blocks import block_sums, run_blocks
@@ -218,18 +218,8 @@ def test_beamstop_nan_pixels_and_fill(beamstop_sweep, tmp_path):
     expt, mask, spec = beamstop_sweep
     vr = (0, 1000)
     run(["dials.mdx_import", expt, f"mask={mask}", "output.data=series.nxs"], cwd=tmp_path)
-    common = ["bins=2,10,10", "valid_range=0,1000", "diagnostics=True", "output.plot=None"]
-    run(
-        [
-            "dials.mdx_bin_background",
-            expt,
-            f"frames.mask={mask}",
-            *common,
-            "output.binned=plain.nxs",
-            "output.json=plain.json",
-        ],
-        cwd=tmp_path,
-    )
+    common = ["bins=2,10,10", "valid_range=0,1000", "diagnostics=True"]
+    bin_map(tmp_path, expt, "plain", f"frames.mask={mask}", *common, "output.json=plain.json")
     plain = json.loads((tmp_path / "plain.json").read_text())
     assert plain["empty_bins"] > 0
     expected = _nan_pixels_by_mdx2(tmp_path / "plain.nxs", tmp_path / "series.nxs", vr)
@@ -238,17 +228,7 @@ def test_beamstop_nan_pixels_and_fill(beamstop_sweep, tmp_path):
     assert sum(r["nan_pixels"] for r in plain["quality"]["per_phi_bin"]) == expected
     assert plain["quality"]["heldout"]["model_error_percent"] > 0
 
-    run(
-        [
-            "dials.mdx_bin_background",
-            "series.nxs",
-            *common,
-            "fill_empty=True",
-            "output.binned=filled.nxs",
-            "output.json=filled.json",
-        ],
-        cwd=tmp_path,
-    )
+    bin_map(tmp_path, "series.nxs", "filled", *common, "fill_empty=True", "output.json=filled.json")
     filled = json.loads((tmp_path / "filled.json").read_text())
     assert filled["quality"]["nan_pixels"] == 0
     a, b = read_binned(tmp_path / "plain.nxs"), read_binned(tmp_path / "filled.nxs")
@@ -273,20 +253,10 @@ def test_paths_agree_and_default_is_unchanged(beamstop_sweep, tmp_path):
     """diagnostics=True: same map as without; one-step and image series give the same figures."""
     expt, _, _ = beamstop_sweep
     run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
-    base = ["bins=3,20,20", "valid_range=0,1000", "output.plot=None"]
-    run(["dials.mdx_bin_background", "series.nxs", *base, "output.binned=plain.nxs"], cwd=tmp_path)
+    base = ["bins=3,20,20", "valid_range=0,1000"]
+    bin_map(tmp_path, "series.nxs", "plain", *base)
     for name, src in (("file", "series.nxs"), ("frames", expt)):
-        run(
-            [
-                "dials.mdx_bin_background",
-                src,
-                *base,
-                "diagnostics=True",
-                f"output.binned={name}.nxs",
-                f"output.json={name}.json",
-            ],
-            cwd=tmp_path,
-        )
+        bin_map(tmp_path, src, name, *base, "diagnostics=True", f"output.json={name}.json")
     plain, one, two = (read_binned(tmp_path / f"{n}.nxs") for n in ("plain", "file", "frames"))
     for key in ("signal", "phi", "iy", "ix", "errors", "pixel_count", "dispersion"):
         assert np.array_equal(plain[key], one[key], equal_nan=True)
@@ -331,38 +301,16 @@ def test_single_phi_bin_warns_and_mdx2_fails(beamstop_sweep, tmp_path):
 def test_auto_chosen_map_is_bins_by_hand(beamstop_sweep, tmp_path):
     expt, mask, _ = beamstop_sweep
     run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
-    run(
-        [
-            "dials.mdx_bin_background",
-            "series.nxs",
-            "bins=auto",
-            "auto.frames=2,4",
-            "auto.pixels=10,20,40",
-            "valid_range=0,1000",
-            "output.plot=None",
-            "output.binned=auto.nxs",
-            "output.json=auto.json",
-            "mp.nproc=2",
-        ],
-        cwd=tmp_path,
-    )
+    auto = ["bins=auto", "auto.frames=2,4", "auto.pixels=10,20,40", "valid_range=0,1000"]
+    bin_map(tmp_path, "series.nxs", "auto", *auto, "output.json=auto.json", "mp.nproc=2")
     summary = json.loads((tmp_path / "auto.json").read_text())
     table = summary["quality"]["auto"]["candidates"]
     assert len(table) == 6 and sum(r["chosen"] for r in table) == 1
     chosen = summary["quality"]["auto"]["chosen"]
     best = min(table, key=lambda r: r["model_error_sq"])
     assert best["chosen"] and best["bins"] == chosen == summary["bins"]
-    run(
-        [
-            "dials.mdx_bin_background",
-            "series.nxs",
-            "bins=" + ",".join(map(str, chosen)),
-            "valid_range=0,1000",
-            "output.plot=None",
-            "output.binned=hand.nxs",
-        ],
-        cwd=tmp_path,
-    )
+    by_hand = "bins=" + ",".join(map(str, chosen))
+    bin_map(tmp_path, "series.nxs", "hand", by_hand, "valid_range=0,1000")
     a, b = read_binned(tmp_path / "auto.nxs"), read_binned(tmp_path / "hand.nxs")
     assert a.keys() == b.keys()
     for key in a:

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import read_binned, read_series, run
+from conftest import mdx2_bin, read_binned, read_series, run
 from dials_mdxbg.testing.pilatus import SweepSpec, frame_counts, gap_mask
 
 
@@ -67,21 +67,7 @@ def test_mdx2_loads_and_bins_our_file(our_import, mdx2_import, tmp_path):
     series = loadobj(str(our_import), "image_series")
     assert series.shape == (12, 407, 1475)
     for name, path in (("ours", our_import), ("theirs", mdx2_import)):
-        run(
-            [
-                "mdx2.bin_image_series",
-                path,
-                "4",
-                "20",
-                "20",
-                "--valid_range",
-                "0",
-                "200",
-                "--outfile",
-                f"{name}_binned.nxs",
-            ],
-            cwd=path.parent,
-        )
+        mdx2_bin(path, f"{name}_binned.nxs", cwd=path.parent)
         shutil.copy(path.parent / f"{name}_binned.nxs", tmp_path)
     with (
         h5py.File(tmp_path / "ours_binned.nxs") as a,

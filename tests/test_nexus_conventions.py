@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import read_series, run
+from conftest import mdx2_bin, read_series, run
 from dials_mdxbg.series.layout import BINNED, FIELD_ATTRS, IMAGE_SERIES
 
 
@@ -112,21 +112,7 @@ def test_mdx2_loads_and_bins_the_series(files, which, tmp_path):
         warnings.simplefilter("error", UserWarning)  # e.g. mdx2's version-mismatch warning
         series = loadobj(str(files[which]), "image_series")
     assert series.shape == (12, 407, 1475)
-    run(
-        [
-            "mdx2.bin_image_series",
-            files[which],
-            "4",
-            "20",
-            "20",
-            "--valid_range",
-            "0",
-            "200",
-            "--outfile",
-            tmp_path / "mdx2_map.nxs",
-        ],
-        cwd=files[which].parent,
-    )
+    mdx2_bin(files[which], tmp_path / "mdx2_map.nxs", cwd=files[which].parent)
     with h5py.File(tmp_path / "mdx2_map.nxs") as a, h5py.File(files["map"]) as b:
         x = a[f"entry/{BINNED}/signal"][()]
         y = b[f"entry/{BINNED}/signal"][()]

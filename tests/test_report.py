@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from browser import distinct_colours, find_chromium, missing_tools, render_page
-from conftest import read_binned, run
+from conftest import bin_map, read_binned, run
 from dials_mdxbg.binning.histogram import ValueHistogram, histogram_cap, sampled_frames
 from dials_mdxbg.output.figures import histogram_rejection
 from dials_mdxbg.output.report import render_report
@@ -193,28 +193,9 @@ def test_report_carries_the_map_and_the_histogram(reports, our_import):
 
 
 def test_report_none_and_mask_reasons(sweep, tmp_path):
-    run(
-        [
-            "dials.mdx_bin_background",
-            sweep,
-            "bins=6,50,50",
-            "output.binned=m.nxs",
-            "output.plot=None",
-            "output.html=None",
-        ],
-        cwd=tmp_path,
-    )
+    bin_map(tmp_path, sweep, "m", "bins=6,50,50", "output.html=None")
     assert not list(tmp_path.glob("*.html"))
-    run(
-        [
-            "dials.mdx_bin_background",
-            sweep,
-            "bins=6,50,50",
-            "output.binned=m.nxs",
-            "output.plot=None",
-        ],
-        cwd=tmp_path,
-    )
+    bin_map(tmp_path, sweep, "m", "bins=6,50,50")
     page = (tmp_path / "m.html").read_text()
     assert "untrusted_rectangles" in page and "Masked pixels" in page
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import BIN, read_binned, read_series, run
+from conftest import BIN, bin_map, read_binned, read_series, run
 from dials_mdxbg.testing.pilatus import SweepSpec, write_sweep
 
 distributed = pytest.importorskip("distributed")
@@ -105,46 +105,16 @@ def test_dask_binning_identical(sweep, our_import, cluster, tmp_path, estimator)
 
 def test_dask_diagnostics_identical(our_import, cluster, tmp_path):
     """Parity sums on dask workers: the same map, dispersion and held-out figures as here."""
-    common = ["bins=4,20,20", "valid_range=0,300", "estimator=clipped_mean", "output.plot=None"]
-    common += ["diagnostics=True"]
+    common = ["bins=4,20,20", "valid_range=0,300", "estimator=clipped_mean"]
+    diagnostics = [*common, "diagnostics=True"]
     dask = [
         "mp.method=dask",
         f"mp.dask.scheduler={cluster.scheduler_address}",
         "mp.dask.frames_per_task=3",
     ]
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "valid_range=0,300",
-            "estimator=clipped_mean",
-            "output.plot=None",
-            "output.binned=plain.nxs",
-        ],
-        cwd=tmp_path,
-    )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            *common,
-            "output.binned=a.nxs",
-            "output.json=a.json",
-        ],
-        cwd=tmp_path,
-    )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            *common,
-            *dask,
-            "output.binned=b.nxs",
-            "output.json=b.json",
-        ],
-        cwd=tmp_path,
-    )
+    bin_map(tmp_path, our_import, "plain", *common)
+    bin_map(tmp_path, our_import, "a", *diagnostics, "output.json=a.json")
+    bin_map(tmp_path, our_import, "b", *diagnostics, *dask, "output.json=b.json")
     plain, a, b = (read_binned(tmp_path / f"{n}.nxs") for n in ("plain", "a", "b"))
     for key in ("signal", "errors", "pixel_count", "dispersion"):
         assert np.array_equal(a[key], plain[key], equal_nan=True), key
@@ -155,29 +125,10 @@ def test_dask_diagnostics_identical(our_import, cluster, tmp_path):
 
 
 def test_local_dask_cluster_started_by_the_command(sweep, our_import, tmp_path):
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "output.plot=None",
-            "output.binned=a.nxs",
-        ],
-        cwd=tmp_path,
+    a = read_binned(bin_map(tmp_path, our_import, "a", "bins=4,20,20"))
+    b = read_binned(
+        bin_map(tmp_path, our_import, "b", "bins=4,20,20", "mp.method=dask", "mp.nproc=2")
     )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "output.plot=None",
-            "output.binned=b.nxs",
-            "mp.method=dask",
-            "mp.nproc=2",
-        ],
-        cwd=tmp_path,
-    )
-    a, b = read_binned(tmp_path / "a.nxs"), read_binned(tmp_path / "b.nxs")
     assert np.array_equal(a["signal"], b["signal"], equal_nan=True)
 
 
@@ -346,19 +297,10 @@ def test_several_imagesets(two_sweeps, tmp_path):
     )
     for i in (0, 1):
         assert (tmp_path / f"b_imageset{i}.png").exists()
-        run(
-            [
-                "dials.mdx_bin_background",
-                f"x_imageset{i}.nxs",
-                "bins=2,20,20",
-                "output.binned=ref.nxs",
-                "output.plot=None",
-            ],
-            cwd=tmp_path,
-        )
+        ref = bin_map(tmp_path, f"x_imageset{i}.nxs", "ref", "bins=2,20,20")
         assert np.array_equal(
             read_binned(tmp_path / f"b_imageset{i}.nxs")["signal"],
-            read_binned(tmp_path / "ref.nxs")["signal"],
+            read_binned(ref)["signal"],
             equal_nan=True,
         )
     assert len(json.loads((tmp_path / "b.json").read_text())["imagesets"]) == 2
@@ -388,30 +330,11 @@ def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
         "mp { method = dask\n dask { cluster = slurm\n cores = 1\n memory = 2GB\n njobs = 1\n"
         " queue = test\n worker_timeout = 120 } }\n"
     )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            phil,
-            "bins=4,20,20",
-            "output.plot=None",
-            "output.binned=s.nxs",
-        ],
-        cwd=tmp_path,
-    )
-    run(
-        [
-            "dials.mdx_bin_background",
-            our_import,
-            "bins=4,20,20",
-            "output.plot=None",
-            "output.binned=l.nxs",
-        ],
-        cwd=tmp_path,
-    )
+    slurm = bin_map(tmp_path, our_import, "s", phil, "bins=4,20,20")
+    local = bin_map(tmp_path, our_import, "l", "bins=4,20,20")
     assert np.array_equal(
-        read_binned(tmp_path / "s.nxs")["signal"],
-        read_binned(tmp_path / "l.nxs")["signal"],
+        read_binned(slurm)["signal"],
+        read_binned(local)["signal"],
         equal_nan=True,
     )
     # Without sbatch on the machine: one clear line.

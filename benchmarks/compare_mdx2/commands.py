@@ -57,18 +57,16 @@ class Settings:
     valid_range: tuple[int, int]
 
 
+def _mdx2_cmd(program: str, *args: str | int, nproc: int) -> list[str]:
+    """An mdx2 command line: ``program``, its arguments as strings, then ``--nproc``."""
+    return [executable(program), *(str(a) for a in args), "--nproc", str(nproc)]
+
+
 def mdx2_import_cmd(expt: Path, s: Settings, nproc: int) -> list[str]:
     """``mdx2.import_data`` writing ``M.nxs`` (+ ``datastore/``)."""
-    return [
-        executable("mdx2.import_data"),
-        str(expt),
-        "--outfile",
-        "M.nxs",
-        "--chunks",
-        *(str(c) for c in s.chunks),
-        "--nproc",
-        str(nproc),
-    ]
+    return _mdx2_cmd(
+        "mdx2.import_data", str(expt), "--outfile", "M.nxs", "--chunks", *s.chunks, nproc=nproc
+    )
 
 
 def ours_import_cmd(expt: Path, s: Settings, nproc: int) -> list[str]:
@@ -85,17 +83,16 @@ def ours_import_cmd(expt: Path, s: Settings, nproc: int) -> list[str]:
 
 def mdx2_bin_cmd(series: Path, s: Settings, nproc: int) -> list[str]:
     """``mdx2.bin_image_series`` writing ``MB.nxs``."""
-    return [
-        executable("mdx2.bin_image_series"),
+    return _mdx2_cmd(
+        "mdx2.bin_image_series",
         str(series),
-        *(str(b) for b in s.bins),
+        *s.bins,
         "--valid_range",
-        *(str(v) for v in s.valid_range),
+        *s.valid_range,
         "--outfile",
         "MB.nxs",
-        "--nproc",
-        str(nproc),
-    ]
+        nproc=nproc,
+    )
 
 
 def ours_bin_cmd(source: Path, out_name: str, s: Settings, nproc: int) -> list[str]:

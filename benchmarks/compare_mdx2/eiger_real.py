@@ -47,7 +47,7 @@ from typing import Any
 
 import h5py
 
-from .checks import Verification, compare_binned, compare_image_series
+from .checks import Verification, check_against_mdx2, check_ours
 from .commands import (
     MDX2_BIN,
     MDX2_IMPORT,
@@ -252,26 +252,9 @@ def run_case(case: Case, args: argparse.Namespace, verification: Verification) -
                 runs[key].append(run_timed(key, cmds[key], d[key], args.sample_interval))
             if rep == 0:
                 tag = f"{case.name}, nproc {nproc}"
-                y, z = d[OURS_BIN] / "Y.nxs", d[OURS_ONESTEP] / "Z.nxs"
                 if not args.skip_mdx2:
-                    m, mb = d[MDX2_IMPORT] / "M.nxs", d[MDX2_BIN] / "MB.nxs"
-                    slab = 10
-                    verification.add(
-                        f"{tag}: image series mdx2 == ours",
-                        compare_image_series(m, d[OURS_IMPORT] / "X.nxs", ("mdx2", "ours"), slab),
-                    )
-                    verification.add(
-                        f"{tag}: binned mdx2 == ours (two steps)",
-                        compare_binned(mb, y, ("mdx2", "ours two-step")),
-                    )
-                    verification.add(
-                        f"{tag}: binned mdx2 == ours (one step)",
-                        compare_binned(mb, z, ("mdx2", "ours one-step")),
-                    )
-                verification.add(
-                    f"{tag}: binned ours two steps == one step",
-                    compare_binned(y, z, ("ours two-step", "ours one-step")),
-                )
+                    check_against_mdx2(verification, tag, d, slab=10)
+                check_ours(verification, tag, d)
                 if verification.problems:
                     raise BenchmarkError(
                         f"outputs differ (kept in {base}):\n  " + "\n  ".join(verification.problems)

@@ -1,4 +1,4 @@
-"""What the Pilatus and Eiger generators share: scan checks and the smooth background's shape.
+"""What the Pilatus and Eiger generators share: the scan fields and the smooth background's shape.
 
 Both generators draw Poisson counts around a smooth, radially symmetric
 background: air and solvent scatter as Gaussians in ``s = 1/d`` plus diffuse
@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import datetime
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,14 +26,12 @@ from dials_mdxbg.testing import fixedmath
 __all__ = [
     "EPOCH",
     "ScanSpec",
-    "add_scan_arguments",
     "check_frame_index",
-    "check_scan",
     "int_pair",
     "mid_frame_angle",
     "module_geometry",
     "radial_profile",
-    "scan_fields",
+    "scan_parser",
     "scattering_angles",
     "spec_or_exit",
 ]
@@ -43,33 +42,48 @@ EPOCH = datetime.datetime(2024, 1, 1, 0, 0, 0, tzinfo=datetime.timezone.utc)
 _S = TypeVar("_S")
 
 
-class ScanSpec(Protocol):
-    """The fields every synthetic sweep spec has."""
+@dataclass
+class ScanSpec:
+    """The fields every synthetic sweep spec has, and their checks (each spec adds its own).
 
-    n_frames: int
-    osc_start: float
-    osc_width: float
-    exposure_time: float
-    background: float
-    seed: int
+    The defaults are a 20-frame scan of 1 s, 1 degree frames at about 20 counts per
+    pixel (the Pilatus generator's); a generator's spec may give other defaults.
 
-
-def check_scan(spec: ScanSpec) -> None:
-    """Checks every synthetic sweep spec shares: frames, oscillation, exposure, counts, seed.
-
-    Raises:
-        ValueError: If one is out of range.
+    Attributes:
+        n_frames: Number of frames.
+        osc_start: Rotation angle at the start of the first frame (degrees).
+        osc_width: Rotation per frame (degrees).
+        exposure_time: Exposure time per frame (seconds).
+        background: Mean expected counts per active pixel.
+        seed: Random seed (>= 0).
     """
-    if spec.n_frames < 1:
-        raise ValueError("n_frames must be >= 1")
-    if spec.osc_width <= 0:
-        raise ValueError("osc_width must be > 0")
-    if spec.exposure_time <= 0:
-        raise ValueError("exposure_time must be > 0")
-    if spec.background <= 0:
-        raise ValueError("background must be > 0")
-    if spec.seed < 0:
-        raise ValueError("seed must be >= 0")
+
+    n_frames: int = 20
+    osc_start: float = 0.0
+    osc_width: float = 1.0
+    exposure_time: float = 1.0
+    background: float = 20.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the parameters (a spec's own checks follow these).
+
+        Raises:
+            ValueError: If a parameter is out of range.
+        """
+        if self.n_frames < 1:
+            raise ValueError("n_frames must be >= 1")
+        if self.osc_width <= 0:
+            raise ValueError("osc_width must be > 0")
+        if self.exposure_time <= 0:
+            raise ValueError("exposure_time must be > 0")
+        if self.background <= 0:
+            raise ValueError("background must be > 0")
+        if self.seed < 0:
+            raise ValueError("seed must be >= 0")
 
 
 def check_frame_index(spec: ScanSpec, index: int) -> None:
@@ -142,9 +156,20 @@ def radial_profile(
     return np.full_like(s, level) if profile is None else profile
 
 
-def add_scan_arguments(parser: argparse.ArgumentParser, defaults: ScanSpec) -> None:
-    """The command-line options of every generator: output folder, scan, counts, seed."""
+def scan_parser(prog: str, description: str, defaults: ScanSpec) -> argparse.ArgumentParser:
+    """A generator's command line, with the options every generator has.
+
+    Args:
+        prog: The program's name in the usage line.
+        description: What it does.
+        defaults: The generator's default spec (the options' defaults).
+
+    Returns:
+        A parser with the output folder, the scan, the counts and the seed; the
+        caller adds its generator's own options.
+    """
     d = defaults
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("outdir", type=Path, help="output directory")
     parser.add_argument("--frames", type=int, default=d.n_frames, help="number of frames")
     parser.add_argument("--osc-start", type=float, default=d.osc_start, help="start angle (deg)")
@@ -152,11 +177,18 @@ def add_scan_arguments(parser: argparse.ArgumentParser, defaults: ScanSpec) -> N
     parser.add_argument("--exposure-time", type=float, default=d.exposure_time, help="s/frame")
     parser.add_argument("--background", type=float, default=d.background, help="mean counts/px")
     parser.add_argument("--seed", type=int, default=d.seed)
+    return parser
 
 
-def scan_fields(args: argparse.Namespace) -> dict:
-    """The spec fields :func:`add_scan_arguments` parsed."""
-    return {
+def spec_or_exit(factory: Callable[..., _S], args: argparse.Namespace, **fields) -> _S:
+    """Make a spec from command-line values; a bad value ends the program with one line.
+
+    Args:
+        factory: The spec class.
+        args: What a :func:`scan_parser` parsed (the scan fields are taken from it).
+        **fields: The spec's other fields.
+    """
+    scan = {
         "n_frames": args.frames,
         "osc_start": args.osc_start,
         "osc_width": args.osc_width,
@@ -164,11 +196,7 @@ def scan_fields(args: argparse.Namespace) -> dict:
         "background": args.background,
         "seed": args.seed,
     }
-
-
-def spec_or_exit(factory: Callable[..., _S], **fields) -> _S:
-    """Make a spec from command-line values; a bad value ends the program with one line."""
     try:
-        return factory(**fields)
+        return factory(**scan, **fields)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None

@@ -50,7 +50,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import os
@@ -97,21 +96,19 @@ _DTYPES = ("uint32", "int32", "uint16")
 
 
 @dataclass
-class NXmxSpec:
+class NXmxSpec(common.ScanSpec):
     """Parameters of a synthetic Eiger sweep.
 
+    The scan fields (``n_frames``, ``osc_start``, ``osc_width``, ``exposure_time``
+    (``count_time``), ``background``, ``seed``) are :class:`~.common.ScanSpec`'s, with
+    other defaults for three of them.
+
     Attributes:
-        n_frames: Number of frames.
         shape: Image shape ``(ny, nx)``. Any size is readable by dxtbx; ``(514, 1030)``
             (one Eiger X 500K module) or a multi-module Eiger X size is also in
             dxtbx's detector database, which mdx2 requires.
         name: File name stem: ``<name>_master.h5``, ``<name>_data_000001.h5``, ...
-        osc_start: Omega at the start of the first frame (degrees).
-        osc_width: Rotation per frame (degrees).
-        exposure_time: ``count_time`` (s).
         readout_time: ``frame_time - count_time`` (s); dxtbx uses ``frame_time``.
-        background: Mean expected counts per active pixel.
-        seed: Random seed (>= 0).
         n_dead: Dead pixels (mask bit 1, counts 0).
         n_noisy: Noisy pixels (mask bit 4, counts ~5000, below saturation).
         n_virtual: Pixels flagged only with bit 31 (counts normal).
@@ -137,14 +134,11 @@ class NXmxSpec:
     """
 
     n_frames: int = 6
-    shape: tuple[int, int] = (MODULE_SLOW, MODULE_FAST)
-    name: str = "eiger"
-    osc_start: float = 0.0
     osc_width: float = 0.5
     exposure_time: float = 0.1
     readout_time: float = 0.0
-    background: float = 20.0
-    seed: int = 0
+    shape: tuple[int, int] = (MODULE_SLOW, MODULE_FAST)
+    name: str = "eiger"
     n_dead: int = 6
     n_noisy: int = 3
     n_virtual: int = 2
@@ -164,7 +158,7 @@ class NXmxSpec:
 
     def __post_init__(self) -> None:
         self.shape = common.int_pair(self.shape)
-        self.validate()
+        super().__post_init__()
 
     def validate(self) -> None:
         """Check the parameters.
@@ -172,7 +166,7 @@ class NXmxSpec:
         Raises:
             ValueError: If a parameter is out of range.
         """
-        common.check_scan(self)
+        super().validate()
         if len(self.shape) != 2 or min(self.shape) < 8:
             raise ValueError(f"shape must be (ny, nx), both >= 8, got {self.shape}")
         if self.readout_time < 0:
@@ -614,11 +608,9 @@ def main(argv: list[str] | None = None) -> None:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
     d = NXmxSpec()
-    p = argparse.ArgumentParser(
-        prog="python -m dials_mdxbg.testing.eiger",
-        description="Write a synthetic NXmx Eiger sweep.",
+    p = common.scan_parser(
+        "python -m dials_mdxbg.testing.eiger", "Write a synthetic NXmx Eiger sweep.", d
     )
-    common.add_scan_arguments(p, d)
     p.add_argument("--shape", type=int, nargs=2, default=list(d.shape), metavar=("NY", "NX"))
     p.add_argument("--name", default=d.name, help="file name stem")
     p.add_argument("--compression", default=d.compression, choices=("bslz4", "gzip", "none"))
@@ -629,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     spec = common.spec_or_exit(
         NXmxSpec,
-        **common.scan_fields(args),
+        args,
         shape=EIGER2_16M if args.eiger2_16m else (args.shape[0], args.shape[1]),
         name=args.name,
         compression=args.compression,

@@ -85,19 +85,17 @@ _HEADER_FORMATS = (
 
 
 @dataclass
-class SweepSpec:
+class SweepSpec(common.ScanSpec):
     """Parameters of a synthetic background sweep.
 
+    The scan fields (``n_frames``, ``osc_start``, ``osc_width``, ``exposure_time``,
+    ``background``, ``seed``) and their defaults are :class:`~.common.ScanSpec`'s: the
+    exposure time is also the period; ``background`` is before the slow per-frame
+    modulation, hot and overloaded pixels excluded; frame ``i`` uses ``seed + i``.
+
     Attributes:
-        n_frames: Number of frames.
         modules: Pilatus modules ``(fast, slow)``; ``(3, 2)`` gives 1475 x 407 pixels,
             ``(5, 12)`` a full 6M (2463 x 2527). mdx2 needs ``fast`` in {1, 3, 5}.
-        osc_start: Rotation angle at the start of the first frame (degrees).
-        osc_width: Rotation per frame (degrees).
-        exposure_time: Exposure time (and period) per frame (seconds).
-        background: Mean expected counts per active pixel (before the slow
-            per-frame modulation; hot and overloaded pixels excluded).
-        seed: Random seed (>= 0). Frame ``i`` uses ``seed + i``.
         n_hot: Number of hot pixels; fixed positions, ~5000 counts (below the cutoff).
         n_overload: Pixels per frame at/above ``count_cutoff`` (random positions).
         shadow: Add a pin/beamstop shadow stripe of low counts.
@@ -111,13 +109,7 @@ class SweepSpec:
         wavelength: Wavelength (Angstrom).
     """
 
-    n_frames: int = 20
     modules: tuple[int, int] = (3, 2)
-    osc_start: float = 0.0
-    osc_width: float = 1.0
-    exposure_time: float = 1.0
-    background: float = 20.0
-    seed: int = 0
     n_hot: int = 5
     n_overload: int = 3
     shadow: bool = True
@@ -130,7 +122,7 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         self.modules = common.int_pair(self.modules)
-        self.validate()
+        super().__post_init__()
 
     def validate(self) -> None:
         """Check the parameters.
@@ -138,7 +130,7 @@ class SweepSpec:
         Raises:
             ValueError: If a parameter is out of range, or would be rounded in the header.
         """
-        common.check_scan(self)
+        super().validate()
         if len(self.modules) != 2 or min(self.modules) < 1:
             raise ValueError("modules must be two positive integers (fast, slow)")
         if self.n_hot < 0 or self.n_overload < 0:
@@ -714,11 +706,11 @@ def make_background_sweep(directory: str | os.PathLike[str], spec: SweepSpec | N
 
 def _parser() -> argparse.ArgumentParser:
     d = SweepSpec()
-    p = argparse.ArgumentParser(
-        prog="python -m dials_mdxbg.testing.pilatus",
-        description="Write a synthetic Pilatus background sweep (miniCBF) and dials.import it.",
+    p = common.scan_parser(
+        "python -m dials_mdxbg.testing.pilatus",
+        "Write a synthetic Pilatus background sweep (miniCBF) and dials.import it.",
+        d,
     )
-    common.add_scan_arguments(p, d)
     p.add_argument(
         "--modules",
         type=int,
@@ -751,7 +743,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     spec = common.spec_or_exit(
         SweepSpec,
-        **common.scan_fields(args),
+        args,
         modules=(args.modules[0], args.modules[1]),
         n_hot=args.n_hot,
         n_overload=args.n_overload,
