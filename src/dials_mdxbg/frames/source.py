@@ -23,7 +23,7 @@ from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.masking import rectangles_mask
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.frames.raw_frame import RawFrame, band_decoder, chunk_binner, pooled_decode
-from dials_mdxbg.model import BlockTask, SeriesAxes, check_exposure_times
+from dials_mdxbg.model import BlockTask, SeriesAxes, check_axes
 from dials_mdxbg.util.progress import Progress
 from dials_mdxbg.util.startup import load_hdf5_filters
 
@@ -256,7 +256,13 @@ def frame_source(
         lo, hi = first, last
     start, stop = lo - first, hi - first + 1
     axes = SeriesAxes(axes.phi[start:stop], axes.iy, axes.ix, axes.exposure_times[start:stop])
-    check_exposure_times(axes.exposure_times, lo, f"the scan of {_imageset_name(iset)}")
+    check_axes(axes, lo, f"the scan of {_imageset_name(iset)}")
+    low, high = panel.get_trusted_range()
+    if not low <= high:  # (NaN too) every pixel would be masked, without a word
+        raise InputError(
+            f"the detector's trusted range ({low:g}, {high:g}) of {_imageset_name(iset)} is "
+            "reversed (low > high): every pixel would be masked; fix it in the experiment list"
+        )
 
     # Static part of dxtbx's mask, computed once.
     gaps = rectangles_mask((ny, nx), panel.get_mask())
