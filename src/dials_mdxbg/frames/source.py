@@ -86,6 +86,7 @@ class FrameSource:
     masked_static: dict = field(default_factory=dict)
     description: str = ""
     direct: NXmxDirect | CBFDirect | None = None
+    checker: NXmxDirect | None = None  # dxtbx reads: check NXmx chunks first (see _raw)
 
     @property
     def n_frames(self) -> int:
@@ -99,6 +100,9 @@ class FrameSource:
 
     def _raw(self, index: int) -> np.ndarray:
         """Raw counts of imageset frame ``index`` through dxtbx (a view of its array)."""
+        if self.checker is not None:
+            # hdf5plugin's bitshuffle filter can crash (SIGSEGV) on a corrupt chunk.
+            self.checker.check(index)
         try:
             raw = self.imageset.get_raw_data(index)
         except Exception as e:  # dxtbx raises bare RuntimeErrors for unreadable files
@@ -292,7 +296,9 @@ def frame_source(
     if direct is None:
         direct = not os.environ.get("DIALS_MDXBG_DXTBX_READ")
     # NXmx: every data file is checked here (a missing one would read as zeros).
-    reader = (NXmxDirect.for_imageset(iset) or CBFDirect.for_imageset(iset)) if direct else None
+    # Also for reads through dxtbx: its data files are checked, its chunks decoded by us first.
+    nxmx = NXmxDirect.for_imageset(iset)
+    reader = (nxmx or CBFDirect.for_imageset(iset)) if direct else None
 
     return FrameSource(
         imageset=iset,
@@ -305,6 +311,7 @@ def frame_source(
         description=f"{iset.get_template() if hasattr(iset, 'get_template') else ''}"
         f" images {lo}..{hi}",
         direct=reader,
+        checker=None if direct else nxmx,
     )
 
 
