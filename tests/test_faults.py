@@ -1057,6 +1057,11 @@ def record(case: Case, outcome: str, problems: list[str]) -> None:
 
 @pytest.mark.parametrize("case", _params())
 def test_fault(case: Case, request, tmp_path_factory):
+    check_case(case, request, tmp_path_factory)
+
+
+def check_case(case: Case, request, tmp_path_factory) -> None:
+    """Run one case and assert the promise (the checker other fault suites reuse)."""
     work = tmp_path_factory.mktemp("case")
     for name in PREVIOUS:
         (work / name).parent.mkdir(parents=True, exist_ok=True)

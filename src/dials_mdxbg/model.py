@@ -36,8 +36,13 @@ class SeriesAxes:
         return SeriesAxes(self.phi[start:stop], self.iy, self.ix, self.exposure_times[start:stop])
 
 
+EXPOSURE_RANGE = (1e-9, 1e6)
+"""Exposure times accepted (s): 1 ns to 11.6 days. Counts/s of any int32 count then stay
+finite and far from float32's limits (the map's errors are float32)."""
+
+
 def check_exposure_times(times: np.ndarray, first_image: int, what: str) -> None:
-    """Refuse exposure times that would make counts/s inf, negative or NaN (or NaN-free).
+    """Refuse exposure times outside :data:`EXPOSURE_RANGE` (or NaN): counts/s would be wrong.
 
     Raises:
         InputError: naming the first offending images (1-based numbers).
@@ -45,14 +50,42 @@ def check_exposure_times(times: np.ndarray, first_image: int, what: str) -> None
     from dials_mdxbg.errors import InputError  # libtbx: only when it is needed
 
     times = np.asarray(times, dtype=np.float64)
-    bad = np.flatnonzero(~(np.isfinite(times) & (times > 0)))
+    lo, hi = EXPOSURE_RANGE
+    bad = np.flatnonzero(~((times >= lo) & (times <= hi)))
     if bad.size:
         shown = ", ".join(f"{first_image + i} ({times[i]:g})" for i in bad[:5])
         more = f" and {bad.size - 5} more" if bad.size > 5 else ""
         raise InputError(
-            f"{what}: exposure times must be positive and finite, but image(s) {shown}{more} "
-            "are not; fix the exposure times (counts/s would be wrong)"
+            f"{what}: exposure times must be positive and finite, from {lo:g} to {hi:g} s, but "
+            f"image(s) {shown}{more} are not; fix the exposure times (counts/s would be wrong)"
         )
+
+
+def check_axes(axes: SeriesAxes, first_image: int, what: str) -> None:
+    """Refuse axes that bin wrongly: phi not finite or not strictly monotonic, iy/ix not finite.
+
+    Raises:
+        InputError: naming ``what`` and the first offending value.
+    """
+    from dials_mdxbg.errors import InputError
+
+    for name in ("phi", "iy", "ix"):
+        values = np.asarray(getattr(axes, name), dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise InputError(
+                f"{what}: {name} must be finite, but value {bad[0] + 1} of {values.size} is "
+                f"{values[bad[0]]:g}"
+            )
+    step = np.diff(np.asarray(axes.phi, dtype=np.float64))
+    if step.size and not ((step > 0).all() or (step < 0).all()):
+        k = int(np.flatnonzero(step <= 0)[0] if step[0] > 0 else np.flatnonzero(step >= 0)[0])
+        raise InputError(
+            f"{what}: phi must change monotonically from image to image, but images "
+            f"{first_image + k} and {first_image + k + 1} have phi {axes.phi[k]:g} and "
+            f"{axes.phi[k + 1]:g}"
+        )
+    check_exposure_times(axes.exposure_times, first_image, what)
 
 
 class MaskableFrame(Protocol):

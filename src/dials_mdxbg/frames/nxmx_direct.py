@@ -67,7 +67,14 @@ class EncodedFrame:
     filtered: bool  # False when HDF5 stored this chunk unfiltered (filter mask set)
     array: np.ndarray | None
     reader: NXmxDirect
-    index: int  # frame index in the file, for messages
+    index: int  # frame index in the data file
+    file: Path | None = None  # the data file
+    image: int = 0  # the sweep's image number (1-based), for messages
+
+    @property
+    def where(self) -> str:
+        """The frame in messages: the sweep's image number and where it is stored."""
+        return f"image {self.image} (frame {self.index + 1} of data file {self.file})"
 
     def decode(self, out: np.ndarray | None = None) -> np.ndarray:
         """The frame as dxtbx's ``get_raw_data`` gives it (int32, (ny, nx)).
@@ -176,13 +183,28 @@ class NXmxDirect(FrameBuffers):
         """
         seg, i = self.locate(self.indices[k])
         dset, direct = self._dataset(seg)
+        image = self.indices[k] + 1
         try:
-            if direct and has_c_bslz4():
+            # Our checked decoders, C or numpy: hdf5plugin's bitshuffle filter can
+            # crash the process (SIGSEGV) on a corrupt chunk.
+            if direct and can_decode_bslz4():
                 mask, chunk = dset.id.read_direct_chunk((i, 0, 0))
-                return EncodedFrame(chunk, not (mask & 1), None, self, i)
-            return EncodedFrame(None, False, dset[i], self, i)
+                return EncodedFrame(chunk, not (mask & 1), None, self, i, seg.file, image)
+            return EncodedFrame(None, False, dset[i], self, i, seg.file, image)
         except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"cannot read frame {i} of {seg.file}: {e}") from None
+            raise InputError(
+                f"cannot read image {image} (frame {i + 1} of data file {seg.file}): {e}"
+            ) from None
+
+    def check(self, k: int) -> None:
+        """Decode imageset frame ``k`` with our checked decoder (before dxtbx reads it).
+
+        Raises:
+            InputError: the stored frame is corrupt, naming the image and data file.
+        """
+        seg, _ = self.locate(self.indices[k])
+        if self._dataset(seg)[1] and can_decode_bslz4():  # else hdf5plugin is not involved
+            self.read(k).decode()
 
     def _finish(self, frame: EncodedFrame, out: np.ndarray | None) -> np.ndarray:
         if frame.array is not None:
@@ -194,7 +216,7 @@ class NXmxDirect(FrameBuffers):
             try:
                 raw = bslz4_decode(frame.chunk, self.frame_shape, self.dtype, target)
             except ValueError as e:
-                raise InputError(f"frame {frame.index} of {self.master}: {e}") from None
+                raise InputError(f"{frame.where}: {e}") from None
         else:
             raw = np.frombuffer(frame.chunk, self.dtype).reshape(self.frame_shape)
         if self.window is not None:
@@ -225,6 +247,17 @@ class NXmxDirect(FrameBuffers):
             f.close()
         self._files.clear()
         self._datasets.clear()
+
+
+def can_decode_bslz4() -> bool:
+    """True when our bitshuffle/LZ4 decoder runs here: in C, or its numpy twin (lz4)."""
+    if has_c_bslz4():
+        return True
+    try:
+        import lz4.block  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def to_dxtbx_int32(raw: np.ndarray, bit_depth: int | None) -> np.ndarray:
@@ -302,6 +335,7 @@ def _segments(master: Path, nxdata, n_images: int):
                 with h5py.File(path, "r", swmr=True) as f:
                     dset = f[link.path]
                     parts, dtype_i, shape_i = _dataset_segments(master, path, dset, first)
+                    _check_image_numbers(master, path, dset, first)
             except (KeyError, OSError) as e:
                 raise InputError(f"cannot read {link.path} in data file {path}: {e}") from None
         else:
@@ -319,6 +353,23 @@ def _segments(master: Path, nxdata, n_images: int):
     if first < n_images:
         raise InputError(f"the data files of {master} hold {first} frames, the scan has {n_images}")
     return segments, dtype, shape
+
+
+def _check_image_numbers(master: Path, path: Path, dset: h5py.Dataset, first: int) -> None:
+    """Refuse a data file whose ``image_nr_low/high`` (DECTRIS) are not the images it is linked as.
+
+    A copy of another data file would otherwise be read as these images.
+    """
+    low, high = dset.attrs.get("image_nr_low"), dset.attrs.get("image_nr_high")
+    if low is None or high is None or dset.ndim != 3:
+        return
+    expected = (first + 1, first + dset.shape[0])
+    if (int(np.ravel(low)[0]), int(np.ravel(high)[0])) != expected:
+        raise InputError(
+            f"data file {path} of {master}: its image_nr_low/high say images "
+            f"{int(np.ravel(low)[0])}..{int(np.ravel(high)[0])}, but the master links it as "
+            f"images {expected[0]}..{expected[1]}: a copy of another data file?"
+        )
 
 
 def _dataset_segments(master: Path, path: Path, dset: h5py.Dataset, first: int):

@@ -113,7 +113,7 @@ def band_decoder(direct: NXmxDirect, encoded) -> Callable:
         try:
             band = bslz4_decode_rows(encoded.chunk, direct.frame_shape, row0, out)
         except ValueError as e:
-            raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
+            raise InputError(f"{encoded.where}: {e}") from None
         if direct.flag_top:
             flag_top(band, direct.flag_top)
         return band
@@ -131,7 +131,7 @@ def chunk_binner(direct: NXmxDirect, encoded) -> Callable:
                 grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums,
             )  # fmt: skip
         except ValueError as e:
-            raise InputError(f"frame {encoded.index} of {direct.master}: {e}") from None
+            raise InputError(f"{encoded.where}: {e}") from None
 
     return bin_chunk
 

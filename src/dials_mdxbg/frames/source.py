@@ -23,7 +23,7 @@ from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.masking import rectangles_mask
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.frames.raw_frame import RawFrame, band_decoder, chunk_binner, pooled_decode
-from dials_mdxbg.model import BlockTask, SeriesAxes, check_exposure_times
+from dials_mdxbg.model import BlockTask, SeriesAxes, check_axes
 from dials_mdxbg.util.progress import Progress
 from dials_mdxbg.util.startup import load_hdf5_filters
 
@@ -86,6 +86,7 @@ class FrameSource:
     masked_static: dict = field(default_factory=dict)
     description: str = ""
     direct: NXmxDirect | CBFDirect | None = None
+    checker: NXmxDirect | None = None  # dxtbx reads: check NXmx chunks first (see _raw)
 
     @property
     def n_frames(self) -> int:
@@ -99,6 +100,9 @@ class FrameSource:
 
     def _raw(self, index: int) -> np.ndarray:
         """Raw counts of imageset frame ``index`` through dxtbx (a view of its array)."""
+        if self.checker is not None:
+            # hdf5plugin's bitshuffle filter can crash (SIGSEGV) on a corrupt chunk.
+            self.checker.check(index)
         try:
             raw = self.imageset.get_raw_data(index)
         except Exception as e:  # dxtbx raises bare RuntimeErrors for unreadable files
@@ -256,7 +260,13 @@ def frame_source(
         lo, hi = first, last
     start, stop = lo - first, hi - first + 1
     axes = SeriesAxes(axes.phi[start:stop], axes.iy, axes.ix, axes.exposure_times[start:stop])
-    check_exposure_times(axes.exposure_times, lo, f"the scan of {_imageset_name(iset)}")
+    check_axes(axes, lo, f"the scan of {_imageset_name(iset)}")
+    low, high = panel.get_trusted_range()
+    if not low <= high:  # (NaN too) every pixel would be masked, without a word
+        raise InputError(
+            f"the detector's trusted range ({low:g}, {high:g}) of {_imageset_name(iset)} is "
+            "reversed (low > high): every pixel would be masked; fix it in the experiment list"
+        )
 
     # Static part of dxtbx's mask, computed once.
     gaps = rectangles_mask((ny, nx), panel.get_mask())
@@ -286,7 +296,9 @@ def frame_source(
     if direct is None:
         direct = not os.environ.get("DIALS_MDXBG_DXTBX_READ")
     # NXmx: every data file is checked here (a missing one would read as zeros).
-    reader = (NXmxDirect.for_imageset(iset) or CBFDirect.for_imageset(iset)) if direct else None
+    # Also for reads through dxtbx: its data files are checked, its chunks decoded by us first.
+    nxmx = NXmxDirect.for_imageset(iset)
+    reader = (nxmx or CBFDirect.for_imageset(iset)) if direct else None
 
     return FrameSource(
         imageset=iset,
@@ -299,6 +311,7 @@ def frame_source(
         description=f"{iset.get_template() if hasattr(iset, 'get_template') else ''}"
         f" images {lo}..{hi}",
         direct=reader,
+        checker=None if direct else nxmx,
     )
 
 

@@ -11,10 +11,44 @@ import h5py
 import numpy as np
 
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.model import BlockTask, SeriesAxes, check_exposure_times
+from dials_mdxbg.model import BlockTask, SeriesAxes, check_axes
 from dials_mdxbg.native.chunk_codec import decode_chunk_into
+from dials_mdxbg.series.counts import as_counts
 from dials_mdxbg.series.layout import DEFLATE, IMAGE_SERIES, SHUFFLE
 from dials_mdxbg.util.progress import Progress
+
+_AXES = ("phi", "iy", "ix", "exposure_times")
+
+
+def _dataset(group: h5py.Group, name: str, path: Path) -> h5py.Dataset:
+    """``group[name]``, which must be a dataset (not a group, not a dangling link)."""
+    item = group.get(name)
+    if not isinstance(item, h5py.Dataset):
+        what = "a group" if isinstance(item, h5py.Group) else "a link to nothing"
+        raise InputError(f"{path}: {group.name}/{name} is {what}, not a dataset")
+    return item
+
+
+def _axis(group: h5py.Group, name: str, path: Path) -> np.ndarray:
+    """A numeric axis of the series as float64 (strings and other types are refused)."""
+    dset = _dataset(group, name, path)
+    if dset.dtype.kind not in "iuf" or dset.ndim > 1:
+        raise InputError(
+            f"{path}: {group.name}/{name} must be a list of numbers, but it holds "
+            f"{dset.dtype} values of shape {dset.shape}"
+        )
+    try:
+        return np.asarray(dset[()], dtype=np.float64).reshape(-1)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {group.name}/{name} ({_first_line(e)})") from None
+
+
+def _span(phi: np.ndarray) -> str:
+    return f"{phi[0]:g}..{phi[-1]:g} deg" if phi.size else "empty"
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().split("\n")[0][:160]
 
 
 @dataclass
@@ -64,13 +98,13 @@ class ImageSeriesReader:
             raise InputError(
                 f"{self.path}: /entry/{IMAGE_SERIES} lacks dataset(s) {', '.join(missing)}"
             )
-        self.data = group["data"]
-        try:
-            self.axes = SeriesAxes(
-                group["phi"][()], group["iy"][()], group["ix"][()], group["exposure_times"][()]
+        self.data = _dataset(group, "data", self.path)
+        if self.data.dtype.kind not in "iuf":
+            raise InputError(
+                f"{self.path}: /entry/{IMAGE_SERIES}/data holds {self.data.dtype} values, "
+                "not counts (integers or floats)"
             )
-        except OSError as e:
-            raise InputError(f"{self.path}: cannot read the series axes ({e})") from None
+        self.axes = SeriesAxes(*(_axis(group, k, self.path) for k in _AXES))
         if self.data.ndim != 3 or self.data.shape != self.axes.shape:
             raise InputError(
                 f"{self.path}: data shape {self.data.shape} does not match the axes "
@@ -79,13 +113,12 @@ class ImageSeriesReader:
         n = self.data.shape[0]
         if n == 0:
             raise InputError(f"{self.path} has 0 frames: there is nothing to bin")
-        times = np.asarray(self.axes.exposure_times, dtype=np.float64).reshape(-1)
-        if times.shape != (n,):
+        if self.axes.exposure_times.shape != (n,):
             raise InputError(
-                f"{self.path}: exposure_times has {times.size} values for {n} frames; "
-                "re-import the series"
+                f"{self.path}: exposure_times has {self.axes.exposure_times.size} values for "
+                f"{n} frames; re-import the series"
             )
-        check_exposure_times(times, 1, str(self.path))
+        check_axes(self.axes, 1, str(self.path))
         self.segments = self._segments()
 
     @property
@@ -124,9 +157,10 @@ class ImageSeriesReader:
             except OSError as e:
                 raise InputError(f"{source} is not a readable HDF5 file: {e}") from None
             self._files.append(f)
-            if vmap.dset_name not in f:
+            dset = f.get(vmap.dset_name)
+            if not isinstance(dset, h5py.Dataset):
                 raise InputError(f"{source} lacks dataset {vmap.dset_name}")
-            dset = f[vmap.dset_name]
+            self._check_source(source, f, dset, int(f0), int(f1) + 1)
             # h5py cannot always report the source selection (HDF5 1.10); the
             # frame-slab layout is recognised by the source being exactly the slab.
             if not full_frames or dset.shape != (f1 - f0 + 1, self.shape[1], self.shape[2]):
@@ -139,6 +173,30 @@ class ImageSeriesReader:
                 f"{self.path}: virtual data covers {covered} of {self.shape[0]} frames"
             )
         return segments
+
+    def _check_source(self, source: Path, f: h5py.File, dset: h5py.Dataset, a: int, b: int):
+        """Refuse a data file that is not this series' frames [a, b).
+
+        HDF5 would read a short source's missing frames as the fill value, and
+        a relative source name can resolve to another sweep's file in the
+        working folder (mdx2's datastore/): a part that is an image series
+        itself (ours, mdx2's) must carry this series' phi for those frames.
+        """
+        if dset.ndim != 3 or dset.shape[0] < b - a:
+            raise InputError(
+                f"{source}: holds {dset.shape[0] if dset.ndim else 0} frames of data, but "
+                f"{self.path} maps its frames {a + 1}..{b} to it; the file is cut short"
+            )
+        group = f.get(f"/entry/{IMAGE_SERIES}")
+        if not isinstance(group, h5py.Group) or dset.parent != group or "phi" not in group:
+            return
+        phi = _axis(group, "phi", source)
+        if phi.shape != (b - a,) or not np.allclose(phi, self.axes.phi[a:b], rtol=0, atol=1e-9):
+            raise InputError(
+                f"{source}: its phi ({_span(phi)}) is not that of frames {a + 1}..{b} of "
+                f"{self.path} ({_span(self.axes.phi[a:b])}): another series' data file, or "
+                "files swapped; keep each data file with its own main file"
+            )
 
     @property
     def files(self) -> list[Path]:
@@ -200,7 +258,7 @@ class ImageSeriesReader:
                 if fast:
                     load = self._row_loader(dset, f0, f1, y0, y1, shuffled, take)
                 else:
-                    load = _slice_loader(dset, f0 + take[0], f0 + take[1], y0, y1)
+                    load = _slice_loader(dset, f0 + take[0], f0 + take[1], y0, y1, seg.start)
                 yield seg.start + f0 + take[0], y0, load
 
     def _row_loader(self, dset, f0, f1, y0, y1, shuffled, take):
@@ -214,7 +272,7 @@ class ImageSeriesReader:
             except (KeyError, OSError, ValueError):
                 filter_mask, payload = None, None  # never written: HDF5 fills it
             if filter_mask != 0:  # unusual chunk: let HDF5 decode it
-                payload = dset[f0:f1, y0:y1, x0 : min(x0 + cx, nx)]
+                payload = _read(dset, f0, f1, y0, y1, 0)[:, :, x0 : min(x0 + cx, nx)]
             payloads.append((x0, filter_mask, payload))
 
         def load() -> np.ndarray:
@@ -246,11 +304,23 @@ class ImageSeriesReader:
         return chunks[0] if chunks else min(10, self.shape[0])
 
 
-def _slice_loader(dset: h5py.Dataset, f0: int, f1: int, y0: int, y1: int):
+def _slice_loader(dset: h5py.Dataset, f0: int, f1: int, y0: int, y1: int, frame0: int = 0):
+    """Frames [f0, f1) of ``dset`` (series frame ``frame0 + f0`` first) as checked int32."""
+
     def load() -> np.ndarray:
-        return np.asarray(dset[f0:f1, y0:y1, :], dtype=np.int32)
+        return as_counts(_read(dset, f0, f1, y0, y1, frame0), dset.file.filename, frame0 + f0, y0)
 
     return load
+
+
+def _read(dset: h5py.Dataset, f0: int, f1: int, y0: int, y1: int, frame0: int) -> np.ndarray:
+    try:
+        return dset[f0:f1, y0:y1, :]
+    except (OSError, ValueError) as e:  # a checksum, a filter, a short virtual source...
+        raise InputError(
+            f"{dset.file.filename}: cannot read frames {frame0 + f0 + 1}..{frame0 + f1}, rows "
+            f"{y0}..{y1 - 1} ({_first_line(e)}); the file is damaged or incomplete"
+        ) from None
 
 
 def is_image_series_file(path: str | os.PathLike) -> bool:
