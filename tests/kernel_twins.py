@@ -10,11 +10,13 @@ from dials_mdxbg.native import bin_kernels, chunk_codec, detector_codecs, lib, m
 
 
 def _reference_bin_raw_frame(
-    raw, static_valid, trusted_range, extra_valid, f_bin, y_bins, x_edges, valid_range, sums
+    raw, static_valid, trusted_range, extra_valid, to: bin_kernels.FrameBin
 ) -> int:
     masked, n_dynamic = mask_kernels.apply_mask(raw, static_valid, trusted_range, extra_valid)
-    f_bins = np.array([f_bin], dtype=np.int64)
-    bin_kernels.add_block(masked[np.newaxis], f_bins, y_bins, x_edges, valid_range, sums)
+    f_bins = np.array([to.f_bin], dtype=np.int64)
+    bin_kernels.add_block(
+        masked[np.newaxis], f_bins, to.y_bins, to.x_edges, to.valid_range, to.sums
+    )
     return n_dynamic
 
 

@@ -13,6 +13,7 @@ import pytest
 from dials_mdxbg.binning import grid as bgrid
 from dials_mdxbg.binning import sums as bsums
 from dials_mdxbg.native import lib as native
+from dials_mdxbg.native.bin_kernels import FrameBin
 from kernel_twins import REFERENCE
 from kernel_twins import compiled as compiled_kernels
 
@@ -155,9 +156,8 @@ def test_the_compiled_backend_hands_what_it_cannot_take_to_the_reference(case):
     sums = {}
     for kernels in (compiled, reference):
         acc = bsums.BinSums.zeros(grid.out_shape)
-        n = kernels.bin_raw_frame(
-            raw, static, trusted, extra, 0, grid.y_index, grid.x_edges, (0, 50), acc
-        )
+        to = FrameBin(0, grid.y_index, grid.x_edges, (0, 50), acc)
+        n = kernels.bin_raw_frame(raw, static, trusted, extra, to)
         sums[kernels.name] = (acc, n)
     assert sums["compiled"][1] == sums["numpy"][1]
     assert _same_sums(sums["compiled"][0], sums["numpy"][0])

@@ -17,7 +17,7 @@ import numpy as np
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
-from dials_mdxbg.native.bin_kernels import bin_raw_frame, bslz4_bin_frame
+from dials_mdxbg.native.bin_kernels import FrameBin, bin_raw_frame, bslz4_bin_frame
 from dials_mdxbg.native.detector_codecs import bslz4_decode_rows, flag_top
 from dials_mdxbg.native.mask_kernels import mask_frame
 
@@ -93,17 +93,8 @@ class RawFrame:
         """
         if self.binner is not None and self._raw is None and self.extra_valid is None:
             return self.binner(self, sums, grid, frame, valid_range)
-        return bin_raw_frame(
-            self.raw,
-            self.static_valid,
-            self.trusted_range,
-            self.extra_valid,
-            grid.phi_index[frame],
-            grid.y_index,
-            grid.x_edges,
-            valid_range,
-            sums,
-        )
+        to = FrameBin(grid.phi_index[frame], grid.y_index, grid.x_edges, valid_range, sums)
+        return bin_raw_frame(self.raw, self.static_valid, self.trusted_range, self.extra_valid, to)
 
 
 def band_decoder(direct: NXmxDirect, encoded) -> Callable:
@@ -126,10 +117,10 @@ def chunk_binner(direct: NXmxDirect, encoded) -> Callable:
 
     def bin_chunk(frame: RawFrame, sums, grid, k: int, valid_range) -> int:
         try:
+            to = FrameBin(grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums)
             return bslz4_bin_frame(
-                encoded.chunk, direct.flag_top, frame.static_valid, frame.trusted_range,
-                grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums,
-            )  # fmt: skip
+                encoded.chunk, direct.flag_top, frame.static_valid, frame.trusted_range, to
+            )
         except ValueError as e:
             raise InputError(f"{encoded.where}: {e}") from None
 

@@ -10,6 +10,8 @@ gives the same bits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from dials_mdxbg.model import MASKED_VALUE
@@ -173,18 +175,33 @@ def bin_block(
     c.mdx_bin_block(lib.ptr(block), nf, rows, nx, lib.ptr(f_bins), *target)
 
 
+@dataclass(frozen=True)
+class FrameBin:
+    """Where one frame's valid pixels are added: frame bin ``f_bin`` of ``sums``.
+
+    Attributes:
+        f_bin: the frame (phi) bin.
+        y_bins: row bin of each image row.
+        x_edges: column bin edges.
+        valid_range: counts outside [lo, hi] are not added (None: all).
+        sums: the bin sums (total, count, total_sq arrays).
+    """
+
+    f_bin: int
+    y_bins: np.ndarray
+    x_edges: np.ndarray
+    valid_range: tuple[int, int] | None
+    sums: object
+
+
 def bin_raw_frame(
     raw: np.ndarray,
     static_valid: np.ndarray | None,
     trusted_range: tuple[float, float],
     extra_valid: np.ndarray | None,
-    f_bin: int,
-    y_bins: np.ndarray,
-    x_edges: np.ndarray,
-    valid_range: tuple[int, int] | None,
-    sums,
+    to: FrameBin,
 ) -> int:
-    """Mask one raw frame (ny, nx) and add it into ``sums`` in frame bin ``f_bin``.
+    """Mask one raw frame (ny, nx) and add it into ``to.sums`` in frame bin ``to.f_bin``.
 
     The sums of :func:`~dials_mdxbg.native.mask_kernels.mask_frame` then
     :func:`bin_block` (masked pixels are -1 and never binned), in one C pass
@@ -194,16 +211,16 @@ def bin_raw_frame(
     if c is not None and lib.takes_frame(raw, static_valid, extra_valid):
         ny, nx = raw.shape
         lo, hi = integer_bounds(trusted_range, raw.dtype)
-        held, target = _bin_target(y_bins, x_edges, valid_range, sums)
+        held, target = _bin_target(to.y_bins, to.x_edges, to.valid_range, to.sums)
         n_dynamic = c.mdx_bin_raw_frame(
-            lib.ptr(raw), lib.ptr(static_valid), ny, nx, lo, hi, int(f_bin), *target
+            lib.ptr(raw), lib.ptr(static_valid), ny, nx, lo, hi, int(to.f_bin), *target
         )
         if n_dynamic >= 0:  # -1: out of memory, nothing added
             return int(n_dynamic)
     # Mask (in C where it can), then bin the masked frame (in C where it can).
     masked, n_dynamic = mask_frame(raw, static_valid, trusted_range, extra_valid)
-    f_bins = np.array([f_bin], dtype=np.int64)
-    bin_block(masked[np.newaxis], f_bins, y_bins, x_edges, valid_range, sums)
+    f_bins = np.array([to.f_bin], dtype=np.int64)
+    bin_block(masked[np.newaxis], f_bins, to.y_bins, to.x_edges, to.valid_range, to.sums)
     return n_dynamic
 
 
@@ -212,11 +229,7 @@ def bslz4_bin_frame(
     top: int,
     static_valid: np.ndarray,
     trusted_range: tuple[float, float],
-    f_bin: int,
-    y_bins: np.ndarray,
-    x_edges: np.ndarray,
-    valid_range: tuple[int, int] | None,
-    sums,
+    to: FrameBin,
 ) -> int:
     """Decode a 4-byte-pixel chunk, flag it (``top`` > 0) and bin it as :func:`bin_raw_frame`.
 
@@ -230,16 +243,14 @@ def bslz4_bin_frame(
         raw = bslz4_decode(chunk, static_valid.shape, np.uint32).view(np.int32)
         if top:
             flag_top(raw, top)
-        return bin_raw_frame(
-            raw, static_valid, trusted_range, None, f_bin, y_bins, x_edges, valid_range, sums
-        )
+        return bin_raw_frame(raw, static_valid, trusted_range, None, to)
     ny, nx = static_valid.shape
     lo, hi = integer_bounds(trusted_range, np.dtype(np.int32))
-    held, target = _bin_target(y_bins, x_edges, valid_range, sums)
+    held, target = _bin_target(to.y_bins, to.x_edges, to.valid_range, to.sums)
     source = np.frombuffer(chunk, dtype=np.uint8)
     n_dynamic = lib.library().mdx_bslz4_bin_frame(
         lib.ptr(source), source.size, int(top), lib.ptr(static_valid), ny, nx, lo, hi,
-        int(f_bin), *target,
+        int(to.f_bin), *target,
     )  # fmt: skip
     if n_dynamic < 0:
         raise bslz4_error(n_dynamic)
