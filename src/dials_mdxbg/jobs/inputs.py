@@ -146,6 +146,35 @@ class MapInput:
     geometry: tuple | None
 
 
+def experiments_of(wrappers) -> object:
+    """The experiments of every experiment list given, as one list (DIALS' flatten).
+
+    The same experiment in two lists (a list given twice, or a copy of it) is
+    refused naming both files: DIALS' own error names only the identifier.
+    """
+    from dials.util.options import flatten_experiments
+
+    try:
+        return flatten_experiments(wrappers)
+    except RuntimeError as e:
+        if "already in ExperimentList" not in str(e):
+            raise
+    owner: dict[str, tuple[int, str]] = {}
+    for i, wrapper in enumerate(wrappers):
+        name = wrapper.filename
+        for identifier in wrapper.data.identifiers():
+            first, first_name = owner.setdefault(identifier, (i, name))
+            if first == i:
+                continue
+            if first_name == name:
+                raise InputError(f"{name} is given twice; give each experiment list once")
+            raise InputError(
+                f"{first_name} and {name} hold the same experiment (identifier "
+                f"{identifier}): one list given twice, or a copy of it; give each experiment once"
+            )
+    raise InputError("an experiment list is given twice; give each experiment list once")
+
+
 def take_series_files(args: list[str]) -> tuple[list[str], list[str]]:
     """Take image-series files out of the arguments before DIALS sees them.
 
