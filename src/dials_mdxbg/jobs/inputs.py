@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.frames.files import image_files
+from dials_mdxbg.frames.masking import dials_mask_problem
 from dials_mdxbg.frames.source import (
     FrameSource,
     frame_source,
@@ -207,7 +208,21 @@ def binning_inputs(params, experiments, series_args: list[str]) -> BinningInputs
             "input.mdx2_mask= (mask=) is an mdx2 mask for image series input; for experiments "
             "use frames.mask= (a dials.generate_mask mask)"
         )
+    if experiments:
+        _check_dials_mask(experiments, params.frames, params.frames.mask, "frames.mask")
     return BinningInputs(series, experiments)
+
+
+def _check_dials_mask(experiments, selecting, path: str | None, param: str) -> None:
+    """Refuse, before any work, a DIALS mask made for another detector than the frames'."""
+    if not path:
+        return
+    imagesets = experiments.imagesets()
+    for selection, _ in selections(experiments, selecting):
+        detector = imagesets[selection.get("imageset") or 0].get_detector()
+        problem = dials_mask_problem(path, detector, param)
+        if problem:
+            raise InputError(problem)
 
 
 def open_inputs(inputs: BinningInputs, params) -> list[MapInput]:
@@ -308,6 +323,8 @@ def binning_plan(inputs: BinningInputs, params, args: list[str]) -> OutputPlan:
 
 def import_inputs(params, experiments, taken: list[str]):
     """The experiments to import (None if none were given)."""
+    if experiments:
+        _check_dials_mask(experiments, params, params.mask, "mask")
     return experiments or None
 
 
