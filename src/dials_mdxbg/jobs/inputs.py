@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dials_mdxbg.errors import InputError
+from dials_mdxbg.errors import InputError, OutputError
 from dials_mdxbg.frames.files import image_files
 from dials_mdxbg.frames.masking import dials_mask_problem
 from dials_mdxbg.frames.source import (
@@ -31,6 +32,7 @@ from dials_mdxbg.output.paths import MapPaths, SeriesPaths
 from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader, is_image_series_file, series_tasks
 from dials_mdxbg.util.plan import OutputPlan, input_args
+from dials_mdxbg.util.tempnames import NAME_MAX
 
 logger = logging.getLogger("dials.mdxbg.inputs")
 
@@ -343,6 +345,18 @@ def import_plan(experiments, params, args: list[str]) -> OutputPlan:
         # The parts folder of the split layout; otherwise only scratch (a dask run's).
         kind = "dir" if paths.split else "scratch"
         plan.add_output("output.data's parts folder", paths.parts, kind)
+        if paths.split:
+            _check_part_names(paths.data)
     plan.add_output("output.json", params.output.json)
     plan.add_output("output.log", params.output.log)
     return plan
+
+
+def _check_part_names(data: Path) -> None:
+    """The split layout's part files are named ``<data stem>_00000.nxs`` (series.writer)."""
+    part = f"{data.stem}_00000.nxs"
+    if len(os.fsencode(part)) > NAME_MAX:
+        raise OutputError(
+            f"output.data={data}: its part files ({part[:30]}...) would have names longer than "
+            f"a file may have ({NAME_MAX} bytes); give a shorter name"
+        )

@@ -13,22 +13,14 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import resource
 from pathlib import Path
 
 from dials_mdxbg.errors import OutputError
 from dials_mdxbg.util.targets import output_target
+from dials_mdxbg.util.tempnames import TEMPORARY, full_name
 
-TEMPORARY = re.compile(
-    r"^\.(?P<name>.+)\.(?P<kind>part|old)-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)"
-    r"(?:-(?P<token>[0-9a-f]{8}))?$"
-)
-"""Names of our temporaries: the final name, the host and pid of the run that made them.
-
-``.<name>.part-<host>-<pid>[-<token>]`` (``old`` for what a commit set aside); the
-host has no '-' (see :func:`dials_mdxbg.util.atomic.host_tag`), so the name parses
-one way only, and a user's ``.b.nxs.old-20241201`` is never taken for ours."""
+__all__ = ["TEMPORARY"]  # re-exported: atomic and its tests name it here
 
 SPACE_MARGIN = 1 << 20
 """Bytes kept free beyond what an HDF5 write needs, for the metadata HDF5 flushes at close."""
@@ -55,7 +47,7 @@ def final_name(path: Path) -> Path:
     parts = []
     for part in Path(path).absolute().parts:
         match = TEMPORARY.match(part)
-        parts.append(match["name"] if match else part)
+        parts.append(full_name(match["name"]) if match else part)
     return Path(*parts)
 
 
