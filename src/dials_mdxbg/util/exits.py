@@ -83,9 +83,11 @@ def handle_errors(command: str) -> Iterator[None]:
 
 def _output_error(e: BaseException):
     """The one-line error of a failed write, or None."""
-    from dials_mdxbg.util.output_errors import output_error
+    from dials_mdxbg.util.output_errors import named_in, output_error
 
-    return output_error(e, Path(e.filename or "output")) if isinstance(e, OSError) else None
+    if not isinstance(e, OSError):
+        return None
+    return output_error(e, named_in(e) or Path("output"))
 
 
 def unexpected(e: BaseException) -> bool:

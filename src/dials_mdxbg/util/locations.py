@@ -44,11 +44,16 @@ def location_problem(path: Path, kind: str = "file") -> str | None:
     if kind == "dir" and target.exists() and not target.is_dir():
         return f"{path} is an existing file, not a folder"
     try:
-        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+        st = os.statvfs(directory)
     except OSError:
-        read_only = False
-    if read_only:
+        st = None
+    if st is not None and st.f_flag & os.ST_RDONLY:
         return f"directory {directory} is on a read-only file system"
+    if st is not None and st.f_files > 0 and st.f_favail == 0:
+        return (
+            f"directory {directory} is on a file system with no free inodes (it holds as many "
+            "files as it can); delete files there or write elsewhere"
+        )
     if not os.access(directory, os.W_OK | os.X_OK):
         return f"directory {directory} is not writable"
     return _sticky_problem(path, target)
