@@ -357,6 +357,6 @@ def _check_part_names(data: Path) -> None:
     part = f"{data.stem}_00000.nxs"
     if len(os.fsencode(part)) > NAME_MAX:
         raise OutputError(
-            f"output.data={data}: its part files ({part[:30]}...) would have names longer than "
-            f"a file may have ({NAME_MAX} bytes); give a shorter name"
+            f"output.data={str(data)[:60]}...: its part files ({part[:30]}...) would have names "
+            f"longer than a file may have ({NAME_MAX} bytes); give a shorter name"
         )

@@ -10,6 +10,7 @@ reading. None of these is bad input or a bug, and none must blame an input.
 from __future__ import annotations
 
 import re
+import resource
 
 _SIGNS = re.compile(
     r"\bMemoryError\b|failed to map segment|Cannot allocate memory|memory allocation failed"
@@ -32,6 +33,8 @@ def out_of_memory(error: BaseException | None) -> bool:
         seen.add(id(error))
         if isinstance(error, MemoryError) or _SIGNS.search(str(error)):
             return True
+        if isinstance(error, SystemError) and limited():  # a C extension's failed allocation
+            return True
         error = error.__cause__ or error.__context__
     return False
 
@@ -44,7 +47,20 @@ def parser_ran_out(parser) -> bool:
     """
     errors = getattr(getattr(parser, "_phil_parser", None), "handling_errors", None) or {}
     return any(
-        out_of_memory(getattr(info, "exception", None)) or _SIGNS.search(info.traceback or "")
+        out_of_memory(getattr(info, "exception", None))
+        or _SIGNS.search(info.traceback or "")
         for infos in errors.values()
         for info in infos
+    )
+
+
+def limited() -> bool:
+    """Whether this process runs under an address-space or data-size limit.
+
+    Under one, a C extension that fails to allocate may say only "error return
+    without exception set" (a SystemError); without one, that is a bug.
+    """
+    return any(
+        resource.getrlimit(which)[0] != resource.RLIM_INFINITY
+        for which in (resource.RLIMIT_AS, resource.RLIMIT_DATA)
     )
