@@ -35,9 +35,9 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
     with handle_errors(command):
         prepare()
         from dials.util import enable_faulthandler
-        from dials.util.options import flatten_experiments
 
         from dials_mdxbg.jobs.commands import JOBS
+        from dials_mdxbg.jobs.inputs import experiments_of
         from dials_mdxbg.jobs.phil import resolve_nproc
         from dials_mdxbg.util.atomic import committed_together
         from dials_mdxbg.util.versions import versions
@@ -48,7 +48,7 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
         parser = make_parser(command, job.usage, phil, doc)
         params, options = parse(parser, args)
         resolve_nproc(params.mp)
-        inputs = job.inputs(params, flatten_experiments(params.input.experiments), taken)
+        inputs = job.inputs(params, experiments_of(params.input.experiments), taken)
         if inputs is None:
             parser.print_help()
             raise SystemExit(f"{command}: error: no {job.missing} given")
@@ -165,30 +165,40 @@ def parse(parser, args: list[str] | None):
     """
     from libtbx.utils import Sorry
 
-    from dials_mdxbg.frames.precheck import check_input_file
+    from dials_mdxbg.frames.precheck import SeenInputs, check_input_file, missing_input_problem
+    from dials_mdxbg.util.memory import out_of_memory, parser_ran_out
     from dials_mdxbg.util.presets import preset_names, resolve_preset
 
     args = sys.argv[1:] if args is None else list(args)
     resolved = []
     takes_value = False
+    seen = SeenInputs()
     for i, arg in enumerate(args):
         if takes_value or "=" in arg or arg.startswith("-"):
             takes_value = arg in OPTIONS_WITH_VALUES  # -c -a 1: the 1 is no file
             continue
         path = Path(arg)
         if not path.exists():
+            problem = missing_input_problem(arg)
+            if problem:
+                raise InputError(problem)
             preset = resolve_preset(arg)
             if preset is None:
                 raise InputError(f"{arg}: no such file (nor a preset: {preset_names()})")
             args[i] = str(preset)
             resolved.append((arg, preset))
         else:
+            seen.add(arg)
             check_input_file(arg)
     try:
         params, options = parser.parse_args(args=args, show_diff_phil=False)
     except (Sorry, RuntimeError) as e:  # libtbx.phil raises RuntimeError for bad values
+        if parser_ran_out(parser) or out_of_memory(e):  # DIALS would blame the file it read
+            raise MemoryError("out of memory while reading the inputs") from None
         raise InputError(_condense(str(e))) from None
     except (ValueError, OSError) as e:  # dxtbx, for images it cannot make a sweep of
+        if out_of_memory(e):
+            raise MemoryError("out of memory while reading the images") from None
         raise InputError("could not read the input images: " + _condense(str(e))) from None
     except EOFError:  # gzip/bzip2 inside dxtbx, for a compressed image cut short
         raise InputError(

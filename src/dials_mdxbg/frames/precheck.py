@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,49 @@ def check_input_file(arg: str) -> None:
         )
     elif is_hdf5(path):
         check_hdf5_sources(path)
+
+
+def missing_input_problem(arg: str) -> str | None:
+    """Why an input that does not exist cannot be read, when "no such file" would mislead.
+
+    A loop of symbolic links (or a path through one) and a link whose target
+    is gone both look like a missing file to ``Path.exists``.
+    """
+    try:
+        os.stat(arg)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return (
+                f"{arg} is a loop of symbolic links (a link that leads back to itself); "
+                "fix the link or give the file itself"
+            )
+        if os.path.islink(arg):
+            return (
+                f"{arg} is a symbolic link to {os.readlink(arg)}, which does not exist; "
+                "fix the link or give the file itself"
+            )
+    return None
+
+
+class SeenInputs:
+    """The input files named so far, to refuse one given twice (a link or a hard link too).
+
+    DIALS would read the experiments twice and fail on the repeated identifier
+    with an error that names no file.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, int], str] = {}
+
+    def add(self, arg: str) -> None:
+        """Remember ``arg``; raise :class:`InputError` if the same file was given before."""
+        st = os.stat(arg)
+        first = self.seen.get((st.st_dev, st.st_ino))
+        if first is None:
+            self.seen[(st.st_dev, st.st_ino)] = arg
+            return
+        same = "given twice" if first == arg else f"the same file as {first}"
+        raise InputError(f"{arg} is {same}; give each input once")
 
 
 def _holds_image_series(path: Path) -> bool:

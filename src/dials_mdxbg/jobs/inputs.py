@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dials_mdxbg.errors import InputError
+from dials_mdxbg.errors import InputError, OutputError
 from dials_mdxbg.frames.files import image_files
+from dials_mdxbg.frames.masking import dials_mask_problem
 from dials_mdxbg.frames.source import (
     FrameSource,
     frame_source,
@@ -30,6 +32,7 @@ from dials_mdxbg.output.paths import MapPaths, SeriesPaths
 from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader, is_image_series_file, series_tasks
 from dials_mdxbg.util.plan import OutputPlan, input_args
+from dials_mdxbg.util.tempnames import NAME_MAX
 
 logger = logging.getLogger("dials.mdxbg.inputs")
 
@@ -146,6 +149,35 @@ class MapInput:
     geometry: tuple | None
 
 
+def experiments_of(wrappers) -> object:
+    """The experiments of every experiment list given, as one list (DIALS' flatten).
+
+    The same experiment in two lists (a list given twice, or a copy of it) is
+    refused naming both files: DIALS' own error names only the identifier.
+    """
+    from dials.util.options import flatten_experiments
+
+    try:
+        return flatten_experiments(wrappers)
+    except RuntimeError as e:
+        if "already in ExperimentList" not in str(e):
+            raise
+    owner: dict[str, tuple[int, str]] = {}
+    for i, wrapper in enumerate(wrappers):
+        name = wrapper.filename
+        for identifier in wrapper.data.identifiers():
+            first, first_name = owner.setdefault(identifier, (i, name))
+            if first == i:
+                continue
+            if first_name == name:
+                raise InputError(f"{name} is given twice; give each experiment list once")
+            raise InputError(
+                f"{first_name} and {name} hold the same experiment (identifier "
+                f"{identifier}): one list given twice, or a copy of it; give each experiment once"
+            )
+    raise InputError("an experiment list is given twice; give each experiment list once")
+
+
 def take_series_files(args: list[str]) -> tuple[list[str], list[str]]:
     """Take image-series files out of the arguments before DIALS sees them.
 
@@ -178,7 +210,21 @@ def binning_inputs(params, experiments, series_args: list[str]) -> BinningInputs
             "input.mdx2_mask= (mask=) is an mdx2 mask for image series input; for experiments "
             "use frames.mask= (a dials.generate_mask mask)"
         )
+    if experiments:
+        _check_dials_mask(experiments, params.frames, params.frames.mask, "frames.mask")
     return BinningInputs(series, experiments)
+
+
+def _check_dials_mask(experiments, selecting, path: str | None, param: str) -> None:
+    """Refuse, before any work, a DIALS mask made for another detector than the frames'."""
+    if not path:
+        return
+    imagesets = experiments.imagesets()
+    for selection, _ in selections(experiments, selecting):
+        detector = imagesets[selection.get("imageset") or 0].get_detector()
+        problem = dials_mask_problem(path, detector, param)
+        if problem:
+            raise InputError(problem)
 
 
 def open_inputs(inputs: BinningInputs, params) -> list[MapInput]:
@@ -279,6 +325,8 @@ def binning_plan(inputs: BinningInputs, params, args: list[str]) -> OutputPlan:
 
 def import_inputs(params, experiments, taken: list[str]):
     """The experiments to import (None if none were given)."""
+    if experiments:
+        _check_dials_mask(experiments, params, params.mask, "mask")
     return experiments or None
 
 
@@ -297,6 +345,18 @@ def import_plan(experiments, params, args: list[str]) -> OutputPlan:
         # The parts folder of the split layout; otherwise only scratch (a dask run's).
         kind = "dir" if paths.split else "scratch"
         plan.add_output("output.data's parts folder", paths.parts, kind)
+        if paths.split:
+            _check_part_names(paths.data)
     plan.add_output("output.json", params.output.json)
     plan.add_output("output.log", params.output.log)
     return plan
+
+
+def _check_part_names(data: Path) -> None:
+    """The split layout's part files are named ``<data stem>_00000.nxs`` (series.writer)."""
+    part = f"{data.stem}_00000.nxs"
+    if len(os.fsencode(part)) > NAME_MAX:
+        raise OutputError(
+            f"output.data={str(data)[:60]}...: its part files ({part[:30]}...) would have names "
+            f"longer than a file may have ({NAME_MAX} bytes); give a shorter name"
+        )

@@ -29,12 +29,9 @@ ENOSPC :data:`hdf5_failed` tells the command to leave with ``os._exit``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
-import re
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,30 +39,29 @@ from pathlib import Path
 
 from dials_mdxbg.errors import InputError, OutputError
 from dials_mdxbg.util import signals
+from dials_mdxbg.util.locations import check_writable, location_problem
 from dials_mdxbg.util.output_errors import (
     TEMPORARY,
     ensure_space,
     output_error,
 )
-from dials_mdxbg.util.targets import LinkLoop, output_target, stream_problem, write_stream
+from dials_mdxbg.util.targets import LinkLoop, output_target, write_stream
+from dials_mdxbg.util.tempnames import hidden, host_tag, short_name
 
-__all__ = ["OutputError", "ensure_space", "output_error"]  # what writers import from here
+# What writers (and tests) import from here.
+__all__ = [
+    "OutputError",
+    "check_writable",
+    "ensure_space",
+    "host_tag",
+    "location_problem",
+    "output_error",
+]
 
 logger = logging.getLogger("dials.mdxbg.atomic")
 
 committed = False
 """Set once a run's outputs are all in place (a signal after that changes nothing)."""
-
-
-@functools.lru_cache(maxsize=1)
-def host_tag() -> str:
-    """This host's name as it appears in temporaries (letters, digits and '_' only)."""
-    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
-
-
-def _stamp(kind: str, token: str | None = None) -> str:
-    """``part-<host>-<pid>[-<token>]``: whose temporary it is, on a shared file system too."""
-    return f"{kind}-{host_tag()}-{os.getpid()}" + (f"-{token}" if token else "")
 
 
 def temporary_name(final: Path, token: str | None = None) -> Path:
@@ -77,9 +73,10 @@ def temporary_name(final: Path, token: str | None = None) -> Path:
     """
     target = _target(final)
     if target.stream:
-        stamp = _stamp("part", token or uuid.uuid4().hex[:8])
-        return Path(tempfile.gettempdir()) / f".{Path(final).name}.{stamp}"
-    return target.path.with_name(f".{target.path.name}.{_stamp('part', token)}")
+        return Path(tempfile.gettempdir()) / hidden(
+            Path(final).name, "part", token or uuid.uuid4().hex[:8]
+        )
+    return target.path.with_name(hidden(target.path.name, "part", token))
 
 
 def _target(final: Path):
@@ -220,7 +217,7 @@ def _install(tmp: Path, final: Path) -> tuple[Path, Path | None]:
         return final, None
     final = target.path
     folder = tmp.is_dir() and not tmp.is_symlink()
-    old: Path | None = final.with_name(f".{final.name}.{_stamp('old', uuid.uuid4().hex[:8])}")
+    old: Path | None = final.with_name(hidden(final.name, "old", uuid.uuid4().hex[:8]))
     if not os.path.lexists(final) or (folder and not final.is_dir()):
         old = None
     elif folder:
@@ -389,7 +386,7 @@ def remove_stale(final: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in directory.iterdir():
             match = TEMPORARY.match(entry.name)
-            if not match or match["name"] != name or match["host"] != host_tag():
+            if not match or match["name"] != short_name(name) or match["host"] != host_tag():
                 continue
             pid = int(match["pid"])
             if pid == os.getpid() or _pid_alive(pid):
@@ -397,54 +394,3 @@ def remove_stale(final: Path) -> list[Path]:
             _remove(entry)
             removed.append(entry)
     return removed
-
-
-def check_writable(path: Path) -> None:
-    """Fail early, with one line, if ``path`` cannot be created."""
-    problem = location_problem(Path(path))
-    if problem:
-        raise OutputError(problem)
-
-
-def location_problem(path: Path, kind: str = "file") -> str | None:
-    """Why ``path`` cannot be written (missing or read-only directory, a directory), or None."""
-    path = Path(path)
-    try:
-        where = output_target(path)
-    except LinkLoop:
-        return f"{path} is a loop of symbolic links"
-    if where.stream:
-        return f"{path} is a device, FIFO or socket, not a folder" if kind == "dir" else (
-            stream_problem(where)
-        )
-    target = where.path
-    directory = target.parent
-    if not directory.exists():
-        return f"directory {path.parent} does not exist"
-    if not directory.is_dir():
-        return f"directory {path.parent} does not exist ({path.parent} is a file)"
-    if kind == "file" and target.is_dir():
-        return f"{path} is an existing directory; give a file name"
-    if kind == "dir" and target.exists() and not target.is_dir():
-        return f"{path} is an existing file, not a folder"
-    try:
-        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except OSError:
-        read_only = False
-    if read_only:
-        return f"directory {directory} is on a read-only file system"
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"directory {directory} is not writable"
-    return _sticky_problem(path, target)
-
-
-def _sticky_problem(path: Path, target: Path) -> str | None:
-    """In a shared folder (sticky bit, like /tmp) only the owner may replace a file."""
-    me = os.geteuid()
-    try:
-        folder, existing = target.parent.stat(), target.lstat()
-    except OSError:
-        return None
-    if me == 0 or not folder.st_mode & 0o1000 or me in (folder.st_uid, existing.st_uid):
-        return None
-    return f"{path} belongs to another user in a shared folder (sticky bit): it cannot be replaced"

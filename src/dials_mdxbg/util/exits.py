@@ -12,6 +12,8 @@ from pathlib import Path
 
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.util import signals
+from dials_mdxbg.util.memory import MESSAGE as OUT_OF_MEMORY
+from dials_mdxbg.util.memory import out_of_memory
 
 logger = logging.getLogger("dials.mdxbg")
 
@@ -60,6 +62,8 @@ def handle_errors(command: str) -> Iterator[None]:
     except Exception as e:
         if os.environ.get("DIALS_MDXBG_TRACEBACK"):
             raise
+        if out_of_memory(e):  # a limit or a full machine: neither a bug nor a bad input
+            fail(OUT_OF_MEMORY, command)
         error = _output_error(e)
         if error is not None:
             fail(str(error), command)
@@ -79,16 +83,20 @@ def handle_errors(command: str) -> Iterator[None]:
 
 def _output_error(e: BaseException):
     """The one-line error of a failed write, or None."""
-    from dials_mdxbg.util.output_errors import output_error
+    from dials_mdxbg.util.output_errors import named_in, output_error
 
-    return output_error(e, Path(e.filename or "output")) if isinstance(e, OSError) else None
+    if not isinstance(e, OSError):
+        return None
+    return output_error(e, named_in(e) or Path("output"))
 
 
 def unexpected(e: BaseException) -> bool:
-    """A bug rather than bad input, an interruption or a failed write."""
+    """A bug rather than bad input, an interruption, memory running out or a failed write."""
     from libtbx.utils import Sorry
 
-    return isinstance(e, Exception) and not isinstance(e, Sorry) and _output_error(e) is None
+    if not isinstance(e, Exception) or isinstance(e, Sorry) or out_of_memory(e):
+        return False
+    return _output_error(e) is None
 
 
 def interrupted(e: KeyboardInterrupt, command: str) -> None:

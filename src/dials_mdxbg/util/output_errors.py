@@ -15,20 +15,14 @@ import errno
 import os
 import re
 import resource
+import tempfile
 from pathlib import Path
 
 from dials_mdxbg.errors import OutputError
 from dials_mdxbg.util.targets import output_target
+from dials_mdxbg.util.tempnames import TEMPORARY, full_name
 
-TEMPORARY = re.compile(
-    r"^\.(?P<name>.+)\.(?P<kind>part|old)-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)"
-    r"(?:-(?P<token>[0-9a-f]{8}))?$"
-)
-"""Names of our temporaries: the final name, the host and pid of the run that made them.
-
-``.<name>.part-<host>-<pid>[-<token>]`` (``old`` for what a commit set aside); the
-host has no '-' (see :func:`dials_mdxbg.util.atomic.host_tag`), so the name parses
-one way only, and a user's ``.b.nxs.old-20241201`` is never taken for ours."""
+__all__ = ["TEMPORARY"]  # re-exported: atomic and its tests name it here
 
 SPACE_MARGIN = 1 << 20
 """Bytes kept free beyond what an HDF5 write needs, for the metadata HDF5 flushes at close."""
@@ -55,7 +49,7 @@ def final_name(path: Path) -> Path:
     parts = []
     for part in Path(path).absolute().parts:
         match = TEMPORARY.match(part)
-        parts.append(match["name"] if match else part)
+        parts.append(full_name(match["name"]) if match else part)
     return Path(*parts)
 
 
@@ -91,7 +85,7 @@ def output_error(error: OSError, final: Path) -> OutputError | None:
     final = final_name(final)
     where = final.parent
     if _is_stream(final):
-        return _stream_error(code, text, final)
+        return _stream_error(error, final)
     too_large = code == errno.EFBIG or "File too large" in text
     if too_large or code in _SPACE_ERRNOS or "No space left" in text or "quota" in text.lower():
         if "file write failed" in text or "Can't" in text:
@@ -101,14 +95,7 @@ def output_error(error: OSError, final: Path) -> OutputError | None:
                 f"cannot write {final}: it would pass this process's file-size limit "
                 "(ulimit -f); raise the limit or write less (fewer frames per output)"
             )
-        try:
-            free = f"{_mb(free_bytes(final))} free"
-        except OSError:
-            free = "no free space"
-        return OutputError(
-            f"no space left for {final.name} in {where} ({free}); free some space or write "
-            "the output elsewhere"
-        )
+        return OutputError(_space_message(error, final))
     if code == errno.EROFS or "Read-only file system" in text:
         return OutputError(f"cannot write {final.name}: {where} is on a read-only file system")
     if code in (errno.EACCES, errno.EPERM):
@@ -118,6 +105,80 @@ def output_error(error: OSError, final: Path) -> OutputError | None:
     return None
 
 
+def _space_message(error: OSError, final: Path) -> str:
+    """Which file system is full, and of what: bytes, inodes, or the temporary directory's."""
+    where = final.parent
+    if getattr(error, "errno", None) == errno.ENOSPC:
+        if _no_inodes(where):
+            return (
+                f"no free inodes left for {final.name} in {where}: its file system holds as "
+                "many files as it can (space is not the problem); delete files there or write "
+                "the output elsewhere"
+            )
+        staged = _full_tmp(error, where)
+        if staged:
+            return staged
+    try:
+        free = f"{_mb(free_bytes(final))} free"
+    except OSError:
+        free = "no free space"
+    return (
+        f"no space left for {final.name} in {where} ({free}); free some space or write the "
+        "output elsewhere"
+    )
+
+
+def _no_inodes(directory: Path) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_files > 0 and st.f_favail == 0  # f_files 0: the file system counts none
+
+
+def _full_tmp(error: OSError, where: Path | None) -> str | None:
+    """The message for a full temporary directory, if that is what ran out, else None.
+
+    What failed was there (a stream output is staged there: ``where`` None),
+    or it is full while the output's own file system (``where``) has room
+    (other code writing to TMPDIR).
+    """
+    tmp = Path(tempfile.gettempdir())
+    name = getattr(error, "filename", None)
+    there = name is not None and Path(name).absolute().is_relative_to(tmp.absolute())
+    try:
+        st = os.statvfs(tmp)
+    except OSError:
+        return None
+    full = st.f_bavail * st.f_frsize < SPACE_MARGIN or (st.f_files > 0 and st.f_favail == 0)
+    roomy = where is None or (not _no_inodes(where) and _free(where) > SPACE_MARGIN)
+    if not (there or (full and roomy)):
+        return None
+    what = "no free inodes" if st.f_files > 0 and st.f_favail == 0 else (
+        f"{_mb(st.f_bavail * st.f_frsize)} free"
+    )
+    return (
+        f"the temporary directory {tmp} is full ({what}); free space there or point TMPDIR "
+        "at a folder with room"
+    )
+
+
+def _free(directory: Path) -> int:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def named_in(error: OSError) -> Path | None:
+    """The file a failed write names: its filename, or the name in HDF5's message."""
+    if getattr(error, "filename", None):
+        return Path(error.filename)
+    match = re.search(r"name = '([^']+)'", str(error))
+    return Path(match[1]) if match else None
+
+
 def _is_stream(final: Path) -> bool:
     try:
         return output_target(final).stream
@@ -125,9 +186,11 @@ def _is_stream(final: Path) -> bool:
         return False
 
 
-def _stream_error(code: int | None, text: str, final: Path) -> OutputError | None:
+def _stream_error(error: OSError, final: Path) -> OutputError | None:
+    code = getattr(error, "errno", None)
     if code in _SPACE_ERRNOS:
-        return OutputError(f"cannot write {final}: no space left on the device")
+        staged = _full_tmp(error, None) if code == errno.ENOSPC else None  # staged in TMPDIR
+        return OutputError(staged or f"cannot write {final}: no space left on the device")
     if code == errno.EPIPE:
         return OutputError(f"cannot write {final}: its reader closed it")
     if code == errno.ENXIO:

@@ -53,15 +53,19 @@ class Target:
 
 
 def _follow(path: Path) -> tuple[Path, bool]:
-    """The end of ``path``'s chain of links, and whether the chain passed through /proc."""
-    p = Path(os.path.abspath(path))
+    """The end of ``path``'s chain of links, and whether the chain passed through /proc.
+
+    '..' is followed as the kernel does, after the links before it (never
+    dropped with the folder before it: ``link/../b.nxs`` is beside the link's target).
+    """
+    p = Path.cwd() / path
     for _ in range(_MAX_LINKS):
         p = Path(os.path.realpath(p.parent)) / p.name
         if p.parts[1:2] == ("proc",):
             return p, True
-        if not p.is_symlink():
+        if not os.path.islink(p):  # (a name too long is no link: location_problem says why)
             return p, False
-        p = Path(os.path.normpath(p.parent / os.readlink(p)))
+        p = p.parent / os.readlink(p)
     raise LinkLoop(errno.ELOOP, "too many levels of symbolic links", str(path))
 
 
@@ -74,8 +78,10 @@ def output_target(final: str | os.PathLike) -> Target:
         return Target(Path(final), stream=True, fd=int(match["fd"]) if own else None)
     try:
         mode = os.lstat(end).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return Target(end)  # a new file (or the target of a dangling link)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+            return Target(end)  # a new file (or a dangling link's target; a name too long)
+        raise
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return Target(end)
     return Target(Path(final), stream=True)
