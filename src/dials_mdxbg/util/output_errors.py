@@ -128,12 +128,23 @@ def _space_message(error: OSError, final: Path) -> str:
     )
 
 
-def _no_inodes(directory: Path) -> bool:
+def _statvfs(directory: Path) -> os.statvfs_result | None:
     try:
-        st = os.statvfs(directory)
+        return os.statvfs(directory)
     except OSError:
-        return False
-    return st.f_files > 0 and st.f_favail == 0  # f_files 0: the file system counts none
+        return None
+
+
+def _inodes_out(st: os.statvfs_result | None) -> bool:
+    return st is not None and st.f_files > 0 and st.f_favail == 0  # f_files 0: none counted
+
+
+def _bytes_free(st: os.statvfs_result | None) -> int:
+    return 0 if st is None else st.f_bavail * st.f_frsize
+
+
+def _no_inodes(directory: Path) -> bool:
+    return _inodes_out(_statvfs(directory))
 
 
 def _full_tmp(error: OSError, where: Path | None) -> str | None:
@@ -146,17 +157,14 @@ def _full_tmp(error: OSError, where: Path | None) -> str | None:
     tmp = Path(tempfile.gettempdir())
     name = getattr(error, "filename", None)
     there = name is not None and Path(name).absolute().is_relative_to(tmp.absolute())
-    try:
-        st = os.statvfs(tmp)
-    except OSError:
+    st = _statvfs(tmp)
+    if st is None:
         return None
-    full = st.f_bavail * st.f_frsize < SPACE_MARGIN or (st.f_files > 0 and st.f_favail == 0)
+    full = _bytes_free(st) < SPACE_MARGIN or _inodes_out(st)
     roomy = where is None or (not _no_inodes(where) and _free(where) > SPACE_MARGIN)
     if not (there or (full and roomy)):
         return None
-    what = "no free inodes" if st.f_files > 0 and st.f_favail == 0 else (
-        f"{_mb(st.f_bavail * st.f_frsize)} free"
-    )
+    what = "no free inodes" if _inodes_out(st) else f"{_mb(_bytes_free(st))} free"
     return (
         f"the temporary directory {tmp} is full ({what}); free space there or point TMPDIR "
         "at a folder with room"
@@ -164,11 +172,7 @@ def _full_tmp(error: OSError, where: Path | None) -> str | None:
 
 
 def _free(directory: Path) -> int:
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return 0
-    return st.f_bavail * st.f_frsize
+    return _bytes_free(_statvfs(directory))
 
 
 def named_in(error: OSError) -> Path | None:
