@@ -22,12 +22,9 @@ from dials_mdxbg.binning.blocks import bin_map, block_sums
 from dials_mdxbg.binning.fill import fill_empty
 from dials_mdxbg.binning.fill import fill_map as _fill
 from dials_mdxbg.binning.grid import BinGrid
-from dials_mdxbg.binning.heldout import make_scorer, summarize
 from dials_mdxbg.binning.parity import ParityGrid, merge_parities
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.quality import map_quality
-from dials_mdxbg.binning.search import bin_auto
-from dials_mdxbg.binning.search import score_pass as _score
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
@@ -83,9 +80,6 @@ def bin_background(
     Example::
 
         from dials_mdxbg.binning.phil import BinOptions
-from dials_mdxbg.binning.quality import dispersion_summary
-from dials_mdxbg.binning.search import bin_auto
-from dials_mdxbg.binning.search import score_pass as _score
         from dials_mdxbg.jobs.bin_background import BinSource, bin_background
 
         binned = bin_background(
@@ -97,6 +91,8 @@ from dials_mdxbg.binning.search import score_pass as _score
         if options.auto:
             if engine is not None:
                 logger.info("bins=auto runs in this process (%d threads), not on dask", nproc)
+            from dials_mdxbg.binning.search import bin_auto  # only bins=auto needs it
+
             rebin = functools.partial(_bin_chosen, opened, options, nproc=nproc)
             return bin_auto(opened, options, nproc, rebin)
         parity: list[BinSums] = []
@@ -104,16 +100,18 @@ from dials_mdxbg.binning.search import score_pass as _score
         binned = bin_map(sums_for, opened.axes, options)
         binned = _fill(binned, options)
         if options.diagnostics:
-            scorer = make_scorer(
-                options.bins,
-                opened.axes,
-                binned.signal,
-                parity[-1],
-                fill_empty if options.fill_empty else None,
-            )
-            scores = _score(opened, [scorer], options, nproc)
-            binned.quality = summarize(scores.items[0], binned.phi)
+            binned.quality = _heldout(opened, options, binned, parity[-1], nproc)
         return binned
+
+
+def _heldout(opened, options: BinOptions, binned: BinnedMap, parity: BinSums, nproc: int) -> dict:
+    """The held-out error of a map from its parity sums (a second pass over the frames)."""
+    from dials_mdxbg.binning.heldout import make_scorer, summarize
+    from dials_mdxbg.binning.search import score_pass
+
+    fill = fill_empty if options.fill_empty else None
+    scorer = make_scorer(options.bins, opened.axes, binned.signal, parity, fill)
+    return summarize(score_pass(opened, [scorer], options, nproc).items[0], binned.phi)
 
 
 def _sums_source(src, opened, options, nproc, engine, frames_per_task, parity: list):
@@ -176,10 +174,7 @@ def _bin_chosen(opened, options: BinOptions, bins, nproc: int) -> BinnedMap:
     parity: list[BinSums] = []
     sums_for = _sums_source(None, opened, again, nproc, None, None, parity)
     binned = _fill(bin_map(sums_for, opened.axes, again), again)
-    scorer = make_scorer(
-        again.bins, opened.axes, binned.signal, parity[-1], fill_empty if again.fill_empty else None
-    )
-    binned.quality = summarize(_score(opened, [scorer], again, nproc).items[0], binned.phi)
+    binned.quality = _heldout(opened, again, binned, parity[-1], nproc)
     return binned
 
 
