@@ -1060,19 +1060,31 @@ def test_fault(case: Case, request, tmp_path_factory):
     check_case(case, request, tmp_path_factory)
 
 
-def check_case(case: Case, request, tmp_path_factory) -> None:
+def check_case(case: Case, request, tmp_path_factory, **kw) -> None:
     """Run one case and assert the promise (the checker other fault suites reuse)."""
+    problems = case_problems(case, request, tmp_path_factory, **kw)
+    assert not problems, f"{case.command} {' '.join(case.args)}\n" + "\n".join(problems)
+
+
+def case_problems(case: Case, request, tmp_path_factory, ctx_type=Ctx, **run_kw) -> list[str]:
+    """Run one case; the problems found (empty: the promise held).
+
+    ``ctx_type``: a :class:`Ctx` with more inputs; ``case.env`` (if the case has
+    one): environment variables, ``{key}`` as in args; ``run_kw``: for ``run``
+    (e.g. a ``preexec_fn`` setting a limit).
+    """
     work = tmp_path_factory.mktemp("case")
     for name in PREVIOUS:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(MARKER)
-    ctx = Ctx(request, work)
+    ctx = ctx_type(request, work)
     try:
         if case.setup:
             case.setup(ctx)
         args = [a.format_map(ctx) for a in case.args]
         images = ctx.made.get("images")
         args = [part for a in args for part in (a.split(" ") if a == images else [a])]
+        env = {k: v.format_map(ctx) for k, v in getattr(case, "env", ())}
         cwd = (work / case.cwd.format_map(ctx)).resolve()
     except pytest.skip.Exception:
         record(case, "SKIP", [])
@@ -1080,7 +1092,7 @@ def check_case(case: Case, request, tmp_path_factory) -> None:
     cmd = [case.command, *args]
     before = snapshot(work)
     if case.fault is None:
-        outcome = run(cmd, cwd=cwd, check=False, timeout=300)
+        outcome = run(cmd, cwd=cwd, check=False, timeout=300, env=env, **run_kw)
         notes: list[str] = []
     else:
         logs = tmp_path_factory.mktemp("logs")
@@ -1091,11 +1103,13 @@ def check_case(case: Case, request, tmp_path_factory) -> None:
         problems = notes + kill_problems(outcome, before, after)
     else:
         problems = notes + message_problems(case.command, outcome, case.expect)
+        if "Traceback" in outcome.stderr:  # what the traceback ends with says what went wrong
+            problems.append("stderr ends: " + outcome.stderr.strip().splitlines()[-1][:200])
         problems += tree_changes(before, after)
     if case.fault is not None and not notes:
         problems += rerun_problems(case, cmd, cwd, after)
     record(case, "FAIL" if problems else "PASS", problems)
-    assert not problems, f"{' '.join(map(str, cmd))}\n" + "\n".join(problems)
+    return problems
 
 
 def test_every_kind_is_covered():

@@ -38,14 +38,12 @@ from test_faults import (  # noqa: F401  (small_series: a fixture the cases use)
     PREVIOUS,
     Case,
     Ctx,
+    case_problems,
+    check_case,
     fill_disk,
-    message_problems,
-    record,
     small_series,
-    snapshot,
     symlink,
     symlink_loop,
-    tree_changes,
 )
 
 LONG = "a" * 248 + ".nxs"  # 252 characters: its temporary's name would pass NAME_MAX
@@ -163,36 +161,9 @@ CASES = [
 ]
 
 
-def check_case(case: MsgCase, request, tmp_path_factory, **run_kw) -> list[str]:
-    """Run ``case`` as test_faults.test_fault does; the problems found (empty: passed)."""
-    work = tmp_path_factory.mktemp("case")
-    for name in PREVIOUS:
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_bytes(MARKER)
-    ctx = MsgCtx(request, work)
-    try:
-        if case.setup:
-            case.setup(ctx)
-        args = [a.format_map(ctx) for a in case.args]
-        env = {k: v.format_map(ctx) for k, v in case.env}
-        cwd = (work / case.cwd.format_map(ctx)).resolve()
-    except pytest.skip.Exception:
-        record(case, "SKIP", [])
-        raise
-    before = snapshot(work)
-    outcome = run([case.command, *args], cwd=cwd, check=False, timeout=300, env=env, **run_kw)
-    problems = message_problems(case.command, outcome, case.expect)
-    if "Traceback" in outcome.stderr:  # what the traceback ends with says what went wrong
-        problems.append("stderr ends: " + outcome.stderr.strip().splitlines()[-1][:200])
-    problems += tree_changes(before, snapshot(work))
-    record(case, "FAIL" if problems else "PASS", problems)
-    return problems
-
-
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.kind}-{c.name}" for c in CASES])
 def test_message(case: MsgCase, request, tmp_path_factory):
-    problems = check_case(case, request, tmp_path_factory)
-    assert not problems, f"{case.command} {' '.join(case.args)}\n" + "\n".join(problems)
+    check_case(case, request, tmp_path_factory, ctx_type=MsgCtx)
 
 
 def test_cases_are_distinct():
@@ -265,7 +236,7 @@ def test_out_of_memory_is_one_line(command, request, tmp_path_factory):
         def cap(limit=limit) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-        found = check_case(case, request, tmp_path_factory, preexec_fn=cap)
+        found = case_problems(case, request, tmp_path_factory, ctx_type=MsgCtx, preexec_fn=cap)
         if any("exit status 0" in p for p in found):
             continue
         if any("crashed" in p for p in found):
