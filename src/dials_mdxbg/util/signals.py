@@ -42,38 +42,36 @@ def _stop(signum, frame) -> None:
     raise Interrupted(signum)
 
 
+_ACTIONS = {**dict.fromkeys(STOPPING, _stop), signal.SIGXFSZ: signal.SIG_IGN}
+"""What a command does on each signal it handles."""
+
+
 @contextmanager
 def handled() -> Iterator[None]:
     """Stopping signals raise :class:`Interrupted` inside the block (main thread only)."""
+    global received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _stop) for sig in STOPPING}
-    previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, action) for sig, action in _ACTIONS.items()}
     try:
         yield
     finally:
+        received = None  # the run is over: a later run in this process starts clean
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 def install() -> None:
     """Handle stopping signals from now on (a command's entry point, before its imports)."""
-    for sig in STOPPING:
-        signal.signal(sig, _stop)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for sig, action in _ACTIONS.items():
+        signal.signal(sig, action)
 
 
 def raise_if_interrupted() -> None:
     """Raise :class:`Interrupted` if a stopping signal came, even if it was caught since."""
     if received is not None:
         raise Interrupted(received)
-
-
-def reset() -> None:
-    """Forget a received signal (a new run in the same process)."""
-    global received
-    received = None
 
 
 @contextmanager
