@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from dials_mdxbg.binning import search
@@ -20,6 +22,7 @@ from dials_mdxbg.util.progress import Progress
 def bin_auto_in_memory(opened, options: BinOptions, nproc: int, rebin=None) -> BinnedMap:
     """bins=auto holding every candidate's sums for the whole sweep (the reference of
     :func:`dials_mdxbg.binning.search.bin_auto`, which streams; tests compare them)."""
+    options = dataclasses.replace(options, fill_empty=True)  # as bins=auto: filled
     axes = opened.axes
     n = axes.shape[0]
     candidates = search.auto_candidates(n, options)
@@ -33,7 +36,7 @@ def bin_auto_in_memory(opened, options: BinOptions, nproc: int, rebin=None) -> B
     # Keep per candidate only its exact plain sums (the chosen map is rebuilt from
     # them, identical to bins=<chosen> by hand), its scorer and its summary figures.
     kept, scorers, facts, cache = [], [], [], {}
-    fill = fill_empty if options.fill_empty else None
+    fill = fill_empty
     for cand in candidates:
         sums = multi.sums.pop(0)
         plain = merge_parities(sums)
@@ -42,17 +45,15 @@ def bin_auto_in_memory(opened, options: BinOptions, nproc: int, rebin=None) -> B
             binned.dispersion, (binned.phi, binned.iy, binned.ix), options.dispersion_threshold
         )
         facts.append((binned.phi, binned.empty_bins, disp))
-        scorers.append(make_scorer(cand, axes, binned.signal, sums, fill, cache))
+        scorers.append(make_scorer(cand, axes, binned.signal, sums, fill, cache, variance=True))
         kept.append(BinSums(plain.total, plain.count.astype(np.int32), plain.total_sq))
         del sums, plain, binned
     scores = search.score_pass(opened, scorers, options, nproc)
     summaries = [summarize(item, f[0]) for item, f in zip(scores.items, facts)]
-    del scorers, scores
-    best = search.choose_candidate(candidates, summaries, options)
-    table = search.auto_table(candidates, facts, summaries, best)
+    del scorers
+    frames = [item.per_frame for item in scores.items]
+    best, auto = search.choose_and_tabulate(candidates, facts, summaries, frames, axes, options)
     best_sums = kept[best]
     del kept
     best_sums.count = best_sums.count.astype(np.int64)
-    return search.auto_result(
-        opened, options, candidates[best], best_sums, summaries[best], table, rebin
-    )
+    return search.auto_result(opened, options, best_sums, summaries[best], auto, rebin)

@@ -307,10 +307,11 @@ def test_auto_chosen_map_is_bins_by_hand(beamstop_sweep, tmp_path):
     table = summary["quality"]["auto"]["candidates"]
     assert len(table) == 6 and sum(r["chosen"] for r in table) == 1
     chosen = summary["quality"]["auto"]["chosen"]
-    best = min(table, key=lambda r: r["model_error_sq"])
-    assert best["chosen"] and best["bins"] == chosen == summary["bins"]
+    row = next(r for r in table if r["chosen"])
+    assert row["bins"] == chosen == summary["bins"] and row["within_one_se"]
+    # bins=auto fills its map: equal to the chosen bins with fill_empty by hand
     by_hand = "bins=" + ",".join(map(str, chosen))
-    bin_map(tmp_path, "series.nxs", "hand", by_hand, "valid_range=0,1000")
+    bin_map(tmp_path, "series.nxs", "hand", by_hand, "valid_range=0,1000", "fill_empty=True")
     a, b = read_binned(tmp_path / "auto.nxs"), read_binned(tmp_path / "hand.nxs")
     assert a.keys() == b.keys()
     for key in a:
@@ -451,7 +452,8 @@ def _assert_same_auto(streamed, held):
         assert ra["bins"] == rb["bins"] and ra["chosen"] == rb["chosen"]
         for key in ("empty_bins", "nan_pixels", "dispersion_fraction_above"):
             assert ra[key] == rb[key], (ra["bins"], key)
-        for key in ("model_error_sq", "model_error_sq_se", "model_error_percent"):
+        keys = ("model_error_sq", "model_error_sq_se", "model_error_percent", "score", "score_se")
+        for key in keys:
             assert ra[key] == pytest.approx(rb[key], rel=1e-9, abs=1e-12), (ra["bins"], key)
         for key in ("dispersion_median", "dispersion_p95"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-12), (ra["bins"], key)

@@ -158,18 +158,3 @@ class MultiBinner:
                 sums.count[k, ybins] += count[f]
                 sums.total_sq[k, ybins] += total_sq[f]
 
-
-def choose(scores: list[float | None], candidates: list[tuple[int, int, int]]) -> int:
-    """Index of the best candidate: lowest held-out squared error.
-
-    Scores equal to 1e-9 (relative) count as ties, which go to the larger bins
-    (less noise for the same measured error; frames=1 and 2 always tie, as the
-    half maps of both are single frames).
-    """
-    finite = [(s, i) for i, s in enumerate(scores) if s is not None and np.isfinite(s)]
-    if not finite:
-        raise InputError("bins=auto: no candidate could be scored (no valid pixel?)")
-    best = min(s for s, _ in finite)
-    tol = 1e-9 * abs(best) + 1e-15
-    tied = [i for s, i in finite if s <= best + tol]
-    return max(tied, key=lambda i: (int(np.prod(candidates[i])), candidates[i]))

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
-from dials_mdxbg.binning.parity import HalfMap, half_map, split_parities
+from dials_mdxbg.binning.parity import HalfMap, half_map, parity_bins, split_parities
+from dials_mdxbg.binning.score import N_FRAME, bin_variance, prediction_variance, variance_rows
 from dials_mdxbg.binning.stencil import CellGrid, axis_cells
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.model import as_block
@@ -76,6 +77,10 @@ class MapScorer:
     halves: tuple[HalfMap | None, HalfMap | None]
     frame_phi: np.ndarray
     exposure: np.ndarray
+    # Bin variances (per unit gain) of the halves and of the full map, for the
+    # corrected score (bins=auto); None: not scored that way.
+    half_var: tuple[np.ndarray | None, np.ndarray | None] | None = None
+    full_var: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # A map without NaN poisons nothing: no need to score it for NaN pixels.
@@ -101,15 +106,34 @@ class MapScorer:
         if half is None:
             return
         cell, weight = self._half_stencil[other]
-        plane = signal_rows(half.signal, int(cell[frame]), float(weight[frame]), rows)
-        score_cells(m, plane, cells, t, acc.heldout[k])
+        c, w = int(cell[frame]), float(weight[frame])
+        plane = signal_rows(half.signal, c, w, rows)
+        if self.half_var is None:
+            score_cells(m, plane, cells, t, acc.heldout[k])
+            return
+        res = np.zeros(N_SCORE)
+        score_cells(m, plane, cells, t, res)
+        acc.heldout[k] += res
+        var = self.half_var[other]
+        upper = var[c + 1, rows] if c + 1 < var.shape[0] else None
+        v_half = prediction_variance(m, variance_rows(var[c, rows], upper, w), cells)
+        fc, fw = self._full_stencil
+        c, w = int(fc[frame]), float(fw[frame])
+        upper = self.full_var[c + 1, rows] if c + 1 < self.full_var.shape[0] else None
+        v_full = prediction_variance(m, variance_rows(self.full_var[c, rows], upper, w), cells)
+        add_frame(acc.per_frame[frame], res, v_half, v_full)
+
+
+def add_frame(row: np.ndarray, res: np.ndarray, v_half: float, v_full: float) -> None:
+    """Add one prediction's score sums ``res`` and variances into a frame's row."""
+    row += (res[0], res[1], res[2], v_half, v_full, res[4])
 
 
 class ScoreSums:
     """Per-thread accumulators of several :class:`MapScorer` (mergeable)."""
 
     def __init__(self, scorers: list[MapScorer]):
-        self.items = [_Acc(len(np.unique(s.phi_bin))) for s in scorers]
+        self.items = [_Acc(len(np.unique(s.phi_bin)), len(s.phi_bin)) for s in scorers]
         self.buffers: list[np.ndarray] | None = None  # per-thread moment arrays
 
     def merge(self, other: ScoreSums) -> ScoreSums:
@@ -117,13 +141,15 @@ class ScoreSums:
         for a, b in zip(self.items, other.items):
             a.heldout += b.heldout
             a.nan_full += b.nan_full
+            a.per_frame += b.per_frame
         return self
 
 
 class _Acc:
-    def __init__(self, n_phi: int):
+    def __init__(self, n_phi: int, n_frames: int = 0):
         self.heldout = np.zeros((n_phi, N_SCORE))
         self.nan_full = np.zeros(n_phi)
+        self.per_frame = np.zeros((n_frames, N_FRAME))  # corrected score's sums
 
 
 def consume_for(
@@ -213,12 +239,14 @@ def make_scorer(
     parity_sums: BinSums,
     fill=None,
     grid_cache: dict | None = None,
+    variance: bool = False,
 ) -> MapScorer:
     """A :class:`MapScorer` for the map of ``bins`` (full signal given, halves from sums).
 
     Args:
         fill: optional ``signal, empty -> signal`` applied to the half maps (fill_empty).
         grid_cache: shares one :class:`CellGrid` between maps of the same y/x bins.
+        variance: also the per-frame sums of the corrected score (bins=auto).
     """
     grid = BinGrid(axes.shape, bins)
     n, ny, nx = axes.shape
@@ -228,17 +256,27 @@ def make_scorer(
         cache[key] = CellGrid.make(
             ny, nx, axis_bin_means(axes.iy, bins[1]), axis_bin_means(axes.ix, bins[2])
         )
-    halves = []
+    halves, half_var = [], []
     for p, part in enumerate(split_parities(parity_sums)):
         half = half_map(part, grid, axes.phi, axes.exposure_times, p)
+        var = None
+        if half is not None and variance:
+            _, _, scale = parity_bins(grid, grid.out_shape[0], axes.phi, axes.exposure_times, p)
+            var = bin_variance(half.signal, half.count, np.array(scale)[:, None, None])
         if half is not None and fill is not None and (half.count == 0).any():
             if (half.count == 0).all():
-                half = None
+                half, var = None, None
             else:
-                half.signal = fill(half.signal, half.count == 0)
+                empty = half.count == 0
+                half.signal = fill(half.signal, empty)
+                var = fill(var, empty) if var is not None else None
         if half is not None:
             half.count = None  # only needed to fill
         halves.append(half)
+        half_var.append(var)
+    full_var = None
+    if variance:
+        full_var = full_variance(full_signal, parity_sums, grid, axes.exposure_times, fill)
     return MapScorer(
         bins=bins,
         grid=cache[key],
@@ -248,4 +286,19 @@ def make_scorer(
         halves=tuple(halves),
         frame_phi=axes.phi,
         exposure=axes.exposure_times,
+        half_var=tuple(half_var) if variance else None,
+        full_var=full_var,
     )
+
+
+def full_variance(signal, parity_sums: BinSums, grid: BinGrid, times, fill) -> np.ndarray:
+    """Bin variances (per unit gain) of the full map, filled as the map is."""
+    count = parity_sums.count[0::2] + parity_sums.count[1::2]
+    edges = grid.phi_edges
+    scale = np.array([times[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    var = bin_variance(signal, count, scale[:, None, None])
+    empty = count == 0
+    if fill is not None and empty.any() and not empty.all():
+        var = fill(var, empty)
+        var[empty.all(axis=(1, 2))] = 0.0  # as the streamed planes: nothing predicts them
+    return var

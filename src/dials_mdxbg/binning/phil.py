@@ -12,21 +12,37 @@ from dials_mdxbg.errors import InputError
 phil_str = """
 bins = 10 20 20
   .type = strings
-  .help = "Bin size: frames, pixels in y, pixels in x (e.g. 10,20,20); or auto:"
-          "score every candidate of auto.frames x auto.pixels by its held-out error "
-          "and keep the best."
+  .help = "Bin size: frames, pixels in y, pixels in x (e.g. 10,20,20: the mdx2 "
+          "tutorial's, identical to mdx2). Smaller bins follow sharp features "
+          "(rings, shadow edges) but carry more noise; at low counts larger bins win. "
+          "auto: score every candidate of auto.frames x auto.pixels by its held-out "
+          "error (corrected to the full map's variance) and keep the smoothest "
+          "within one standard error of the best; the candidates and the map are "
+          "filled (fill_empty). See docs/quality.md."
 auto {
-  frames = 2 3 5 10 20
+  frames = 2 4 8 16
     .type = ints(value_min=1)
-    .help = "Candidate bin sizes in frames for bins=auto (those giving a single phi"
+    .help = "Candidate bin sizes in frames for bins=auto (those giving a single phi "
             "bin are left out: mdx2 cannot interpolate such a map)."
-  pixels = 10 20 40 80
+  pixels = 2 3 4 6 8 12 16 24 32
     .type = ints(value_min=1)
     .help = "Candidate bin sizes in pixels (square bins, y = x) for bins=auto."
 }
 valid_range = None
-  .type = ints(size=2)
-  .help = "Inclusive range of counts used; others (and -1) are ignored."
+  .type = strings
+  .help = "Inclusive range of counts used (min,max); others (and -1) are ignored. "
+          "Its upper limit should sit well above the background (to keep it) and "
+          "below Bragg peaks and zingers; the tutorial's 0,200 suits a background "
+          "of ~20 counts per pixel and frame, not one of hundreds (a warning says "
+          "when it rejects more than 20 % of valid values). auto: 0 to 10x the "
+          "nominal background (the median valid count per pixel and frame of a "
+          "sample of frames, at least 1), logged with its value."
+gain = None
+  .type = float(value_min=0)
+  .help = "Detector gain (counts per photon) for the variance terms of bins=auto's "
+          "score. None: 1 for photon counters (pixel-array detectors), otherwise "
+          "estimated as the median variance-to-mean ratio of the smallest candidate's "
+          "bins (logged)."
 estimator = *mean clipped_mean
   .type = choice
   .help = "mean: mdx2's masked mean. clipped_mean: then reject counts above"
@@ -77,12 +93,15 @@ class BinOptions:
     valid_range: tuple[int, int] | None = None
     estimator: str = "mean"
     n_sigma: float = 5.0
-    auto_frames: tuple[int, ...] = (2, 3, 5, 10, 20)
-    auto_pixels: tuple[int, ...] = (10, 20, 40, 80)
+    auto_frames: tuple[int, ...] = (2, 4, 8, 16)
+    auto_pixels: tuple[int, ...] = (2, 3, 4, 6, 8, 12, 16, 24, 32)
     fill_empty: bool = False
     diagnostics: bool = False
     dispersion_threshold: float = 2.0
     histogram: bool = False
+    valid_auto: bool = False
+    gain: float | None = None
+    photon_counter: bool | None = None
 
     def __post_init__(self) -> None:
         if self.estimator not in ("mean", "clipped_mean"):
@@ -96,7 +115,9 @@ class BinOptions:
     @classmethod
     def from_params(cls, params) -> BinOptions:
         """Validated options from the extracted PHIL, with one-line errors."""
-        bins, valid_range = check_bins(parse_bins(params.bins), params.valid_range)
+        valid = parse_valid_range(params.valid_range)
+        valid_auto = valid == "auto"
+        bins, valid_range = check_bins(parse_bins(params.bins), None if valid_auto else valid)
         candidates = (("auto.frames", params.auto.frames), ("auto.pixels", params.auto.pixels))
         for name, values in candidates:
             if bins is None and not values:
@@ -111,6 +132,8 @@ class BinOptions:
             bool(params.fill_empty),
             bool(params.diagnostics),
             float(params.dispersion_threshold),
+            valid_auto=valid_auto,
+            gain=params.gain,
         )
 
 
@@ -128,6 +151,23 @@ def parse_bins(value):
     except ValueError:
         raise InputError(
             f"bins must be three positive integers (frames, y, x) or auto, got {' '.join(words)}"
+        ) from None
+
+
+def parse_valid_range(value):
+    """PHIL ``valid_range`` (``0,200``, ``0 200`` or ``auto``) -> ints, "auto" or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        value = [str(value)]
+    words = [w for item in value for w in str(item).replace(",", " ").split()]
+    if [w.lower() for w in words] == ["auto"]:
+        return "auto"
+    try:
+        return [int(w) for w in words]
+    except ValueError:
+        raise InputError(
+            f"valid_range must be two integers (min,max) or auto, got {' '.join(words)}"
         ) from None
 
 

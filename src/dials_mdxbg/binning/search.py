@@ -14,17 +14,21 @@ from its exact sums, identical to ``bins=<chosen>`` by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 import numpy as np
 
-from dials_mdxbg.binning.auto import MultiBinner, candidate_bins, choose
+from dials_mdxbg.binning.auto import MultiBinner, candidate_bins
 from dials_mdxbg.binning.blocks import map_from_sums, run_blocks
+from dials_mdxbg.binning.choice import one_se_choice, smoothness
 from dials_mdxbg.binning.fill import fill_empty, fill_map
+from dials_mdxbg.binning.gain import choose_gain
 from dials_mdxbg.binning.grid import axis_bin_means
 from dials_mdxbg.binning.heldout import ScoreSums, consume_for, summarize
 from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.binning.score import corrected_score
 from dials_mdxbg.binning.stencil import CellGrid
 from dials_mdxbg.binning.stream import CandidateStream
 from dials_mdxbg.errors import InputError
@@ -63,7 +67,8 @@ def bin_auto(opened, options: BinOptions, nproc: int, rebin: Callable) -> Binned
     """bins=auto in bounded memory: frames binned and scored in windows (binning.stream).
 
     Two reads of every frame (binning, then scoring a few frames behind); the
-    chosen map comes from its exact sums, kept in a temporary file.
+    chosen map comes from its exact sums, kept in a temporary file. The
+    candidates are filled (fill_empty) as they are scored, and so is the map.
 
     Args:
         opened: the series as block tasks (see the module docstring).
@@ -72,18 +77,20 @@ def bin_auto(opened, options: BinOptions, nproc: int, rebin: Callable) -> Binned
         rebin: ``bins -> BinnedMap`` with diagnostics, for an estimator other
             than the mean (which needs its own threshold pass).
     """
+    options = dataclasses.replace(options, fill_empty=True)
     axes = opened.axes
     n, ny, nx = axes.shape
     candidates = auto_candidates(n, options, ", streamed in windows of frames")
     binner = MultiBinner(axes.shape, candidates)
-    fill = fill_empty if options.fill_empty else None
     cells: dict = {}
     streams = []
     for grid in binner.grids:
         p = grid.bins[1]
         if p not in cells:
             cells[p] = CellGrid.make(ny, nx, axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p))
-        streams.append(CandidateStream(grid, axes, cells[p], fill, options.dispersion_threshold))
+        streams.append(
+            CandidateStream(grid, axes, cells[p], fill_empty, options.dispersion_threshold)
+        )
     # Windows of whole file chunks (a chunk is decoded once per read).
     step = max(opened.block_frames, 1)
     window = step * max(1, -(-AUTO_WINDOW_FRAMES // step))
@@ -99,6 +106,7 @@ def bin_auto(opened, options: BinOptions, nproc: int, rebin: Callable) -> Binned
         for s, item in zip(streams, part.items):
             s.acc.heldout += item.heldout
             s.acc.nan_full += item.nan_full
+            s.acc.per_frame += item.per_frame
         for s in streams:
             s.drop(b)
         progress.update(b)
@@ -123,58 +131,93 @@ def bin_auto(opened, options: BinOptions, nproc: int, rebin: Callable) -> Binned
             score(scored, n)
         facts, summaries = [], []
         for s in streams:
-            if fill is not None and s.empty_bins == s.n_bins * int(np.prod(s.plane_shape)):
+            if s.empty_bins == s.n_bins * int(np.prod(s.plane_shape)):
                 raise InputError(
-                    "fill_empty=True, but every bin of the map is empty: nothing to fill from"
+                    f"bins=auto: every bin of candidate {','.join(map(str, s.bins))} is empty "
+                    "(no valid pixel: check valid_range and the mask)"
                 )
             facts.append((s.full_phi, s.empty_bins, s.dispersion_figures()))
             summaries.append(summarize(s.acc, s.full_phi))
-        best = choose_candidate(candidates, summaries, options)
+        frames = [s.acc.per_frame for s in streams]
+        best, auto = choose_and_tabulate(candidates, facts, summaries, frames, axes, options)
         best_sums = streams[best].sums()
     finally:
         for s in streams:
             s.close()
-    table = auto_table(candidates, facts, summaries, best)
-    return auto_result(opened, options, candidates[best], best_sums, summaries[best], table, rebin)
+    return auto_result(opened, options, best_sums, summaries[best], auto, rebin)
 
 
-def choose_candidate(candidates, summaries, options: BinOptions) -> int:
-    """Index of the candidate with the lowest held-out error."""
-    ranked = [s["heldout"].get("model_error_sq") for s in summaries]
-    if not options.fill_empty and any(s["nan_pixels"] == 0 for s in summaries):
-        # Never pick a map that deletes valid pixels' background when one does not.
-        ranked = [x if s["nan_pixels"] == 0 else None for x, s in zip(ranked, summaries)]
-    return choose(ranked, candidates)
+def choose_and_tabulate(candidates, facts, summaries, frames, axes, options: BinOptions):
+    """The gain, every candidate's corrected score, the one-SE choice and the table.
+
+    Args:
+        candidates: their bins.
+        facts: per candidate (phi centres, empty bins, dispersion figures).
+        summaries: per candidate :func:`~dials_mdxbg.binning.heldout.summarize`.
+        frames: per candidate its per-frame score sums.
+        axes: the series axes (exposure times).
+        options: ``gain``, ``photon_counter``.
+
+    Returns:
+        (index of the chosen candidate, the ``quality["auto"]`` dict).
+    """
+    smallest = min(range(len(candidates)), key=lambda i: smoothness(candidates[i]))
+    gain, gain_how = choose_gain(
+        options.gain, options.photon_counter, facts[smallest][2]["median"]
+    )
+    logger.info("bins=auto: detector gain %.3g (%s)", gain, gain_how)
+    times = axes.exposure_times
+    scores = [corrected_score(f, times, gain) for f in frames]
+    choice = one_se_choice(candidates, frames, [s["score"] for s in scores], times, gain)
+    auto = {
+        "chosen": list(candidates[choice.index]),
+        "how": choice.how,
+        "distinguishable": choice.distinguishable,
+        "best": list(candidates[choice.best]),
+        "gain": gain,
+        "gain_how": gain_how,
+        "candidates": auto_table(candidates, facts, summaries, scores, choice),
+    }
+    return choice.index, auto
 
 
-def auto_result(opened, options: BinOptions, bins, sums, quality, table, rebin) -> BinnedMap:
-    """The chosen candidate's map from its exact sums, with the bins=auto table."""
+def auto_result(opened, options: BinOptions, sums, quality, auto: dict, rebin) -> BinnedMap:
+    """The chosen candidate's map from its exact sums (filled), with the bins=auto table."""
+    bins = tuple(auto["chosen"])
     chosen = fill_map(map_from_sums(sums, opened.axes, bins), options)
     if options.estimator != "mean":
         # The clipped mean needs its own threshold pass: bin the chosen size as by hand.
         logger.info("bins=auto chose %s; binning it again with %s", bins, options.estimator)
-        chosen = rebin(bins)
+        chosen = fill_map(rebin(bins), options)
         quality = chosen.quality
-    chosen.quality = {**quality, "auto": {"chosen": list(bins), "candidates": table}}
+    chosen.quality = {**quality, "auto": auto}
     return chosen
 
 
-def auto_table(candidates, facts, summaries, best: int) -> list[dict]:
-    """The bins=auto table: one row per candidate."""
+def auto_table(candidates, facts, summaries, scores, choice) -> list[dict]:
+    """The bins=auto table: one row per candidate (contract: docs/quality.md)."""
     table = []
     for i, (cand, (_, empty, disp), s) in enumerate(zip(candidates, facts, summaries)):
+        diff, diff_se = choice.difference[i]
         table.append(
             {
                 "bins": list(cand),
-                "chosen": i == best,
+                "chosen": i == choice.index,
+                "score": scores[i]["score"],
+                "score_se": scores[i]["score_se"],
+                "score_percent": scores[i]["score_percent"],
+                "difference": diff,
+                "difference_se": diff_se,
+                "within_one_se": choice.within[i],
+                "empty_bins": empty,
+                "filled_bins": empty,
+                "nan_pixels": s["nan_pixels"],
                 "model_error_percent": s["heldout"].get("model_error_percent"),
                 "model_error_sq": s["heldout"].get("model_error_sq"),
                 "model_error_sq_se": s["heldout"].get("model_error_sq_se"),
                 "dispersion_median": disp["median"],
                 "dispersion_p95": disp["p95"],
                 "dispersion_fraction_above": disp["fraction_above"],
-                "empty_bins": empty,
-                "nan_pixels": s["nan_pixels"],
             }
         )
     return table

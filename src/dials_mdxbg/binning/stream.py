@@ -25,9 +25,10 @@ import tempfile
 import numpy as np
 
 from dials_mdxbg.binning.grid import axis_bin_means
-from dials_mdxbg.binning.heldout import _Acc, frame_cells, plane_rows
+from dials_mdxbg.binning.heldout import _Acc, add_frame, frame_cells, plane_rows
 from dials_mdxbg.binning.parity import ParityGrid, parity_bins
 from dials_mdxbg.binning.quality import dispersion
+from dials_mdxbg.binning.score import bin_variance, prediction_variance, variance_rows
 from dials_mdxbg.binning.stencil import CellGrid, axis_cells
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.native.moment_kernels import N_SCORE, score_cells
@@ -51,12 +52,14 @@ class _Half:
         self.phi = np.array(centres)
         self.scale = np.array(scale)
         self.planes: dict[int, np.ndarray] = {}  # kept position -> signal plane
-        self.last_full: np.ndarray | None = None  # last non-empty filled plane (fill_empty)
+        self.var: dict[int, np.ndarray] = {}  # kept position -> bin variance plane
+        self.last_full: tuple | None = None  # last non-empty filled (signal, var) (fill_empty)
         self.pending: list[tuple[int, np.ndarray | None]] = []  # empty planes to fill
         self.any_valid = False
 
     def add(self, k: int, total: np.ndarray, count: np.ndarray, fill) -> None:
-        """Plane of phi bin ``k`` from this parity's sums (as half_map, then fill_empty)."""
+        """Plane of phi bin ``k`` from this parity's sums (as half_map, then fill_empty),
+        with its bin variances (per unit gain) beside it."""
         j = self.position.get(k)
         if j is None:
             return
@@ -65,8 +68,10 @@ class _Half:
         empty = count == 0
         mean[empty] = np.nan
         signal = mean / self.scale[j]
+        var = bin_variance(signal, count, self.scale[j])
         if fill is None:
             self.planes[j] = signal
+            self.var[j] = var
             return
         if empty.all():  # filled from the nearest non-empty planes: wait for the next one
             self.pending.append((j, self.last_full))
@@ -74,18 +79,23 @@ class _Half:
         self.any_valid = True
         if empty.any():
             signal = fill(signal[np.newaxis], empty[np.newaxis])[0]
+            var = fill(var[np.newaxis], empty[np.newaxis])[0]
         for p, before in self.pending:
-            near = [before, signal] if before is not None else [signal]
-            self.planes[p] = np.mean(near, axis=0)
+            self._fill_from(p, [before, (signal, var)] if before is not None else [(signal, var)])
         self.pending = []
         self.planes[j] = signal
-        self.last_full = signal
+        self.var[j] = var
+        self.last_full = (signal, var)
+
+    def _fill_from(self, p: int, near: list) -> None:
+        self.planes[p] = np.mean([n[0] for n in near], axis=0)
+        self.var[p] = np.mean([n[1] for n in near], axis=0)
 
     def finish(self) -> None:
         """End of the sweep: empty planes after the last non-empty one."""
         for p, before in self.pending:
             if before is not None:
-                self.planes[p] = np.mean([before], axis=0)
+                self._fill_from(p, [before])
         self.pending = []
 
 
@@ -114,9 +124,13 @@ class CandidateStream:
         # NaN pattern of the full map's planes (only without fill_empty: filled maps
         # have none); None = no NaN in that plane.
         self.full_nan: dict[int, np.ndarray | None] = {}
+        self.full_var: dict[int, np.ndarray] = {}  # bin variances of the full map's planes
+        edges = grid.phi_edges
+        times = axes.exposure_times
+        self._full_scale = [times[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]
         self.partial: dict[int, BinSums] = {}  # incomplete phi bins: parity sums (2, y, x)
         self.done = 0  # phi bins complete
-        self.acc = _Acc(self.n_bins)
+        self.acc = _Acc(self.n_bins, self.phi_bin.size)
         self.empty_bins = 0
         self.n_dispersion = 0
         self.n_above = 0
@@ -176,6 +190,7 @@ class CandidateStream:
         self.empty_bins += int(np.count_nonzero(empty))
         if self.fill is None:
             self.full_nan[k] = np.where(empty, np.nan, 0.0) if empty.any() else None
+        self.full_var[k] = self._full_variance(k, plain, empty)
         vmr = dispersion(plain)
         values = vmr[np.isfinite(vmr)]
         self.n_dispersion += values.size
@@ -183,6 +198,19 @@ class CandidateStream:
         self._disp_file.write(values.astype(np.float64).tobytes())
         for a in (plain.total, plain.count, plain.total_sq):
             self._sums_file.write(np.ascontiguousarray(a, dtype=a.dtype).tobytes())
+
+    def _full_variance(self, k: int, plain: BinSums, empty: np.ndarray) -> np.ndarray:
+        """Plane ``k``'s bin variances (per unit gain), filled as the written map is
+        (a plane without any valid bin: zero, as nothing predicts it)."""
+        scale = self._full_scale[k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            signal = plain.total * 1.0 / plain.count / scale
+        var = bin_variance(signal, plain.count, scale)
+        if self.fill is not None and empty.any():
+            if empty.all():
+                return np.zeros(self.plane_shape)
+            var = self.fill(var[np.newaxis], empty[np.newaxis])[0]
+        return var
 
     # ------------------------------------------------------------------ scoring
 
@@ -198,11 +226,8 @@ class CandidateStream:
             for j in (c, c + 1):
                 if j < h.keep.size and j not in h.planes:
                     return False
-        if self.fill is None:
-            c = int(self._full_stencil[0][frame])
-            if min(c + 1, self.n_bins - 1) >= self.done:
-                return False
-        return True
+        c = int(self._full_stencil[0][frame])
+        return min(c + 1, self.n_bins - 1) < self.done
 
     def drop(self, next_frame: int) -> None:
         """Drop the planes no frame from ``next_frame`` on needs."""
@@ -210,15 +235,20 @@ class CandidateStream:
         if next_frame >= n:
             for h in self.halves:
                 h.planes.clear()
+                h.var.clear()
             self.full_nan.clear()
+            self.full_var.clear()
             return
         for h, lo in zip(self.halves, self._lo):
             if lo is not None:
                 for j in [j for j in h.planes if j < lo[next_frame]]:
                     del h.planes[j]
+                    h.var.pop(j, None)
         low = self._lo_full[next_frame]
         for k in [k for k in self.full_nan if k < low]:
             del self.full_nan[k]
+        for k in [k for k in self.full_var if k < low]:
+            del self.full_var[k]
 
     def score_frame(self, frame: int, moments: np.ndarray, cy: tuple[int, int], acc) -> None:
         """As :meth:`~dials_mdxbg.binning.heldout.MapScorer.score_frame`, from planes."""
@@ -242,8 +272,18 @@ class CandidateStream:
         if stencil is None or (self.fill is not None and not h.any_valid):
             return  # no map of that parity (or, filled, no valid bin in it)
         cell, weight = stencil
-        plane = _plane_rows(h.planes, h.keep.size, int(cell[frame]), float(weight[frame]), rows)
-        score_cells(m, plane, cells, t, acc.heldout[k])
+        c, w = int(cell[frame]), float(weight[frame])
+        plane = _plane_rows(h.planes, h.keep.size, c, w, rows)
+        res = np.zeros(N_SCORE)
+        score_cells(m, plane, cells, t, res)
+        acc.heldout[k] += res
+        upper = h.var[c + 1][rows] if c + 1 < h.keep.size else None
+        v_half = prediction_variance(m, variance_rows(h.var[c][rows], upper, w), cells)
+        fc, fw = self._full_stencil
+        c, w = int(fc[frame]), float(fw[frame])
+        upper = self.full_var[c + 1][rows] if c + 1 < self.n_bins else None
+        v_full = prediction_variance(m, variance_rows(self.full_var[c][rows], upper, w), cells)
+        add_frame(acc.per_frame[frame], res, v_half, v_full)
 
     # ------------------------------------------------------------------ results
 

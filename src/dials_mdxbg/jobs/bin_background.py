@@ -88,6 +88,10 @@ def bin_background(
         print(binned.signal.shape, binned.empty_bins)
     """
     with src.open() as opened:
+        if options.valid_auto:
+            from dials_mdxbg.binning.valid_auto import resolve_valid_range
+
+            options = resolve_valid_range(opened, options, nproc)
         if options.auto:
             if engine is not None:
                 logger.info("bins=auto runs in this process (%d threads), not on dask", nproc)
@@ -237,6 +241,7 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     if paths.html is not None:
         options = dataclasses.replace(options, histogram=True)
     kind = "image_series" if one.source.series else "experiments"
+    options = _data_options(one, options, params.mp.nproc)
     logger.info("Binning %s (%s) with bins %s", one.description, kind, options.bins or "auto")
     t0 = time.perf_counter()
     binned = bin_background(
@@ -262,6 +267,21 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     write_map_files(paths, binned, quality, profile, provenance, options, one.masked_static)
     log_table(binned)
     return map_summary(paths, binned, options, facts, quality, profile, seconds)
+
+
+def _data_options(one: MapInput, options: BinOptions, nproc: int) -> BinOptions:
+    """valid_range=auto (or the check of a given one) and the detector kind, for the gain."""
+    if options.valid_auto or options.valid_range is not None:
+        from dials_mdxbg.binning.valid_auto import resolve_valid_range
+
+        with one.source.open() as opened:
+            options = resolve_valid_range(opened, options, nproc)
+    if one.geometry is not None:
+        from dials_mdxbg.binning.gain import is_photon_counter
+
+        sensor = one.geometry[0][0].get_type()
+        options = dataclasses.replace(options, photon_counter=is_photon_counter(sensor))
+    return options
 
 
 def _check_outputs(paths: MapPaths, one: MapInput) -> None:

@@ -121,31 +121,55 @@ def _log_heldout(quality: dict) -> None:
 
 
 def _log_auto(auto: dict) -> None:
-    logger.info("bins=auto: held-out model error of each candidate (* = chosen)")
+    log_auto_candidates(auto)
+
+
+def log_auto_candidates(auto: dict) -> None:
+    """The bins=auto candidate table: corrected held-out score +- its standard error.
+
+    ``auto`` is ``quality["auto"]`` (see docs/quality.md): chosen, how,
+    distinguishable, candidates (rows with bins, score, score_se, ...).
+    """
     logger.info(
-        "  %-14s %12s %10s %10s %10s %8s %10s",
+        "bins=auto: corrected held-out score of each candidate, counts^2 per pixel-frame "
+        "(* = chosen, + = within one standard error of the best)"
+    )
+    logger.info(
+        "  %-12s %12s %10s %9s %12s %10s %8s %8s",
         "bins",
-        "model err %",
+        "score",
+        "+- se",
+        "rms %",
+        "vs best",
+        "+- se",
+        "filled",
         "disp med",
-        "disp p95",
-        "disp >thr",
-        "empty",
-        "NaN px",
     )
 
     def fmt(value, spec):
-        return "-" if value is None else format(value, spec)
+        if value is None or value != value:
+            return "-"
+        return format(value, spec)
 
     for row in auto["candidates"]:
+        mark = "*" if row["chosen"] else ("+" if row.get("within_one_se") else " ")
         logger.info(
-            "%s %-14s %12s %10s %10s %10s %8d %10d",
-            "*" if row["chosen"] else " ",
+            "%s %-12s %12s %10s %9s %12s %10s %8d %8s",
+            mark,
             ",".join(str(b) for b in row["bins"]),
-            fmt(row["model_error_percent"], ".3f"),
-            fmt(row["dispersion_median"], ".3f"),
-            fmt(row["dispersion_p95"], ".3f"),
-            fmt(row["dispersion_fraction_above"], ".4f"),
-            row["empty_bins"],
-            row["nan_pixels"],
+            fmt(row["score"], ".5g"),
+            fmt(row["score_se"], ".3g"),
+            fmt(row["score_percent"], ".2f"),
+            fmt(row.get("difference"), ".4g"),
+            fmt(row.get("difference_se"), ".3g"),
+            row["filled_bins"],
+            fmt(row.get("dispersion_median"), ".3f"),
         )
-    logger.info("bins=auto chose %s", ",".join(str(b) for b in auto["chosen"]))
+    chosen = ",".join(str(b) for b in auto["chosen"])
+    logger.info("bins=auto chose %s: %s", chosen, auto["how"])
+    if not auto["distinguishable"]:
+        logger.info(
+            "bins=auto: the data cannot distinguish the candidates marked + from the best "
+            "(%s); the smoothest of them is kept",
+            ",".join(str(b) for b in auto.get("best", auto["chosen"])),
+        )

@@ -1,0 +1,153 @@
+"""The corrected held-out score of a map and its standard error, from per-frame sums.
+
+**Why a correction.** The held-out score predicts each frame from the map of
+the *other* parity's frames (a half map), so ``err2 = mean (r - b)^2 - mean
+g c/t^2`` estimates ``bias^2 + Var(b_half)``, whereas the map that is written
+has ``bias^2 + Var(b_full)``. The half map's variance is not the full map's
+(about twice for bins of several frames; about half for one-frame bins, whose
+half map is interpolated between two planes), which tilts a comparison of
+bin sizes. The score used here is ``err2 - V_half + V_full``, with ``V`` the
+Poisson plug-in variance of each bin (``g * rate / pixel-seconds``) carried
+through mdx2's trilinear weights: ``Var(b) = sum_corners w^2 V_corner``.
+
+**Per-frame sums.** Everything a score needs is six sums per frame, the
+columns of ``FRAME_COLUMNS`` (rates in counts/s, sums over the frame's valid
+pixels with a finite prediction; ``V`` terms *without* the gain, which enters
+linearly and can be estimated after the pass). Frames are the unit of the
+standard error (their noise is independent); two scores of the same frames
+are compared by the *paired* difference (:func:`paired_difference`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FRAME_COLUMNS = ("sq", "pois", "rate", "v_half", "v_full", "pixels")
+"""Per-frame sums: (r - b)^2, c/t^2, r, Var(b_half)/g, Var(b_full)/g, pixels."""
+
+N_FRAME = len(FRAME_COLUMNS)
+
+# Corner weight^2 as polynomials in the upper weight u: (1-u)^2 and u^2.
+_SQUARED = np.array([[1.0, -2.0, 1.0], [0.0, 0.0, 1.0]])
+
+
+def bin_variance(signal: np.ndarray, count: np.ndarray, scale) -> np.ndarray:
+    """Poisson plug-in variance of a map's bins (per unit gain), (counts/s)^2.
+
+    ``signal = mean count / scale``, so ``Var = mean / (count * scale^2) =
+    signal / (count * scale)``; NaN where ``count`` is 0.
+
+    Args:
+        signal: the map (or one plane), counts/s.
+        count: valid pixel values in each bin.
+        scale: exposure time of each bin (broadcast against ``signal``).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.asarray(signal, dtype=np.float64) / (count * np.asarray(scale, dtype=np.float64))
+    out[np.asarray(count) == 0] = np.nan
+    return out
+
+
+def variance_rows(lower: np.ndarray, upper: np.ndarray | None, weight: float) -> np.ndarray:
+    """Variance of the phi interpolation between two planes: (1-w)^2 V_lo + w^2 V_up."""
+    out = (1.0 - weight) ** 2 * lower
+    if upper is not None:
+        out = out + weight**2 * upper
+    return out
+
+
+def prediction_variance(moments: np.ndarray, var_plane: np.ndarray, cells: tuple[int, int]):
+    """Sum over a frame's valid pixels of ``Var(b)`` under bilinear y/x interpolation.
+
+    Args:
+        moments: (>= cells[0], nbx, 14) cell moments (see
+            :mod:`dials_mdxbg.native.moment_kernels`: ``V_ab = sum u^a w^b``).
+        var_plane: (rows, nbx) bin variances at the frame's phi (NaN: no prediction).
+        cells: (cells along y, cells along x) to sum.
+
+    Returns:
+        The sum, over the cells whose four corners are finite.
+    """
+    n_rows, nbx = var_plane.shape
+    ncy, ncx = cells
+    p = np.zeros((n_rows + 1, nbx + 1))
+    p[:n_rows, :nbx] = var_plane
+    m = moments[:ncy, :ncx, :9].reshape(ncy, ncx, 3, 3)
+    # sum over the cell's pixels of (corner weight)^2, per corner (i along y, j along x)
+    w2 = np.einsum("ia,jb,yxab->yxij", _SQUARED, _SQUARED, m, optimize=True)
+    corners = np.empty((ncy, ncx, 2, 2))
+    corners[..., 0, 0] = p[:ncy, :ncx]
+    corners[..., 0, 1] = p[:ncy, 1 : ncx + 1]
+    corners[..., 1, 0] = p[1 : ncy + 1, :ncx]
+    corners[..., 1, 1] = p[1 : ncy + 1, 1 : ncx + 1]
+    ok = np.isfinite(corners).all(axis=(2, 3)) & (m[..., 0, 0] > 0)
+    return float((w2[ok] * corners[ok]).sum())
+
+
+def _frame_errors(frames: np.ndarray, exposure: np.ndarray, gain: float):
+    """Per frame: corrected squared error (counts^2, summed over pixels) and pixels."""
+    sq, pois, _rate, v_half, v_full, n = np.asarray(frames, dtype=np.float64).T
+    t2 = np.asarray(exposure, dtype=np.float64) ** 2
+    return t2 * (sq - gain * (pois + v_half - v_full)), n
+
+
+def corrected_score(frames: np.ndarray, exposure: np.ndarray, gain: float = 1.0) -> dict:
+    """The corrected held-out mean squared error and its standard error.
+
+    This is the score bins=auto ranks candidates by; any model that fills the
+    per-frame sums the same way can be scored and compared with it.
+
+    Args:
+        frames: (n_frames, 6) per-frame sums in the order of :data:`FRAME_COLUMNS`.
+        exposure: (n_frames,) exposure times (s).
+        gain: detector gain (counts per photon; 1 for photon counters).
+
+    Returns:
+        ``score`` (counts^2 per pixel-frame; may be negative when the map's
+        error is below the noise), ``score_se`` (its standard error over
+        frames), ``score_percent`` (sqrt(score) in % of the mean count; NaN
+        when negative), ``mean_count``, ``pixels``; all NaN without pixels.
+    """
+    e, n = _frame_errors(frames, exposure, gain)
+    total = float(n.sum())
+    if total <= 0:
+        nan = float("nan")
+        return {"score": nan, "score_se": nan, "score_percent": nan, "mean_count": nan, "pixels": 0}
+    score = float(e.sum()) / total
+    t = np.asarray(exposure, dtype=np.float64)
+    mean = float((np.asarray(frames)[:, 2] * t).sum()) / total
+    percent = 100.0 * math.sqrt(score) / mean if score >= 0 and mean > 0 else float("nan")
+    return {
+        "score": score,
+        "score_se": _se((e - score * n) / total),
+        "score_percent": percent,
+        "mean_count": mean,
+        "pixels": int(total),
+    }
+
+
+def _se(influence: np.ndarray) -> float:
+    """Standard error of a sum of independent per-frame terms (frames with data)."""
+    used = influence[influence != 0]
+    k = used.size
+    if k < 2:
+        return float("nan")
+    return math.sqrt(float((used * used).sum()) * k / (k - 1))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, exposure, gain: float = 1.0):
+    """Score of ``a`` minus score of ``b`` (both per-frame sums of the same frames), with
+    the standard error of that difference (frames paired: common noise cancels).
+
+    Returns:
+        (difference, standard error); NaN when either has no pixels.
+    """
+    ea, na = _frame_errors(a, exposure, gain)
+    eb, nb = _frame_errors(b, exposure, gain)
+    if na.sum() <= 0 or nb.sum() <= 0:
+        return float("nan"), float("nan")
+    sa, sb = ea.sum() / na.sum(), eb.sum() / nb.sum()
+    influence = (ea - sa * na) / na.sum() - (eb - sb * nb) / nb.sum()
+    return float(sa - sb), _se(influence)
