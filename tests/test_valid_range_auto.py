@@ -1,0 +1,65 @@
+"""valid_range=auto (10x the median valid count of sampled frames) and the warning when a
+given valid_range rejects more than 20 % of the valid pixel values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run
+
+from dials_mdxbg.binning.valid_auto import ValueHistogram, auto_range, sample_frames
+from dials_mdxbg.testing.pilatus import frame_counts
+
+
+def test_histogram_median_and_rejected():
+    h = ValueHistogram()
+    values = np.array([-2, 0, 1, 1, 3, 5, 8, 300, 2**22], dtype=np.int32)
+    h.add(values)
+    assert h.total == values.size
+    assert h.median() == float(np.sort(values)[(values.size + 1) // 2 - 1])  # lower median
+    assert h.rejected((0, 5)) == pytest.approx(4 / 9)  # -2, 8, 300, 2**22
+    assert h.rejected((-5, 2**30)) == 0.0
+    assert auto_range(0.0) == (0, 10) and auto_range(67.2) == (0, 672)
+    assert sample_frames(3) == [0, 1, 2] and sample_frames(100) == [0, 25, 50, 74, 99]
+
+
+@pytest.fixture(scope="module")
+def bright_sweep(tmp_path_factory):
+    """A small sweep with a background of ~120 counts per pixel and frame (tutorial's
+    0,200 rejects much of it)."""
+    from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
+
+    spec = SweepSpec(n_frames=6, modules=(1, 1), background=120.0, seed=5, n_hot=0)
+    return make_background_sweep(tmp_path_factory.mktemp("bright"), spec), spec
+
+
+def test_valid_range_auto_value_and_warning(bright_sweep, tmp_path):
+    expt, spec = bright_sweep
+    proc = run(
+        ["dials.mdx_bin_background", expt, "bins=2,20,20", "valid_range=auto"]
+        + ["output.binned=a.nxs", "output.json=a.json", "output.plot=None"],
+        cwd=tmp_path,
+    )
+    # the expected value from the frames themselves: 10x the median valid count
+    frames = sample_frames(spec.n_frames)
+    values = np.concatenate([frame_counts(spec, k).ravel() for k in frames])
+    values = values[values != -1]
+    median = np.sort(values)[(values.size + 1) // 2 - 1]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("valid_range=auto")]
+    assert line and f"0,{10 * max(int(median), 1)} " in line[0], line
+    assert "Warning" not in proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "a.json").read_text())
+    used = summary.get("pixel_values_used") or summary["input"]["pixel_values_used"]
+    assert used > 0
+    # the tutorial's range on this background: warned about, naming valid_range=auto
+    proc = run(
+        ["dials.mdx_bin_background", expt, "bins=2,20,20", "valid_range=0,100"]
+        + ["output.binned=b.nxs", "output.plot=None"],
+        cwd=tmp_path,
+    )
+    warned = [x for x in (proc.stdout + proc.stderr).splitlines() if "rejects" in x]
+    assert warned and "valid_range=auto" in warned[0]
+    below = (values > 100).mean()
+    assert f"{100 * below:.1f}%" in warned[0]
