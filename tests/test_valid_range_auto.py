@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run
 
+from conftest import run
 from dials_mdxbg.binning.valid_auto import ValueHistogram, auto_range, sample_frames
 from dials_mdxbg.testing.pilatus import frame_counts
 
