@@ -187,3 +187,5 @@ def test_gain_rule():
     assert choose_gain(None, False, 3.0)[0] == 3.0
     assert choose_gain(2.5, True, 3.0) == (2.5, "given")
     assert choose_gain(None, None, None)[0] == 1.0
+    # a median of chi2(7)/7 (8 values a bin) is 0.9066: the estimate is divided by it
+    assert choose_gain(None, False, 0.9066, 8)[0] == pytest.approx(1.0, abs=1e-3)

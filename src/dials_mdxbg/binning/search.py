@@ -162,8 +162,9 @@ def choose_and_tabulate(candidates, facts, summaries, frames, axes, options: Bin
         (index of the chosen candidate, the ``quality["auto"]`` dict).
     """
     smallest = min(range(len(candidates)), key=lambda i: smoothness(candidates[i]))
+    values = int(np.prod(candidates[smallest]))
     gain, gain_how = choose_gain(
-        options.gain, options.photon_counter, facts[smallest][2]["median"]
+        options.gain, options.photon_counter, facts[smallest][2]["median"], values
     )
     logger.info("bins=auto: detector gain %.3g (%s)", gain, gain_how)
     times = axes.exposure_times
