@@ -26,7 +26,13 @@ import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
 from dials_mdxbg.binning.parity import HalfMap, half_map, parity_bins, split_parities
-from dials_mdxbg.binning.score import N_FRAME, bin_variance, prediction_variance, variance_rows
+from dials_mdxbg.binning.score import (
+    N_FRAME,
+    bin_variance,
+    corner_weights,
+    prediction_variance,
+    variance_rows,
+)
 from dials_mdxbg.binning.stencil import CellGrid, axis_cells
 from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.model import as_block
@@ -92,8 +98,16 @@ class MapScorer:
             axis_cells(self.frame_phi, h.phi) if h is not None else None for h in self.halves
         ]
 
-    def score_frame(self, frame: int, moments: np.ndarray, cy: tuple[int, int], acc) -> None:
-        """Add frame ``frame``'s cell moments (cells ``cy[0]..cy[1]`` along y) into ``acc``."""
+    @property
+    def wants_variance(self) -> bool:
+        """True when scored with the variance terms (needs corner weights)."""
+        return self.half_var is not None
+
+    def score_frame(
+        self, frame: int, moments: np.ndarray, cy: tuple[int, int], acc, weights=None
+    ) -> None:
+        """Add frame ``frame``'s cell moments (cells ``cy[0]..cy[1]`` along y) into ``acc``
+        (``weights``: their :func:`~dials_mdxbg.binning.score.corner_weights`, if wanted)."""
         k, rows, cells, t, m = frame_cells(self, frame, moments, cy)
         if self._full_has_nan:
             cell, weight = self._full_stencil
@@ -116,11 +130,11 @@ class MapScorer:
         acc.heldout[k] += res
         var = self.half_var[other]
         upper = var[c + 1, rows] if c + 1 < var.shape[0] else None
-        v_half = prediction_variance(m, variance_rows(var[c, rows], upper, w), cells)
+        v_half = prediction_variance(weights, variance_rows(var[c, rows], upper, w))
         fc, fw = self._full_stencil
         c, w = int(fc[frame]), float(fw[frame])
         upper = self.full_var[c + 1, rows] if c + 1 < self.full_var.shape[0] else None
-        v_full = prediction_variance(m, variance_rows(self.full_var[c, rows], upper, w), cells)
+        v_full = prediction_variance(weights, variance_rows(self.full_var[c, rows], upper, w))
         add_frame(acc.per_frame[frame], res, v_half, v_full)
 
 
@@ -171,6 +185,8 @@ def consume_for(
         else:
             which.append(len(grids))
             grids.append(s.grid)
+    # Corner weights (variance terms) once per pixel grid and frame, for the maps wanting them.
+    weighted = {i for s, i in zip(scorers, which) if getattr(s, "wants_variance", False)}
 
     def consume(acc: ScoreSums, frame0: int, row0: int, block) -> None:
         block = as_block(block)
@@ -189,8 +205,15 @@ def consume_for(
                 out[cy0:cy1] = 0.0
             keep = None if ex is None else ~ex[f]
             cell_moments(block[f], grids, outs, valid_range, keep, row0)
+            weights = {}
+            for i in weighted:
+                (cy0, cy1), g = spans[i], grids[i]
+                weights[i] = corner_weights(outs[i][cy0:cy1], (cy1 - cy0, g.cells[1]))
             for s, i, item in zip(scorers, which, acc.items):
-                s.score_frame(frame0 + f, outs[i], spans[i], item)
+                if i in weighted:
+                    s.score_frame(frame0 + f, outs[i], spans[i], item, weights[i])
+                else:
+                    s.score_frame(frame0 + f, outs[i], spans[i], item)
 
     return consume
 

@@ -29,10 +29,6 @@ FRAME_COLUMNS = ("sq", "pois", "rate", "v_half", "v_full", "pixels")
 
 N_FRAME = len(FRAME_COLUMNS)
 
-# Corner weight^2 as polynomials in the upper weight u: (1-u)^2 and u^2.
-_SQUARED = np.array([[1.0, -2.0, 1.0], [0.0, 0.0, 1.0]])
-
-
 def bin_variance(signal: np.ndarray, count: np.ndarray, scale) -> np.ndarray:
     """Poisson plug-in variance of a map's bins (per unit gain), (counts/s)^2.
 
@@ -58,32 +54,56 @@ def variance_rows(lower: np.ndarray, upper: np.ndarray | None, weight: float) ->
     return out
 
 
-def prediction_variance(moments: np.ndarray, var_plane: np.ndarray, cells: tuple[int, int]):
-    """Sum over a frame's valid pixels of ``Var(b)`` under bilinear y/x interpolation.
+def corner_weights(moments: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
+    """Per interpolation cell, the sum over its valid pixels of each corner's weight^2.
+
+    With ``u``, ``w`` the upper weights along y and x, the corners weigh
+    ``(1-u)(1-w)``, ``(1-u)w``, ``u(1-w)``, ``uw``; their squares expand in the
+    moments ``V_ab = sum u^a w^b`` (a, b < 3).
 
     Args:
         moments: (>= cells[0], nbx, 14) cell moments (see
-            :mod:`dials_mdxbg.native.moment_kernels`: ``V_ab = sum u^a w^b``).
-        var_plane: (rows, nbx) bin variances at the frame's phi (NaN: no prediction).
-        cells: (cells along y, cells along x) to sum.
+            :mod:`dials_mdxbg.native.moment_kernels`).
+        cells: (cells along y, cells along x).
 
     Returns:
-        The sum, over the cells whose four corners are finite.
+        (cells[0], cells[1], 4): corners (y, x), (y, x+1), (y+1, x), (y+1, x+1).
     """
-    n_rows, nbx = var_plane.shape
     ncy, ncx = cells
+    v = moments[:ncy, :ncx]
+
+    def along_x(a: int) -> tuple[np.ndarray, np.ndarray]:
+        # sum (1-w)^2 u^a and sum w^2 u^a
+        return v[..., 3 * a] - 2 * v[..., 3 * a + 1] + v[..., 3 * a + 2], v[..., 3 * a + 2]
+
+    (l0, h0), (l1, h1), (l2, h2) = along_x(0), along_x(1), along_x(2)
+    out = np.empty((ncy, ncx, 4))
+    out[..., 0] = l0 - 2 * l1 + l2  # (1-u)^2 (1-w)^2
+    out[..., 1] = h0 - 2 * h1 + h2  # (1-u)^2 w^2
+    out[..., 2] = l2  # u^2 (1-w)^2
+    out[..., 3] = h2  # u^2 w^2
+    return out
+
+
+def prediction_variance(weights: np.ndarray, var_plane: np.ndarray) -> float:
+    """Sum over a frame's valid pixels of ``Var(b) = sum_corners w^2 V`` (bilinear y/x).
+
+    Args:
+        weights: :func:`corner_weights` of the frame's cells (ncy, ncx, 4).
+        var_plane: (rows, nbx) bin variances at the frame's phi (NaN: no prediction;
+            such cells are left out, as the score leaves them out).
+    """
+    ncy, ncx = weights.shape[:2]
+    n_rows, nbx = var_plane.shape
     p = np.zeros((n_rows + 1, nbx + 1))
     p[:n_rows, :nbx] = var_plane
-    m = moments[:ncy, :ncx, :9].reshape(ncy, ncx, 3, 3)
-    # sum over the cell's pixels of (corner weight)^2, per corner (i along y, j along x)
-    w2 = np.einsum("ia,jb,yxab->yxij", _SQUARED, _SQUARED, m, optimize=True)
-    corners = np.empty((ncy, ncx, 2, 2))
-    corners[..., 0, 0] = p[:ncy, :ncx]
-    corners[..., 0, 1] = p[:ncy, 1 : ncx + 1]
-    corners[..., 1, 0] = p[1 : ncy + 1, :ncx]
-    corners[..., 1, 1] = p[1 : ncy + 1, 1 : ncx + 1]
-    ok = np.isfinite(corners).all(axis=(2, 3)) & (m[..., 0, 0] > 0)
-    return float((w2[ok] * corners[ok]).sum())
+    total = (
+        weights[..., 0] * p[:ncy, :ncx]
+        + weights[..., 1] * p[:ncy, 1 : ncx + 1]
+        + weights[..., 2] * p[1 : ncy + 1, :ncx]
+        + weights[..., 3] * p[1 : ncy + 1, 1 : ncx + 1]
+    )
+    return float(np.nansum(total))
 
 
 def _frame_errors(frames: np.ndarray, exposure: np.ndarray, gain: float):

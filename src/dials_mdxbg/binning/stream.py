@@ -250,7 +250,11 @@ class CandidateStream:
         for k in [k for k in self.full_var if k < low]:
             del self.full_var[k]
 
-    def score_frame(self, frame: int, moments: np.ndarray, cy: tuple[int, int], acc) -> None:
+    wants_variance = True  # the corrected score's terms: corner weights wanted
+
+    def score_frame(
+        self, frame: int, moments: np.ndarray, cy: tuple[int, int], acc, weights=None
+    ) -> None:
         """As :meth:`~dials_mdxbg.binning.heldout.MapScorer.score_frame`, from planes."""
         k, rows, cells, t, m = frame_cells(self, frame, moments, cy)
         if self.fill is None:
@@ -278,11 +282,11 @@ class CandidateStream:
         score_cells(m, plane, cells, t, res)
         acc.heldout[k] += res
         upper = h.var[c + 1][rows] if c + 1 < h.keep.size else None
-        v_half = prediction_variance(m, variance_rows(h.var[c][rows], upper, w), cells)
+        v_half = prediction_variance(weights, variance_rows(h.var[c][rows], upper, w))
         fc, fw = self._full_stencil
         c, w = int(fc[frame]), float(fw[frame])
         upper = self.full_var[c + 1][rows] if c + 1 < self.n_bins else None
-        v_full = prediction_variance(m, variance_rows(self.full_var[c][rows], upper, w), cells)
+        v_full = prediction_variance(weights, variance_rows(self.full_var[c][rows], upper, w))
         add_frame(acc.per_frame[frame], res, v_half, v_full)
 
     # ------------------------------------------------------------------ results
