@@ -75,48 +75,83 @@ def interp_frames(binned: dict, phi: np.ndarray, valid: np.ndarray):
         )
 
 
+class Truth:
+    """A truth sweep's valid pixels and noise-free counts/s, made once, to judge maps."""
+
+    def __init__(self, spec, valid_range):
+        from dials_mdxbg.testing.pilatus import expected_counts, frame_counts
+
+        self.valid = np.array(
+            [
+                (c >= valid_range[0]) & (c <= valid_range[1])
+                for c in (frame_counts(spec, k) for k in range(spec.n_frames))
+            ]
+        )
+        self.truth = [
+            expected_counts(spec, k)[self.valid[k]] / spec.exposure_time
+            for k in range(spec.n_frames)
+        ]
+        self.phi = spec.osc_start + spec.osc_width * (np.arange(spec.n_frames) + 0.5)
+
+    def error(self, binned) -> float:
+        """RMS (map - true counts/s) over the valid pixels, relative to the mean truth
+        (the map as mdx2.correct reads it: interp3); inf if a valid pixel gets NaN."""
+        m = {"phi": binned.phi, "iy": binned.iy, "ix": binned.ix, "signal": binned.signal}
+        sq = total = n = 0.0
+        for k, b in interp_frames(m, self.phi, self.valid):
+            if not np.isfinite(b).all():
+                return float("inf")
+            sq += float(((b - self.truth[k]) ** 2).sum())
+            total += float(self.truth[k].sum())
+            n += b.size
+        return float(np.sqrt(sq / n) / (total / n))
+
+
 def true_error(binned, spec, valid_range) -> float:
     """RMS (map - true counts/s) over the valid pixels, relative to the mean truth."""
-    from dials_mdxbg.testing.pilatus import expected_counts, frame_counts
-
-    valid = np.array(
-        [
-            (c >= valid_range[0]) & (c <= valid_range[1])
-            for c in (frame_counts(spec, k) for k in range(spec.n_frames))
-        ]
-    )
-    phi = spec.osc_start + spec.osc_width * (np.arange(spec.n_frames) + 0.5)
-    m = {"phi": binned.phi, "iy": binned.iy, "ix": binned.ix, "signal": binned.signal}
-    sq = total = n = 0.0
-    for k, b in interp_frames(m, phi, valid):
-        truth = expected_counts(spec, k)[valid[k]] / spec.exposure_time
-        sq += float(((b - truth) ** 2).sum())
-        total += float(truth.sum())
-        n += truth.size
-    return float(np.sqrt(sq / n) / (total / n))
+    return Truth(spec, valid_range).error(binned)
 
 
-def truth(workdir: Path, valid_range=(0, 100000)) -> dict:
-    """Held-out score vs true error of every candidate on the two truth sweeps."""
+GRID_FRAMES = (1, 2, 4, 8, 12, 16, 20)
+GRID_PIXELS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 80)
+"""The box grid bins=auto is judged against (frames 1-20 x pixels 2-80, filled)."""
+
+
+def truth(workdir: Path, valid_range=(0, 100000), more: bool = False) -> dict:
+    """Corrected held-out score vs true error of every bins=auto candidate on the truth
+    sweeps, the choice against the tutorial's 10,20,20 and the best of a box grid."""
     from dxtbx.model.experiment_list import ExperimentListFactory
 
     from dials_mdxbg.binning.phil import BinOptions
     from dials_mdxbg.jobs.bin_background import BinSource, bin_background
     from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
-    from dials_mdxbg.testing.truth import TRUTH_SWEEPS
+    from dials_mdxbg.testing.truth import MORE_TRUTH_SWEEPS, TRUTH_SWEEPS
 
+    sweeps = {**TRUTH_SWEEPS, **(MORE_TRUTH_SWEEPS if more else {})}
     out = {}
-    for name, kw in TRUTH_SWEEPS.items():
+    for name, kw in sweeps.items():
         spec = SweepSpec(**kw)
-        expt = make_background_sweep(workdir / name, spec)
+        expt = workdir / name / "background.expt"
+        if not expt.exists():
+            expt = make_background_sweep(workdir / name, spec)
         experiments = ExperimentListFactory.from_json_file(str(expt))
         src = BinSource.from_experiments(experiments, {"imageset": None})
+        judge = Truth(spec, valid_range)
+        t0 = time.perf_counter()
         auto = bin_background(src, BinOptions(bins=None, valid_range=valid_range))
+        seconds = time.perf_counter() - t0
+        known: dict[tuple, float] = {}
+
+        def judged(bins) -> float:
+            # bins=auto fills its candidates and its map: the same by hand
+            key = tuple(bins)
+            if key not in known:
+                by_hand = BinOptions(bins=key, valid_range=valid_range, fill_empty=True)
+                known[key] = 100 * judge.error(bin_background(src, by_hand))
+            return known[key]
+
         rows = []
         for row in auto.quality["auto"]["candidates"]:
-            # bins=auto fills its candidates and its map: the same by hand
-            by_hand = BinOptions(bins=tuple(row["bins"]), valid_range=valid_range, fill_empty=True)
-            m = bin_background(src, by_hand)
             rows.append(
                 {
                     "bins": row["bins"],
@@ -124,44 +159,53 @@ def truth(workdir: Path, valid_range=(0, 100000)) -> dict:
                     "score": row["score"],
                     "score_se": row["score_se"],
                     "within_one_se": row["within_one_se"],
-                    "true_percent": 100 * true_error(m, spec, valid_range),
+                    "true_percent": judged(row["bins"]),
                     "chosen": row["chosen"],
                 }
             )
+        grid = [
+            {"bins": [f, p, p], "true_percent": judged((f, p, p))}
+            for f in GRID_FRAMES
+            for p in GRID_PIXELS
+            if -(-spec.n_frames // f) >= 2
+        ]
         tutorial_options = BinOptions(
             bins=(10, 20, 20), valid_range=valid_range, diagnostics=True, fill_empty=True
         )
         tutorial = bin_background(src, tutorial_options)
         out[name] = {
             "spec": kw,
+            "seconds": seconds,
             "candidates": rows,
             "spearman": spearman(
-                [r["heldout_percent"] for r in rows], [r["true_percent"] for r in rows]
+                [r["score"] for r in rows], [r["true_percent"] for r in rows]
             ),
             "chosen": next(r for r in rows if r["chosen"]),
             "how": auto.quality["auto"]["how"],
             "best_true": min(rows, key=lambda r: r["true_percent"]),
+            "best_grid": min(grid, key=lambda r: r["true_percent"]),
             "tutorial": {
                 "bins": [10, 20, 20],
-                "true_percent": 100 * true_error(tutorial, spec, valid_range),
+                "true_percent": 100 * judge.error(tutorial),
                 "heldout_percent": tutorial.quality["heldout"]["model_error_percent"],
             },
         }
-    print("\n| sweep | map | bins | corrected held-out error % | true error % |")
-    print("|---|---|---|---|---|")
+    print("\n| sweep | tutorial 10,20,20 (filled) | bins=auto | best candidate | "
+          "best of the box grid | auto / grid best | how |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name, r in out.items():
-        for label, row in (
-            ("bins=auto choice", r["chosen"]),
-            ("best candidate (truth)", r["best_true"]),
-            ("tutorial", r["tutorial"]),
-        ):
-            print(
-                f"| {name} | {label} | {','.join(map(str, row['bins']))} | "
-                f"{row['heldout_percent']:.2f} | {row['true_percent']:.2f} |"
-            )
-        print(f"| {name} | Spearman(held-out, true) over {len(r['candidates'])} | "
-              f"| {r['spearman']:.3f} | |")  # fmt: skip
-        print(f"| {name} | how bins=auto chose | {r['how']} | | |")
+        def cell(row):
+            return f"{row['true_percent']:.2f} % ({','.join(map(str, row['bins']))})"
+
+        ratio = r["chosen"]["true_percent"] / r["best_grid"]["true_percent"]
+        print(
+            f"| {name} | {cell(r['tutorial'])} | {cell(r['chosen'])} | {cell(r['best_true'])} "
+            f"| {cell(r['best_grid'])} | {ratio:.3f} | {r['how']} |"
+        )
+    print("\n| sweep | candidates | Spearman(corrected score, true error) | bins=auto s |")
+    print("|---|---|---|---|")
+    for name, r in out.items():
+        print(f"| {name} | {len(r['candidates'])} | {r['spearman']:.3f} | {r['seconds']:.1f} |")
     return out
 
 
@@ -281,12 +325,13 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", type=Path, default=Path("quality"))
     p.add_argument("--frames", type=int, default=50, help="frames of the 6M cost sweep")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--more", action="store_true", help="truth: also the larger sweeps")
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     results_path = args.workdir / "quality.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "truth" in args.what:
-        results["truth"] = truth(args.workdir)
+        results["truth"] = truth(args.workdir, more=args.more)
     if "nan" in args.what:
         results["nan"] = nan(args.workdir)
     if "cost" in args.what:

@@ -27,4 +27,35 @@ TRUTH_SWEEPS: dict[str, dict] = {
         "seed": 42,
     },
 }
-"""``SweepSpec`` keyword arguments of the two truth sweeps."""
+"""``SweepSpec`` keyword arguments of the two truth sweeps (small: the tests use them)."""
+
+MORE_TRUTH_SWEEPS: dict[str, dict] = {
+    # Three modules by two (1475 x 407 px): module gaps, the pin shadow, broad rings,
+    # air scatter, polarisation and a phi-varying anisotropic term.
+    "gaps_shadow": {
+        "n_frames": 16,
+        "modules": (3, 2),
+        "background": 20.0,
+        "n_hot": 0,
+        "seed": 43,
+    },
+    # The same detector at 1 count per pixel and frame.
+    "gaps_shadow_low": {
+        "n_frames": 16,
+        "modules": (3, 2),
+        "background": 1.0,
+        "n_hot": 0,
+        "seed": 44,
+    },
+    # Sharp rings close to the detector with gaps and the shadow, short sweep.
+    "gaps_sharp_rings": {
+        "n_frames": 12,
+        "modules": (3, 2),
+        "distance": 80.0,
+        "ring_width": 0.2,
+        "background": 100.0,
+        "n_hot": 0,
+        "seed": 45,
+    },
+}
+"""Further truth sweeps for ``benchmarks/quality.py truth`` (larger; not in the tests)."""
