@@ -190,3 +190,32 @@ def test_gain_rule():
     assert choose_gain(None, None, None)[0] == 1.0
     # a median of chi2(7)/7 (8 values a bin) is 0.9066: the estimate is divided by it
     assert choose_gain(None, False, 0.9066, 8)[0] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("factor", [1, 3])
+def test_gain_estimated_from_an_integrating_detectors_counts(tmp_path, factor):
+    """A series whose counts are 3x photons (as a CCD's): gain ~3, the score's Poisson
+    term then holds (an unknown detector: the series read in-process has no sensor type)."""
+    import h5py
+    from conftest import run
+
+    from dials_mdxbg.binning.phil import BinOptions
+    from dials_mdxbg.jobs.bin_background import BinSource, bin_background
+    from dials_mdxbg.testing.pilatus import make_background_sweep
+
+    spec = SweepSpec(n_frames=8, modules=(1, 1), background=50.0, n_hot=0, seed=9)
+    expt = make_background_sweep(tmp_path, spec)
+    run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
+    with h5py.File(tmp_path / "series.nxs", "r+") as f:
+        data = f["entry/image_series/data"]
+        a = data[()]
+        data[...] = np.where(a >= 0, a * factor, a)
+    options = BinOptions(bins=None, auto_frames=(2, 4), auto_pixels=(2, 4, 8))
+    info = bin_background(BinSource.from_series(tmp_path / "series.nxs"), options).quality["auto"]
+    assert "median dispersion" in info["gain_how"]
+    assert info["gain"] == pytest.approx(factor, rel=0.1)
+    # with the gain right, the best corrected score sits near zero noise-wise:
+    # its Poisson term is removed, not 3x under-removed
+    best = min(r["score"] for r in info["candidates"])
+    mean = spec.background * factor * spec.exposure_time
+    assert best < 0.05 * mean * factor
