@@ -197,8 +197,8 @@ def test_gain_estimated_from_an_integrating_detectors_counts(tmp_path, factor):
     """A series whose counts are 3x photons (as a CCD's): gain ~3, the score's Poisson
     term then holds (an unknown detector: the series read in-process has no sensor type)."""
     import h5py
-    from conftest import run
 
+    from conftest import run
     from dials_mdxbg.binning.phil import BinOptions
     from dials_mdxbg.jobs.bin_background import BinSource, bin_background
     from dials_mdxbg.testing.pilatus import make_background_sweep
