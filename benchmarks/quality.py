@@ -3,11 +3,14 @@
 Three measurements, each printed as a markdown table and saved in
 ``<workdir>/quality.json``:
 
-* ``truth``: the two sweeps of :mod:`dials_mdxbg.testing.truth` (sharp rings;
-  very low counts), whose noise-free background is known. For every bins=auto
-  candidate: its held-out score and its true error (mdx2's ``interp3`` of the
-  map at every valid pixel against the true counts/s, RMS relative to the mean
-  truth); the rank correlation of the two, and the choice against 10,20,20.
+* ``truth``: the sweeps of :mod:`dials_mdxbg.testing.truth` (sharp rings;
+  very low counts; with ``--more`` also module gaps + pin shadow at 20 and 1
+  counts per pixel and sharp rings with gaps), whose noise-free background is
+  known. For every bins=auto candidate: its corrected held-out score and its
+  true error (mdx2's ``interp3`` of the map at every valid pixel against the
+  true counts/s, RMS relative to the mean truth; the candidates filled as
+  bins=auto fills them); the rank correlation of the two, the choice against
+  10,20,20 and against the best of a box grid (frames 1-20 x pixels 2-80).
 * ``nan``: a sweep with a beamstop mask (disc and arm, ``frames.mask``): valid
   pixel values that get a NaN background under mdx2's interpolation without
   and with fill_empty, from the command's JSON and by brute force with
@@ -20,6 +23,7 @@ Example::
 
     source scripts/bootstrap.sh --test
     python benchmarks/quality.py truth nan cost --frames 50 --workdir qual
+    python benchmarks/quality.py truth --more --workdir qual
 """
 
 from __future__ import annotations

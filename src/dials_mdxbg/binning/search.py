@@ -37,7 +37,7 @@ from dials_mdxbg.util.progress import Progress
 
 logger = logging.getLogger("dials.mdxbg.background")
 
-AUTO_WINDOW_FRAMES = 10
+AUTO_WINDOW_FRAMES = 4
 """Frames binned at a time by bins=auto (rounded up to whole file chunks): memory holds
 every candidate's phi bins overlapping one window, per thread."""
 
