@@ -121,7 +121,7 @@ GRID_PIXELS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 80)
 """The box grid bins=auto is judged against (frames 1-20 x pixels 2-80, filled)."""
 
 
-def truth(workdir: Path, valid_range=(0, 100000), more: bool = False) -> dict:
+def truth(workdir: Path, valid_range=(0, 100000), more: bool = False, only=None) -> dict:
     """Corrected held-out score vs true error of every bins=auto candidate on the truth
     sweeps, the choice against the tutorial's 10,20,20 and the best of a box grid."""
     from dxtbx.model.experiment_list import ExperimentListFactory
@@ -132,6 +132,7 @@ def truth(workdir: Path, valid_range=(0, 100000), more: bool = False) -> dict:
     from dials_mdxbg.testing.truth import MORE_TRUTH_SWEEPS, TRUTH_SWEEPS
 
     sweeps = {**TRUTH_SWEEPS, **(MORE_TRUTH_SWEEPS if more else {})}
+    sweeps = {k: v for k, v in sweeps.items() if not only or k in only}
     out = {}
     for name, kw in sweeps.items():
         spec = SweepSpec(**kw)
@@ -188,6 +189,7 @@ def truth(workdir: Path, valid_range=(0, 100000), more: bool = False) -> dict:
             "how": auto.quality["auto"]["how"],
             "best_true": min(rows, key=lambda r: r["true_percent"]),
             "best_grid": min(grid, key=lambda r: r["true_percent"]),
+            "grid": grid,
             "tutorial": {
                 "bins": [10, 20, 20],
                 "true_percent": 100 * judge.error(tutorial),
@@ -330,12 +332,14 @@ def main(argv=None) -> None:
     p.add_argument("--frames", type=int, default=50, help="frames of the 6M cost sweep")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--more", action="store_true", help="truth: also the larger sweeps")
+    p.add_argument("--sweeps", nargs="*", help="truth: only these sweeps")
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     results_path = args.workdir / "quality.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "truth" in args.what:
-        results["truth"] = truth(args.workdir, more=args.more)
+        measured = truth(args.workdir, more=args.more, only=args.sweeps)
+        results["truth"] = {**results.get("truth", {}), **measured}
     if "nan" in args.what:
         results["nan"] = nan(args.workdir)
     if "cost" in args.what:

@@ -20,11 +20,11 @@ bins = 10 20 20
           "within one standard error of the best; the candidates and the map are "
           "filled (fill_empty). See docs/quality.md."
 auto {
-  frames = 2 4 8 16
+  frames = 2 4 8 16 32
     .type = ints(value_min=1)
     .help = "Candidate bin sizes in frames for bins=auto (those giving a single phi "
             "bin are left out: mdx2 cannot interpolate such a map)."
-  pixels = 2 3 4 6 8 12 16 24 32
+  pixels = 2 3 4 6 8 12 16 24 32 48 64
     .type = ints(value_min=1)
     .help = "Candidate bin sizes in pixels (square bins, y = x) for bins=auto."
 }
@@ -93,8 +93,8 @@ class BinOptions:
     valid_range: tuple[int, int] | None = None
     estimator: str = "mean"
     n_sigma: float = 5.0
-    auto_frames: tuple[int, ...] = (2, 4, 8, 16)
-    auto_pixels: tuple[int, ...] = (2, 3, 4, 6, 8, 12, 16, 24, 32)
+    auto_frames: tuple[int, ...] = (2, 4, 8, 16, 32)
+    auto_pixels: tuple[int, ...] = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
     fill_empty: bool = False
     diagnostics: bool = False
     dispersion_threshold: float = 2.0
