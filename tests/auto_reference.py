@@ -25,7 +25,7 @@ def bin_auto_in_memory(opened, options: BinOptions, nproc: int, rebin=None) -> B
     options = dataclasses.replace(options, fill_empty=True)  # as bins=auto: filled
     axes = opened.axes
     n = axes.shape[0]
-    candidates = search.auto_candidates(n, options)
+    candidates = search.auto_candidates(axes.shape, options, nproc=nproc)
     binner = MultiBinner(axes.shape, candidates)
     make_tasks = opened.tasks_for(None, Progress(n, "frames (all candidates)"))
 

@@ -219,3 +219,17 @@ def test_gain_estimated_from_an_integrating_detectors_counts(tmp_path, factor):
     best = min(r["score"] for r in info["candidates"])
     mean = spec.background * factor * spec.exposure_time
     assert best < 0.05 * mean * factor
+
+
+def test_memory_budget_leaves_out_the_finest_pixel_sizes():
+    from dials_mdxbg.binning.auto import candidate_bins, candidate_bytes, within_memory
+
+    cands = candidate_bins(50, [2, 4, 8], [2, 4, 8, 16])
+    sizes = candidate_bytes((2527, 2463), cands, 4, 1)
+    assert sizes[2] > 3 * sizes[4] > 9 * sizes[8]  # ~ bins per plane
+    budget = (sizes[16] + sizes[8] + sizes[4]) / 1e6
+    kept, dropped = within_memory((2527, 2463), cands, 4, 1, budget)
+    assert dropped == [2] and {c[1] for c in kept} == {4, 8, 16} and len(kept) == 9
+    kept, dropped = within_memory((2527, 2463), cands, 4, 1, 1e-3)
+    assert {c[1] for c in kept} == {16} and dropped == [2, 4, 8]  # the coarsest stays
+    assert within_memory((195, 487), cands, 4, 1, 1000)[1] == []

@@ -158,3 +158,49 @@ class MultiBinner:
                 sums.count[k, ybins] += count[f]
                 sums.total_sq[k, ybins] += total_sq[f]
 
+
+# Bytes per bin of a plane (estimates of binning.stream's holdings): per candidate the
+# parity sums of an incomplete phi bin (2 x 24), the half maps' signal and variance
+# planes (2 halves x 2 x 3 planes x 8) and the full map's variance planes (3 x 8), plus
+# the window's parity sums (2 x 24 per phi bin it touches); per pixel size and thread
+# the cell moments and corner weights (14 x 8 + 4 x 8).
+_CANDIDATE_BYTES = 48 + 96 + 24
+_WINDOW_BYTES = 48
+_GRID_BYTES = 144
+
+
+def candidate_bytes(
+    ny_nx: tuple[int, int], candidates: list[tuple[int, int, int]], window: int, nproc: int
+) -> dict[int, int]:
+    """Estimated bytes bins=auto holds, per candidate pixel size (frames summed)."""
+    ny, nx = ny_nx
+    out: dict[int, int] = {}
+    for f, p, _ in candidates:
+        plane = math.ceil(ny / p) * math.ceil(nx / p)
+        touched = math.ceil(window / f) + 1
+        grid = 0 if p in out else _GRID_BYTES * nproc
+        out[p] = out.get(p, 0) + plane * (_CANDIDATE_BYTES + _WINDOW_BYTES * touched + grid)
+    return out
+
+
+def within_memory(
+    ny_nx: tuple[int, int],
+    candidates: list[tuple[int, int, int]],
+    window: int,
+    nproc: int,
+    budget_mb: float,
+) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """The candidates whose pixel sizes fit the budget, coarsest first; the left-out sizes.
+
+    At least the coarsest pixel size is kept, whatever the budget.
+    """
+    sizes = candidate_bytes(ny_nx, candidates, window, nproc)
+    kept, total = [], 0
+    for p in sorted(sizes, reverse=True):
+        if kept and total + sizes[p] > budget_mb * 1e6:
+            break
+        kept.append(p)
+        total += sizes[p]
+    dropped = sorted(set(sizes) - set(kept))
+    return [c for c in candidates if c[1] in kept], dropped
+

@@ -27,6 +27,11 @@ auto {
   pixels = 2 3 4 6 8 12 16 24 32 48 64
     .type = ints(value_min=1)
     .help = "Candidate bin sizes in pixels (square bins, y = x) for bins=auto."
+  max_memory_mb = 1000
+    .type = int(value_min=1)
+    .help = "Memory bins=auto may take for its candidates' sums and planes (an "
+            "estimate); the finest pixel sizes that do not fit are left out (logged). "
+            "A Pilatus 6M fits pixels 6 and up in 1000 MB, a 2M pixels 3 and up."
 }
 valid_range = None
   .type = strings
@@ -102,6 +107,7 @@ class BinOptions:
     valid_auto: bool = False
     gain: float | None = None
     photon_counter: bool | None = None
+    auto_memory_mb: int = 1000
 
     def __post_init__(self) -> None:
         if self.estimator not in ("mean", "clipped_mean"):
@@ -134,6 +140,7 @@ class BinOptions:
             float(params.dispersion_threshold),
             valid_auto=valid_auto,
             gain=params.gain,
+            auto_memory_mb=int(params.auto.max_memory_mb),
         )
 
 

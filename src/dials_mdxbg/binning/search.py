@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dials_mdxbg.binning.auto import MultiBinner, candidate_bins
+from dials_mdxbg.binning.auto import MultiBinner, candidate_bins, within_memory
 from dials_mdxbg.binning.blocks import map_from_sums, run_blocks
 from dials_mdxbg.binning.choice import one_se_choice, smoothness
 from dials_mdxbg.binning.fill import fill_empty, fill_map
@@ -42,9 +42,23 @@ AUTO_WINDOW_FRAMES = 4
 every candidate's phi bins overlapping one window, per thread."""
 
 
-def auto_candidates(n_frames: int, options: BinOptions, how: str = "") -> list[tuple]:
-    """The candidates of ``options`` for a sweep of ``n_frames`` (logged)."""
-    candidates = candidate_bins(n_frames, options.auto_frames, options.auto_pixels)
+def auto_candidates(
+    shape: tuple[int, int, int], options: BinOptions, how: str = "", nproc: int = 1
+) -> list[tuple]:
+    """The candidates of ``options`` for a sweep of ``shape`` (logged): those with two phi
+    bins, and the pixel sizes that fit ``auto.max_memory_mb``."""
+    candidates = candidate_bins(shape[0], options.auto_frames, options.auto_pixels)
+    candidates, dropped = within_memory(
+        shape[1:], candidates, AUTO_WINDOW_FRAMES, nproc, options.auto_memory_mb
+    )
+    if dropped:
+        logger.info(
+            "bins=auto: pixel sizes %s left out (they need more than auto.max_memory_mb=%d "
+            "on %d x %d pixels)",
+            dropped,
+            options.auto_memory_mb,
+            *shape[1:],
+        )
     logger.info(
         "bins=auto: %d candidates (frames %s x pixels %s)%s",
         len(candidates),
@@ -80,7 +94,7 @@ def bin_auto(opened, options: BinOptions, nproc: int, rebin: Callable) -> Binned
     options = dataclasses.replace(options, fill_empty=True)
     axes = opened.axes
     n, ny, nx = axes.shape
-    candidates = auto_candidates(n, options, ", streamed in windows of frames")
+    candidates = auto_candidates(axes.shape, options, ", streamed in windows of frames", nproc)
     binner = MultiBinner(axes.shape, candidates)
     cells: dict = {}
     streams = []
