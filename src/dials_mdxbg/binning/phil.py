@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import libtbx
 import libtbx.phil
 
 from dials_mdxbg.errors import InputError
@@ -34,7 +35,7 @@ auto {
             "A Pilatus 6M fits pixels 6 and up in 1000 MB, a 2M pixels 3 and up."
 }
 valid_range = None
-  .type = strings
+  .type = ints(size=2)
   .help = "Inclusive range of counts used (min,max); others (and -1) are ignored. "
           "Its upper limit should sit well above the background (to keep it) and "
           "below Bragg peaks and zingers; the tutorial's 0,200 suits a background "
@@ -162,9 +163,12 @@ def parse_bins(value):
 
 
 def parse_valid_range(value):
-    """PHIL ``valid_range`` (``0,200``, ``0 200`` or ``auto``) -> ints, "auto" or None."""
+    """PHIL ``valid_range`` (``0,200``, ``0 200`` or ``auto``: PHIL's Auto) -> ints, "auto"
+    or None."""
     if value is None:
         return None
+    if value is libtbx.Auto:
+        return "auto"
     if not isinstance(value, (list, tuple)):
         value = [str(value)]
     words = [w for item in value for w in str(item).replace(",", " ").split()]
