@@ -63,3 +63,18 @@ def test_valid_range_auto_value_and_warning(bright_sweep, tmp_path):
     assert warned and "valid_range=auto" in warned[0]
     below = (values > 100).mean()
     assert f"{100 * below:.1f}%" in warned[0]
+
+
+def test_valid_range_auto_from_an_image_series(bright_sweep, tmp_path):
+    """The same sampled frames, the same value, from the image series."""
+    expt, _ = bright_sweep
+    run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
+    lines = []
+    for source in (expt, "series.nxs"):
+        proc = run(
+            ["dials.mdx_bin_background", source, "bins=2,20,20", "valid_range=auto"]
+            + ["output.binned=m.nxs", "output.plot=None", "output.html=None"],
+            cwd=tmp_path,
+        )
+        lines.append([x for x in proc.stdout.splitlines() if x.startswith("valid_range=auto")])
+    assert lines[0] and lines[0] == lines[1]
