@@ -25,12 +25,20 @@ mp {
               "dask-jobqueue with the resources below."
     cores = 1
       .type = int(value_min=1)
+      .help = "Cores of each batch job (one dask worker per job)."
     memory = "4GB"
       .type = str
+      .help = "Memory of each batch job (e.g. 4GB); the queue refuses more than a node has."
     queue = None
       .type = str
+      .help = "Queue (SLURM partition) of the batch jobs. None: the site's default."
     walltime = "01:00:00"
       .type = str
+      .help = "Wall time of each batch job; when it runs out the run stops (one line)."
+    job_output = None
+      .type = path
+      .help = "Folder for the batch jobs' own stdout/stderr (worker logs). None:"
+              "discarded (/dev/null), so no slurm-<id>.out is left in the working folder."
     njobs = 1
       .type = int(value_min=1)
     timeout = 30
