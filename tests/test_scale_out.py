@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,10 +127,16 @@ def test_dask_diagnostics_identical(our_import, cluster, tmp_path):
 
 def test_local_dask_cluster_started_by_the_command(sweep, our_import, tmp_path):
     a = read_binned(bin_map(tmp_path, our_import, "a", "bins=4,20,20"))
-    b = read_binned(
-        bin_map(tmp_path, our_import, "b", "bins=4,20,20", "mp.method=dask", "mp.nproc=2")
-    )
-    assert np.array_equal(a["signal"], b["signal"], equal_nan=True)
+    outputs = {}
+    for name, verbosity in (("b", []), ("c", ["-vv"])):
+        cmd = ["dials.mdx_bin_background", our_import, "bins=4,20,20", "mp.method=dask"]
+        cmd += ["mp.nproc=2", "output.plot=None", f"output.binned={name}.nxs", *verbosity]
+        outputs[name] = run(cmd, cwd=tmp_path)
+        b = read_binned(tmp_path / f"{name}.nxs")
+        assert np.array_equal(a["signal"], b["signal"], equal_nan=True)
+    # dask's own chatter (scheduler start, workers registering) only at DIALS' debug level.
+    assert "dask:" not in outputs["b"].stdout and not outputs["b"].stderr
+    assert "dask: " in outputs["c"].stdout and not outputs["c"].stderr
 
 
 def test_killed_worker_leaves_nothing_and_rerun_is_clean(tmp_path):
@@ -337,8 +344,11 @@ def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
         read_binned(local)["signal"],
         equal_nan=True,
     )
-    # Without sbatch on the machine: one clear line.
-    monkeypatch.setenv("PATH", os.environ["PATH"].split(":", 1)[1])
+    # Without sbatch on the machine (a PATH of no folder that has one): one clear line.
+    dirs = os.environ["PATH"].split(os.pathsep)[1:]
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join(d for d in dirs if not shutil.which("sbatch", path=d))
+    )
     proc = run(
         ["dials.mdx_bin_background", our_import, phil, "output.binned=x.nxs"],
         cwd=tmp_path,
@@ -356,10 +366,11 @@ def test_distributed_warnings_go_to_our_log_not_stderr(capfd, caplog):
 
     client_log = logging.getLogger("distributed.client")
     before = client_log.handlers[:]
-    with caplog.at_level(logging.INFO, logger="dials.mdxbg.cluster"):
+    with caplog.at_level(logging.DEBUG, logger="dials.mdxbg.cluster"):
         with _distributed_logs_to_ours():
             client_log.warning("Couldn't gather 1 keys, rescheduling")
     assert "dask: Couldn't gather 1 keys, rescheduling" in caplog.text
+    assert all(r.levelno == logging.DEBUG for r in caplog.records)  # debug log only (-v)
     assert "Couldn't gather" not in capfd.readouterr().err
     assert client_log.handlers == before  # restored afterwards
 

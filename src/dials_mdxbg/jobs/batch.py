@@ -58,6 +58,7 @@ class BatchJobs:
         self.opts = opts
         self.job_cls = None
         self._asked = 0.0
+        self.seen: set[str] = set()  # job ids squeue has shown
 
     def start(self, stack: contextlib.ExitStack):
         """Submit ``mp.dask.njobs`` worker jobs; closing ``stack`` closes the cluster (scancel)."""
@@ -98,7 +99,12 @@ class BatchJobs:
             return None
         self._asked = time.monotonic()
         states = slurm.job_states(list(self.job_cls.submitted))
-        reason = slurm.ended_reason(states) if states is not None else None
+        if states is None:
+            return None
+        self.seen.update(j for j, s in states.items() if s != "GONE")
+        if any(s == "GONE" and j not in self.seen for j, s in states.items()):
+            return None  # never seen in the queue: squeue is not telling us about it
+        reason = slurm.ended_reason(states)
         if reason:
             return f"no dask worker is left: SLURM {reason}; no output written"
         return None
