@@ -78,6 +78,20 @@ if [[ $WANT_TEST -eq 1 ]] && { ! command -v chromium >/dev/null \
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
         chromium chromium-driver python3-selenium python3-build >/dev/null
 fi
+# Tests only: a real one-node SLURM (tests/slurm_cluster.py starts its own private
+# daemons; nothing is enabled machine-wide). Where apt cannot (not root, no
+# Debian), the cluster tests skip and say why.
+if [[ $WANT_TEST -eq 1 ]] && { ! command -v sbatch >/dev/null \
+        || [[ ! -x /usr/sbin/slurmctld || ! -x /usr/sbin/slurmd || ! -x /usr/sbin/munged ]]; }; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing slurm-wlm and munge (the cluster tests)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null \
+            || say "warning: slurm-wlm/munge not installed: the SLURM tests will skip"
+    else
+        say "slurm-wlm/munge missing and not root: the SLURM tests will skip"
+    fi
+fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"
 if [[ $WANT_TEST -eq 1 && ! -e "$TSTAMP" ]]; then
     say "installing test tools and mdx2 1.0.5 (reference)"
