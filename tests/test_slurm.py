@@ -110,13 +110,15 @@ def test_import_and_binning_through_slurm_equal_one_process(
 
 
 @pytest.mark.parametrize(
-    ("option", "said"),
+    ("options", "said"),
     [
-        ("mp.dask.queue=nosuchpartition", "invalid partition"),
-        ("mp.dask.memory=100000GB", "Memory specification can not be satisfied"),
+        (["mp.dask.queue=nosuchpartition"], "invalid partition specified: nosuchpartition"),
+        (["mp.dask.memory=100000GB"], "Memory specification can not be satisfied"),
+        # The shipped preset as it is: its queue=normal is not this site's partition.
+        (["mp.dask.queue=normal", "slurm_dask.phil"], "invalid partition specified: normal"),
     ],
 )
-def test_refused_job_fails_at_once_in_one_line(sweep, slurm_cluster, tmp_path, option, said):
+def test_refused_job_fails_at_once_in_one_line(sweep, slurm_cluster, tmp_path, options, said):
     start = time.monotonic()
     proc = run(
         [
@@ -124,7 +126,7 @@ def test_refused_job_fails_at_once_in_one_line(sweep, slurm_cluster, tmp_path, o
             sweep,
             "output.data=r.nxs",
             *slurm_args(slurm_cluster, "mp.dask.worker_timeout=600"),
-            option,
+            *options,
         ],
         cwd=tmp_path,
         env=slurm_cluster.env,
@@ -134,6 +136,7 @@ def test_refused_job_fails_at_once_in_one_line(sweep, slurm_cluster, tmp_path, o
     err = proc.stderr.strip()
     assert proc.returncode != 0 and err.count("\n") == 0, err
     assert "sbatch refused the worker job" in err and said in err, err
+    assert "mp.dask.queue, cores, memory, walltime" in err  # what to change
     assert took < 30, took  # not the 600 s worker_timeout
     assert not list(tmp_path.glob("r*.nxs")) and not list(tmp_path.glob(".r*"))
     assert_clean(slurm_cluster, tmp_path)
