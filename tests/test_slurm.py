@@ -205,8 +205,8 @@ def test_worker_job_ended_mid_run_fails_in_one_line(long_sweep, slurm_cluster, t
     err = err.strip()
     assert proc.returncode != 0, out[-2000:]
     assert "Traceback" not in err and err.count("\n") == 0, err
-    state = "CANCELLED" if end == "scancel" else "TIMEOUT"
-    assert f"SLURM job {job} {state}" in err, err
+    said = "CANCELLED: scancel" if end == "scancel" else "TIMEOUT: its wall time ran out"
+    assert f"no dask worker is left: SLURM job {job} {said}" in err, err
     assert took < 60, took  # SLURM checks time limits every ~30 s; never worker_timeout
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert_clean(slurm_cluster, tmp_path)

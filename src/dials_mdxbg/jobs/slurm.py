@@ -27,10 +27,10 @@ ENDED = {
 
 #: What an ended state means for the user, where SLURM's name alone is terse.
 MEANING = {
-    "TIMEOUT": "its wall time (mp.dask.walltime) ran out",
-    "CANCELLED": "cancelled (scancel, or by the site)",
-    "OUT_OF_MEMORY": "out of memory (mp.dask.memory)",
-    "PREEMPTED": "preempted",
+    "TIMEOUT": "its wall time ran out (mp.dask.walltime)",
+    "CANCELLED": "scancel, or the site",
+    "OUT_OF_MEMORY": "over its memory (mp.dask.memory)",
+    "PREEMPTED": "preempted by another job",
     "NODE_FAIL": "its node failed",
 }
 
@@ -91,6 +91,9 @@ def ended_reason(states: dict[str, str]) -> str | None:
         return None
     parts = []
     for job, state in states.items():
-        meaning = MEANING.get(state, "ended" if state == "GONE" else state.lower())
-        parts.append(f"job {job} {state} ({meaning})" if state != "GONE" else f"job {job} ended")
+        meaning = MEANING.get(state)
+        if state == "GONE":
+            parts.append(f"job {job} ended")
+        else:
+            parts.append(f"job {job} {state}" + (f": {meaning}" if meaning else ""))
     return ", ".join(parts)
