@@ -143,7 +143,7 @@ CHATTY = ("distributed", "dask_jobqueue", "tornado", "asyncio")
 
 
 class _ToOurLog(logging.Handler):
-    """Re-emits a dask/tornado/asyncio record as a DEBUG line of the command's log (``-v``)."""
+    """Re-emits a dask/tornado/asyncio record as a DEBUG line of our log (DIALS' ``-vv``)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         logger.debug("dask: %s", record.getMessage())
