@@ -286,7 +286,10 @@ def frame_source(
     if masker is None and goniometer_shadow:
         masker = _format_masker(iset)
         if masker is None:
-            logger.warning("The image format models no goniometer shadow: none is masked.")
+            logger.warning(
+                "The image format models no goniometer shadow: none is masked.",
+                extra={"code": "no_shadow_model"},
+            )
 
     # Touch the first and last image now, so a missing file fails before any output.
     for index in (start, stop - 1):

@@ -10,11 +10,15 @@ mp {
     .type = choice
     .help = "multiprocessing: threads on this machine. dask: frame ranges as"
             "tasks on a dask.distributed cluster (pip install 'dials-mdxbg[dask]')."
+    .expert_level = 1
   nproc = 1
     .type = int(value_min=1)
     .help = "Cores to use (threads; or workers of a local dask cluster). Auto: all"
             "the cores this process may use."
-  dask {
+  dask
+    .help = "mp.method=dask only: where the cluster is and what its workers get."
+    .expert_level = 2
+  {
     scheduler = None
       .type = str
       .help = "Address of a running dask scheduler (tcp://host:8786). Unset:"
@@ -25,14 +29,19 @@ mp {
               "dask-jobqueue with the resources below."
     cores = 1
       .type = int(value_min=1)
+      .help = "Cores per batch job (dask-jobqueue)."
     memory = "4GB"
       .type = str
+      .help = "Memory per batch job; a Pilatus 6M worker needs ~1 GB, an Eiger 16M ~2 GB."
     queue = None
       .type = str
+      .help = "Batch queue or partition (None: the cluster's default)."
     walltime = "01:00:00"
       .type = str
+      .help = "Wall time per batch job (HH:MM:SS): long enough for its share of frames."
     njobs = 1
       .type = int(value_min=1)
+      .help = "Batch jobs to start (each one dask worker with 'cores' threads)."
     timeout = 30
       .type = int(value_min=1)
       .help = "Seconds to wait for the scheduler."
