@@ -182,7 +182,12 @@ def parse(parser, args: list[str] | None):
     """
     from libtbx.utils import Sorry
 
-    from dials_mdxbg.frames.precheck import SeenInputs, check_input_file, missing_input_problem
+    from dials_mdxbg.frames.precheck import (
+        SeenInputs,
+        check_input_file,
+        missing_input_problem,
+        spaced_value_problem,
+    )
     from dials_mdxbg.util.memory import out_of_memory, parser_ran_out
     from dials_mdxbg.util.presets import preset_names, resolve_preset
 
@@ -196,7 +201,7 @@ def parse(parser, args: list[str] | None):
             continue
         path = Path(arg)
         if not path.exists():
-            problem = missing_input_problem(arg)
+            problem = spaced_value_problem(args, i) or missing_input_problem(arg)
             if problem:
                 raise InputError(problem)
             preset = resolve_preset(arg)

@@ -234,7 +234,9 @@ def frame_source(
     scan = iset.get_scan()
     if scan is None or scan.is_still() or scan.get_oscillation()[1] == 0:
         raise InputError(
-            "the imageset is a still (no rotation scan); an mdx2 image series needs a sweep"
+            "the imageset is a still (no rotation scan); an mdx2 image series needs a sweep: "
+            "import the images as one, with their rotation start and width per image in "
+            "degrees: dials.import <images> geometry.scan.oscillation=START,WIDTH"
         )
     detector = iset.get_detector()
     if len(detector) != 1:
