@@ -6,6 +6,7 @@ import json
 import logging
 import pickle
 
+import h5py
 import numpy as np
 import pytest
 
@@ -107,6 +108,16 @@ def test_zero_count_bins_are_advice_with_the_mask_fix():
     assert "(advice)" in verdict_lines(verdict)[1]
 
 
+def test_chance_zeros_of_a_sparse_background_are_not_flagged():
+    binned = _map(rate=0.01)  # 0.01 counts/s, 1 s exposures: 8 counts expected per bin
+    binned.errors[:] = np.sqrt(0.01 / 800)  # the spread of Poisson counts, t = 1 s
+    binned.signal[0, 0, :2] = 0.0
+    assert map_verdict(binned, {})["reasons"] == []
+    binned.signal[:] *= 2  # 16 counts expected: a zero is no chance any more
+    binned.errors[:] = np.sqrt(0.02 / 800)
+    assert _codes(map_verdict(binned, {})) == ["zero_count_bins"]
+
+
 def test_warnings_are_collected_with_their_codes():
     from dials_mdxbg.util.warnings_log import collected_warnings, warnings_so_far
 
@@ -160,10 +171,13 @@ def masked_sweep(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def dark_sweep(tmp_path_factory):
-    """A sweep with almost no counts: many bins of 0 counts/s, as on unexposed edges."""
-    spec = SweepSpec(n_frames=4, modules=(1, 1), seed=7, background=0.002, n_hot=0, n_overload=0)
-    return make_background_sweep(tmp_path_factory.mktemp("verdict_dark"), spec)
+def dark_edge_series(small_sweep, tmp_path_factory):
+    """``small_sweep`` as an image series whose first 40 columns saw no beam (counts 0)."""
+    work = tmp_path_factory.mktemp("verdict_dark")
+    run(["dials.mdx_import", small_sweep, "output.data=dark.nxs"], cwd=work)
+    with h5py.File(work / "dark.nxs", "r+") as f:
+        f["entry/image_series/data"][:, :, :40] = 0
+    return work / "dark.nxs"
 
 
 def _bin(cwd, *args, check=True):
@@ -223,12 +237,13 @@ def test_nan_pixels_not_ready_and_fill_empty_is_ready(masked_sweep, tmp_path):
     assert filled["status"] == "ok" and filled["runs"][0]["quality"]["filled_bins"] > 0
 
 
-def test_zero_count_bins_advise_a_mask(dark_sweep, tmp_path):
-    proc, summary = _bin(tmp_path, dark_sweep, "bins=2,20,20")
+def test_zero_count_bins_advise_a_mask(dark_edge_series, tmp_path):
+    proc, summary = _bin(tmp_path, dark_edge_series, "bins=2,20,20")
     verdict = summary["verdict"]
     assert verdict["ready_for_mdx2_correct"] and summary["status"] == "ok"
     (reason,) = verdict["reasons"]
     assert reason["code"] == "zero_count_bins" and not reason["blocking"]
+    assert reason["message"].startswith("80 bins read 0 counts/s")  # 4 phi x 10 y x 2 x bins
     assert "dials.generate_mask" in reason["fix"] and "dials.generate_mask" in proc.stdout
 
 

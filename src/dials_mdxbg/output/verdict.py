@@ -17,6 +17,10 @@ MOST_REJECTED = 0.5
 PHI_TOLERANCE = 1e-6
 """Degrees: phi ranges that differ by rounding only are the same."""
 
+IMPLAUSIBLE_ZERO = 10.0
+"""Counts a bin would hold at the typical background (Poisson P(0) < 5e-5): reading 0 there
+means the pixels saw no beam, rather than a sparse background's chance zero."""
+
 
 def _reason(code: str, message: str, fix: str, blocking: bool = True) -> dict:
     return {"code": code, "message": message, "fix": fix, "blocking": blocking}
@@ -50,6 +54,34 @@ def rejected_by_valid_range(binned: BinnedMap, valid_range) -> tuple[int, int] |
         return None
     hist = binned.values.as_report(tuple(valid_range), binned.n_frames)
     return int(hist["below"] + hist["above"]), int(hist["total"])
+
+
+def unexposed_bins(binned: BinnedMap) -> int:
+    """Bins that read 0 counts/s where the typical background would give them counts.
+
+    A bin's counts at its phi plane's median rate are ``rate * t * n`` (``n``
+    pixel values, exposure ``t``). ``t`` is not in the map but follows from it
+    exactly: ``t = dispersion * signal / (errors**2 * n)`` in any bin with
+    spread (Poisson's dispersion 1 without the dispersion map). Bins expected to
+    hold at least :data:`IMPLAUSIBLE_ZERO` counts are counted; a sparse
+    background's chance zeros are not.
+    """
+    zero = (binned.count > 0) & (binned.signal == 0)
+    if not zero.any():
+        return 0
+    disp = binned.dispersion if binned.dispersion is not None else 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = disp * binned.signal / (binned.errors.astype(np.float64) ** 2 * binned.count)
+    n = 0
+    for k in range(binned.signal.shape[0]):
+        plane, times = binned.signal[k], t[k][np.isfinite(t[k]) & (t[k] > 0)]
+        exposed = plane[np.isfinite(plane) & (plane > 0)]
+        if not times.size or not exposed.size:
+            n += int(zero[k].sum())  # nothing to compare with: every zero counts
+            continue
+        expected = binned.count[k] * float(np.median(exposed)) * float(np.median(times))
+        n += int(np.count_nonzero(zero[k] & (expected >= IMPLAUSIBLE_ZERO)))
+    return n
 
 
 def map_phi_extent(binned: BinnedMap) -> tuple[float, float] | None:
@@ -130,12 +162,13 @@ def map_verdict(
                 "values), or leave it unset",
             )
         )
-    zero = int(np.count_nonzero((binned.count > 0) & (binned.signal == 0)))
+    zero = unexposed_bins(binned)
     if zero:
         reasons.append(
             _reason(
                 "zero_count_bins",
-                f"{zero:,} bins have 0 counts/s: probably unexposed detector edges or a shadow",
+                f"{zero:,} bins read 0 counts/s where the typical background would give them "
+                f"{IMPLAUSIBLE_ZERO:g} counts or more: unexposed detector edges or a shadow",
                 "mask them with dials.generate_mask (e.g. untrusted.rectangle=...) and give the "
                 "mask as frames.mask= (one-step) or mask= (dials.mdx_import)",
                 blocking=False,
