@@ -56,6 +56,10 @@ def rejected_by_valid_range(binned: BinnedMap, valid_range) -> tuple[int, int] |
     return int(hist["below"] + hist["above"]), int(hist["total"])
 
 
+SAMPLE = 4096
+"""Exposed bins per phi plane whose median rate and exposure are taken."""
+
+
 def unexposed_bins(binned: BinnedMap) -> int:
     """Bins that read 0 counts/s where the typical background would give them counts.
 
@@ -67,19 +71,21 @@ def unexposed_bins(binned: BinnedMap) -> int:
     background's chance zeros are not.
     """
     zero = (binned.count > 0) & (binned.signal == 0)
-    if not zero.any():
-        return 0
-    disp = binned.dispersion if binned.dispersion is not None else 1.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = disp * binned.signal / (binned.errors.astype(np.float64) ** 2 * binned.count)
     n = 0
-    for k in range(binned.signal.shape[0]):
-        plane, times = binned.signal[k], t[k][np.isfinite(t[k]) & (t[k] > 0)]
-        exposed = plane[np.isfinite(plane) & (plane > 0)]
-        if not times.size or not exposed.size:
+    for k in np.flatnonzero(zero.any(axis=(1, 2))):
+        plane = binned.signal[k].ravel()
+        exposed = np.flatnonzero(np.isfinite(plane) & (plane > 0))
+        exposed = exposed[:: max(exposed.size // SAMPLE, 1)]  # a median needs no more
+        count = binned.count[k].ravel()[exposed].astype(np.float64)
+        disp = 1.0 if binned.dispersion is None else binned.dispersion[k].ravel()[exposed]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = disp * plane[exposed] / (binned.errors[k].ravel()[exposed] ** 2.0 * count)
+        t = t[np.isfinite(t) & (t > 0)]
+        if not t.size:
             n += int(zero[k].sum())  # nothing to compare with: every zero counts
             continue
-        expected = binned.count[k] * float(np.median(exposed)) * float(np.median(times))
+        rate = float(np.median(plane[exposed]))
+        expected = binned.count[k] * rate * float(np.median(t))
         n += int(np.count_nonzero(zero[k] & (expected >= IMPLAUSIBLE_ZERO)))
     return n
 
