@@ -109,6 +109,8 @@ def test_console_names_passes_has_no_reprs_and_ends_with_done(small_sweep, tmp_p
     assert any(line.strip().startswith("binning: frames 7/7") for line in lines)
     assert any(line.strip().startswith("binning: frames, pass 2 7/7") for line in lines)
     assert not [line for line in lines if "{'" in line or "':" in line]  # no dict reprs
+    assert any(line.endswith("with bins=2,20,20") for line in lines)  # not (2, 20, 20)
+    assert any(line.startswith("Background map of 4 x 10 x 25 (phi, y, x) bins") for line in lines)
 
 
 def test_an_error_is_printed_once(small_sweep, tmp_path):

@@ -239,7 +239,8 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     if paths.html is not None or options.valid_range:  # the verdict reads valid_range's toll
         options = dataclasses.replace(options, histogram=True)
     kind = "image_series" if one.source.series else "experiments"
-    logger.info("Binning %s (%s) with bins %s", one.description, kind, options.bins or "auto")
+    bins = ",".join(map(str, options.bins)) if options.bins else "auto"
+    logger.info("Binning %s (%s) with bins=%s", one.description, kind, bins)
     t0 = time.perf_counter()
     binned = bin_background(
         one.source, options, params.mp.nproc, engine, params.mp.dask.frames_per_task

@@ -61,7 +61,7 @@ def import_frames(source: FrameSource, target: SeriesTarget, nproc: int = 1) -> 
         ny,
         nx,
         target.output,
-        target.chunks,
+        ",".join(map(str, target.chunks)),
         f"{native_lib.name()} kernels",
     )
     if target.split:

@@ -18,7 +18,8 @@ def counts_text(counts: dict | None) -> str:
 
 def log_table(binned: BinnedMap) -> None:
     """Per phi bin: mean, min, max (counts/s) and fraction of empty bins."""
-    logger.info("Background map %s (phi, y, x bins), counts/s:", binned.signal.shape)
+    shape = " x ".join(map(str, binned.signal.shape))
+    logger.info("Background map of %s (phi, y, x) bins, counts/s:", shape)
     logger.info("  %8s %10s %10s %10s %8s", "phi", "mean", "min", "max", "empty")
     for row in binned.phi_table():
         logger.info(
@@ -68,10 +69,10 @@ def log_quality(binned: BinnedMap, quality: dict) -> None:
             logger.info("    %8.2f %8.1f %8.1f: %.2f", w["phi"], w["iy"], w["ix"], w["dispersion"])
     if quality.get("single_phi_bin"):
         logger.warning(
-            "Warning: the map has a single phi bin (bins %s on %d frames): mdx2 cannot "
+            "Warning: the map has a single phi bin (bins=%s on %d frames): mdx2 cannot "
             "interpolate it (GridData.interpolate fails on an axis of size 1), so "
             "mdx2.correct --background will stop; use fewer frames per bin",
-            binned.bins,
+            ",".join(map(str, binned.bins)),
             binned.n_frames,
             extra={"code": "single_phi_bin"},
         )
