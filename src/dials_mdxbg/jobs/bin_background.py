@@ -185,7 +185,8 @@ class BackgroundSummary:
     runs: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """The JSON summary: one run's dict, or ``{"imagesets": [...]}`` for several."""
+        """One run's dict, or ``{"imagesets": [...]}`` for several (Python API; the
+        command's JSON summary is built from ``runs``: :mod:`dials_mdxbg.output.json_summary`)."""
         return dict(self.runs[0]) if len(self.runs) == 1 else {"imagesets": list(self.runs)}
 
 
