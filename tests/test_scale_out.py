@@ -303,7 +303,17 @@ def test_several_imagesets(two_sweeps, tmp_path):
             read_binned(ref)["signal"],
             equal_nan=True,
         )
-    assert [r["imageset"] for r in json.loads((tmp_path / "b.json").read_text())["runs"]] == [0, 1]
+    binned = json.loads((tmp_path / "b.json").read_text())
+    assert [r["imageset"] for r in binned["runs"]] == [0, 1]
+    assert binned["verdict"]["ready_for_mdx2_correct"] == all(
+        r["verdict"]["ready_for_mdx2_correct"] for r in binned["runs"]
+    )
+    jsonschema = pytest.importorskip("jsonschema")
+    from dials_mdxbg.output.json_summary import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    for one in (summary, binned):  # one summary per run, several imagesets in runs[]
+        jsonschema.Draft202012Validator(schema).validate(one)
 
 
 def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
