@@ -51,7 +51,7 @@ def test_dask_import_equals_single_process(sweep, our_import, cluster, tmp_path)
     dask = read_series(tmp_path / "d.nxs")
     for key in ours:
         assert np.array_equal(dask[key], ours[key]), key
-    summary = json.loads((tmp_path / "d.json").read_text())
+    summary = json.loads((tmp_path / "d.json").read_text())["runs"][0]
     assert summary["engine"]["engine"] == "dask" and summary["engine"]["tasks"] == 3
     # Nothing but the output is left: the parts were copied in and removed.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.nxs", "dials.mdx_import.log"]
@@ -120,7 +120,7 @@ def test_dask_diagnostics_identical(our_import, cluster, tmp_path):
     for key in ("signal", "errors", "pixel_count", "dispersion"):
         assert np.array_equal(a[key], plain[key], equal_nan=True), key
         assert np.array_equal(b[key], plain[key], equal_nan=True), key
-    qa, qb = (json.loads((tmp_path / f"{n}.json").read_text())["quality"] for n in "ab")
+    qa, qb = (json.loads((tmp_path / f"{n}.json").read_text())["runs"][0]["quality"] for n in "ab")
     assert qa["heldout"]["pixels"] == qb["heldout"]["pixels"] > 0
     assert qa["heldout"]["model_error_sq"] == pytest.approx(qb["heldout"]["model_error_sq"], 1e-12)
 
@@ -283,7 +283,7 @@ def test_several_imagesets(two_sweeps, tmp_path):
     )
     run(["dials.mdx_import", two_sweeps, "output.data=one.nxs", "imageset=1"], cwd=tmp_path)
     summary = json.loads((tmp_path / "x.json").read_text())
-    assert [s["imageset"] for s in summary["imagesets"]] == [0, 1]
+    assert [s["imageset"] for s in summary["runs"]] == [0, 1]
     first, second = (
         read_series(tmp_path / "x_imageset0.nxs"),
         read_series(tmp_path / "x_imageset1.nxs"),
@@ -310,7 +310,17 @@ def test_several_imagesets(two_sweeps, tmp_path):
             read_binned(ref)["signal"],
             equal_nan=True,
         )
-    assert len(json.loads((tmp_path / "b.json").read_text())["imagesets"]) == 2
+    binned = json.loads((tmp_path / "b.json").read_text())
+    assert [r["imageset"] for r in binned["runs"]] == [0, 1]
+    assert binned["verdict"]["ready_for_mdx2_correct"] == all(
+        r["verdict"]["ready_for_mdx2_correct"] for r in binned["runs"]
+    )
+    jsonschema = pytest.importorskip("jsonschema")
+    from dials_mdxbg.output.json_summary import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    for one in (summary, binned):  # one summary per run, several imagesets in runs[]
+        jsonschema.Draft202012Validator(schema).validate(one)
 
 
 def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
