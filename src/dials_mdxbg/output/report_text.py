@@ -190,9 +190,9 @@ def values_text(counts: np.ndarray, overflow: int, cap: int | None = None, valid
         lo, hi = (int(v) for v in valid_range)
         if median > hi:
             out += (
-                f" Most values are above valid_range's upper limit {hi} and are ignored: if "
+                f" Most values are above the upper limit of valid_range ({hi}) and are ignored: if "
                 "that is the background, widen valid_range."
             )
         elif median < lo:
-            out += f" Most values are below valid_range's lower limit {lo} and are ignored."
+            out += f" Most values are below the lower limit of valid_range ({lo}) and are ignored."
     return out
