@@ -28,7 +28,8 @@ def log_colour_scale(values: np.ndarray) -> dict | None:
 
     The range is :data:`COLOUR_PERCENTILES` of log10(values), so a long tail
     (a few bins 100x the median) does not push everything else into one colour.
-    Ticks are at 1, 2, 5 x 10^k inside the range, labelled in the values' units.
+    Ticks are at 1, 2, 5 x 10^k inside the range (round values evenly spaced when
+    the range spans less), labelled in the values' units.
     """
     positive = values[np.isfinite(values) & (values > 0)]
     if not positive.size:
@@ -42,8 +43,17 @@ def log_colour_scale(values: np.ndarray) -> dict | None:
             t = math.log10(m) + k
             if lo <= t <= hi:
                 ticks.append(t)
-    if len(ticks) < 2:
-        ticks = [lo, hi]
+    if len(ticks) < 3:  # less than a decade or so: round values, evenly spaced in value
+        a, b = 10**lo, 10**hi
+        step = 10 ** math.floor(math.log10((b - a) / 4))
+        step *= next(m for m in (1, 2, 5, 10) if (b - a) / (step * m) <= 6)
+        values = [v for v in np.arange(math.ceil(a / step) * step, b, step) if v > 0]
+        digits = max(0, -math.floor(math.log10(step)))
+        return {
+            "range": (lo, hi),
+            "tickvals": [math.log10(v) for v in values],
+            "ticktext": [f"{v:.{digits}f}" for v in values],
+        }
     return {
         "range": (lo, hi),
         "tickvals": ticks,
