@@ -140,6 +140,20 @@ def test_filled_bins_counted_and_marked_in_the_page(runs, chromium):
     assert int(result.attributes["data-report-hatch-traces"]) == 2 * views
 
 
+def test_filled_bin_hover_says_filled(tmp_path, chromium):
+    phi, iy, ix, signal, errors, count = _map(n_phi=1, ny=12, nx=16)
+    filled = np.zeros(signal.shape, bool)
+    filled[0, 2:10, 3:13] = True  # the middle of the plane, where the mouse goes
+    count[filled] = 0
+    path = tmp_path / "filled.html"
+    page = render_report(phi, iy, ix, signal, errors, count, summary={}, filled=filled)
+    path.write_text(page)
+    result = render_page(path, hover=(("map-main", 0.4, 0.5),), chromium=chromium)
+    assert result.status == "ok" and result.errors == []
+    assert "0 pixels: filled by fill_empty" in result.hovers[0], result.hovers[0]
+    assert result.attributes["data-report-hatch-traces"] == "1"  # one phi bin: no multiples
+
+
 def test_a_map_without_filled_bins_has_no_hatching(tmp_path):
     page = render_report(*_map(), summary={}, filled=np.zeros((2, 6, 8), bool))
     meta, arrays = unpack_report(page)
