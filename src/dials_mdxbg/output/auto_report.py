@@ -22,8 +22,9 @@ SCORE_KEYS = (
 DEFAULT_HOW = (
     "bins=auto binned the sweep with every candidate bin size, scored each on held-out "
     "frames (the even frames' map predicts the odd frames and back, with mdx2's "
-    "interpolation) and chose the lowest score; scores within 1e-9 of each other tie, and "
-    "a tie goes to the larger bins."
+    "interpolation) and chose the lowest score; scores equal to a relative 1e-9 tie, and a "
+    "tie goes to the larger bins. Without fill_empty, a candidate whose map leaves valid "
+    "pixels a NaN background is passed over when another does not."
 )
 """Said when the auto result carries no ``how`` sentence of its own."""
 
