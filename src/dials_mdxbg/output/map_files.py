@@ -34,7 +34,7 @@ def write_map_files(
         from dials_mdxbg.output.plot import plot_map
 
         title = f"{paths.binned}: bins {binned.bins}, valid_range {options.valid_range}"
-        plot_map(paths.plot, *axes, binned.signal, title=title)
+        plot_map(paths.plot, *axes, binned.signal, title=title, filled=binned.filled)
         logger.info("Preview written to %s", paths.plot)
     if paths.profile:
         from dials_mdxbg.output.profile import plot_profile
