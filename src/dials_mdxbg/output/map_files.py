@@ -49,17 +49,9 @@ def write_map_files(
         write_report(
             paths.html, binned, options, provenance["input"], masked_static, paths.binned,
             provenance.get("phil") or None, report_sections(binned, quality, profile),
-            **_accepted(write_report, verdict=verdict, warnings=warnings_so_far()),
+            verdict=verdict, warnings=warnings_so_far(),
         )  # fmt: skip
         logger.info("Report written to %s (%.1f s)", paths.html, time.perf_counter() - t0)
-
-
-def _accepted(function, **kwargs) -> dict:
-    """The keyword arguments ``function`` takes (the report takes verdict= and warnings=)."""
-    import inspect
-
-    names = inspect.signature(function).parameters
-    return {k: v for k, v in kwargs.items() if k in names}
 
 
 def map_summary(
