@@ -155,6 +155,7 @@ class Case:
         fault: None for a plain run, else a signal (``signal.SIGINT`` ...) sent mid-write.
         cwd: working directory relative to the case directory.
         outputs: for signal cases, the files the successful re-run writes.
+        env: environment variables of the run (``{key}`` as in args).
     """
 
     name: str
@@ -166,6 +167,7 @@ class Case:
     fault: int | None = None
     cwd: str = "."
     outputs: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
 
 KINDS = {
@@ -585,6 +587,10 @@ OUT, BOUT, NOPLOT = "output.data=out.nxs", "output.binned=b.nxs", "output.plot=N
 IM_OUTPUTS = ("out.nxs", "out.json", "dials.mdx_import.log")
 BIN_OUTPUTS = ("b.nxs", "b.json", "b.html", "binned.png", "dials.mdx_bin_background.log")
 DASK_IDLE = ("mp.method=dask", "mp.dask.scheduler={scheduler}", "mp.dask.worker_timeout=3")
+# A PATH of no folder that has sbatch: the case must not reach a real SLURM installed here.
+NO_SBATCH = os.pathsep.join(
+    d for d in os.environ.get("PATH", "").split(os.pathsep) if not shutil.which("sbatch", path=d)
+)
 
 CASES = [
     # ---- outputs colliding with inputs, or with each other
@@ -719,7 +725,7 @@ CASES = [
     C("I-dask-no-workers", "dask", IM, "{sweep}", OUT, *DASK_IDLE, expect=("worker",)),
     C("B-dask-no-workers", "dask", BN, "{sweep}", BOUT, *DASK_IDLE, expect=("worker",)),
     C("B-dask-slurm-without-sbatch", "dask", BN, "{series}", BOUT, "mp.method=dask",
-      "mp.dask.cluster=slurm", expect=("sbatch",)),
+      "mp.dask.cluster=slurm", env=(("PATH", NO_SBATCH),), expect=("sbatch not found",)),
     # ---- output locations
     C("I-json-missing-dir", "location", IM, "{sweep}", OUT, "output.json=nowhere/s.json",
       expect=("nowhere",)),
