@@ -67,16 +67,32 @@ assert lib.loaded() and all(lib.has(f) for f in ('encoder', 'decoder', 'bslz4'))
 fi
 # Tests only: Chromium renders the HTML report, driven through WebDriver
 # (chromium-driver, python3-selenium: tests/browser.py); python3-build builds the
-# sdist and wheel the packaging test installs.
+# sdist and wheel the packaging test installs; python3-jsonschema validates the JSON
+# summaries against their shipped schema (tests/test_json_summary.py).
 if [[ $WANT_TEST -eq 1 ]] && { ! command -v chromium >/dev/null \
         || ! command -v chromedriver >/dev/null \
         || ! /usr/bin/python3 -c "import selenium" >/dev/null 2>&1 \
-        || ! /usr/bin/python3 -c "import build" >/dev/null 2>&1; }; then
-    say "installing chromium, chromium-driver, python3-selenium and python3-build (tests)"
+        || ! /usr/bin/python3 -c "import build" >/dev/null 2>&1 \
+        || ! /usr/bin/python3 -c "import jsonschema" >/dev/null 2>&1; }; then
+    say "installing chromium, chromium-driver, python3-selenium, python3-build and python3-jsonschema (tests)"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-        chromium chromium-driver python3-selenium python3-build >/dev/null
+        chromium chromium-driver python3-selenium python3-build python3-jsonschema >/dev/null
+fi
+# Tests only: a real one-node SLURM (tests/slurm_cluster.py starts its own private
+# daemons; nothing is enabled machine-wide). Where apt cannot (not root, no
+# Debian), the cluster tests skip and say why.
+if [[ $WANT_TEST -eq 1 ]] && { ! command -v sbatch >/dev/null \
+        || [[ ! -x /usr/sbin/slurmctld || ! -x /usr/sbin/slurmd || ! -x /usr/sbin/munged ]]; }; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing slurm-wlm and munge (the cluster tests)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null \
+            || say "warning: slurm-wlm/munge not installed: the SLURM tests will skip"
+    else
+        say "slurm-wlm/munge missing and not root: the SLURM tests will skip"
+    fi
 fi
 TSTAMP="$VENV/.mdxbg-test-$(stamp_of)"
 if [[ $WANT_TEST -eq 1 && ! -e "$TSTAMP" ]]; then

@@ -133,3 +133,23 @@ def our_import(sweep, tmp_path_factory) -> Path:
         cwd=work,
     )
     return work / "ours.nxs"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real one-node SLURM on 127.0.0.1 (tests/slurm_cluster.py); skips where none can run."""
+    from slurm_cluster import OneNodeSlurm, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = OneNodeSlurm()
+    try:
+        cluster.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        cluster.stop()
+        pytest.skip(f"no test SLURM cluster: {e}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

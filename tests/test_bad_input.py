@@ -12,7 +12,7 @@ import pytest
 from conftest import run
 
 
-def expect_error(cmd, cwd, fragment, outputs=("out.nxs",)):
+def expect_error(cmd, cwd, fragment, outputs=("out.nxs", "out.json")):
     proc = run(cmd, cwd=cwd, check=False)
     assert proc.returncode != 0, proc.stdout[-2000:]
     err = proc.stderr.strip()
@@ -110,7 +110,8 @@ def test_import_still_and_multi_imageset(sweep, work):
         cwd=work,
     )
     expect_error([IMPORT, "stills.expt", OUT], work, "choose one with imageset=N")
-    expect_error([IMPORT, "stills.expt", OUT, "imageset=1"], work, "still")
+    err = expect_error([IMPORT, "stills.expt", OUT, "imageset=1"], work, "still")
+    assert "dials.import <images> geometry.scan.oscillation=START,WIDTH" in err
 
 
 def test_import_multi_panel(sweep, work):

@@ -128,8 +128,9 @@ def test_extras_plot_json_and_preset(sweep, our_import, tmp_path):
     assert np.all(out["errors"][np.isfinite(out["errors"])] > 0)
     png = tmp_path / "bkg_data_binned.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["bins"] == [10, 20, 20] and summary["valid_range"] == [0, 200]
+    summary = json.loads((tmp_path / "s.json").read_text())["runs"][0]
+    assert summary["bins"]["chosen"] == [10, 20, 20] and summary["bins"]["how"] == "given"
+    assert summary["valid_range"] == [0, 200]
     assert len(summary["per_phi_bin"]) == 2 and summary["input_kind"] == "experiments"
     assert summary["pixel_values_used"] == int(out["pixel_count"].sum())
     assert summary["pixel_values_total"] == 12 * 407 * 1475 > summary["pixel_values_used"]

@@ -220,17 +220,17 @@ def test_beamstop_nan_pixels_and_fill(beamstop_sweep, tmp_path):
     run(["dials.mdx_import", expt, f"mask={mask}", "output.data=series.nxs"], cwd=tmp_path)
     common = ["bins=2,10,10", "valid_range=0,1000", "diagnostics=True"]
     bin_map(tmp_path, expt, "plain", f"frames.mask={mask}", *common, "output.json=plain.json")
-    plain = json.loads((tmp_path / "plain.json").read_text())
+    plain = json.loads((tmp_path / "plain.json").read_text())["runs"][0]
     assert plain["empty_bins"] > 0
     expected = _nan_pixels_by_mdx2(tmp_path / "plain.nxs", tmp_path / "series.nxs", vr)
     assert expected > 0
-    assert plain["quality"]["nan_pixels"] == expected
+    assert plain["quality"]["nan_pixels"] == {"count": expected, "exact": True}
     assert sum(r["nan_pixels"] for r in plain["quality"]["per_phi_bin"]) == expected
     assert plain["quality"]["heldout"]["model_error_percent"] > 0
 
     bin_map(tmp_path, "series.nxs", "filled", *common, "fill_empty=True", "output.json=filled.json")
-    filled = json.loads((tmp_path / "filled.json").read_text())
-    assert filled["quality"]["nan_pixels"] == 0
+    filled = json.loads((tmp_path / "filled.json").read_text())["runs"][0]
+    assert filled["quality"]["nan_pixels"] == {"count": 0, "exact": True}
     a, b = read_binned(tmp_path / "plain.nxs"), read_binned(tmp_path / "filled.nxs")
     assert np.array_equal(b["filled"].astype(bool), a["pixel_count"] == 0)
     assert np.array_equal(a["pixel_count"], b["pixel_count"])  # filled bins keep count 0
@@ -261,8 +261,8 @@ def test_paths_agree_and_default_is_unchanged(beamstop_sweep, tmp_path):
     for key in ("signal", "phi", "iy", "ix", "errors", "pixel_count", "dispersion"):
         assert np.array_equal(plain[key], one[key], equal_nan=True)
         assert np.array_equal(plain[key], two[key], equal_nan=True)
-    q1 = json.loads((tmp_path / "file.json").read_text())["quality"]
-    q2 = json.loads((tmp_path / "frames.json").read_text())["quality"]
+    q1 = json.loads((tmp_path / "file.json").read_text())["runs"][0]["quality"]
+    q2 = json.loads((tmp_path / "frames.json").read_text())["runs"][0]["quality"]
     assert q1["heldout"]["pixels"] == q2["heldout"]["pixels"]
     assert q1["heldout"]["model_error_sq"] == pytest.approx(q2["heldout"]["model_error_sq"], 1e-12)
     assert q1["dispersion"] == q2["dispersion"]
@@ -303,12 +303,13 @@ def test_auto_chosen_map_is_bins_by_hand(beamstop_sweep, tmp_path):
     run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
     auto = ["bins=auto", "auto.frames=2,4", "auto.pixels=10,20,40", "valid_range=0,1000"]
     bin_map(tmp_path, "series.nxs", "auto", *auto, "output.json=auto.json", "mp.nproc=2")
-    summary = json.loads((tmp_path / "auto.json").read_text())
-    table = summary["quality"]["auto"]["candidates"]
+    summary = json.loads((tmp_path / "auto.json").read_text())["runs"][0]
+    table = summary["bins"]["candidates"]
     assert len(table) == 6 and sum(r["chosen"] for r in table) == 1
-    chosen = summary["quality"]["auto"]["chosen"]
+    chosen = summary["bins"]["chosen"]
     row = next(r for r in table if r["chosen"])
-    assert row["bins"] == chosen == summary["bins"] and row["within_one_se"]
+    assert row["bins"] == chosen and row["within_one_se"] and summary["bins"]["how"] != "given"
+    assert summary["map_shape"][0] == -(-8 // chosen[0])  # the map has the chosen bins
     # bins=auto fills its map: equal to the chosen bins with fill_empty by hand
     by_hand = "bins=" + ",".join(map(str, chosen))
     bin_map(tmp_path, "series.nxs", "hand", by_hand, "valid_range=0,1000", "fill_empty=True")
@@ -353,7 +354,7 @@ def test_geometry_profile_and_mismatch(beamstop_sweep, sweep, tmp_path):
         cwd=tmp_path,
     )
     assert (tmp_path / "profile.png").stat().st_size > 0
-    prof = json.loads((tmp_path / "p.json").read_text())["radial_profile"]
+    prof = json.loads((tmp_path / "p.json").read_text())["runs"][0]["radial_profile"]
     assert len(prof["per_phi_bin"]) == 4 and prof["wavelength"] == pytest.approx(spec.wavelength)
     # shells ordered in resolution; the dxtbx two-theta of a bin centre is used
     d_min = [s["d_min"] for s in prof["shells"]]

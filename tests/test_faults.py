@@ -155,6 +155,7 @@ class Case:
         fault: None for a plain run, else a signal (``signal.SIGINT`` ...) sent mid-write.
         cwd: working directory relative to the case directory.
         outputs: for signal cases, the files the successful re-run writes.
+        env: environment variables of the run (``{key}`` as in args).
     """
 
     name: str
@@ -166,6 +167,7 @@ class Case:
     fault: int | None = None
     cwd: str = "."
     outputs: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
 
 KINDS = {
@@ -582,8 +584,13 @@ def C(name, kind, command, *args, **kw) -> Case:
 
 IM, BN = IMPORT, BINNING
 OUT, BOUT, NOPLOT = "output.data=out.nxs", "output.binned=b.nxs", "output.plot=None"
-BIN_OUTPUTS = ("b.nxs", "b.html", "binned.png", "dials.mdx_bin_background.log")
+IM_OUTPUTS = ("out.nxs", "out.json", "dials.mdx_import.log")
+BIN_OUTPUTS = ("b.nxs", "b.json", "b.html", "binned.png", "dials.mdx_bin_background.log")
 DASK_IDLE = ("mp.method=dask", "mp.dask.scheduler={scheduler}", "mp.dask.worker_timeout=3")
+# A PATH of no folder that has sbatch: the case must not reach a real SLURM installed here.
+NO_SBATCH = os.pathsep.join(
+    d for d in os.environ.get("PATH", "").split(os.pathsep) if not shutil.which("sbatch", path=d)
+)
 
 CASES = [
     # ---- outputs colliding with inputs, or with each other
@@ -678,16 +685,16 @@ CASES = [
       expect=("frames.imageset",)),
     # ---- signals mid-write, then a re-run
     C("I-SIGINT-mid-write", "signal", IM, "{long}", OUT, fault=signal.SIGINT,
-      expect=("interrupt",), outputs=("out.nxs", "dials.mdx_import.log")),
+      expect=("interrupt",), outputs=IM_OUTPUTS),
     C("I-SIGTERM-mid-write", "signal", IM, "{long}", OUT, fault=signal.SIGTERM,
-      expect=("SIGTERM",), outputs=("out.nxs", "dials.mdx_import.log")),
+      expect=("SIGTERM",), outputs=IM_OUTPUTS),
     C("I-SIGKILL-mid-write", "signal", IM, "{long}", OUT, fault=signal.SIGKILL,
-      outputs=("out.nxs", "dials.mdx_import.log")),
+      outputs=IM_OUTPUTS),
     C("I-split-SIGTERM", "signal", IM, "{long}", OUT, "output.layout=split",
       fault=signal.SIGTERM, expect=("SIGTERM",),
-      outputs=("out.nxs", "out_parts", "dials.mdx_import.log")),
+      outputs=("out.nxs", "out.json", "out_parts", "dials.mdx_import.log")),
     C("I-split-SIGKILL", "signal", IM, "{long}", OUT, "output.layout=split",
-      fault=signal.SIGKILL, outputs=("out.nxs", "out_parts", "dials.mdx_import.log")),
+      fault=signal.SIGKILL, outputs=("out.nxs", "out.json", "out_parts", "dials.mdx_import.log")),
     C("I-SIGTERM-json-log", "signal", IM, "{long}", OUT, "output.json=s.json",
       "output.log=run.log", fault=signal.SIGTERM, expect=("SIGTERM",),
       outputs=("out.nxs", "s.json", "run.log")),
@@ -698,15 +705,15 @@ CASES = [
     C("B-series-SIGKILL", "signal", BN, "{longseries}", BOUT, fault=signal.SIGKILL,
       outputs=BIN_OUTPUTS),
     C("I-dask-SIGINT", "signal", IM, "{long}", OUT, "mp.method=dask", "mp.nproc=2",
-      fault=signal.SIGINT, expect=("interrupt",), outputs=("out.nxs", "dials.mdx_import.log")),
+      fault=signal.SIGINT, expect=("interrupt",), outputs=IM_OUTPUTS),
     C("I-dask-SIGTERM", "signal", IM, "{long}", OUT, "mp.method=dask", "mp.nproc=2",
-      fault=signal.SIGTERM, expect=("SIGTERM",), outputs=("out.nxs", "dials.mdx_import.log")),
+      fault=signal.SIGTERM, expect=("SIGTERM",), outputs=IM_OUTPUTS),
     C("I-SIGHUP-mid-write", "signal", IM, "{long}", OUT, fault=signal.SIGHUP,
-      expect=("SIGHUP",), outputs=("out.nxs", "dials.mdx_import.log")),
+      expect=("SIGHUP",), outputs=IM_OUTPUTS),
     C("B-series-SIGHUP", "signal", BN, "{longseries}", BOUT, fault=signal.SIGHUP,
       expect=("SIGHUP",), outputs=BIN_OUTPUTS),
     C("I-dask-SIGKILL", "signal", IM, "{long}", OUT, "mp.method=dask", "mp.nproc=2",
-      fault=signal.SIGKILL, outputs=("out.nxs", "dials.mdx_import.log")),
+      fault=signal.SIGKILL, outputs=IM_OUTPUTS),
     # ---- dask failures (loopback only)
     C("I-dask-scheduler-notaurl", "dask", IM, "{sweep}", OUT, "mp.method=dask",
       "mp.dask.scheduler=notaurl", expect=("notaurl",)),
@@ -718,7 +725,7 @@ CASES = [
     C("I-dask-no-workers", "dask", IM, "{sweep}", OUT, *DASK_IDLE, expect=("worker",)),
     C("B-dask-no-workers", "dask", BN, "{sweep}", BOUT, *DASK_IDLE, expect=("worker",)),
     C("B-dask-slurm-without-sbatch", "dask", BN, "{series}", BOUT, "mp.method=dask",
-      "mp.dask.cluster=slurm", expect=("sbatch",)),
+      "mp.dask.cluster=slurm", env=(("PATH", NO_SBATCH),), expect=("sbatch not found",)),
     # ---- output locations
     C("I-json-missing-dir", "location", IM, "{sweep}", OUT, "output.json=nowhere/s.json",
       expect=("nowhere",)),

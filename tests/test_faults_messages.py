@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +49,6 @@ LONG = "a" * 248 + ".nxs"  # 252 characters: its temporary's name would pass NAM
 OOM = ("out of memory", "ulimit -v")
 
 
-@dataclass(frozen=True)
-class MsgCase(Case):
-    """A :class:`test_faults.Case` with environment variables (``{key}`` as in args)."""
-
-    env: tuple[tuple[str, str], ...] = ()
-
-
 class MsgCtx(Ctx):
     """The fault suite's context, plus ``few``: a tmpfs with 16 inodes."""
 
@@ -65,8 +57,8 @@ class MsgCtx(Ctx):
         return str(self._mount("few", ["-t", "tmpfs", "-o", opts, "tmpfs"]))
 
 
-def M(name, kind, command, *args, **kw) -> MsgCase:
-    return MsgCase(name, kind, command, tuple(args), **kw)
+def M(name, kind, command, *args, **kw) -> Case:
+    return Case(name, kind, command, tuple(args), **kw)
 
 
 def copy_of(name: str, key: str = "sweep") -> Callable:
@@ -162,7 +154,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.kind}-{c.name}" for c in CASES])
-def test_message(case: MsgCase, request, tmp_path_factory):
+def test_message(case: Case, request, tmp_path_factory):
     check_case(case, request, tmp_path_factory, ctx_type=MsgCtx)
 
 

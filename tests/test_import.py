@@ -56,7 +56,7 @@ def test_layout_attributes_and_provenance(our_import):
         assert {"dials", "dxtbx", "dials_mdxbg"} <= set(versions)
         experiments = json.loads(prov["experiments"][()])
         assert experiments["__id__"] == "ExperimentList"
-    summary = json.loads((our_import.parent / "ours.json").read_text())
+    summary = json.loads((our_import.parent / "ours.json").read_text())["runs"][0]
     assert summary["frames"] == 12 and summary["shape"] == [12, 407, 1475]
     assert summary["masked_pixels"]["static_per_frame"] == int(gap_mask(407, 1475).sum())
 

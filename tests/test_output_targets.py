@@ -133,8 +133,9 @@ def test_json_through_a_link_to_stdout(series, tmp_path):
     proc = run(bin_args(series, f"output.json={out}", "output.log=None"), cwd=tmp_path)
     assert out.is_symlink() and os.readlink(out) == "/proc/self/fd/1"
     start = proc.stdout.index("\n{\n  \"") + 1
-    summary = json.loads(proc.stdout[start:])  # the summary is the end of stdout
+    summary = json.loads(proc.stdout[start:])  # committed at the end: the end of stdout
     assert summary["program"] == BINNING
+    assert proc.stdout[:start].strip().splitlines()[-1].startswith("done in")
 
 
 def test_json_into_a_fifo_with_a_reader(series, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def test_dask_import_equals_single_process(sweep, our_import, cluster, tmp_path)
     dask = read_series(tmp_path / "d.nxs")
     for key in ours:
         assert np.array_equal(dask[key], ours[key]), key
-    summary = json.loads((tmp_path / "d.json").read_text())
+    summary = json.loads((tmp_path / "d.json").read_text())["runs"][0]
     assert summary["engine"]["engine"] == "dask" and summary["engine"]["tasks"] == 3
     # Nothing but the output is left: the parts were copied in and removed.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.nxs", "dials.mdx_import.log"]
@@ -119,17 +120,23 @@ def test_dask_diagnostics_identical(our_import, cluster, tmp_path):
     for key in ("signal", "errors", "pixel_count", "dispersion"):
         assert np.array_equal(a[key], plain[key], equal_nan=True), key
         assert np.array_equal(b[key], plain[key], equal_nan=True), key
-    qa, qb = (json.loads((tmp_path / f"{n}.json").read_text())["quality"] for n in "ab")
+    qa, qb = (json.loads((tmp_path / f"{n}.json").read_text())["runs"][0]["quality"] for n in "ab")
     assert qa["heldout"]["pixels"] == qb["heldout"]["pixels"] > 0
     assert qa["heldout"]["model_error_sq"] == pytest.approx(qb["heldout"]["model_error_sq"], 1e-12)
 
 
 def test_local_dask_cluster_started_by_the_command(sweep, our_import, tmp_path):
     a = read_binned(bin_map(tmp_path, our_import, "a", "bins=4,20,20"))
-    b = read_binned(
-        bin_map(tmp_path, our_import, "b", "bins=4,20,20", "mp.method=dask", "mp.nproc=2")
-    )
-    assert np.array_equal(a["signal"], b["signal"], equal_nan=True)
+    outputs = {}
+    for name, verbosity in (("b", []), ("c", ["-vv"])):
+        cmd = ["dials.mdx_bin_background", our_import, "bins=4,20,20", "mp.method=dask"]
+        cmd += ["mp.nproc=2", "output.plot=None", f"output.binned={name}.nxs", *verbosity]
+        outputs[name] = run(cmd, cwd=tmp_path)
+        b = read_binned(tmp_path / f"{name}.nxs")
+        assert np.array_equal(a["signal"], b["signal"], equal_nan=True)
+    # dask's own chatter (scheduler start, workers registering) only at DIALS' debug level.
+    assert "dask:" not in outputs["b"].stdout and not outputs["b"].stderr
+    assert "dask: " in outputs["c"].stdout and not outputs["c"].stderr
 
 
 def test_killed_worker_leaves_nothing_and_rerun_is_clean(tmp_path):
@@ -276,7 +283,7 @@ def test_several_imagesets(two_sweeps, tmp_path):
     )
     run(["dials.mdx_import", two_sweeps, "output.data=one.nxs", "imageset=1"], cwd=tmp_path)
     summary = json.loads((tmp_path / "x.json").read_text())
-    assert [s["imageset"] for s in summary["imagesets"]] == [0, 1]
+    assert [s["imageset"] for s in summary["runs"]] == [0, 1]
     first, second = (
         read_series(tmp_path / "x_imageset0.nxs"),
         read_series(tmp_path / "x_imageset1.nxs"),
@@ -303,7 +310,17 @@ def test_several_imagesets(two_sweeps, tmp_path):
             read_binned(ref)["signal"],
             equal_nan=True,
         )
-    assert len(json.loads((tmp_path / "b.json").read_text())["imagesets"]) == 2
+    binned = json.loads((tmp_path / "b.json").read_text())
+    assert [r["imageset"] for r in binned["runs"]] == [0, 1]
+    assert binned["verdict"]["ready_for_mdx2_correct"] == all(
+        r["verdict"]["ready_for_mdx2_correct"] for r in binned["runs"]
+    )
+    jsonschema = pytest.importorskip("jsonschema")
+    from dials_mdxbg.output.json_summary import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    for one in (summary, binned):  # one summary per run, several imagesets in runs[]
+        jsonschema.Draft202012Validator(schema).validate(one)
 
 
 def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
@@ -337,8 +354,11 @@ def test_slurm_through_dask_jobqueue(sweep, our_import, tmp_path, monkeypatch):
         read_binned(local)["signal"],
         equal_nan=True,
     )
-    # Without sbatch on the machine: one clear line.
-    monkeypatch.setenv("PATH", os.environ["PATH"].split(":", 1)[1])
+    # Without sbatch on the machine (a PATH of no folder that has one): one clear line.
+    dirs = os.environ["PATH"].split(os.pathsep)[1:]
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join(d for d in dirs if not shutil.which("sbatch", path=d))
+    )
     proc = run(
         ["dials.mdx_bin_background", our_import, phil, "output.binned=x.nxs"],
         cwd=tmp_path,
@@ -356,10 +376,11 @@ def test_distributed_warnings_go_to_our_log_not_stderr(capfd, caplog):
 
     client_log = logging.getLogger("distributed.client")
     before = client_log.handlers[:]
-    with caplog.at_level(logging.INFO, logger="dials.mdxbg.cluster"):
+    with caplog.at_level(logging.DEBUG, logger="dials.mdxbg.cluster"):
         with _distributed_logs_to_ours():
             client_log.warning("Couldn't gather 1 keys, rescheduling")
     assert "dask: Couldn't gather 1 keys, rescheduling" in caplog.text
+    assert all(r.levelno == logging.DEBUG for r in caplog.records)  # debug log only (-v)
     assert "Couldn't gather" not in capfd.readouterr().err
     assert client_log.handlers == before  # restored afterwards
 

@@ -114,6 +114,7 @@ def test_sdist_has_the_sources_and_nothing_else(installed):
     assert "src/dials_mdxbg/native/_ckernels.c" in names
     assert "src/dials_mdxbg/native/mdxbg_kernels.h" in names
     assert "src/dials_mdxbg/output/report.html.j2" in names
+    assert "src/dials_mdxbg/output/summary.schema.json" in names
     stray = [
         n
         for n in names
@@ -131,7 +132,8 @@ def test_wheel_contents(installed):
     sources = {
         str(p.relative_to(REPO / "src"))
         for p in (REPO / "src" / "dials_mdxbg").rglob("*")
-        if p.suffix in (".py", ".j2", ".h", ".c") and "__pycache__" not in p.parts
+        if (p.suffix in (".py", ".j2", ".h", ".c") or p.name.endswith(".schema.json"))
+        and "__pycache__" not in p.parts
     }
     presets = {f"dials_mdxbg/presets/{p.name}" for p in (REPO / "phil").glob("*.phil")}
     kernels = {n for n in package if re.fullmatch(r"dials_mdxbg/native/_ckernels\..*\.so", n)}

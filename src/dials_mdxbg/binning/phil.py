@@ -53,10 +53,17 @@ estimator = *mean clipped_mean
   .type = choice
   .help = "mean: mdx2's masked mean. clipped_mean: then reject counts above"
           "mean + n_sigma*sqrt(mean) in each bin (zingers, stray Bragg) and"
-          "average again (two passes over the data)."
-clip {
+          "average again (two passes over the data). Use clipped_mean when the"
+          "background frames hold zingers or spots; mean matches mdx2."
+clip
+  .expert_level = 1
+{
   n_sigma = 5.0
     .type = float(value_min=0)
+    .help = "clipped_mean only: counts above mean + n_sigma*sqrt(mean) of their bin are"
+            "rejected. 5 keeps Poisson noise (a false rejection in ~3 million) and removes"
+            "zingers and stray Bragg spots; lower it (3-4) only when spots remain in the"
+            "map; it has no effect with estimator=mean."
 }
 fill_empty = False
   .type = bool
@@ -70,12 +77,17 @@ diagnostics = False
           "pass over the frames. Always on with bins=auto."
 dispersion_threshold = 2.0
   .type = float(value_min=0)
-  .help = "Bins whose variance-to-mean ratio exceeds this are counted in the log."
+  .help = "Bins whose variance-to-mean ratio exceeds this are counted in the log"
+          "(about 1 for flat Poisson background; larger: rings, edges or outliers)."
+  .expert_level = 2
 geometry = None
   .type = path
   .help = "Experiment list (.expt) for the radial profile of an image series; by"
           "default the geometry stored in the file (dials.mdx_import's provenance)."
-profile {
+  .expert_level = 1
+profile
+  .expert_level = 2
+{
   n_shells = 20
     .type = int(value_min=1)
     .help = "Resolution shells (equal in 1/d^2) of the radial profile."

@@ -12,14 +12,18 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 import traceback
 from pathlib import Path
 
 from dials_mdxbg import __version__
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.output.json_summary import write_json
+from dials_mdxbg.output.paths import summary_path
+from dials_mdxbg.util import exits
 from dials_mdxbg.util.exits import handle_errors, survive_closed_console, unexpected
 from dials_mdxbg.util.startup import prepare
+from dials_mdxbg.util.warnings_log import collected_warnings
 
 logger = logging.getLogger("dials.mdxbg")
 
@@ -32,6 +36,7 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
 
     Signals are handled from the first line on (nothing heavy is imported before).
     """
+    t0 = time.perf_counter()
     with handle_errors(command):
         prepare()
         from dials.util import enable_faulthandler
@@ -39,6 +44,8 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
         from dials_mdxbg.jobs.commands import JOBS
         from dials_mdxbg.jobs.inputs import experiments_of
         from dials_mdxbg.jobs.phil import resolve_nproc
+        from dials_mdxbg.output.json_summary import finish
+        from dials_mdxbg.output.verdict import verdict_lines
         from dials_mdxbg.util.atomic import committed_together
         from dials_mdxbg.util.versions import versions
 
@@ -57,15 +64,25 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
         with enable_faulthandler(), committed_together() as outputs:  # all at the end, or none
             configure_logging(parser, options, params.output.log)
             try:
-                plan.remove_stale()
-                summary = job.run(inputs, params, phil.format(params).as_str()).to_dict()
+                with collected_warnings() as warned:
+                    plan.remove_stale()
+                    result = job.run(inputs, params, phil.format(params).as_str())
             except Exception as e:
                 if unexpected(e) and params.output.log:
                     _keep_log_of(e, outputs, params.output.log)
                 raise
-            summary["program"] = command
-            summary["versions"] = versions()
-            write_json(params.output.json, summary)
+            seconds = time.perf_counter() - t0
+            summary = finish(command, __version__, taken + args, result, warned.warnings,
+                             seconds, versions())  # fmt: skip
+            write_json(summary_path(params.output), summary)
+            for line in verdict_lines(summary["verdict"]) if summary["verdict"] else []:
+                logger.info(line)
+            logger.info("done in %.1f s", time.perf_counter() - t0)
+        verdict = getattr(params, "verdict", None)
+        if verdict and verdict.fail_if_not_ready and summary["status"] == "not_ready":
+            codes = ", ".join(r["code"] for r in summary["verdict"]["reasons"] if r["blocking"])
+            exits.fail(f"the map is not ready for mdx2.correct ({codes}); every output was written "
+                 "(verdict.fail_if_not_ready=True)", command, exits.NOT_READY)  # fmt: skip
 
 
 def _keep_log_of(error: Exception, outputs, log: str) -> None:
@@ -165,7 +182,12 @@ def parse(parser, args: list[str] | None):
     """
     from libtbx.utils import Sorry
 
-    from dials_mdxbg.frames.precheck import SeenInputs, check_input_file, missing_input_problem
+    from dials_mdxbg.frames.precheck import (
+        SeenInputs,
+        check_input_file,
+        missing_input_problem,
+        spaced_value_problem,
+    )
     from dials_mdxbg.util.memory import out_of_memory, parser_ran_out
     from dials_mdxbg.util.presets import preset_names, resolve_preset
 
@@ -179,7 +201,7 @@ def parse(parser, args: list[str] | None):
             continue
         path = Path(arg)
         if not path.exists():
-            problem = missing_input_problem(arg)
+            problem = spaced_value_problem(args, i) or missing_input_problem(arg)
             if problem:
                 raise InputError(problem)
             preset = resolve_preset(arg)

@@ -42,6 +42,7 @@ input {
   mdx2_mask = None
     .type = path
     .help = "mdx2 mask file (/entry/mask, True = excluded), same shape as the series."
+    .expert_level = 1
 }
 mask = None
   .type = path

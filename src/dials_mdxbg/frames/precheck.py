@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,33 @@ def _check_experiment_list(path: Path) -> None:
             continue  # mdx2 copies a lone first exposure time to every frame
         first = (scan.get("image_range") or [1])[0]
         check_exposure_times(times, first, str(path))
+
+
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
+
+
+def spaced_value_problem(args: list[str], i: int) -> str | None:
+    """``bins=10 20 20``: the shell split one PHIL value into words; say how to write it.
+
+    ``args[i]`` is an argument that names no file. When it is a number that
+    follows ``name=number`` (through other numbers), the line names the fix.
+    """
+    if not NUMBER.fullmatch(args[i]):
+        return None
+    start = i
+    while start > 0 and NUMBER.fullmatch(args[start]):
+        start -= 1
+    if start == i or "=" not in args[start]:
+        return None
+    name, first = args[start].split("=", 1)
+    if not NUMBER.fullmatch(first):
+        return None
+    stop = i
+    while stop + 1 < len(args) and NUMBER.fullmatch(args[stop + 1]):
+        stop += 1
+    words = [first, *args[start + 1 : stop + 1]]
+    return (
+        f"{' '.join(args[start : stop + 1])}: the values are separated by spaces, so the "
+        f"shell split them; write {name}={','.join(words)} (or quote them: '{name}="
+        f"{' '.join(words)}')"
+    )

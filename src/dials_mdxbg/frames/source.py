@@ -234,7 +234,9 @@ def frame_source(
     scan = iset.get_scan()
     if scan is None or scan.is_still() or scan.get_oscillation()[1] == 0:
         raise InputError(
-            "the imageset is a still (no rotation scan); an mdx2 image series needs a sweep"
+            "the imageset is a still (no rotation scan); an mdx2 image series needs a sweep: "
+            "import the images as one, with their rotation start and width per image in "
+            "degrees: dials.import <images> geometry.scan.oscillation=START,WIDTH"
         )
     detector = iset.get_detector()
     if len(detector) != 1:
@@ -286,7 +288,10 @@ def frame_source(
     if masker is None and goniometer_shadow:
         masker = _format_masker(iset)
         if masker is None:
-            logger.warning("The image format models no goniometer shadow: none is masked.")
+            logger.warning(
+                "The image format models no goniometer shadow: none is masked.",
+                extra={"code": "no_shadow_model"},
+            )
 
     # Touch the first and last image now, so a missing file fails before any output.
     for index in (start, stop - 1):

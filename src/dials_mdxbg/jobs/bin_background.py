@@ -130,7 +130,7 @@ def _sums_source(src, opened, options, nproc, engine, frames_per_task, parity: l
     split = options.diagnostics
     grid = (ParityGrid if split else BinGrid)(axes.shape, options.bins)
     if engine is None:
-        make_tasks = opened.tasks_for(None, Progress(n, "frames"))
+        make_tasks = opened.tasks_for(None, Progress(n, "binning: frames"))
 
         def partial(threshold):
             histogram = options.histogram and threshold is None  # the first pass sees all
@@ -189,7 +189,8 @@ class BackgroundSummary:
     runs: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """The JSON summary: one run's dict, or ``{"imagesets": [...]}`` for several."""
+        """One run's dict, or ``{"imagesets": [...]}`` for several (Python API; the
+        command's JSON summary is built from ``runs``: :mod:`dials_mdxbg.output.json_summary`)."""
         return dict(self.runs[0]) if len(self.runs) == 1 else {"imagesets": list(self.runs)}
 
 
@@ -220,7 +221,8 @@ def make_background_of(
     if params.mask:
         logger.warning(
             "mask= is deprecated: it is an mdx2 mask, now called input.mdx2_mask= "
-            "(a DIALS mask for the one-step path is frames.mask=)"
+            "(a DIALS mask for the one-step path is frames.mask=)",
+            extra={"code": "deprecated_mask"},
         )
     options = BinOptions.from_params(params)
     maps = open_inputs(inputs, params)  # every input validated before any work
@@ -236,13 +238,15 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     """Bin one input, then its quality, profile, log and files; returns its summary."""
     from dials_mdxbg.output.map_files import map_summary, write_map_files
     from dials_mdxbg.output.tables import log_quality, log_table, log_usage
+    from dials_mdxbg.output.verdict import map_verdict
 
     _check_outputs(paths, one)
-    if paths.html is not None:
+    options = _data_options(one, options, params.mp.nproc)  # valid_range=auto resolved first
+    if paths.html is not None or options.valid_range:  # the verdict reads valid_range's toll
         options = dataclasses.replace(options, histogram=True)
     kind = "image_series" if one.source.series else "experiments"
-    options = _data_options(one, options, params.mp.nproc)
-    logger.info("Binning %s (%s) with bins %s", one.description, kind, options.bins or "auto")
+    bins = ",".join(map(str, options.bins)) if options.bins else "auto"
+    logger.info("Binning %s (%s) with bins=%s", one.description, kind, bins)
     t0 = time.perf_counter()
     binned = bin_background(
         one.source, options, params.mp.nproc, engine, params.mp.dask.frames_per_task
@@ -262,11 +266,20 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
         facts["imageset"] = one.index
     quality = map_quality(binned, options)
     log_quality(binned, quality)
+    verdict = map_verdict(binned, quality, options.valid_range, params.verdict.phi_range)
     profile = _profile(binned, one.geometry, params.profile.n_shells)
     provenance = provenance_of("dials.mdx_bin_background", phil_text, input=facts)
-    write_map_files(paths, binned, quality, profile, provenance, options, one.masked_static)
+    masked = one.masked_static
+    write_map_files(paths, binned, quality, profile, provenance, options, masked, verdict)
     log_table(binned)
-    return map_summary(paths, binned, options, facts, quality, profile, seconds)
+    given = one.source.series or _experiments_path(params) or one.description
+    return map_summary(paths, binned, options, facts, quality, profile, seconds, verdict, given)
+
+
+def _experiments_path(params) -> str | None:
+    """The experiment list as given on the command line (one-step path), if one was."""
+    files = [w.filename for w in (params.input.experiments or [])]
+    return files[0] if len(files) == 1 else None
 
 
 def _data_options(one: MapInput, options: BinOptions, nproc: int) -> BinOptions:

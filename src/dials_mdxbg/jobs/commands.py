@@ -23,7 +23,7 @@ class Job:
         inputs: ``(params, experiments, files) -> inputs``, validated with one-line
             errors, or None when nothing was given (then the help is shown).
         plan: ``(inputs, params, args) -> OutputPlan`` of what the run reads and writes.
-        run: ``(inputs, params, phil_text) -> summary`` (with ``to_dict()``).
+        run: ``(inputs, params, phil_text) -> summary`` (its ``runs``: one dict per output).
         take_files: takes arguments DIALS' parser must not see (image series files):
             ``args -> (taken, rest)``.
     """

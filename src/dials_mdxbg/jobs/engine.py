@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 
 from dials_mdxbg.errors import InputError
+from dials_mdxbg.jobs.batch import BatchJobs
 from dials_mdxbg.util import signals
 
 logger = logging.getLogger("dials.mdxbg.cluster")
@@ -26,17 +26,10 @@ INSTALL_HINT = (
     "(dask[distributed], plus dask-jobqueue for batch queues)"
 )
 
-_JOBQUEUE = {
-    "slurm": "SLURMCluster",
-    "pbs": "PBSCluster",
-    "sge": "SGECluster",
-    "lsf": "LSFCluster",
-}
-
 
 @contextlib.contextmanager
-def dask_client(mp) -> Iterator[object]:
-    """A dask ``Client`` as the ``mp.dask`` PHIL scope describes.
+def dask_client(mp) -> Iterator[tuple[object, BatchJobs | None]]:
+    """A dask ``Client`` as the ``mp.dask`` PHIL scope describes, and the batch jobs it started.
 
     ``scheduler=tcp://host:port`` connects to a running cluster; otherwise
     ``cluster=local`` starts ``mp.nproc`` single-threaded worker processes on
@@ -48,6 +41,7 @@ def dask_client(mp) -> Iterator[object]:
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     opts = mp.dask
+    batch = None
     with contextlib.ExitStack() as stack:
         stack.enter_context(_distributed_logs_to_ours())
         if opts.scheduler:
@@ -75,41 +69,29 @@ def dask_client(mp) -> Iterator[object]:
                         processes=True,
                         host="127.0.0.1",
                         dashboard_address=None,
+                        # No dashboard, and its bare HTTP endpoint off port 8787.
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                         silence_logs=logging.CRITICAL,
                         preload=["dials_mdxbg.jobs.worker_setup"],
                     )
                 )
             client = stack.enter_context(Client(cluster))
         else:
-            try:
-                import dask_jobqueue
-            except ImportError:
-                raise InputError(
-                    f"mp.dask.cluster={opts.cluster} needs dask-jobqueue: pip install dask-jobqueue"
-                ) from None
-            kind = getattr(dask_jobqueue, _JOBQUEUE[opts.cluster])
-            submit = kind.job_cls.submit_command
-            if not shutil.which(submit):
-                raise InputError(
-                    f"mp.dask.cluster={opts.cluster}: {submit} not found (run on a "
-                    f"{opts.cluster.upper()} submission host)"
-                )
-            kwargs = {"cores": opts.cores, "memory": opts.memory, "walltime": opts.walltime}
-            if opts.queue:
-                kwargs["queue"] = opts.queue
-            logger.info("Submitting %d %s jobs: %s", opts.njobs, opts.cluster, kwargs)
-            cluster = stack.enter_context(kind(**kwargs))
-            cluster.scale(jobs=opts.njobs)
+            batch = BatchJobs(opts, opts.cluster)
+            logger.info("Submitting %s", batch.describe())
+            cluster = batch.start(stack)
             client = stack.enter_context(Client(cluster))
         _ignore_cancelled_gathers(client)
-        if opts.scheduler or opts.cluster != "local":
+        if batch is not None:
+            batch.wait_for_worker(client, opts.worker_timeout)
+        elif opts.scheduler:
             try:
                 client.wait_for_workers(1, timeout=opts.worker_timeout)
             except (TimeoutError, OSError):
                 raise InputError(
                     f"no dask worker joined within {opts.worker_timeout} s; no output written"
                 ) from None
-        yield client
+        yield client, batch
 
 
 def _probe_scheduler(address: str, timeout: float) -> None:
@@ -155,29 +137,38 @@ def _children_ignore_interrupts():
     return signals.held()
 
 
+#: Loggers whose records are dask's own chatter (workers joining, retries, and the
+#: tracebacks of callbacks that failed inside the event loop): debug log only.
+CHATTY = ("distributed", "dask_jobqueue", "tornado", "asyncio")
+
+
 class _ToOurLog(logging.Handler):
-    """Re-emits a dask.distributed record as an INFO line of the command's log."""
+    """Re-emits a dask/tornado/asyncio record as a DEBUG line of our log (DIALS' ``-vv``)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        logger.info("dask: %s", record.getMessage())
+        logger.debug("dask: %s", record.getMessage())
 
 
 @contextlib.contextmanager
 def _distributed_logs_to_ours() -> Iterator[None]:
-    """Send dask.distributed's log records to the command's log, not to stderr.
+    """Send dask's, dask-jobqueue's, tornado's and asyncio's log records to our debug log.
 
     A lost worker makes the client warn (e.g. "Couldn't gather keys,
-    rescheduling"); that belongs in the log, while stderr keeps the one-line
-    error of a failed run.
+    rescheduling"), workers joining are logged at INFO, a failed callback is
+    logged with its traceback: all that belongs in the debug log, while stdout
+    keeps our progress and stderr the one-line error of a failed run.
     """
     # distributed gives some of its loggers their own stderr handler.
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]
-    loggers = [logging.getLogger(n) for n in ["distributed", *names]]
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in CHATTY]
+    roots = [logging.getLogger(n) for n in CHATTY]
+    loggers = roots + [logging.getLogger(n) for n in names if n not in CHATTY]
     saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
+    forward = _ToOurLog()
     for lg in loggers:
-        # Children propagate up to "distributed", whose only handler forwards.
-        lg.handlers, lg.propagate = [], lg.name != "distributed"
-    loggers[0].handlers = [_ToOurLog()]
+        # Children propagate up to their root, whose only handler forwards.
+        lg.handlers, lg.propagate = [], lg.name not in CHATTY
+    for lg in roots:
+        lg.handlers = [forward]
     try:
         yield
     finally:
@@ -209,10 +200,15 @@ class DaskEngine:
     name = "dask"
     tasks_per_worker = 4  # balances uneven workers, and limits what a lost one costs
 
-    def __init__(self, client, worker_timeout: float = 600):
+    def __init__(self, client, worker_timeout: float = 600, batch: BatchJobs | None = None):
         self.client = client
         self.n_workers = max(1, self.live_workers())
         self.worker_timeout = worker_timeout
+        self.batch = batch
+
+    def lost_for_good(self) -> str | None:
+        """Why no worker can come back (the batch jobs ended), or None while one may."""
+        return self.batch.problem() if self.batch is not None else None
 
     def live_workers(self) -> int:
         """Workers the scheduler knows now."""
@@ -232,8 +228,8 @@ def task_engine(mp) -> Iterator[DaskEngine | None]:
     and the parts must be joined), so ``multiprocessing`` means threads here.
     """
     if mp.method == "dask":
-        with dask_client(mp) as client:
-            yield DaskEngine(client, mp.dask.worker_timeout)
+        with dask_client(mp) as (client, batch):
+            yield DaskEngine(client, mp.dask.worker_timeout, batch)
     else:
         yield None
 
@@ -286,6 +282,9 @@ class _WorkerWatch:
             self.alone_since = None
             return
         self.alone_since = self.alone_since or time.monotonic()
+        reason = self.engine.lost_for_good()
+        if reason:
+            raise InputError(reason)
         if time.monotonic() - self.alone_since > self.engine.worker_timeout:
             raise InputError(
                 f"all dask workers were lost and none came back within "

@@ -27,6 +27,7 @@ from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import resolve_chunks
 from dials_mdxbg.native import lib as native_lib
 from dials_mdxbg.output.paths import SeriesPaths
+from dials_mdxbg.output.tables import counts_text
 from dials_mdxbg.series.writer import ImageSeriesWriter, SeriesTarget, assemble_series
 from dials_mdxbg.util.atomic import atomic_dir, check_writable
 from dials_mdxbg.util.progress import Progress
@@ -53,14 +54,14 @@ def import_frames(source: FrameSource, target: SeriesTarget, nproc: int = 1) -> 
     """
     n = source.n_frames
     ny, nx = source.frame_shape
-    progress = Progress(n, "frames")
+    progress = Progress(n, "import: frames")
     logger.info(
         "Importing %d frames of %d x %d pixels into %s (chunks %s, %s)",
         n,
         ny,
         nx,
         target.output,
-        target.chunks,
+        ",".join(map(str, target.chunks)),
         f"{native_lib.name()} kernels",
     )
     if target.split:
@@ -124,9 +125,9 @@ def _summary(
         summary["seconds"]["reading_and_masking"] = round(t_read, 3)
     logger.info("Wrote %s: %d frames, %.1f MB, %.1f s", target.output, n, size / 1e6, elapsed)
     logger.info(
-        "Masked pixels: %d static per frame %s; %d more by trusted range/shadow in all",
+        "Masked pixels: %d static per frame (%s); %d more by trusted range/shadow in all",
         static,
-        source.masked_static,
+        counts_text(source.masked_static),
         masked_dynamic,
     )
     return summary
@@ -231,7 +232,7 @@ def import_frames_parallel(
     n = source.n_frames
     n_workers = engine.n_workers
     ranges = task_ranges(n, n_workers, engine.tasks_per_worker, target.chunks[0], frames_per_task)
-    progress = Progress(n, "frames")
+    progress = Progress(n, "import: frames")
     logger.info(
         "Importing %d frames as %d tasks on %d %s workers into %s",
         n,
@@ -273,7 +274,8 @@ class ImportSummary:
         return [Path(r["output"]) for r in self.runs]
 
     def to_dict(self) -> dict:
-        """The JSON summary: one run's dict, or ``{"imagesets": [...]}`` for several."""
+        """One run's dict, or ``{"imagesets": [...]}`` for several (Python API; the
+        command's JSON summary is built from ``runs``: :mod:`dials_mdxbg.output.json_summary`)."""
         return dict(self.runs[0]) if len(self.runs) == 1 else {"imagesets": list(self.runs)}
 
 

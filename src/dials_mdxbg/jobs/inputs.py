@@ -28,7 +28,8 @@ from dials_mdxbg.frames.source import (
     selections,
 )
 from dials_mdxbg.model import SeriesAxes
-from dials_mdxbg.output.paths import MapPaths, SeriesPaths
+from dials_mdxbg.output.paths import MapPaths, SeriesPaths, summary_path
+from dials_mdxbg.output.tables import counts_text
 from dials_mdxbg.series.mdx2_mask import mdx2_mask_excluder, read_mdx2_mask
 from dials_mdxbg.series.reader import ImageSeriesReader, is_image_series_file, series_tasks
 from dials_mdxbg.util.plan import OutputPlan, input_args
@@ -256,7 +257,7 @@ def open_inputs(inputs: BinningInputs, params) -> list[MapInput]:
             "%s: %d frames; statically masked pixels per frame: %s",
             frames.description,
             frames.n_frames,
-            frames.masked_static,
+            counts_text(frames.masked_static),
         )
         if fixed is not None:
             geometry = fixed
@@ -318,7 +319,7 @@ def binning_plan(inputs: BinningInputs, params, args: list[str]) -> OutputPlan:
     for index in indices:
         for param, path in MapPaths.for_imageset(params.output, index).named():
             plan.add_output(param, path)
-    plan.add_output("output.json", params.output.json)
+    plan.add_output("output.json", summary_path(params.output))
     plan.add_output("output.log", params.output.log)
     return plan
 
@@ -347,7 +348,7 @@ def import_plan(experiments, params, args: list[str]) -> OutputPlan:
         plan.add_output("output.data's parts folder", paths.parts, kind)
         if paths.split:
             _check_part_names(paths.data)
-    plan.add_output("output.json", params.output.json)
+    plan.add_output("output.json", summary_path(params.output))
     plan.add_output("output.log", params.output.log)
     return plan
 

@@ -10,11 +10,15 @@ mp {
     .type = choice
     .help = "multiprocessing: threads on this machine. dask: frame ranges as"
             "tasks on a dask.distributed cluster (pip install 'dials-mdxbg[dask]')."
+    .expert_level = 1
   nproc = 1
     .type = int(value_min=1)
     .help = "Cores to use (threads; or workers of a local dask cluster). Auto: all"
             "the cores this process may use."
-  dask {
+  dask
+    .help = "mp.method=dask only: where the cluster is and what its workers get."
+    .expert_level = 2
+  {
     scheduler = None
       .type = str
       .help = "Address of a running dask scheduler (tcp://host:8786). Unset:"
@@ -25,14 +29,24 @@ mp {
               "dask-jobqueue with the resources below."
     cores = 1
       .type = int(value_min=1)
+      .help = "Cores of each batch job (one dask worker per job)."
     memory = "4GB"
       .type = str
+      .help = "Memory of each batch job (e.g. 4GB; a Pilatus 6M worker needs ~1 GB, an Eiger 16M"
+              "~2 GB); the queue refuses more than a node has."
     queue = None
       .type = str
+      .help = "Queue (SLURM partition) of the batch jobs. None: the site's default."
     walltime = "01:00:00"
       .type = str
+      .help = "Wall time of each batch job; when it runs out the run stops (one line)."
+    job_output = None
+      .type = path
+      .help = "Folder for the batch jobs' own stdout/stderr (worker logs). None:"
+              "discarded (/dev/null), so no slurm-<id>.out is left in the working folder."
     njobs = 1
       .type = int(value_min=1)
+      .help = "Batch jobs to start (each one dask worker with 'cores' threads)."
     timeout = 30
       .type = int(value_min=1)
       .help = "Seconds to wait for the scheduler."

@@ -23,6 +23,44 @@ def colour_range(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+def log_colour_scale(values: np.ndarray) -> dict | None:
+    """A log10 colour scale over the positive finite values: range and labelled ticks.
+
+    The range is :data:`COLOUR_PERCENTILES` of log10(values), so a long tail
+    (a few bins 100x the median) does not push everything else into one colour.
+    Ticks are at 1, 2, 5 x 10^k inside the range (round values evenly spaced when
+    the range spans less), labelled in the values' units.
+    """
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not positive.size:
+        return None
+    lo, hi = (float(v) for v in np.percentile(np.log10(positive), COLOUR_PERCENTILES))
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    ticks = []
+    for k in range(math.floor(lo), math.ceil(hi) + 1):
+        for m in (1, 2, 5):
+            t = math.log10(m) + k
+            if lo <= t <= hi:
+                ticks.append(t)
+    if len(ticks) < 3:  # less than a decade or so: round values, evenly spaced in value
+        a, b = 10**lo, 10**hi
+        step = 10 ** math.floor(math.log10((b - a) / 4))
+        step *= next(m for m in (1, 2, 5, 10) if (b - a) / (step * m) <= 6)
+        values = [v for v in np.arange(math.ceil(a / step) * step, b, step) if v > 0]
+        digits = max(0, -math.floor(math.log10(step)))
+        return {
+            "range": (lo, hi),
+            "tickvals": [math.log10(v) for v in values],
+            "ticktext": [f"{v:.{digits}f}" for v in values],
+        }
+    return {
+        "range": (lo, hi),
+        "tickvals": ticks,
+        "ticktext": [f"{10**t:.3g}" for t in ticks],
+    }
+
+
 def histogram_rejection(histogram: Mapping[str, Any]) -> dict[str, float]:
     """Pixels below / inside / above ``valid_range``, as counts and fractions.
 
@@ -103,9 +141,16 @@ def histogram_figure(histogram: Mapping[str, Any], rejection: Mapping[str, float
     ]
     shapes, annotations = [], []
     vr = histogram.get("valid_range")
+    overflow = int(histogram.get("overflow") or 0)
+    cap = float(histogram.get("cap", edges[-1] + 0.5))
+    x_range = _histogram_range(edges, counts, vr, overflow)
+    if overflow:
+        # The values past the unit bins, as one bar of their own at the right end.
+        width = max(0.04 * (x_range[1] - x_range[0]), 1.0)
+        x_range = (x_range[0], max(x_range[1], cap) + 1.5 * width)
     if vr is not None:
         lo, hi = (float(v) for v in vr)
-        left, right = float(edges[0]), float(edges[-1])
+        left, right = min(float(edges[0]), x_range[0]), max(float(edges[-1]), x_range[1])
         for x0, x1, frac, side in (
             (left, lo, rejection["below_fraction"], "below"),
             (hi, right, rejection["above_fraction"], "above"),
@@ -155,10 +200,36 @@ def histogram_figure(histogram: Mapping[str, Any], rejection: Mapping[str, float
                     "font": {"color": "#c03c3c"},
                 }
             )
+    if overflow:
+        data.append(
+            {
+                "type": "bar",
+                "x": [max(x_range[1] - width, cap)],
+                "y": [overflow],
+                "width": [width],
+                "marker": {"color": "#dd8452", "line": {"width": 0}},
+                "hovertemplate": f"values of {cap:g} or more<br>%{{y}} pixels<extra></extra>",
+                "name": f">= {cap:g}",
+            }
+        )
+        total = rejection["total"] or 1.0
+        annotations.append(
+            {
+                "xref": "x",
+                "yref": "y",
+                "x": max(x_range[1] - width, cap),
+                "y": math.log10(max(overflow, 1)),
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "text": f"≥ {cap:g}: {100 * overflow / total:.3g}%",
+                "font": {"color": "#b35806"},
+            }
+        )
     layout = {
         "height": 380,
         "margin": {"l": 70, "r": 20, "t": 55, "b": 50},  # room for the labels under the modebar
-        "xaxis": {"title": {"text": "pixel value (counts)"}},
+        "xaxis": {"title": {"text": "pixel value (counts)"}, "range": list(x_range)},
         "yaxis": {"title": {"text": "pixels"}, "type": "log"},
         "bargap": 0,
         "shapes": shapes,
@@ -166,6 +237,27 @@ def histogram_figure(histogram: Mapping[str, Any], rejection: Mapping[str, float
         "showlegend": False,
     }
     return {"data": data, "layout": layout}
+
+
+def _histogram_range(edges, counts, valid_range, overflow: int) -> tuple[float, float]:
+    """The x range that shows the data: 0.1th to 99.9th percentile, and valid_range's limits."""
+    total = counts.sum() + overflow
+    lo, hi = float(edges[0]), float(edges[-1])
+    if total > 0:
+        cumulative = np.cumsum(counts)
+        first = int(np.searchsorted(cumulative, 0.001 * total, side="right"))
+        last = int(np.searchsorted(cumulative, 0.999 * total))
+        lo = float(edges[min(first, len(counts) - 1)])
+        hi = float(edges[min(last + 1, len(edges) - 1)])
+    if valid_range is not None:
+        span = max(float(valid_range[1]) - float(valid_range[0]), 1.0)
+        lo = min(lo, float(valid_range[0]) - 0.05 * span)
+        hi = max(hi, float(valid_range[1]) + 0.05 * span)
+    lo = max(lo, float(edges[0]))
+    hi = min(hi, float(edges[-1])) if not overflow else hi
+    if not hi > lo:
+        hi = lo + 1.0
+    return lo, hi
 
 
 def masked_figure(rows: list[dict]) -> dict:
@@ -193,22 +285,55 @@ def masked_figure(rows: list[dict]) -> dict:
 
 
 def lines_figure(spec: Mapping[str, Any]) -> dict:
+    """A plot of series: lines, or points with error bars.
+
+    A series may carry ``error`` (symmetric) or ``error_plus``/``error_minus``,
+    ``mode`` (plotly's, e.g. ``"markers"``), ``symbol`` and ``color``; the spec
+    ``x_ticks`` = [(position, label)] (e.g. d labels on a 1/d^2 axis) and
+    ``x_type`` (``"category"`` for candidate names, in the order of ``x_categories``).
+    """
     data = []
     for s in spec["series"]:
         trace = {
             "type": "scatter",
             "mode": s.get("mode", "lines+markers"),
             "name": str(s.get("name", "")),
-            "x": _finite_or_none(s["x"]),
+            "x": list(s["x"]) if spec.get("x_type") == "category" else _finite_or_none(s["x"]),
             "y": _finite_or_none(s["y"]),
         }
+        marker = {k: s[k] for k in ("symbol", "color", "size") if s.get(k) is not None}
+        if marker:
+            trace["marker"] = marker
         if s.get("error") is not None:
             trace["error_y"] = {"type": "data", "array": _finite_or_none(s["error"])}
+        elif s.get("error_plus") is not None:
+            trace["error_y"] = {
+                "type": "data",
+                "symmetric": False,
+                "array": _finite_or_none(s["error_plus"]),
+                "arrayminus": _finite_or_none(s.get("error_minus", s["error_plus"])),
+            }
+        if s.get("customdata") is not None:
+            trace["customdata"] = _finite_or_none(s["customdata"])
+        if s.get("hovertemplate"):
+            trace["hovertemplate"] = s["hovertemplate"]
         data.append(trace)
+    xaxis: dict = {"title": {"text": spec.get("x_label", "")}}
+    if spec.get("x_type"):
+        xaxis["type"] = spec["x_type"]
+    if spec.get("x_categories"):
+        xaxis["categoryorder"] = "array"
+        xaxis["categoryarray"] = [str(c) for c in spec["x_categories"]]
+    if spec.get("x_ticks"):
+        xaxis["tickmode"] = "array"
+        xaxis["tickvals"] = [float(t) for t, _ in spec["x_ticks"]]
+        xaxis["ticktext"] = [str(label) for _, label in spec["x_ticks"]]
+    if spec.get("x_range"):
+        xaxis["range"] = [float(v) for v in spec["x_range"]]
     layout = {
         "height": 380,
         "margin": {"l": 70, "r": 20, "t": 20, "b": 50},
-        "xaxis": {"title": {"text": spec.get("x_label", "")}},
+        "xaxis": xaxis,
         "yaxis": {
             "title": {"text": spec.get("y_label", "")},
             "type": "log" if spec.get("log_y") else "linear",
@@ -216,6 +341,3 @@ def lines_figure(spec: Mapping[str, Any]) -> dict:
         "showlegend": len(data) > 1,
     }
     return {"data": data, "layout": layout}
-
-
-# --------------------------------------------------------------------------- page

@@ -30,6 +30,25 @@ def html_path_for(html, binned_path: Path, index: int | None = None) -> Path | N
     return with_imageset(html, index)
 
 
+def json_path_for(json, main_output: str | Path | None) -> Path | None:
+    """output.json: Auto = beside the run's main output (its name, ``.json``), None = none.
+
+    One summary per run, whatever the number of imagesets: named after
+    ``output.binned`` / ``output.data`` as given (without ``_imageset<N>``).
+    """
+    import libtbx
+
+    if json is libtbx.Auto:
+        return Path(main_output).with_suffix(".json") if main_output else None
+    return Path(json) if json else None
+
+
+def summary_path(output) -> Path | None:
+    """The JSON summary of a run, from either command's ``output`` scope."""
+    main = getattr(output, "binned", None) or getattr(output, "data", None)
+    return json_path_for(output.json, main)
+
+
 @dataclass(frozen=True)
 class MapPaths:
     """The files of one binned map: the map, its PNG, radial profile and report."""

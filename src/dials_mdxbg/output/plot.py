@@ -11,15 +11,52 @@ from dials_mdxbg.util.atomic import atomic_path
 
 MAX_PANELS = 16
 
+HATCH_PITCH = 8
+"""Image pixels per map bin in the hatching overlay; a stripe every this many."""
+
+HATCH_SIDE = 1200
+"""At most about this many overlay pixels on a side (a fine map gets a finer pitch)."""
+
+
+def hatch_overlay(filled: np.ndarray, pitch: int = HATCH_PITCH) -> np.ndarray:
+    """RGBA image (ny*pitch, nx*pitch, 4) with white diagonal stripes over ``filled`` bins.
+
+    Drawn over the map with the same extent, it hatches the bins fill_empty
+    made up and leaves the others untouched (transparent).
+    """
+    filled = np.asarray(filled, dtype=bool)
+    big = np.kron(filled, np.ones((pitch, pitch), dtype=bool))
+    yy, xx = np.indices(big.shape)
+    stripe = big & ((yy + xx) % pitch < max(pitch // 4, 1))
+    out = np.zeros((*big.shape, 4), dtype=np.uint8)
+    out[stripe] = (255, 255, 255, 230)
+    return out
+
+
+def map_key(signal: np.ndarray, n_filled: int) -> str:
+    """The PNG's key line: what grey and hatched bins are, with their counts."""
+    empty = int(np.count_nonzero(~np.isfinite(signal)))
+    key = f"grey: empty ({empty:,} bins)"
+    if n_filled:
+        key += f"; white hatching: filled by fill_empty ({n_filled:,} bins)"
+    return key
+
 
 def plot_map(
-    path: Path, phi: np.ndarray, iy: np.ndarray, ix: np.ndarray, signal: np.ndarray, title: str = ""
+    path: Path,
+    phi: np.ndarray,
+    iy: np.ndarray,
+    ix: np.ndarray,
+    signal: np.ndarray,
+    title: str = "",
+    filled: np.ndarray | None = None,
 ) -> Path:
     """Montage of the map, one panel per phi bin (at most 16, evenly spaced).
 
     All panels share one colour scale (1st-99th percentile of the finite
-    values) with a colour bar in counts/s; empty bins are drawn grey. The
-    file appears complete or not at all.
+    values) with a colour bar in counts/s; empty bins are drawn grey, bins
+    filled by fill_empty (``filled``, same shape as ``signal``) hatched white.
+    The file appears complete or not at all.
 
     Returns:
         The path written.
@@ -41,7 +78,7 @@ def plot_map(
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(3.2 * ncols + 1.2, 3.2 * nrows * max(aspect, 0.3) + 0.8),
+        figsize=(3.2 * ncols + 1.2, 3.2 * nrows * max(aspect, 0.3) + 1.0),
         squeeze=False,
         constrained_layout=True,
     )
@@ -50,6 +87,7 @@ def plot_map(
     dy = (iy[1] - iy[0]) / 2 if len(iy) > 1 else 0.5
     dx = (ix[1] - ix[0]) / 2 if len(ix) > 1 else 0.5
     extent = (ix[0] - dx, ix[-1] + dx, iy[-1] + dy, iy[0] - dy)
+    n_filled = int(np.count_nonzero(filled)) if filled is not None else 0
     image = None
     for ax, k in zip(axes.flat, shown):
         image = ax.imshow(
@@ -60,11 +98,15 @@ def plot_map(
             extent=extent,
             interpolation="nearest",
         )
+        if n_filled and filled[k].any():
+            pitch = max(2, min(HATCH_PITCH, HATCH_SIDE // max(filled.shape[1:])))
+            ax.imshow(hatch_overlay(filled[k], pitch), extent=extent, interpolation="nearest")
         ax.set_title(f"phi = {phi[k]:.1f}°", fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="background (counts/s)")
+    fig.supxlabel(map_key(signal, n_filled), fontsize=8)
     fig.suptitle(title or "Binned background", fontsize=10)
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, dpi=90, format="png")  # the temporary name has no .png

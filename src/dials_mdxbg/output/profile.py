@@ -142,14 +142,40 @@ def _detector_beam(experiments, index):
     return iset.get_detector(), iset.get_beam()
 
 
-def plot_profile(path: Path, profile: dict, title: str = "") -> None:
-    """PNG: mean background (counts/s) against resolution, one line per phi bin."""
+NICE_D = (
+    100, 50, 30, 20, 15, 10, 8, 6, 5, 4, 3.5, 3, 2.5, 2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.3,
+    1.2, 1.1, 1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45, 0.4,
+)  # fmt: skip
+"""Resolutions (Angstrom) the 1/d^2 axis may label, coarse to fine."""
+
+
+def resolution_ticks(lo: float, hi: float, n: int = 7) -> list[tuple[float, str]]:
+    """Ticks of a 1/d^2 axis from ``lo`` to ``hi``: (1/d^2 position, d label), at round d.
+
+    The axis stays linear in 1/d^2 (shells are equal there, as in DIALS'
+    resolution plots); only the labels are d, so the PNG and the HTML page
+    read the same way. About ``n`` ticks, none closer than 0.7 of the even spacing.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return []
+    spacing = (hi - lo) / n
+    ticks: list[tuple[float, str]] = []
+    for d in NICE_D:
+        x = 1.0 / (d * d)
+        if x < lo or x > hi:
+            continue
+        if ticks and x - ticks[-1][0] < 0.7 * spacing:
+            continue
+        ticks.append((x, f"{d:g}"))
+    return ticks
+
+
+def profile_figure(profile: dict, title: str = ""):
+    """The radial profile as a matplotlib figure: x linear in 1/d^2, labelled in d."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from dials_mdxbg.util.atomic import atomic_path
 
     shells = profile["shells"]
     x = np.array([(s["inv_d2_min"] + s["inv_d2_max"]) / 2 for s in shells])
@@ -158,17 +184,32 @@ def plot_profile(path: Path, profile: dict, title: str = "") -> None:
     cmap = plt.get_cmap("viridis")
     for i, row in enumerate(rows):
         y = np.array([np.nan if v is None else v for v in row["mean_counts_per_s"]])
-        ax.plot(x, y, color=cmap(i / max(len(rows) - 1, 1)), lw=1, label=f"phi {row['phi']:.1f}")
-    ticks = ax.get_xticks()
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{1 / math.sqrt(t):.2f}" if t > 0 else "inf" for t in ticks])
-    ax.set_xlim(x.min() if x.size else 0, x.max() if x.size else 1)
-    ax.set_xlabel("resolution d (Angstrom), shells equal in 1/d^2")
+        ax.plot(
+            x, y, color=cmap(i / max(len(rows) - 1, 1)), lw=1, marker=".",
+            label=f"phi {row['phi']:.1f}",
+        )  # fmt: skip
+    if shells:
+        lo, hi = shells[0]["inv_d2_min"], shells[-1]["inv_d2_max"]
+        ticks = resolution_ticks(lo, hi)
+        ax.set_xticks([t for t, _ in ticks])
+        ax.set_xticklabels([label for _, label in ticks])
+        ax.set_xlim(lo, hi)
+    ax.set_xlabel("resolution d (Angstrom); axis linear in 1/d^2")
     ax.set_ylabel("mean background (counts/s per pixel)")
     ax.set_title(title or "Radial profile of the background map", fontsize=9)
     if len(rows) <= 12:
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    return fig
+
+
+def plot_profile(path: Path, profile: dict, title: str = "") -> None:
+    """PNG: mean background (counts/s) against resolution, one line per phi bin."""
+    import matplotlib.pyplot as plt
+
+    from dials_mdxbg.util.atomic import atomic_path
+
+    fig = profile_figure(profile, title)
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

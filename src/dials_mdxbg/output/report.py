@@ -35,13 +35,21 @@ The diagnostics named in :data:`DIAGNOSTIC_SECTIONS` come first, in that
 order, then any others in insertion order. A spec is a dict with ``kind``:
 
 - ``"map"``: ``values`` (n_phi, ny, nx) on the map's grid, ``label``,
-  ``units``; drawn like the map, with its own colour scale.
+  ``units``, optional ``scale="log"``; drawn like the map, with its own
+  colour scale (log10 with labelled ticks when asked).
 - ``"lines"``: ``series`` = list of ``{"name", "x", "y"[, "error"]}``,
-  ``x_label``, ``y_label``, optional ``log_y``.
+  ``x_label``, ``y_label``, optional ``log_y`` (more in
+  :func:`~dials_mdxbg.output.figures.lines_figure`).
 - ``"table"``: ``columns`` (names) and ``rows`` (lists of values).
 - ``"text"``: ``text`` (shown preformatted).
 
-Every spec may have ``title`` and ``caption``.
+Every spec may have ``title``, ``caption`` and ``help`` (the "?" text;
+known sections have one in :data:`~dials_mdxbg.output.report_text.HELP`).
+
+Verdict and warnings come first on the page when given (the run's verdict
+``{"ready_for_mdx2_correct", "reasons": [{"code", "message", "fix"}]}`` and
+``[{"code", "message"}]``); bins that fill_empty made up (``filled``) are
+hatched on every map view and counted in the captions.
 """
 
 from __future__ import annotations
@@ -54,11 +62,13 @@ from typing import Any
 
 import numpy as np
 
+from dials_mdxbg.output import report_text as text
 from dials_mdxbg.output.figures import (
     colour_range,
     histogram_figure,
     histogram_rejection,
     lines_figure,
+    log_colour_scale,
     masked_figure,
     masked_rows,
 )
@@ -76,6 +86,7 @@ DIAGNOSTIC_SECTIONS = {
     "dispersion": "Dispersion map",
     "heldout_error": "Held-out model error per phi",
     "bins_auto": "bins=auto",
+    "bins_auto_scores": "bins=auto: held-out score per candidate",
     "radial_profiles": "Radial profiles",
 }
 """Known diagnostics sections, in the order they appear, with their default titles."""
@@ -164,24 +175,6 @@ def _ordered_sections(sections: Mapping[str, Mapping] | None) -> list[tuple[str,
     return [(n, sections[n]) for n in names]
 
 
-def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    keys = [
-        ("input", "input"),
-        ("frames", "frames"),
-        ("image_size", "image size (ny, nx)"),
-        ("bins", "bins (frames, y, x)"),
-        ("map_shape", "map shape (phi, y, x)"),
-        ("valid_range", "valid_range"),
-        ("estimator", "estimator"),
-        ("empty_bins", "empty bins"),
-        ("output", "map file"),
-    ]
-    rows = [(label, _fmt(summary[k])) for k, label in keys if summary.get(k) is not None]
-    for name, version in (summary.get("versions") or {}).items():
-        rows.append((f"{name} version", str(version)))
-    return rows
-
-
 def render_report(
     phi: np.ndarray,
     iy: np.ndarray,
@@ -195,6 +188,9 @@ def render_report(
     *,
     title: str = "dials.mdx_bin_background report",
     plotly_js: str | None = None,
+    verdict: Mapping[str, Any] | None = None,
+    warnings: list[dict] | None = None,
+    filled: np.ndarray | None = None,
 ) -> str:
     """The report as one HTML string (self-contained, no network access).
 
@@ -207,14 +203,20 @@ def render_report(
             ``valid_range``, ``estimator``, ``versions`` (dict), ``phil``
             (effective PHIL text), ``masked`` (reason -> pixels) with
             ``detector_pixels`` or ``image_size``, ``per_phi`` (rows with
-            ``phi``, ``mean``, ``min``, ``max``, ``empty_fraction``); any
-            may be missing.
+            ``phi``, ``mean``, ``min``, ``max``, ``empty_fraction``),
+            ``next_command``, ``bins_how``; any may be missing.
         histogram: ``edges`` (n+1), ``counts`` (n) of the pixel values used,
             ``valid_range``, optional exact ``below``/``above``/``total`` and
             a ``note`` (e.g. which frames were sampled).
         sections: optional extra sections (see the module docstring).
         title: page title.
         plotly_js: plotly.js source (default: the installed package's).
+        verdict: ``{"ready_for_mdx2_correct": bool, "reasons": [{"code",
+            "message", "fix"}]}``, shown at the top; None: no verdict block.
+        warnings: ``[{"code", "message"}]``, every warning of the run, shown
+            at the top; None or empty: none shown.
+        filled: True where fill_empty made a bin's value up (same shape as
+            ``signal``); those bins are marked on the map.
 
     Returns:
         The HTML text (UTF-8).
@@ -235,6 +237,13 @@ def render_report(
         "errors": round_mantissa(errors, ERROR_MANTISSA_BITS),
         "pixel_count": np.asarray(pixel_count).astype(np.int32),
     }
+    n_filled = 0
+    if filled is not None:
+        if np.shape(filled) != signal.shape:
+            raise ValueError(f"filled has shape {np.shape(filled)}, the map {signal.shape}")
+        n_filled = int(np.count_nonzero(filled))
+        if n_filled:
+            arrays["filled"] = np.asarray(filled, dtype=bool).astype(np.uint8)
     maps = [
         {
             "id": "map",
@@ -243,6 +252,7 @@ def render_report(
             "label": "background",
             "units": "counts/s",
             "range": colour_range(signal),
+            "log": None,
         }
     ]
     figures: dict[str, dict] = {}
@@ -256,6 +266,7 @@ def render_report(
             "kind": kind,
             "title": spec.get("title") or DIAGNOSTIC_SECTIONS.get(name, name),
             "caption": spec.get("caption", ""),
+            "help": spec.get("help") or text.HELP.get(name, ""),
         }
         if kind == "map":
             values = np.asarray(spec["values"])
@@ -263,6 +274,7 @@ def render_report(
                 raise ValueError(f"section {name!r}: map shape {values.shape} != {signal.shape}")
             key = f"{sid}-values"
             arrays[key] = round_mantissa(values)
+            log = log_colour_scale(values) if spec.get("scale") == "log" else None
             maps.append(
                 {
                     "id": sid,
@@ -270,7 +282,8 @@ def render_report(
                     "errors": None,
                     "label": spec.get("label", name),
                     "units": spec.get("units", ""),
-                    "range": colour_range(values),
+                    "range": log["range"] if log else colour_range(values),
+                    "log": log,
                 }
             )
         elif kind == "lines":
@@ -301,6 +314,7 @@ def render_report(
         "maps": maps,
         "figures": figures,
         "small_multiples": _thin(n_phi, MAX_SMALL_MULTIPLES),
+        "filled": n_filled,
     }
     per_phi = [
         {
@@ -309,15 +323,34 @@ def render_report(
             "min": _fmt(r["min"]),
             "max": _fmt(r["max"]),
             "empty": f"{100 * r['empty_fraction']:.1f}%",
+            "filled": (
+                f"{100 * r['filled_fraction']:.1f}%" if r.get("filled_fraction") is not None else ""
+            ),
         }
         for r in summary.get("per_phi") or []
     ]
     template = jinja2.Environment(
         autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     ).from_string(resources.files(__package__).joinpath("report.html.j2").read_text())
+    values_note = ""
+    if histogram is not None:
+        values_note = text.values_text(
+            histogram["counts"],
+            int(histogram.get("overflow") or 0),
+            histogram.get("cap"),
+            histogram.get("valid_range"),
+        )
     return template.render(
         title=title,
-        summary_rows=_summary_rows(summary),
+        summary_rows=text.summary_rows(summary, _fmt),
+        version_rows=text.version_rows(summary),
+        verdict=text.verdict_view(verdict),
+        warnings=text.warnings_view(warnings),
+        next_command=summary.get("next_command"),
+        help=text.HELP,
+        n_filled=n_filled,
+        n_empty=int(np.count_nonzero(~np.isfinite(signal))),
+        values_note=values_note,
         phil=summary.get("phil"),
         shape=(n_phi, ny, nx),
         colour=maps[0]["range"],

@@ -9,9 +9,17 @@ from dials_mdxbg.model import BinnedMap
 logger = logging.getLogger("dials.mdxbg.background")
 
 
+def counts_text(counts: dict | None) -> str:
+    """``{"untrusted_rectangles": 86145}`` -> ``86,145 untrusted rectangles`` (no reprs in logs)."""
+    if not counts:
+        return "none"
+    return ", ".join(f"{int(n):,} {str(k).replace('_', ' ')}" for k, n in counts.items())
+
+
 def log_table(binned: BinnedMap) -> None:
     """Per phi bin: mean, min, max (counts/s) and fraction of empty bins."""
-    logger.info("Background map %s (phi, y, x bins), counts/s:", binned.signal.shape)
+    shape = " x ".join(map(str, binned.signal.shape))
+    logger.info("Background map of %s (phi, y, x) bins, counts/s:", shape)
     logger.info("  %8s %10s %10s %10s %8s", "phi", "mean", "min", "max", "empty")
     for row in binned.phi_table():
         logger.info(
@@ -28,7 +36,10 @@ def log_usage(binned: BinnedMap, used: int, pixels: int) -> None:
     """Empty bins, and how many pixel values went into the map."""
     empty = binned.empty_bins
     if empty == binned.count.size:
-        logger.warning("Warning: every pixel is masked or outside valid_range; the map is all NaN")
+        logger.warning(
+            "Warning: every pixel is masked or outside valid_range; the map is all NaN",
+            extra={"code": "all_nan"},
+        )
     elif empty:
         logger.info("%d of %d bins have no valid pixel (NaN)", empty, binned.count.size)
     logger.info(
@@ -58,11 +69,12 @@ def log_quality(binned: BinnedMap, quality: dict) -> None:
             logger.info("    %8.2f %8.1f %8.1f: %.2f", w["phi"], w["iy"], w["ix"], w["dispersion"])
     if quality.get("single_phi_bin"):
         logger.warning(
-            "Warning: the map has a single phi bin (bins %s on %d frames): mdx2 cannot "
+            "Warning: the map has a single phi bin (bins=%s on %d frames): mdx2 cannot "
             "interpolate it (GridData.interpolate fails on an axis of size 1), so "
             "mdx2.correct --background will stop; use fewer frames per bin",
-            binned.bins,
+            ",".join(map(str, binned.bins)),
             binned.n_frames,
+            extra={"code": "single_phi_bin"},
         )
     if quality.get("filled_bins"):
         filled = quality["filled_bins"]
@@ -80,6 +92,7 @@ def log_quality(binned: BinnedMap, quality: dict) -> None:
                 "fills them",
                 quality["nan_pixels"],
                 empty,
+                extra={"code": "nan_pixels"},
             )
         else:
             logger.info("No valid pixel gets a NaN background under mdx2's interpolation")
@@ -90,6 +103,7 @@ def log_quality(binned: BinnedMap, quality: dict) -> None:
             "exactly); fill_empty=True fills them",
             empty,
             quality["nan_pixels_bound"],
+            extra={"code": "nan_pixels"},
         )
 
 

@@ -18,13 +18,20 @@ from dials_mdxbg.util.memory import out_of_memory
 logger = logging.getLogger("dials.mdxbg")
 
 
+NOT_READY = 3
+"""Exit status of a run whose map is not ready for mdx2.correct (verdict.fail_if_not_ready)."""
+
+
 def fail(message: str, command: str, code: int = 1) -> None:
-    """Exit with status ``code`` and one readable line (no traceback)."""
+    """Exit with status ``code`` and one readable line (no traceback).
+
+    The line goes to stderr once; the log file gets it too, but not the console
+    (stdout), so a terminal shows it once.
+    """
     from dials_mdxbg.util import output_errors
 
     message = " ".join(str(message).split())
-    if logging.getLogger("dials").handlers:
-        logger.error("Error: %s", message)
+    _log_to_files("Error: " + message)
     line = f"{command}: error: {message}"
     if output_errors.hdf5_failed:
         # HDF5 hit a full disk: its teardown at exit would segfault (see util.output_errors).
@@ -35,6 +42,17 @@ def fail(message: str, command: str, code: int = 1) -> None:
         os._exit(code)
     print(line, file=sys.stderr)
     sys.exit(code)
+
+
+def _log_to_files(text: str) -> None:
+    """``text`` as an error record in the run's log file(s) only."""
+    files = [h for h in logging.getLogger("dials").handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (text,), None)
+    for handler in files:
+        with contextlib.suppress(Exception):  # a failing log must not hide the error line
+            handler.handle(record)
 
 
 @contextlib.contextmanager
