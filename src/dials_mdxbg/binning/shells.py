@@ -1,0 +1,294 @@
+"""The resolution-shell background model, on arrays: layout, fit and evaluation.
+
+**The model.** The background rate of a pixel at two-theta ``tt`` and azimuth
+``psi`` in phi bin ``k`` is ``P(tt) * R_k(tt, psi)``: ``P`` a fine radial
+profile (shells about one pixel wide, merged where counts are few) fitted to
+every frame, and ``R_k`` a smooth residual on a coarse polar grid (bands of
+two-theta x sectors of azimuth, interpolated bilinearly, periodic in azimuth)
+that carries what is not radial (polarization, a moved or tilted detector's
+solid angle, slow changes along phi). The coarse grid and the phi window of
+``R`` are chosen from the counts so that each residual cell holds about
+:data:`RESIDUAL_COUNTS` counts.
+
+**The sums.** Everything is fitted from one joint histogram per (frame parity,
+phi bin): counts and pixel-seconds of valid pixels in each (fine shell, fine
+sector) (:mod:`dials_mdxbg.binning.shell_sums`), so one pass over the frames
+suffices and masked pixels and module gaps carry no weight. Rates are counts
+per pixel-second, the units of a box map.
+
+The geometry (two-theta and azimuth of pixels) comes in as arrays: this module
+never sees a detector model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+FINE_SECTORS = 24
+"""Fine azimuthal sectors of the sums; every coarse sector count divides it."""
+
+MAX_SHELLS = 4096
+"""At most this many fine shells (their width never below one pixel's two-theta)."""
+
+PROFILE_COUNTS = 400.0
+"""Fine shells are merged until each profile point holds this many counts (5 %)."""
+
+RESIDUAL_COUNTS = 1000.0
+"""Counts aimed at per residual cell (about 3 % Poisson noise)."""
+
+LEVELS = ((16, 24), (12, 24), (8, 12), (6, 8), (4, 6), (3, 4), (2, 2), (1, 1))
+"""Residual grids tried, finest first: (two-theta bands, azimuth sectors)."""
+
+
+@dataclass(frozen=True)
+class ShellLayout:
+    """Where each pixel falls: fine shell and sector, and the shells' two-theta.
+
+    Attributes:
+        joint: int32 (ny, nx) ``shell * FINE_SECTORS + sector`` of every pixel.
+        two_theta: float32 (ny, nx) degrees; psi: float32 (ny, nx) radians.
+        edges: fine shell edges in two-theta (degrees), ``n_shells + 1``.
+    """
+
+    joint: np.ndarray
+    two_theta: np.ndarray
+    psi: np.ndarray
+    edges: np.ndarray
+
+    @property
+    def n_shells(self) -> int:
+        """Fine shells."""
+        return len(self.edges) - 1
+
+    @property
+    def n_joint(self) -> int:
+        """Fine (shell, sector) cells."""
+        return self.n_shells * FINE_SECTORS
+
+    @property
+    def mid(self) -> np.ndarray:
+        """Fine shell centres (degrees)."""
+        return 0.5 * (self.edges[:-1] + self.edges[1:])
+
+
+def sector_of(psi: np.ndarray, n: int) -> np.ndarray:
+    """Sector (0..n-1) of azimuths ``psi`` (radians, any range)."""
+    f = np.mod(np.asarray(psi, dtype=np.float64) + math.pi, 2 * math.pi) / (2 * math.pi)
+    return np.minimum((f * n).astype(np.int64), n - 1)
+
+
+def shell_layout(two_theta: np.ndarray, psi: np.ndarray) -> ShellLayout:
+    """Fine shells about one pixel wide in two-theta, from the pixels' geometry.
+
+    The width is a low percentile of the two-theta step between neighbouring
+    pixels (the outer pixels', whose steps are the smallest on a flat detector).
+    """
+    tt = np.asarray(two_theta, dtype=np.float64)
+    step = np.concatenate(
+        [np.abs(np.diff(tt[::4], axis=1)).ravel(), np.abs(np.diff(tt[:, ::4], axis=0)).ravel()]
+    )
+    step = step[np.isfinite(step) & (step > 0)]
+    lo, hi = float(np.nanmin(tt)), float(np.nanmax(tt))
+    width = float(np.percentile(step, 5)) if step.size else 1.0
+    width = max(width, (hi - lo) / MAX_SHELLS, 1e-9)
+    n = max(1, int(math.ceil((hi - lo) / width)))
+    edges = lo + width * np.arange(n + 1)
+    edges[-1] = np.nextafter(max(hi, edges[-1]), np.inf)
+    shell = np.clip(np.searchsorted(edges, tt, side="right") - 1, 0, n - 1)
+    joint = (shell * FINE_SECTORS + sector_of(psi, FINE_SECTORS)).astype(np.int32)
+    return ShellLayout(
+        joint, tt.astype(np.float32), np.asarray(psi, dtype=np.float32), edges.astype(np.float64)
+    )
+
+
+@dataclass
+class ShellModel:
+    """A fitted model: profile points and the residual of every phi bin.
+
+    Attributes:
+        tt_points: two-theta of the profile points (degrees, increasing).
+        profile: rate (counts per pixel-second) at each point.
+        profile_counts: counts behind each point (its relative variance is 1/that).
+        tt_range: (lo, hi) two-theta of the residual bands.
+        residual: (n_phi, bands, sectors) factor of each phi bin.
+        residual_counts: counts behind each residual cell.
+        level: (bands, sectors, phi window in bins).
+    """
+
+    tt_points: np.ndarray
+    profile: np.ndarray
+    profile_counts: np.ndarray
+    tt_range: tuple[float, float]
+    residual: np.ndarray
+    residual_counts: np.ndarray
+    level: tuple[int, int, int]
+
+    def rate(self, k: int, two_theta: np.ndarray, psi: np.ndarray) -> np.ndarray:
+        """The background rate in phi bin ``k`` at these points (float64)."""
+        p = np.interp(two_theta, self.tt_points, self.profile)
+        return p * self._residual_at(self.residual[k], two_theta, psi)
+
+    def variance(self, k: int, two_theta: np.ndarray, psi: np.ndarray, rate: np.ndarray):
+        """Plug-in Poisson variance of :meth:`rate` (gain 1): rate^2 (1/N_profile + 1/N_cell)."""
+        n_p = np.interp(two_theta, self.tt_points, self.profile_counts)
+        b, s = self._cell(two_theta, psi)
+        n_r = self.residual_counts[k][b, s]
+        with np.errstate(divide="ignore"):
+            rel = 1.0 / np.maximum(n_p, 1.0) + 1.0 / np.maximum(n_r, 1.0)
+        return rate * rate * rel
+
+    def _coords(self, two_theta, psi):
+        nb, ns = self.residual.shape[1:]
+        lo, hi = self.tt_range
+        fb = (np.asarray(two_theta, dtype=np.float64) - lo) / max(hi - lo, 1e-12) * nb - 0.5
+        fs = np.mod(np.asarray(psi, dtype=np.float64) + math.pi, 2 * math.pi)
+        fs = fs / (2 * math.pi) * ns - 0.5
+        return np.clip(fb, 0.0, nb - 1.0), fs, nb, ns
+
+    def _cell(self, two_theta, psi):
+        fb, fs, nb, ns = self._coords(two_theta, psi)
+        return np.rint(fb).astype(np.int64), np.mod(np.rint(fs).astype(np.int64), ns)
+
+    def _residual_at(self, plane: np.ndarray, two_theta, psi) -> np.ndarray:
+        fb, fs, nb, ns = self._coords(two_theta, psi)
+        b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
+        wb = fb - b0 if nb > 1 else np.zeros_like(fb)
+        b1 = np.minimum(b0 + 1, nb - 1)
+        s0f = np.floor(fs)
+        ws = fs - s0f
+        s0 = np.mod(s0f.astype(np.int64), ns)
+        s1 = np.mod(s0 + 1, ns)
+        return (1 - wb) * ((1 - ws) * plane[b0, s0] + ws * plane[b0, s1]) + wb * (
+            (1 - ws) * plane[b1, s0] + ws * plane[b1, s1]
+        )
+
+
+def _profile_groups(counts: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """Group label of each fine shell: consecutive shells merged to PROFILE_COUNTS counts.
+
+    Shells without pixels get label -1.
+    """
+    label = np.full(counts.size, -1, dtype=np.int64)
+    g, held = 0, 0.0
+    used = np.flatnonzero(exposure > 0)
+    for i in used:
+        label[i] = g
+        held += counts[i]
+        if held >= PROFILE_COUNTS:
+            g, held = g + 1, 0.0
+    if used.size and held < PROFILE_COUNTS and g > 0:
+        label[label == g] = g - 1  # a short last group joins the one before
+    return label
+
+
+def choose_level(total_counts: float, n_phi: int) -> tuple[int, int, int]:
+    """(bands, sectors, phi window): the finest grid whose cells reach RESIDUAL_COUNTS.
+
+    The phi window (bins, odd) may grow to half the sweep; past that a coarser
+    grid is taken.
+    """
+    per_bin = total_counts / max(n_phi, 1)
+    max_window = max(1, n_phi // 2)
+    for bands, sectors in LEVELS:
+        need = RESIDUAL_COUNTS * bands * sectors / max(per_bin, 1e-12)
+        window = max(1, int(math.ceil(need)))
+        window += 1 - window % 2
+        if window <= max_window or (bands, sectors) == LEVELS[-1]:
+            return bands, sectors, min(window, 2 * n_phi - 1)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fit_model(
+    layout: ShellLayout,
+    counts: np.ndarray,
+    exposure: np.ndarray,
+    level: tuple[int, int, int] | None = None,
+) -> ShellModel | None:
+    """Fit profile and residual from the joint sums of each phi bin.
+
+    Args:
+        layout: the fine shells.
+        counts: (n_phi, n_joint) counts of valid pixels.
+        exposure: (n_phi, n_joint) pixel-seconds of valid pixels.
+        level: (bands, sectors, phi window), or None to choose it from the counts.
+
+    Returns:
+        The model, or None when no pixel was valid.
+    """
+    n_phi = counts.shape[0]
+    c3 = counts.reshape(n_phi, layout.n_shells, FINE_SECTORS)
+    e3 = exposure.reshape(n_phi, layout.n_shells, FINE_SECTORS)
+    c_shell, e_shell = c3.sum(axis=(0, 2)), e3.sum(axis=(0, 2))
+    if not (e_shell > 0).any():
+        return None
+    label = _profile_groups(c_shell, e_shell)
+    n_groups = int(label.max()) + 1
+    have = label >= 0
+    gc = np.bincount(label[have], c_shell[have], n_groups)
+    ge = np.bincount(label[have], e_shell[have], n_groups)
+    gtt = np.bincount(label[have], (e_shell * layout.mid)[have], n_groups) / ge
+    profile = gc / ge
+    # The profile at each fine shell, and the counts it expects there.
+    p_fine = np.interp(layout.mid, gtt, profile)
+    expect = e3 * p_fine[np.newaxis, :, np.newaxis]
+
+    total = float(c_shell.sum())
+    bands, sectors, window = level or choose_level(total, n_phi)
+    window = max(1, min(int(window), 2 * n_phi - 1))
+    used = layout.mid[e_shell > 0]
+    tt_lo, tt_hi = float(used.min()), float(used.max())
+    band = np.clip(((layout.mid - tt_lo) / max(tt_hi - tt_lo, 1e-12) * bands).astype(np.int64),
+                   0, bands - 1)  # fmt: skip
+    sector = np.arange(FINE_SECTORS) * sectors // FINE_SECTORS
+    cell = (band[:, np.newaxis] * sectors + sector[np.newaxis, :]).ravel()
+    n_cells = bands * sectors
+    per_c = np.stack([np.bincount(cell, c.ravel(), n_cells) for c in c3])
+    per_m = np.stack([np.bincount(cell, m.ravel(), n_cells) for m in expect])
+    # A centred window of phi bins (cumulative sums; clipped at the ends).
+    half = window // 2
+    cum_c = np.concatenate([np.zeros((1, n_cells)), np.cumsum(per_c, axis=0)])
+    cum_m = np.concatenate([np.zeros((1, n_cells)), np.cumsum(per_m, axis=0)])
+    k = np.arange(n_phi)
+    a, b = np.clip(k - half, 0, n_phi), np.clip(k + half + 1, 0, n_phi)
+    win_c, win_m = cum_c[b] - cum_c[a], cum_m[b] - cum_m[a]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual = win_c / win_m
+    # A cell without pixels (a gap, a masked sector) has no residual: neutral 1.
+    residual[~(win_m > 0)] = 1.0
+    return ShellModel(
+        tt_points=gtt,
+        profile=profile,
+        profile_counts=gc,
+        tt_range=(tt_lo, tt_hi),
+        residual=residual.reshape(n_phi, bands, sectors),
+        residual_counts=win_c.reshape(n_phi, bands, sectors),
+        level=(bands, sectors, window),
+    )
+
+
+def grid_rates(
+    model: ShellModel, two_theta: np.ndarray, psi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model at every map grid point: (n_phi, nby, nbx) rates and their standard errors."""
+    n_phi = model.residual.shape[0]
+    out = np.empty((n_phi, *two_theta.shape))
+    err = np.empty_like(out)
+    for k in range(n_phi):
+        out[k] = model.rate(k, two_theta, psi)
+        err[k] = np.sqrt(model.variance(k, two_theta, psi, out[k]))
+    return out, err
+
+
+def grid_pixels(ny: int, nx: int, n_phi: int, max_bytes: float, per_cell: int = 17) -> int:
+    """The smallest square bin (pixels) whose map of ``n_phi`` planes fits ``max_bytes``.
+
+    ``per_cell``: bytes per map cell in the file (float64 signal, float32 errors,
+    int32 counts, a uint8 flag).
+    """
+    p = 1
+    while n_phi * (-(-ny // p)) * (-(-nx // p)) * per_cell > max_bytes and p < max(ny, nx):
+        p += 1
+    return p
