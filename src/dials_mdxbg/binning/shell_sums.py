@@ -34,18 +34,29 @@ class ShellSums:
     counts: np.ndarray  # (2, n_phi, n_joint) float64 (exact integers)
     exposure: np.ndarray  # (2, n_phi, n_joint) pixel-seconds
     box: BinSums
+    pixel_counts: np.ndarray  # (2, ny, nx) per parity, over all frames
+    pixel_exposure: np.ndarray
 
     @classmethod
-    def zeros(cls, n_phi: int, n_joint: int, grid_shape: tuple[int, int, int]) -> ShellSums:
+    def zeros(cls, n_phi: int, n_joint: int, grid_shape: tuple[int, int, int], ny_nx) -> ShellSums:
         """Empty sums."""
         shape = (2, n_phi, n_joint)
-        return cls(np.zeros(shape), np.zeros(shape), BinSums.zeros(grid_shape))
+        pixels = (2, *ny_nx)
+        return cls(
+            np.zeros(shape),
+            np.zeros(shape),
+            BinSums.zeros(grid_shape),
+            np.zeros(pixels),
+            np.zeros(pixels),
+        )
 
     def merge(self, other: ShellSums) -> ShellSums:
         """Add ``other`` into this one and return self."""
         self.counts += other.counts
         self.exposure += other.exposure
         self.box.merge(other.box)
+        self.pixel_counts += other.pixel_counts
+        self.pixel_exposure += other.pixel_exposure
         return self
 
 
@@ -74,6 +85,8 @@ def fit_consumer(
             acc.counts[q, k] += np.bincount(joint, values, n_joint)
             t = float(exposure_times[frame])
             acc.exposure[q, k] += np.bincount(joint, valid.astype(np.float64), n_joint) * t
+            acc.pixel_counts[q, row0 : row0 + rows] += values.reshape(rows, -1)
+            acc.pixel_exposure[q, row0 : row0 + rows] += valid.reshape(rows, -1) * t
 
     return consume
 
@@ -113,7 +126,7 @@ def score_consumer(
     cell, weight = axis_cells(frame_phi, phi_centres)
     n_phi = len(phi_centres)
 
-    def predict(model: ShellModel, f: int, tt, psi, cache: dict, key):
+    def predict(model: ShellModel, f: int, tt, psi, cache: dict, key, ys, xs):
         k0 = int(cell[f])
         w = float(weight[f]) if n_phi > 1 else 0.0
         out = None
@@ -121,8 +134,8 @@ def score_consumer(
             if wk == 0.0 or k >= n_phi:
                 continue
             if (key, k) not in cache:
-                rate = model.rate(k, tt, psi)
-                cache[(key, k)] = (rate, model.variance(k, tt, psi, rate))
+                rate = model.rate(k, tt, psi, ys, xs)
+                cache[(key, k)] = (rate, model.variance(k, tt, psi, rate, ys, xs))
             rate, var = cache[(key, k)]
             if out is None:
                 out = (wk * rate, wk * wk * var)
@@ -137,6 +150,7 @@ def score_consumer(
         tt = layout.two_theta[row0 : row0 + rows].astype(np.float64)
         psi = layout.psi[row0 : row0 + rows].astype(np.float64)
         groups = sector_of(psi, FINE_SECTORS).ravel()
+        ys, xs = np.arange(row0, row0 + rows), np.arange(block.shape[2])
         cache: dict = {}
         for f in range(n):
             frame = frame0 + f
@@ -146,8 +160,8 @@ def score_consumer(
             valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
             c = block[f].astype(np.float64)
             t = float(exposure_times[frame])
-            b_half, v_half = predict(half, frame, tt, psi, cache, 1 - frame % 2)
-            _, v_full = predict(full, frame, tt, psi, cache, "full")
+            b_half, v_half = predict(half, frame, tt, psi, cache, 1 - frame % 2, ys, xs)
+            _, v_full = predict(full, frame, tt, psi, cache, "full", ys, xs)
             r = c / t
             e = np.where(valid, (r - b_half) ** 2 - c / (t * t), 0.0)
             row = acc.sums[int(phi_index[frame])]

@@ -6,9 +6,11 @@ profile (shells about one pixel wide, merged where counts are few) fitted to
 every frame, and ``R_k`` a smooth residual on a coarse polar grid (bands of
 two-theta x sectors of azimuth, interpolated bilinearly, periodic in azimuth)
 that carries what is not radial (polarization, a moved or tilted detector's
-solid angle, slow changes along phi). The coarse grid and the phi window of
-``R`` are chosen from the counts so that each residual cell holds about
-:data:`RESIDUAL_COUNTS` counts.
+solid angle, slow changes along phi), times ``Q(y, x)``, a static residual on
+square pixel boxes (interpolated bilinearly) for sharp features that are
+neither (a pin shadow). The coarse grid and the phi window of ``R``, and the
+box of ``Q``, are chosen from the counts so that each cell holds about
+:data:`RESIDUAL_COUNTS` counts (``Q``: :data:`PIXEL_COUNTS`).
 
 **The sums.** Everything is fitted from one joint histogram per (frame parity,
 phi bin): counts and pixel-seconds of valid pixels in each (fine shell, fine
@@ -38,6 +40,12 @@ PROFILE_COUNTS = 400.0
 
 RESIDUAL_COUNTS = 1000.0
 """Counts aimed at per residual cell (about 3 % Poisson noise)."""
+
+PIXEL_COUNTS = 2500.0
+"""Counts aimed at per box of the static pixel residual ``Q`` (2 % Poisson noise)."""
+
+Q_BOXES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+"""Box sizes (pixels) tried for ``Q``, smallest first."""
 
 LEVELS = ((16, 24), (12, 24), (8, 12), (6, 8), (4, 6), (3, 4), (2, 2), (1, 1))
 """Residual grids tried, finest first: (two-theta bands, azimuth sectors)."""
@@ -116,6 +124,8 @@ class ShellModel:
         residual: (n_phi, bands, sectors) factor of each phi bin.
         residual_counts: counts behind each residual cell.
         level: (bands, sectors, phi window in bins).
+        q_size: box of the static pixel residual (pixels); q_map its factors
+            (boxes along y, x), q_counts the counts behind each.
     """
 
     tt_points: np.ndarray
@@ -125,19 +135,31 @@ class ShellModel:
     residual: np.ndarray
     residual_counts: np.ndarray
     level: tuple[int, int, int]
+    q_size: int = 0
+    q_map: np.ndarray | None = None
+    q_counts: np.ndarray | None = None
 
-    def rate(self, k: int, two_theta: np.ndarray, psi: np.ndarray) -> np.ndarray:
-        """The background rate in phi bin ``k`` at these points (float64)."""
+    def rate(self, k: int, two_theta, psi, ys=None, xs=None) -> np.ndarray:
+        """The background rate in phi bin ``k`` at points (float64).
+
+        ``two_theta``, ``psi``: (len(ys), len(xs)) at the grid of points ``ys`` x
+        ``xs`` (pixel indices); without ``ys``/``xs`` the static residual is left out.
+        """
         p = np.interp(two_theta, self.tt_points, self.profile)
-        return p * self._residual_at(self.residual[k], two_theta, psi)
+        out = p * self._residual_at(self.residual[k], two_theta, psi)
+        if ys is not None and self.q_map is not None:
+            out *= box_interp(self.q_map, self.q_size, ys, xs)
+        return out
 
-    def variance(self, k: int, two_theta: np.ndarray, psi: np.ndarray, rate: np.ndarray):
-        """Plug-in Poisson variance of :meth:`rate` (gain 1): rate^2 (1/N_profile + 1/N_cell)."""
+    def variance(self, k: int, two_theta, psi, rate: np.ndarray, ys=None, xs=None):
+        """Plug-in Poisson variance of :meth:`rate` (gain 1): rate^2 (sum of 1/N of each part)."""
         n_p = np.interp(two_theta, self.tt_points, self.profile_counts)
         b, s = self._cell(two_theta, psi)
         n_r = self.residual_counts[k][b, s]
-        with np.errstate(divide="ignore"):
-            rel = 1.0 / np.maximum(n_p, 1.0) + 1.0 / np.maximum(n_r, 1.0)
+        rel = 1.0 / np.maximum(n_p, 1.0) + 1.0 / np.maximum(n_r, 1.0)
+        if ys is not None and self.q_counts is not None:
+            n_q = box_interp(self.q_counts, self.q_size, ys, xs)
+            rel = rel + 1.0 / np.maximum(n_q, 1.0)
         return rate * rate * rel
 
     def _coords(self, two_theta, psi):
@@ -164,6 +186,66 @@ class ShellModel:
         return (1 - wb) * ((1 - ws) * plane[b0, s0] + ws * plane[b0, s1]) + wb * (
             (1 - ws) * plane[b1, s0] + ws * plane[b1, s1]
         )
+
+
+def box_interp(values: np.ndarray, q: int, ys, xs) -> np.ndarray:
+    """Bilinear interpolation of per-box ``values`` (centres at ``q*j + (q-1)/2``) at a grid."""
+
+    def axis(coords, n):
+        f = np.clip((np.asarray(coords, dtype=np.float64) - (q - 1) / 2.0) / q, 0.0, n - 1.0)
+        i0 = np.minimum(np.floor(f).astype(np.int64), max(n - 2, 0))
+        w = f - i0 if n > 1 else np.zeros_like(f)
+        return i0, np.minimum(i0 + 1, n - 1), w
+
+    y0, y1, wy = axis(ys, values.shape[0])
+    x0, x1, wx = axis(xs, values.shape[1])
+    wy, wx = wy[:, np.newaxis], wx[np.newaxis, :]
+    top = (1 - wx) * values[y0][:, x0] + wx * values[y0][:, x1]
+    bottom = (1 - wx) * values[y1][:, x0] + wx * values[y1][:, x1]
+    return (1 - wy) * top + wy * bottom
+
+
+def box_sums(image: np.ndarray, q: int) -> np.ndarray:
+    """Sums of ``image`` over q x q boxes (the last ones partial)."""
+    ny, nx = image.shape
+    by, bx = -(-ny // q), -(-nx // q)
+    padded = np.zeros((by * q, bx * q))
+    padded[:ny, :nx] = image
+    return padded.reshape(by, q, bx, q).sum(axis=(1, 3))
+
+
+def pixel_residual(
+    model: ShellModel,
+    layout: ShellLayout,
+    pixel_counts: np.ndarray,
+    pixel_exposure: np.ndarray,
+    phi_share: np.ndarray,
+    q: int | None = None,
+) -> int:
+    """Fit the static pixel residual ``Q`` of ``model`` in place; returns its box size.
+
+    Args:
+        pixel_counts, pixel_exposure: (ny, nx) counts and pixel-seconds over all frames.
+        phi_share: each phi bin's share of the exposure (weights of the mean residual).
+        q: the box size, or None to choose the smallest reaching PIXEL_COUNTS per box.
+    """
+    if q is None:
+        valid = pixel_exposure > 0
+        per_pixel = float(pixel_counts.sum()) / max(int(valid.sum()), 1)
+        ny, nx = pixel_counts.shape
+        q = next((b for b in Q_BOXES if per_pixel * b * b >= PIXEL_COUNTS), Q_BOXES[-1])
+        q = min(q, max(ny, nx))
+    mean_plane = np.tensordot(phi_share, model.residual, axes=1)
+    tt, psi = layout.two_theta.astype(np.float64), layout.psi.astype(np.float64)
+    expect = np.interp(tt, model.tt_points, model.profile)
+    expect *= model._residual_at(mean_plane, tt, psi)
+    expect *= pixel_exposure
+    c, e = box_sums(pixel_counts, q), box_sums(expect, q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = c / e
+    factor[~(e > 0)] = 1.0
+    model.q_size, model.q_map, model.q_counts = q, factor, c
+    return q
 
 
 def _profile_groups(counts: np.ndarray, exposure: np.ndarray) -> np.ndarray:
@@ -256,7 +338,15 @@ def fit_model(
     win_c, win_m = cum_c[b] - cum_c[a], cum_m[b] - cum_m[a]
     with np.errstate(invalid="ignore", divide="ignore"):
         residual = win_c / win_m
-    # A cell without pixels (a gap, a masked sector) has no residual: neutral 1.
+    # A phi bin without frames here (a half model's bins of one frame): from its
+    # neighbours along phi; a cell without pixels (a gap): neutral 1.
+    have = win_m.sum(axis=1) > 0
+    if have.any() and not have.all():
+        known = np.flatnonzero(have)
+        for i in range(n_cells):
+            residual[~have, i] = np.interp(k[~have], known, residual[known, i])
+            win_c[~have, i] = np.interp(k[~have], known, win_c[known, i])
+            win_m[~have, i] = np.interp(k[~have], known, win_m[known, i])
     residual[~(win_m > 0)] = 1.0
     return ShellModel(
         tt_points=gtt,
@@ -270,15 +360,15 @@ def fit_model(
 
 
 def grid_rates(
-    model: ShellModel, two_theta: np.ndarray, psi: np.ndarray
+    model: ShellModel, two_theta: np.ndarray, psi: np.ndarray, ys: np.ndarray, xs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The model at every map grid point: (n_phi, nby, nbx) rates and their standard errors."""
+    """The model at every map grid point ``ys`` x ``xs``: (n_phi, nby, nbx) rates and errors."""
     n_phi = model.residual.shape[0]
     out = np.empty((n_phi, *two_theta.shape))
     err = np.empty_like(out)
     for k in range(n_phi):
-        out[k] = model.rate(k, two_theta, psi)
-        err[k] = np.sqrt(model.variance(k, two_theta, psi, out[k]))
+        out[k] = model.rate(k, two_theta, psi, ys, xs)
+        err[k] = np.sqrt(model.variance(k, two_theta, psi, out[k], ys, xs))
     return out, err
 
 

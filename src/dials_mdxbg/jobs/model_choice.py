@@ -28,7 +28,13 @@ from dials_mdxbg.binning.shell_sums import (
     score_consumer,
     summarize_score,
 )
-from dials_mdxbg.binning.shells import fit_model, grid_pixels, grid_rates, shell_layout
+from dials_mdxbg.binning.shells import (
+    fit_model,
+    grid_pixels,
+    grid_rates,
+    pixel_residual,
+    shell_layout,
+)
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.jobs.inputs import BinSource, MapInput
 from dials_mdxbg.jobs.pixel_geometry import point_geometry
@@ -174,17 +180,23 @@ def bin_shells(
                                opened.excluded)  # fmt: skip
         tasks = opened.tasks_for(None, Progress(n, "frames (shell model)"))()
         sums = run_blocks(
-            tasks, consume, lambda: ShellSums.zeros(n_phi, layout.n_joint, grid.out_shape), nproc
+            tasks,
+            consume,
+            lambda: ShellSums.zeros(n_phi, layout.n_joint, grid.out_shape, (ny, nx)),
+            nproc,
         )
         full = fit_model(layout, sums.counts.sum(axis=0), sums.exposure.sum(axis=0))
         if full is None:
             raise InputError("model=shells: no valid pixel in any frame (check valid_range)")
+        share = sums.exposure.sum(axis=(0, 2))
+        share = share / share.sum()
+        q = pixel_residual(
+            full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share
+        )
         phi = axis_bin_means(axes.phi, f)
         quality: dict = {}
         if score:
-            halves = tuple(
-                fit_model(layout, sums.counts[q], sums.exposure[q], full.level) for q in (0, 1)
-            )
+            halves = tuple(_half(layout, sums, parity, full.level, q, share) for parity in (0, 1))
             consume = score_consumer(
                 layout, full, halves, grid.phi_index, axes.phi, phi, axes.exposure_times,
                 options.valid_range, opened.excluded,
@@ -194,7 +206,7 @@ def bin_shells(
             quality["shells_heldout"] = summarize_score(acc.sums)
     iy, ix = axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p)
     gtt, gpsi = point_geometry(detector, beam, iy, ix)
-    signal, errors = grid_rates(full, gtt.astype(np.float64), gpsi.astype(np.float64))
+    signal, errors = grid_rates(full, gtt.astype(np.float64), gpsi.astype(np.float64), iy, ix)
     bands, sectors, window = full.level
     quality["shells"] = {
         "phi_bins": n_phi,
@@ -203,11 +215,13 @@ def bin_shells(
         "fine_shells": layout.n_shells,
         "profile_points": int(full.tt_points.size),
         "residual": {"bands": bands, "sectors": sectors, "phi_window_bins": window},
+        "pixel_residual_box": q,
     }
     logger.info(
         "model=shells: %d phi bins of %d frames, map grid %d px, %d profile points "
-        "(%d fine shells), residual %d bands x %d sectors over %d phi bins",
-        n_phi, f, p, full.tt_points.size, layout.n_shells, bands, sectors, window,
+        "(%d fine shells), residual %d bands x %d sectors over %d phi bins, pixel residual "
+        "boxes of %d px",
+        n_phi, f, p, full.tt_points.size, layout.n_shells, bands, sectors, window, q,
     )  # fmt: skip
     count = sums.box.count.copy()
     return BinnedMap(
@@ -215,3 +229,12 @@ def bin_shells(
         estimator="mean", ny_nx=(ny, nx), n_frames=n, bins=(f, p, p),
         filled=count == 0, quality=quality,
     )  # fmt: skip
+
+
+def _half(layout, sums: ShellSums, parity: int, level, q: int, share):
+    """The model of one parity's frames, on the full model's grids (None if it has none)."""
+    half = fit_model(layout, sums.counts[parity], sums.exposure[parity], level)
+    if half is not None:
+        counts, exposure = sums.pixel_counts[parity], sums.pixel_exposure[parity]
+        pixel_residual(half, layout, counts, exposure, share, q)
+    return half
