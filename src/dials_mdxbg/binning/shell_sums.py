@@ -8,7 +8,8 @@ the box maps' held-out error does (:mod:`dials_mdxbg.binning.heldout`): for a
 valid pixel of count ``c`` in a frame of exposure ``t``, rate ``r = c/t`` and
 prediction ``b``, ``(r - b)^2 - c/t^2`` estimates the squared error of a half
 model; ``- V_half + V_full`` (plug-in Poisson variances of the two predictions)
-turns it into the full model's. Both consumers fit
+turns it into the full model's. The sums are kept per frame, in the columns of
+bins=auto's score (:data:`FRAME_COLUMNS`). Both consumers fit
 :func:`dials_mdxbg.binning.blocks.run_blocks`.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid
-from dials_mdxbg.binning.shells import FINE_SECTORS, ShellLayout, ShellModel, sector_of
+from dials_mdxbg.binning.shells import ShellLayout, ShellModel
 from dials_mdxbg.binning.stencil import axis_cells
 from dials_mdxbg.binning.sums import BinSums, accumulate_block
 from dials_mdxbg.model import as_block
@@ -91,19 +92,21 @@ def fit_consumer(
     return consume
 
 
-N_SCORE_SUMS = 9
-"""Per phi bin: sq - pois, pixels, rate, V_half, V_full; the standard error's ee, en, nn, cells."""
+FRAME_COLUMNS = ("sq", "pois", "rate", "v_half", "v_full", "pixels")
+"""Per-frame sums over valid pixels: (r - b_half)^2, c/t^2, r, Var(b_half), Var(b_full)
+(per unit gain), pixels; rates in counts/s. The columns of bins=auto's per-frame score
+sums, so the same corrected score applies to both models."""
 
 
 class ScoreAcc:
-    """Per-thread score sums (rows: phi bins of the full model); mergeable."""
+    """Per-thread per-frame score sums (n_frames, 6); mergeable."""
 
-    def __init__(self, n_phi: int):
-        self.sums = np.zeros((n_phi, N_SCORE_SUMS))
+    def __init__(self, n_frames: int):
+        self.frames = np.zeros((n_frames, len(FRAME_COLUMNS)))
 
     def merge(self, other: ScoreAcc) -> ScoreAcc:
         """Add ``other`` into this one and return self."""
-        self.sums += other.sums
+        self.frames += other.frames
         return self
 
 
@@ -111,7 +114,6 @@ def score_consumer(
     layout: ShellLayout,
     full: ShellModel,
     halves: tuple[ShellModel | None, ShellModel | None],
-    phi_index: np.ndarray,
     frame_phi: np.ndarray,
     phi_centres: np.ndarray,
     exposure_times: np.ndarray,
@@ -121,7 +123,8 @@ def score_consumer(
     """A block consumer scoring each frame against the other parity's model.
 
     The prediction at a frame is the phi interpolation mdx2 makes between the
-    two nearest phi bin centres.
+    two nearest phi bin centres (its variance: the squared weights times each
+    plane's).
     """
     cell, weight = axis_cells(frame_phi, phi_centres)
     n_phi = len(phi_centres)
@@ -145,12 +148,11 @@ def score_consumer(
 
     def consume(acc: ScoreAcc, frame0: int, row0: int, block) -> None:
         block = as_block(block)
-        n, rows, _ = block.shape
+        n, rows, nx = block.shape
         ex = excluded(frame0, row0, block.shape) if excluded else None
         tt = layout.two_theta[row0 : row0 + rows].astype(np.float64)
         psi = layout.psi[row0 : row0 + rows].astype(np.float64)
-        groups = sector_of(psi, FINE_SECTORS).ravel()
-        ys, xs = np.arange(row0, row0 + rows), np.arange(block.shape[2])
+        ys, xs = np.arange(row0, row0 + rows), np.arange(nx)
         cache: dict = {}
         for f in range(n):
             frame = frame0 + f
@@ -158,55 +160,61 @@ def score_consumer(
             if half is None:
                 continue
             valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
-            c = block[f].astype(np.float64)
+            c = block[f][valid].astype(np.float64)
             t = float(exposure_times[frame])
             b_half, v_half = predict(half, frame, tt, psi, cache, 1 - frame % 2, ys, xs)
             _, v_full = predict(full, frame, tt, psi, cache, "full", ys, xs)
             r = c / t
-            e = np.where(valid, (r - b_half) ** 2 - c / (t * t), 0.0)
-            row = acc.sums[int(phi_index[frame])]
-            row[0] += e.sum()
-            row[1] += np.count_nonzero(valid)
-            row[2] += np.where(valid, r, 0.0).sum()
-            row[3] += np.where(valid, v_half, 0.0).sum()
-            row[4] += np.where(valid, v_full, 0.0).sum()
-            # Standard error: (frame, sector) sums taken as independent samples.
-            es = np.bincount(groups, e.ravel(), FINE_SECTORS)
-            ns = np.bincount(groups, valid.ravel().astype(np.float64), FINE_SECTORS)
-            row[5] += (es * es).sum()
-            row[6] += (es * ns).sum()
-            row[7] += (ns * ns).sum()
-            row[8] += np.count_nonzero(ns)
+            acc.frames[frame] += (
+                float(((r - b_half[valid]) ** 2).sum()),
+                float(c.sum()) / (t * t),
+                float(r.sum()),
+                float(v_half[valid].sum()),
+                float(v_full[valid].sum()),
+                float(c.size),
+            )
 
     return consume
 
 
-def summarize_score(sums: np.ndarray) -> dict:
-    """The shell model's held-out figures, in a box map's units ((counts/s)^2 per pixel-frame).
+def summarize_score(frames: np.ndarray, exposure: np.ndarray, gain: float = 1.0) -> dict:
+    """The shell model's held-out figures from its per-frame sums.
 
-    ``score`` is the corrected error ``err2 - V_half + V_full``; ``model_error_sq``
-    the uncorrected ``err2`` (what a box map's held-out error reports).
+    ``score``: the corrected error ``t^2 (sq - g (pois + V_half - V_full))`` per
+    pixel-frame, counts^2 (bins=auto's corrected score, the same formula), with
+    its standard error over frames. ``model_error_sq``: the uncorrected
+    ``(sq - pois) / n`` in (counts/s)^2, what a box map's held-out error reports.
     """
-    e, n, rate, v_half, v_full, ee, en, nn, _cells = sums.sum(axis=0)
-    if n <= 0:
+    sq, pois, rate, v_half, v_full, n = np.asarray(frames, dtype=np.float64).T
+    t = np.asarray(exposure, dtype=np.float64)
+    total = float(n.sum())
+    if total <= 0:
         return {"pixels": 0, "score": None, "model_error_sq": None}
-    err2 = e / n
-    score = err2 - v_half / n + v_full / n
-    mean = rate / n
-    se = math.sqrt(max(ee - 2 * err2 * en + err2 * err2 * nn, 0.0)) / n
+    e = t * t * (sq - gain * (pois + v_half - v_full))
+    score = float(e.sum()) / total
+    influence = (e - score * n) / total
+    used = influence[n > 0]
+    k = used.size
+    score_se = math.sqrt(float((used * used).sum()) * k / (k - 1)) if k > 1 else float("nan")
+    err2 = float((sq - pois).sum()) / total
+    infl2 = ((sq - pois) - err2 * n)[n > 0] / total
+    err2_se = math.sqrt(float((infl2 * infl2).sum()) * k / (k - 1)) if k > 1 else float("nan")
+    mean_rate = float(rate.sum()) / total
+    mean_count = float((rate * t).sum()) / total
 
-    def percent(x: float) -> float:
-        return 100.0 * math.sqrt(max(x, 0.0)) / mean if mean > 0 else float("nan")
+    def percent(x: float, mean: float) -> float:
+        return 100.0 * math.sqrt(x) / mean if x >= 0 and mean > 0 else float("nan")
 
     return {
-        "pixels": int(n),
-        "mean_rate": mean,
-        "model_error_sq": err2,
-        "model_error_sq_se": se,
-        "model_error_percent": percent(err2),
+        "pixels": int(total),
         "score": score,
-        "score_se": se,
-        "score_percent": percent(score),
-        "v_half": v_half / n,
-        "v_full": v_full / n,
+        "score_se": score_se,
+        "score_percent": percent(score, mean_count),
+        "mean_count": mean_count,
+        "model_error_sq": err2,
+        "model_error_sq_se": err2_se,
+        "model_error_percent": percent(err2, mean_rate),
+        "mean_rate": mean_rate,
+        "v_half": float(v_half.sum()) / total,
+        "v_full": float(v_full.sum()) / total,
     }

@@ -126,11 +126,12 @@ def choose_model(box_map: BinnedMap, shells_map: BinnedMap) -> BinnedMap:
     shells = shells_map.quality["shells_heldout"]
     b, s = row.get(key), shells.get(key)
     se_key = "score_se" if key == "score" else "model_error_sq_se"
+    units = "counts^2" if key == "score" else "(counts/s)^2"
     chosen = "shells" if s is not None and (b is None or s < b) else "box"
     for name, value, se in (("box", b, row.get(se_key)), ("shells", s, shells.get(se_key))):
         text = "n/a" if value is None else f"{value:.6g} +- {se or 0:.2g}"
         mark = "  <- chosen" if name == chosen else ""
-        logger.info("model=auto: %-6s held-out %s = %s (counts/s)^2%s", name, key, text, mark)
+        logger.info("model=auto: %-6s held-out %s = %s %s%s", name, key, text, units, mark)
     record = {
         "chosen": chosen,
         "scores": {
@@ -198,12 +199,12 @@ def bin_shells(
         if score:
             halves = tuple(_half(layout, sums, parity, full.level, q, share) for parity in (0, 1))
             consume = score_consumer(
-                layout, full, halves, grid.phi_index, axes.phi, phi, axes.exposure_times,
+                layout, full, halves, axes.phi, phi, axes.exposure_times,
                 options.valid_range, opened.excluded,
             )  # fmt: skip
             tasks = opened.tasks_for(None, Progress(n, "frames (shell model, held-out)"))()
-            acc = run_blocks(tasks, consume, lambda: ScoreAcc(n_phi), nproc)
-            quality["shells_heldout"] = summarize_score(acc.sums)
+            acc = run_blocks(tasks, consume, lambda: ScoreAcc(n), nproc)
+            quality["shells_heldout"] = summarize_score(acc.frames, axes.exposure_times)
     iy, ix = axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p)
     gtt, gpsi = point_geometry(detector, beam, iy, ix)
     signal, errors = grid_rates(full, gtt.astype(np.float64), gpsi.astype(np.float64), iy, ix)
