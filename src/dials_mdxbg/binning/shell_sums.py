@@ -128,8 +128,20 @@ def score_consumer(
     """
     cell, weight = axis_cells(frame_phi, phi_centres)
     n_phi = len(phi_centres)
+    # Per pixel, once: the residual grid's coordinates (one grid for the three
+    # models) and each model's parts that do not change along phi.
+    fb, fs = full.coords(layout.two_theta, layout.psi)
+    ny, nx = layout.two_theta.shape
+    ys, xs = np.arange(ny), np.arange(nx)
+    models = {"full": full, 0: halves[0], 1: halves[1]}
+    statics = {
+        key: m.static_parts(layout.two_theta, layout.psi, ys, xs)
+        for key, m in models.items()
+        if m is not None
+    }
 
-    def predict(model: ShellModel, f: int, tt, psi, cache: dict, key, ys, xs):
+    def predict(key, f: int, rows: slice, cache: dict):
+        model, (static, rel) = models[key], statics[key]
         k0 = int(cell[f])
         w = float(weight[f]) if n_phi > 1 else 0.0
         out = None
@@ -137,8 +149,11 @@ def score_consumer(
             if wk == 0.0 or k >= n_phi:
                 continue
             if (key, k) not in cache:
-                rate = model.rate(k, tt, psi, ys, xs)
-                cache[(key, k)] = (rate, model.variance(k, tt, psi, rate, ys, xs))
+                rate = model.rate_rows(k, fb[rows], fs[rows], static[rows])
+                cache[(key, k)] = (
+                    rate,
+                    model.variance_rows(k, fb[rows], fs[rows], rate, rel[rows]),
+                )
             rate, var = cache[(key, k)]
             if out is None:
                 out = (wk * rate, wk * wk * var)
@@ -150,9 +165,7 @@ def score_consumer(
         block = as_block(block)
         n, rows, nx = block.shape
         ex = excluded(frame0, row0, block.shape) if excluded else None
-        tt = layout.two_theta[row0 : row0 + rows].astype(np.float64)
-        psi = layout.psi[row0 : row0 + rows].astype(np.float64)
-        ys, xs = np.arange(row0, row0 + rows), np.arange(nx)
+        span = slice(row0, row0 + rows)
         cache: dict = {}
         for f in range(n):
             frame = frame0 + f
@@ -162,8 +175,8 @@ def score_consumer(
             valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
             c = block[f][valid].astype(np.float64)
             t = float(exposure_times[frame])
-            b_half, v_half = predict(half, frame, tt, psi, cache, 1 - frame % 2, ys, xs)
-            _, v_full = predict(full, frame, tt, psi, cache, "full", ys, xs)
+            b_half, v_half = predict(1 - frame % 2, frame, span, cache)
+            _, v_full = predict("full", frame, span, cache)
             r = c / t
             acc.frames[frame] += (
                 float(((r - b_half[valid]) ** 2).sum()),

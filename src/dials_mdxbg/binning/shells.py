@@ -174,8 +174,41 @@ class ShellModel:
         fb, fs, nb, ns = self._coords(two_theta, psi)
         return np.rint(fb).astype(np.int64), np.mod(np.rint(fs).astype(np.int64), ns)
 
+    def coords(self, two_theta, psi) -> tuple[np.ndarray, np.ndarray]:
+        """Residual-grid coordinates (float32) of points: shared by models of one grid."""
+        fb, fs, _, _ = self._coords(two_theta, psi)
+        return fb.astype(np.float32), fs.astype(np.float32)
+
+    def static_parts(self, two_theta, psi, ys, xs) -> tuple[np.ndarray, np.ndarray]:
+        """What does not change along phi at a grid of points (float32): ``P * Q`` and
+        the relative variance ``1/N_P + 1/N_Q``."""
+        two_theta = np.asarray(two_theta, dtype=np.float64)
+        static = np.interp(two_theta, self.tt_points, self.profile)
+        rel = 1.0 / np.maximum(np.interp(two_theta, self.tt_points, self.profile_counts), 1.0)
+        if self.q_map is not None:
+            static *= box_interp(self.q_map, self.q_size, ys, xs)
+            rel += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys, xs), 1.0)
+        return static.astype(np.float32), rel.astype(np.float32)
+
+    def rate_rows(self, k: int, fb, fs, static) -> np.ndarray:
+        """:meth:`rate` from :meth:`coords` and :meth:`static_parts` (float64)."""
+        nb, ns = self.residual.shape[1:]
+        return static * self._bilinear(self.residual[k], fb.astype(np.float64), fs, nb, ns)
+
+    def variance_rows(self, k: int, fb, fs, rate, rel) -> np.ndarray:
+        """:meth:`variance` from :meth:`coords` and :meth:`static_parts`."""
+        nb, ns = self.residual.shape[1:]
+        b = np.rint(fb).astype(np.int64)
+        s = np.mod(np.rint(fs).astype(np.int64), ns)
+        n_r = self.residual_counts[k][b, s]
+        return rate * rate * (rel + 1.0 / np.maximum(n_r, 1.0))
+
     def _residual_at(self, plane: np.ndarray, two_theta, psi) -> np.ndarray:
         fb, fs, nb, ns = self._coords(two_theta, psi)
+        return self._bilinear(plane, fb, fs, nb, ns)
+
+    @staticmethod
+    def _bilinear(plane: np.ndarray, fb, fs, nb: int, ns: int) -> np.ndarray:
         b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
         wb = fb - b0 if nb > 1 else np.zeros_like(fb)
         b1 = np.minimum(b0 + 1, nb - 1)
@@ -288,6 +321,7 @@ def fit_model(
     counts: np.ndarray,
     exposure: np.ndarray,
     level: tuple[int, int, int] | None = None,
+    tt_range: tuple[float, float] | None = None,
 ) -> ShellModel | None:
     """Fit profile and residual from the joint sums of each phi bin.
 
@@ -296,6 +330,8 @@ def fit_model(
         counts: (n_phi, n_joint) counts of valid pixels.
         exposure: (n_phi, n_joint) pixel-seconds of valid pixels.
         level: (bands, sectors, phi window), or None to choose it from the counts.
+        tt_range: two-theta range of the bands (default: that of the shells with pixels);
+            models on one grid share :meth:`ShellModel.coords`.
 
     Returns:
         The model, or None when no pixel was valid.
@@ -321,7 +357,7 @@ def fit_model(
     bands, sectors, window = level or choose_level(total, n_phi)
     window = max(1, min(int(window), 2 * n_phi - 1))
     used = layout.mid[e_shell > 0]
-    tt_lo, tt_hi = float(used.min()), float(used.max())
+    tt_lo, tt_hi = tt_range or (float(used.min()), float(used.max()))
     band = np.clip(((layout.mid - tt_lo) / max(tt_hi - tt_lo, 1e-12) * bands).astype(np.int64),
                    0, bands - 1)  # fmt: skip
     sector = np.arange(FINE_SECTORS) * sectors // FINE_SECTORS

@@ -197,7 +197,10 @@ def bin_shells(
         phi = axis_bin_means(axes.phi, f)
         quality: dict = {}
         if score:
-            halves = tuple(_half(layout, sums, parity, full.level, q, share) for parity in (0, 1))
+            halves = tuple(
+                _half(layout, sums, parity, full.level, full.tt_range, q, share)
+                for parity in (0, 1)
+            )
             consume = score_consumer(
                 layout, full, halves, axes.phi, phi, axes.exposure_times,
                 options.valid_range, opened.excluded,
@@ -232,9 +235,9 @@ def bin_shells(
     )  # fmt: skip
 
 
-def _half(layout, sums: ShellSums, parity: int, level, q: int, share):
+def _half(layout, sums: ShellSums, parity: int, level, tt_range, q: int, share):
     """The model of one parity's frames, on the full model's grids (None if it has none)."""
-    half = fit_model(layout, sums.counts[parity], sums.exposure[parity], level)
+    half = fit_model(layout, sums.counts[parity], sums.exposure[parity], level, tt_range)
     if half is not None:
         counts, exposure = sums.pixel_counts[parity], sums.pixel_exposure[parity]
         pixel_residual(half, layout, counts, exposure, share, q)
