@@ -128,9 +128,9 @@ def score_consumer(
     """
     cell, weight = axis_cells(frame_phi, phi_centres)
     n_phi = len(phi_centres)
-    # Per pixel, once: the residual grid's coordinates (one grid for the three
-    # models) and each model's parts that do not change along phi.
-    fb, fs = full.coords(layout.two_theta, layout.psi)
+    # Per pixel, once: where pixels fall on the residual grid (one grid for the
+    # three models) and each model's parts that do not change along phi.
+    basis = full.basis(layout.two_theta, layout.psi)
     ny, nx = layout.two_theta.shape
     ys, xs = np.arange(ny), np.arange(nx)
     models = {"full": full, 0: halves[0], 1: halves[1]}
@@ -149,11 +149,9 @@ def score_consumer(
             if wk == 0.0 or k >= n_phi:
                 continue
             if (key, k) not in cache:
-                rate = model.rate_rows(k, fb[rows], fs[rows], static[rows])
-                cache[(key, k)] = (
-                    rate,
-                    model.variance_rows(k, fb[rows], fs[rows], rate, rel[rows]),
-                )
+                part = cache.setdefault("basis", basis.rows(rows))
+                rate = model.rate_rows(k, part, static[rows])
+                cache[(key, k)] = (rate, model.variance_rows(k, part, rate, rel[rows]))
             rate, var = cache[(key, k)]
             if out is None:
                 out = (wk * rate, wk * wk * var)

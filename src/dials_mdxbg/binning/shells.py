@@ -112,6 +112,26 @@ def shell_layout(two_theta: np.ndarray, psi: np.ndarray) -> ShellLayout:
     )
 
 
+@dataclass(frozen=True)
+class ResidualBasis:
+    """Points' corners on a residual grid: flat indices of the (band, sector) corners
+    ``i00``, ``i01`` (the next band: ``+ band_step``), weights, and the nearest cell."""
+
+    i00: np.ndarray
+    i01: np.ndarray
+    wb: np.ndarray
+    ws: np.ndarray
+    near: np.ndarray
+    band_step: int
+
+    def rows(self, rows: slice) -> ResidualBasis:
+        """The basis of some rows of an image's points."""
+        return ResidualBasis(
+            self.i00[rows], self.i01[rows], self.wb[rows], self.ws[rows], self.near[rows],
+            self.band_step,
+        )  # fmt: skip
+
+
 @dataclass
 class ShellModel:
     """A fitted model: profile points and the residual of every phi bin.
@@ -174,10 +194,24 @@ class ShellModel:
         fb, fs, nb, ns = self._coords(two_theta, psi)
         return np.rint(fb).astype(np.int64), np.mod(np.rint(fs).astype(np.int64), ns)
 
-    def coords(self, two_theta, psi) -> tuple[np.ndarray, np.ndarray]:
-        """Residual-grid coordinates (float32) of points: shared by models of one grid."""
-        fb, fs, _, _ = self._coords(two_theta, psi)
-        return fb.astype(np.float32), fs.astype(np.float32)
+    def basis(self, two_theta, psi) -> ResidualBasis:
+        """Where points fall on the residual grid: shared by the models of one grid."""
+        fb, fs, nb, ns = self._coords(two_theta, psi)
+        b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
+        wb = fb - b0 if nb > 1 else np.zeros_like(fb)
+        s0f = np.floor(fs)
+        ws = fs - s0f
+        s0 = np.mod(s0f.astype(np.int64), ns)
+        s1 = np.mod(s0 + 1, ns)
+        near = np.rint(fb).astype(np.int64) * ns + np.mod(np.rint(fs).astype(np.int64), ns)
+        return ResidualBasis(
+            (b0 * ns + s0).astype(np.int32),
+            (b0 * ns + s1).astype(np.int32),
+            wb.astype(np.float32),
+            ws.astype(np.float32),
+            near.astype(np.int32),
+            ns if nb > 1 else 0,
+        )
 
     def static_parts(self, two_theta, psi, ys, xs) -> tuple[np.ndarray, np.ndarray]:
         """What does not change along phi at a grid of points (float32): ``P * Q`` and
@@ -190,18 +224,18 @@ class ShellModel:
             rel += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys, xs), 1.0)
         return static.astype(np.float32), rel.astype(np.float32)
 
-    def rate_rows(self, k: int, fb, fs, static) -> np.ndarray:
-        """:meth:`rate` from :meth:`coords` and :meth:`static_parts` (float64)."""
-        nb, ns = self.residual.shape[1:]
-        return static * self._bilinear(self.residual[k], fb.astype(np.float64), fs, nb, ns)
+    def rate_rows(self, k: int, basis: ResidualBasis, static) -> np.ndarray:
+        """:meth:`rate` from a :meth:`basis` and :meth:`static_parts` (float32)."""
+        plane = self.residual[k].ravel().astype(np.float32)
+        up = basis.band_step
+        lo = (1 - basis.ws) * plane.take(basis.i00) + basis.ws * plane.take(basis.i01)
+        hi = (1 - basis.ws) * plane.take(basis.i00 + up) + basis.ws * plane.take(basis.i01 + up)
+        return static * ((1 - basis.wb) * lo + basis.wb * hi)
 
-    def variance_rows(self, k: int, fb, fs, rate, rel) -> np.ndarray:
-        """:meth:`variance` from :meth:`coords` and :meth:`static_parts`."""
-        nb, ns = self.residual.shape[1:]
-        b = np.rint(fb).astype(np.int64)
-        s = np.mod(np.rint(fs).astype(np.int64), ns)
-        n_r = self.residual_counts[k][b, s]
-        return rate * rate * (rel + 1.0 / np.maximum(n_r, 1.0))
+    def variance_rows(self, k: int, basis: ResidualBasis, rate, rel) -> np.ndarray:
+        """:meth:`variance` from a :meth:`basis` and :meth:`static_parts`."""
+        n_r = self.residual_counts[k].ravel().astype(np.float32).take(basis.near)
+        return rate * rate * (rel + 1.0 / np.maximum(n_r, np.float32(1.0)))
 
     def _residual_at(self, plane: np.ndarray, two_theta, psi) -> np.ndarray:
         fb, fs, nb, ns = self._coords(two_theta, psi)
@@ -402,9 +436,12 @@ def grid_rates(
     n_phi = model.residual.shape[0]
     out = np.empty((n_phi, *two_theta.shape))
     err = np.empty_like(out)
+    basis = model.basis(two_theta, psi)
+    static, rel = model.static_parts(two_theta, psi, ys, xs)
     for k in range(n_phi):
-        out[k] = model.rate(k, two_theta, psi, ys, xs)
-        err[k] = np.sqrt(model.variance(k, two_theta, psi, out[k], ys, xs))
+        rate = model.rate_rows(k, basis, static)
+        out[k] = rate
+        err[k] = np.sqrt(model.variance_rows(k, basis, rate, rel))
     return out, err
 
 
