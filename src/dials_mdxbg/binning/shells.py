@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dials_mdxbg.binning.pixel_boxes import box_interp, box_sums
+
 FINE_SECTORS = 24
 """Fine azimuthal sectors of the sums; every coarse sector count divides it."""
 
@@ -159,29 +161,6 @@ class ShellModel:
     q_map: np.ndarray | None = None
     q_counts: np.ndarray | None = None
 
-    def rate(self, k: int, two_theta, psi, ys=None, xs=None) -> np.ndarray:
-        """The background rate in phi bin ``k`` at points (float64).
-
-        ``two_theta``, ``psi``: (len(ys), len(xs)) at the grid of points ``ys`` x
-        ``xs`` (pixel indices); without ``ys``/``xs`` the static residual is left out.
-        """
-        p = np.interp(two_theta, self.tt_points, self.profile)
-        out = p * self._residual_at(self.residual[k], two_theta, psi)
-        if ys is not None and self.q_map is not None:
-            out *= box_interp(self.q_map, self.q_size, ys, xs)
-        return out
-
-    def variance(self, k: int, two_theta, psi, rate: np.ndarray, ys=None, xs=None):
-        """Plug-in Poisson variance of :meth:`rate` (gain 1): rate^2 (sum of 1/N of each part)."""
-        n_p = np.interp(two_theta, self.tt_points, self.profile_counts)
-        b, s = self._cell(two_theta, psi)
-        n_r = self.residual_counts[k][b, s]
-        rel = 1.0 / np.maximum(n_p, 1.0) + 1.0 / np.maximum(n_r, 1.0)
-        if ys is not None and self.q_counts is not None:
-            n_q = box_interp(self.q_counts, self.q_size, ys, xs)
-            rel = rel + 1.0 / np.maximum(n_q, 1.0)
-        return rate * rate * rel
-
     def _coords(self, two_theta, psi):
         nb, ns = self.residual.shape[1:]
         lo, hi = self.tt_range
@@ -189,10 +168,6 @@ class ShellModel:
         fs = np.mod(np.asarray(psi, dtype=np.float64) + math.pi, 2 * math.pi)
         fs = fs / (2 * math.pi) * ns - 0.5
         return np.clip(fb, 0.0, nb - 1.0), fs, nb, ns
-
-    def _cell(self, two_theta, psi):
-        fb, fs, nb, ns = self._coords(two_theta, psi)
-        return np.rint(fb).astype(np.int64), np.mod(np.rint(fs).astype(np.int64), ns)
 
     def basis(self, two_theta, psi) -> ResidualBasis:
         """Where points fall on the residual grid: shared by the models of one grid."""
@@ -225,7 +200,7 @@ class ShellModel:
         return static.astype(np.float32), rel.astype(np.float32)
 
     def rate_rows(self, k: int, basis: ResidualBasis, static) -> np.ndarray:
-        """:meth:`rate` from a :meth:`basis` and :meth:`static_parts` (float32)."""
+        """The rate in phi bin ``k`` at the points of ``basis`` and ``static`` (float32)."""
         plane = self.residual[k].ravel().astype(np.float32)
         up = basis.band_step
         lo = (1 - basis.ws) * plane.take(basis.i00) + basis.ws * plane.take(basis.i01)
@@ -233,7 +208,8 @@ class ShellModel:
         return static * ((1 - basis.wb) * lo + basis.wb * hi)
 
     def variance_rows(self, k: int, basis: ResidualBasis, rate, rel) -> np.ndarray:
-        """:meth:`variance` from a :meth:`basis` and :meth:`static_parts`."""
+        """Plug-in Poisson variance of :meth:`rate_rows` (gain 1): rate^2 (1/N_P + 1/N_Q
+        + 1/N_R), ``rel`` holding the first two (:meth:`static_parts`)."""
         n_r = self.residual_counts[k].ravel().astype(np.float32).take(basis.near)
         return rate * rate * (rel + 1.0 / np.maximum(n_r, np.float32(1.0)))
 
@@ -253,32 +229,6 @@ class ShellModel:
         return (1 - wb) * ((1 - ws) * plane[b0, s0] + ws * plane[b0, s1]) + wb * (
             (1 - ws) * plane[b1, s0] + ws * plane[b1, s1]
         )
-
-
-def box_interp(values: np.ndarray, q: int, ys, xs) -> np.ndarray:
-    """Bilinear interpolation of per-box ``values`` (centres at ``q*j + (q-1)/2``) at a grid."""
-
-    def axis(coords, n):
-        f = np.clip((np.asarray(coords, dtype=np.float64) - (q - 1) / 2.0) / q, 0.0, n - 1.0)
-        i0 = np.minimum(np.floor(f).astype(np.int64), max(n - 2, 0))
-        w = f - i0 if n > 1 else np.zeros_like(f)
-        return i0, np.minimum(i0 + 1, n - 1), w
-
-    y0, y1, wy = axis(ys, values.shape[0])
-    x0, x1, wx = axis(xs, values.shape[1])
-    wy, wx = wy[:, np.newaxis], wx[np.newaxis, :]
-    top = (1 - wx) * values[y0][:, x0] + wx * values[y0][:, x1]
-    bottom = (1 - wx) * values[y1][:, x0] + wx * values[y1][:, x1]
-    return (1 - wy) * top + wy * bottom
-
-
-def box_sums(image: np.ndarray, q: int) -> np.ndarray:
-    """Sums of ``image`` over q x q boxes (the last ones partial)."""
-    ny, nx = image.shape
-    by, bx = -(-ny // q), -(-nx // q)
-    padded = np.zeros((by * q, bx * q))
-    padded[:ny, :nx] = image
-    return padded.reshape(by, q, bx, q).sum(axis=(1, 3))
 
 
 def pixel_residual(
@@ -443,15 +393,3 @@ def grid_rates(
         out[k] = rate
         err[k] = np.sqrt(model.variance_rows(k, basis, rate, rel))
     return out, err
-
-
-def grid_pixels(ny: int, nx: int, n_phi: int, max_bytes: float, per_cell: int = 17) -> int:
-    """The smallest square bin (pixels) whose map of ``n_phi`` planes fits ``max_bytes``.
-
-    ``per_cell``: bytes per map cell in the file (float64 signal, float32 errors,
-    int32 counts, a uint8 flag).
-    """
-    p = 1
-    while n_phi * (-(-ny // p)) * (-(-nx // p)) * per_cell > max_bytes and p < max(ny, nx):
-        p += 1
-    return p

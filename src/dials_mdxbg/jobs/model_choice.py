@@ -21,6 +21,7 @@ import numpy as np
 from dials_mdxbg.binning.blocks import run_blocks
 from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
 from dials_mdxbg.binning.phil import BinOptions
+from dials_mdxbg.binning.pixel_boxes import grid_pixels
 from dials_mdxbg.binning.shell_sums import (
     ScoreAcc,
     ShellSums,
@@ -30,7 +31,6 @@ from dials_mdxbg.binning.shell_sums import (
 )
 from dials_mdxbg.binning.shells import (
     fit_model,
-    grid_pixels,
     grid_rates,
     pixel_residual,
     shell_layout,
