@@ -199,6 +199,11 @@ def test_shells_from_the_command_line_writes_a_map_mdx2_reads(rings, tmp_path):
     assert "geometry=" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "none.nxs").exists()
+    # ... and with geometry= the same series is modelled again.
+    args = ["model=shells", f"geometry={expt}", "output.binned=again.nxs", "output.plot=None"]
+    run(["dials.mdx_bin_background", "series.nxs", "valid_range=0,100000", *args], cwd=tmp_path)
+    again = loadobj(str(tmp_path / "again.nxs"), "binned_image_series")
+    np.testing.assert_allclose(again.data, grid.data, rtol=1e-6)
 
 
 def test_model_auto_picks_the_better_and_logs_both(rings, tmp_path):
