@@ -43,12 +43,13 @@ class ShellSums:
         """Empty sums."""
         shape = (2, n_phi, n_joint)
         pixels = (2, *ny_nx)
+        # float32 per pixel: exact to 2^24 counts per pixel and parity, and half the memory.
         return cls(
             np.zeros(shape),
             np.zeros(shape),
             BinSums.zeros(grid_shape),
-            np.zeros(pixels),
-            np.zeros(pixels),
+            np.zeros(pixels, dtype=np.float32),
+            np.zeros(pixels, dtype=np.float32),
         )
 
     def merge(self, other: ShellSums) -> ShellSums:
@@ -87,7 +88,7 @@ def fit_consumer(
             t = float(exposure_times[frame])
             acc.exposure[q, k] += np.bincount(joint, valid.astype(np.float64), n_joint) * t
             acc.pixel_counts[q, row0 : row0 + rows] += values.reshape(rows, -1)
-            acc.pixel_exposure[q, row0 : row0 + rows] += valid.reshape(rows, -1) * t
+            acc.pixel_exposure[q, row0 : row0 + rows] += valid.reshape(rows, -1) * np.float32(t)
 
     return consume
 
