@@ -96,7 +96,7 @@ def shell_layout(two_theta: np.ndarray, psi: np.ndarray) -> ShellLayout:
     The width is a low percentile of the two-theta step between neighbouring
     pixels (the outer pixels', whose steps are the smallest on a flat detector).
     """
-    tt = np.asarray(two_theta, dtype=np.float64)
+    tt = np.asarray(two_theta)
     step = np.concatenate(
         [np.abs(np.diff(tt[::4], axis=1)).ravel(), np.abs(np.diff(tt[:, ::4], axis=0)).ravel()]
     )
@@ -107,11 +107,25 @@ def shell_layout(two_theta: np.ndarray, psi: np.ndarray) -> ShellLayout:
     n = max(1, int(math.ceil((hi - lo) / width)))
     edges = lo + width * np.arange(n + 1)
     edges[-1] = np.nextafter(max(hi, edges[-1]), np.inf)
-    shell = np.clip(np.searchsorted(edges, tt, side="right") - 1, 0, n - 1)
-    joint = (shell * FINE_SECTORS + sector_of(psi, FINE_SECTORS)).astype(np.int32)
+    joint = np.empty(tt.shape, dtype=np.int32)
+    for rows in row_bands(tt.shape[0]):
+        shell = np.clip(np.searchsorted(edges, tt[rows], side="right") - 1, 0, n - 1)
+        joint[rows] = shell * FINE_SECTORS + sector_of(psi[rows], FINE_SECTORS)
     return ShellLayout(
-        joint, tt.astype(np.float32), np.asarray(psi, dtype=np.float32), edges.astype(np.float64)
+        joint,
+        np.asarray(two_theta, dtype=np.float32),
+        np.asarray(psi, dtype=np.float32),
+        edges.astype(np.float64),
     )
+
+
+ROWS_AT_A_TIME = 128
+"""Image rows per step of a whole-image evaluation (bounds the float64 temporaries)."""
+
+
+def row_bands(n_rows: int) -> list[slice]:
+    """Slices of ROWS_AT_A_TIME rows covering ``n_rows``."""
+    return [slice(a, min(a + ROWS_AT_A_TIME, n_rows)) for a in range(0, n_rows, ROWS_AT_A_TIME)]
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,14 @@ class ShellModel:
 
     def basis(self, two_theta, psi) -> ResidualBasis:
         """Where points fall on the residual grid: shared by the models of one grid."""
+        parts = [self._basis(two_theta[rows], psi[rows]) for rows in row_bands(len(two_theta))]
+        return ResidualBasis(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("i00", "i01", "wb", "ws",
+                                                                        "near")),
+            parts[0].band_step,
+        )  # fmt: skip
+
+    def _basis(self, two_theta, psi) -> ResidualBasis:
         fb, fs, nb, ns = self._coords(two_theta, psi)
         b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
         wb = fb - b0 if nb > 1 else np.zeros_like(fb)
@@ -191,13 +213,17 @@ class ShellModel:
     def static_parts(self, two_theta, psi, ys, xs) -> tuple[np.ndarray, np.ndarray]:
         """What does not change along phi at a grid of points (float32): ``P * Q`` and
         the relative variance ``1/N_P + 1/N_Q``."""
-        two_theta = np.asarray(two_theta, dtype=np.float64)
-        static = np.interp(two_theta, self.tt_points, self.profile)
-        rel = 1.0 / np.maximum(np.interp(two_theta, self.tt_points, self.profile_counts), 1.0)
-        if self.q_map is not None:
-            static *= box_interp(self.q_map, self.q_size, ys, xs)
-            rel += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys, xs), 1.0)
-        return static.astype(np.float32), rel.astype(np.float32)
+        static = np.empty(np.shape(two_theta), dtype=np.float32)
+        rel = np.empty_like(static)
+        for rows in row_bands(len(two_theta)):
+            tt = two_theta[rows]
+            s = np.interp(tt, self.tt_points, self.profile)
+            r = 1.0 / np.maximum(np.interp(tt, self.tt_points, self.profile_counts), 1.0)
+            if self.q_map is not None:
+                s *= box_interp(self.q_map, self.q_size, ys[rows], xs)
+                r += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys[rows], xs), 1.0)
+            static[rows], rel[rows] = s, r
+        return static, rel
 
     def rate_rows(self, k: int, basis: ResidualBasis, static) -> np.ndarray:
         """The rate in phi bin ``k`` at the points of ``basis`` and ``static`` (float32)."""
@@ -253,10 +279,12 @@ def pixel_residual(
         q = next((b for b in Q_BOXES if per_pixel * b * b >= PIXEL_COUNTS), Q_BOXES[-1])
         q = min(q, max(ny, nx))
     mean_plane = np.tensordot(phi_share, model.residual, axes=1)
-    tt, psi = layout.two_theta.astype(np.float64), layout.psi.astype(np.float64)
-    expect = np.interp(tt, model.tt_points, model.profile)
-    expect *= model._residual_at(mean_plane, tt, psi)
-    expect *= pixel_exposure
+    expect = np.empty(pixel_exposure.shape, dtype=np.float32)
+    for rows in row_bands(expect.shape[0]):
+        tt, psi = layout.two_theta[rows], layout.psi[rows]
+        part = np.interp(tt, model.tt_points, model.profile)
+        part *= model._residual_at(mean_plane, tt, psi)
+        expect[rows] = part * pixel_exposure[rows]
     c, e = box_sums(pixel_counts, q), box_sums(expect, q)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = c / e
