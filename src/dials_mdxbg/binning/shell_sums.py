@@ -142,7 +142,11 @@ def score_consumer(
     }
 
     def predict(key, f: int, rows: slice, cache: dict):
+        """The half model ``key``'s prediction at frame ``f`` and the variances of it and
+        of the full model's (the latter with the half model's rate as plug-in: it is a
+        small correction, and this spares evaluating the full model)."""
         model, (static, rel) = models[key], statics[key]
+        rel_full = statics["full"][1]
         k0 = int(cell[f])
         w = float(weight[f]) if n_phi > 1 else 0.0
         out = None
@@ -152,12 +156,14 @@ def score_consumer(
             if (key, k) not in cache:
                 part = cache.setdefault("basis", basis.rows(rows))
                 rate = model.rate_rows(k, part, static[rows])
-                cache[(key, k)] = (rate, model.variance_rows(k, part, rate, rel[rows]))
-            rate, var = cache[(key, k)]
-            if out is None:
-                out = (wk * rate, wk * wk * var)
-            else:
-                out = (out[0] + wk * rate, out[1] + wk * wk * var)
+                cache[(key, k)] = (
+                    rate,
+                    model.variance_rows(k, part, rate, rel[rows]),
+                    full.variance_rows(k, part, rate, rel_full[rows]),
+                )
+            rate, var, var_full = cache[(key, k)]
+            terms = (wk * rate, wk * wk * var, wk * wk * var_full)
+            out = terms if out is None else tuple(a + b for a, b in zip(out, terms))
         return out
 
     def consume(acc: ScoreAcc, frame0: int, row0: int, block) -> None:
@@ -174,8 +180,7 @@ def score_consumer(
             valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
             c = block[f][valid].astype(np.float64)
             t = float(exposure_times[frame])
-            b_half, v_half = predict(1 - frame % 2, frame, span, cache)
-            _, v_full = predict("full", frame, span, cache)
+            b_half, v_half, v_full = predict(1 - frame % 2, frame, span, cache)
             r = c / t
             acc.frames[frame] += (
                 float(((r - b_half[valid]) ** 2).sum()),
