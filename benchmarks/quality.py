@@ -18,6 +18,11 @@ Three measurements, each printed as a markdown table and saved in
 * ``cost``: wall time of whole commands on a Pilatus 6M sweep (2527 x 2463):
   plain binning, diagnostics=True and bins=auto, from the image series and one
   step; the best of ``--repeats``.
+* ``models``: true error of the tutorial box, the best of a box grid (filled),
+  bins=auto, model=shells and model=auto on the truth sweeps and the geometry
+  sweeps of :mod:`dials_mdxbg.testing.truth` (moved centre, tilted detector).
+* ``model_cost``: wall time, peak memory and map size of model=box/shells/auto
+  on the 6M sweep.
 
 Example::
 
@@ -325,9 +330,163 @@ def cost(workdir: Path, frames: int, repeats: int) -> dict:
     return out
 
 
+def map_error(binned, phi: np.ndarray, valid: np.ndarray, truth: np.ndarray) -> float:
+    """RMS of mdx2's interp3 of a map against true rates (n, ny, nx) at valid pixels, / mean."""
+    m = {"phi": binned.phi, "iy": binned.iy, "ix": binned.ix, "signal": binned.signal}
+    sq = total = n = 0.0
+    for k, b in interp_frames(m, phi, valid):
+        t = truth[k][valid[k]]
+        sq += float(((b - t) ** 2).sum())
+        total += float(t.sum())
+        n += t.size
+    return float(np.sqrt(sq / n) / (total / n))
+
+
+BOX_GRID = ((1, 2, 4, 8), (2, 3, 4, 6, 8, 12, 16, 24, 32))
+"""The box grid the models are measured against: frames x pixels, filled (fill_empty)."""
+
+
+def model_sweeps(workdir: Path, valid_range):
+    """(name, source, geometry, phi, valid, true rates) of every truth sweep, CBF and array."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.jobs.bin_background import BinSource
+    from dials_mdxbg.testing.pilatus import (
+        SweepSpec,
+        expected_counts,
+        frame_counts,
+        make_background_sweep,
+    )
+    from dials_mdxbg.testing.truth import GEOMETRY_SWEEPS, TRUTH_SWEEPS, geometry_sweep
+
+    for name, kw in TRUTH_SWEEPS.items():
+        spec = SweepSpec(**kw)
+        expt = workdir / name / "background.expt"
+        if not expt.exists():
+            expt = make_background_sweep(workdir / name, spec)
+        experiments = ExperimentListFactory.from_json_file(str(expt))
+        iset = experiments.imagesets()[0]
+        counts = np.array([frame_counts(spec, k) for k in range(spec.n_frames)])
+        valid = (counts >= valid_range[0]) & (counts <= valid_range[1])
+        truth = np.array([expected_counts(spec, k) for k in range(spec.n_frames)])
+        phi = spec.osc_start + spec.osc_width * (np.arange(spec.n_frames) + 0.5)
+        src = BinSource.from_experiments(experiments, {"imageset": None})
+        geometry = (iset.get_detector(), iset.get_beam())
+        yield name, src, geometry, phi, valid, truth / spec.exposure_time
+    for name in GEOMETRY_SWEEPS:
+        src, truth, geometry = geometry_sweep(name)
+        valid = src.frames >= 0
+        yield name, src, geometry, src.axes.phi, valid, truth
+
+
+def models(workdir: Path, valid_range=(0, 100000), nproc: int = 2) -> dict:
+    """True error of box (tutorial, the best of BOX_GRID, bins=auto), shells and model=auto."""
+    from dials_mdxbg.binning.phil import BinOptions
+    from dials_mdxbg.jobs.bin_background import bin_background
+    from dials_mdxbg.jobs.model_choice import ShellOptions, bin_shells, choose_model
+
+    out = {}
+    for name, src, geometry, phi, valid, truth in model_sweeps(workdir, valid_range):
+        def err(m):
+            return 100 * map_error(m, phi, valid, truth)
+
+        row: dict = {}
+        tutorial = bin_background(src, BinOptions((10, 20, 20), valid_range), nproc)
+        row["tutorial"] = {"bins": [10, 20, 20], "true_percent": err(tutorial)}
+        grid = []
+        n = len(phi)
+        for f in (f for f in BOX_GRID[0] if f < n):
+            for p in BOX_GRID[1]:
+                m = bin_background(src, BinOptions((f, p, p), valid_range, fill_empty=True), nproc)
+                grid.append({"bins": [f, p, p], "true_percent": err(m)})
+        row["best_box"] = min(grid, key=lambda r: r["true_percent"])
+        t0 = time.perf_counter()
+        box_auto = bin_background(src, BinOptions(None, valid_range), nproc)
+        t_box = time.perf_counter() - t0
+        row["bins_auto"] = {"bins": list(box_auto.bins), "true_percent": err(box_auto),
+                            "seconds": t_box}  # fmt: skip
+        t0 = time.perf_counter()
+        shells = bin_shells(src, geometry, BinOptions(valid_range=valid_range), ShellOptions(),
+                            nproc, True)  # fmt: skip
+        t_shells = time.perf_counter() - t0
+        held = shells.quality["shells_heldout"]
+        row["shells"] = {
+            "bins": list(shells.bins),
+            "true_percent": err(shells),
+            "seconds": t_shells,
+            "layout": shells.quality["shells"],
+            "score_percent": held["score_percent"],
+            "model_error_percent": held["model_error_percent"],
+        }
+        chosen = choose_model(box_auto, shells)
+        record = chosen.quality["model"]
+        row["model_auto"] = {"chosen": record["chosen"], "true_percent": err(chosen),
+                             "scores": record["scores"]}  # fmt: skip
+        row["ratio_auto_to_best_box"] = row["model_auto"]["true_percent"] / row["best_box"][
+            "true_percent"
+        ]
+        out[name] = row
+    print("\n| sweep | tutorial 10,20,20 | bins=auto | best box (filled) | shells "
+          "| model=auto (choice) | auto / best box |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, r in out.items():
+        def cell(x):
+            return f"{x['true_percent']:.2f} % ({','.join(map(str, x['bins']))})"
+
+        print(
+            f"| {name} | {r['tutorial']['true_percent']:.2f} % | {cell(r['bins_auto'])} | "
+            f"{cell(r['best_box'])} | {r['shells']['true_percent']:.2f} % | "
+            f"{r['model_auto']['true_percent']:.2f} % ({r['model_auto']['chosen']}) | "
+            f"{r['ratio_auto_to_best_box']:.2f} |"
+        )
+    return out
+
+
+def model_cost(workdir: Path, frames: int) -> dict:
+    """Wall time and peak memory of model=box/shells/auto on a 6M sweep (image series, one step)."""
+    from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
+
+    d = workdir / f"6m_f{frames}"
+    expt = d / "background.expt"
+    if not expt.exists():
+        make_background_sweep(d, SweepSpec(n_frames=frames, modules=(5, 12), seed=7))
+    if not (d / "series.nxs").exists():
+        command(["dials.mdx_import", expt, "output.data=series.nxs"], d)
+    base = ["valid_range=0,200", "output.plot=None", "output.html=None"]
+    out = {"frames": frames, "load_before": os.getloadavg()[0], "rows": []}
+    for source, label in (("series.nxs", "image series"), (expt, "one step")):
+        for run in ("model=box", "model=shells", "model=auto"):
+            name = run.split("=")[1]
+            args = ["dials.mdx_bin_background", source, run, *base, f"output.binned={name}.nxs"]
+            exe = shutil.which(args[0], path=str(BIN))
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                ["/usr/bin/time", "-f", "%M %U %S", exe, *map(str, args[1:])],
+                cwd=d, capture_output=True, text=True,
+            )  # fmt: skip
+            seconds = time.perf_counter() - t0
+            if proc.returncode:
+                raise SystemExit(f"{run} failed:\n{proc.stdout[-2000:]}{proc.stderr}")
+            peak_kb, user, system = proc.stderr.strip().splitlines()[-1].split()
+            peak_mb = int(peak_kb) / 1024
+            cpu = float(user) + float(system)  # the machine is shared: CPU time too
+            size_mb = (d / f"{name}.nxs").stat().st_size / 1e6
+            out["rows"].append({"input": label, "run": run, "seconds": seconds, "cpu": cpu,
+                                "peak_mb": peak_mb, "map_mb": size_mb})  # fmt: skip
+    out["load_after"] = os.getloadavg()[0]
+    print(f"\n6M, {frames} frames (load {out['load_before']:.1f}):")
+    print("| input | run | wall s | CPU s | CPU x box | peak MB | map MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in out["rows"]:
+        plain = next(x for x in out["rows"] if x["input"] == r["input"])["cpu"]
+        print(f"| {r['input']} | {r['run']} | {r['seconds']:.1f} | {r['cpu']:.1f} | "
+              f"{r['cpu'] / plain:.2f} | {r['peak_mb']:.0f} | {r['map_mb']:.1f} |")  # fmt: skip
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="+", choices=["truth", "nan", "cost"])
+    p.add_argument("what", nargs="+", choices=["truth", "nan", "cost", "models", "model_cost"])
     p.add_argument("--workdir", type=Path, default=Path("quality"))
     p.add_argument("--frames", type=int, default=50, help="frames of the 6M cost sweep")
     p.add_argument("--repeats", type=int, default=2)
@@ -344,6 +503,10 @@ def main(argv=None) -> None:
         results["nan"] = nan(args.workdir)
     if "cost" in args.what:
         results["cost"] = cost(args.workdir, args.frames, args.repeats)
+    if "models" in args.what:
+        results["models"] = models(args.workdir)
+    if "model_cost" in args.what:
+        results["model_cost"] = model_cost(args.workdir, args.frames)
     results_path.write_text(json.dumps(results, indent=1))
 
 

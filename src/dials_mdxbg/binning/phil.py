@@ -75,6 +75,20 @@ diagnostics = False
   .help = "Held-out error of the map (even frames predict odd ones and back) and"
           "exact counts of valid pixels that would get a NaN background: a second"
           "pass over the frames. Always on with bins=auto."
+model = *box shells auto
+  .type = choice
+  .help = "box: mdx2's binning (bins=). shells: a resolution-shell profile per phi"
+          "bin times a smooth residual over resolution and azimuth, from the"
+          "detector geometry, written as a fine regular map. auto: score box"
+          "and shells by their held-out error and keep the better."
+shells {
+  max_map_mb = 200
+    .type = float(value_min=1)
+    .help = "Size budget of the shell model's map file (MB): sets its pixel grid."
+  frames = 0
+    .type = int(value_min=0)
+    .help = "Frames per phi bin of the shell model (0: about 16 phi bins, at least 2)."
+}
 dispersion_threshold = 2.0
   .type = float(value_min=0)
   .help = "Bins whose variance-to-mean ratio exceeds this are counted in the log"

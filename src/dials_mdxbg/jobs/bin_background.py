@@ -29,6 +29,7 @@ from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.jobs.engine import run_tasks, task_engine
 from dials_mdxbg.jobs.inputs import BinningInputs, BinSource, MapInput, binning_inputs, open_inputs
+from dials_mdxbg.jobs.model_choice import bin_model
 from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import BinnedMap
 from dials_mdxbg.output.paths import MapPaths
@@ -248,9 +249,9 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     bins = ",".join(map(str, options.bins)) if options.bins else "auto"
     logger.info("Binning %s (%s) with bins=%s", one.description, kind, bins)
     t0 = time.perf_counter()
-    binned = bin_background(
-        one.source, options, params.mp.nproc, engine, params.mp.dask.frames_per_task
-    )
+    box = functools.partial(bin_background, nproc=params.mp.nproc, engine=engine,
+                            frames_per_task=params.mp.dask.frames_per_task)  # fmt: skip
+    binned = bin_model(one, options, params, box)  # model = box (mdx2's) | shells | auto
     seconds = round(time.perf_counter() - t0, 3)
     used = int(binned.count.sum())
     pixels = binned.n_frames * int(binned.ny_nx[0]) * int(binned.ny_nx[1])

@@ -1,0 +1,44 @@
+"""Square pixel boxes on arrays: sums over boxes, bilinear interpolation between their
+centres, and the box size a map-size budget allows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box_interp(values: np.ndarray, q: int, ys, xs) -> np.ndarray:
+    """Bilinear interpolation of per-box ``values`` (centres at ``q*j + (q-1)/2``) at a grid."""
+
+    def axis(coords, n):
+        f = np.clip((np.asarray(coords, dtype=np.float64) - (q - 1) / 2.0) / q, 0.0, n - 1.0)
+        i0 = np.minimum(np.floor(f).astype(np.int64), max(n - 2, 0))
+        w = f - i0 if n > 1 else np.zeros_like(f)
+        return i0, np.minimum(i0 + 1, n - 1), w
+
+    y0, y1, wy = axis(ys, values.shape[0])
+    x0, x1, wx = axis(xs, values.shape[1])
+    wy, wx = wy[:, np.newaxis], wx[np.newaxis, :]
+    top = (1 - wx) * values[y0][:, x0] + wx * values[y0][:, x1]
+    bottom = (1 - wx) * values[y1][:, x0] + wx * values[y1][:, x1]
+    return (1 - wy) * top + wy * bottom
+
+
+def box_sums(image: np.ndarray, q: int) -> np.ndarray:
+    """Sums of ``image`` over q x q boxes (the last ones partial)."""
+    ny, nx = image.shape
+    by, bx = -(-ny // q), -(-nx // q)
+    padded = np.zeros((by * q, bx * q))
+    padded[:ny, :nx] = image
+    return padded.reshape(by, q, bx, q).sum(axis=(1, 3))
+
+
+def grid_pixels(ny: int, nx: int, n_phi: int, max_bytes: float, per_cell: int = 17) -> int:
+    """The smallest square bin (pixels) whose map of ``n_phi`` planes fits ``max_bytes``.
+
+    ``per_cell``: bytes per map cell in the file (float64 signal, float32 errors,
+    int32 counts, a uint8 flag).
+    """
+    p = 1
+    while n_phi * (-(-ny // p)) * (-(-nx // p)) * per_cell > max_bytes and p < max(ny, nx):
+        p += 1
+    return p

@@ -1,0 +1,237 @@
+"""The sums the shell model needs, block by block, and its held-out score.
+
+One pass (:func:`fit_consumer`) adds every valid pixel's count and exposure into
+the joint (fine shell, sector) histogram of its frame's parity and phi bin, and
+into the box sums of the output grid (the map's pixel counts). A second pass
+(:func:`score_consumer`) predicts each frame from the other parity's model, as
+the box maps' held-out error does (:mod:`dials_mdxbg.binning.heldout`): for a
+valid pixel of count ``c`` in a frame of exposure ``t``, rate ``r = c/t`` and
+prediction ``b``, ``(r - b)^2 - c/t^2`` estimates the squared error of a half
+model; ``- V_half + V_full`` (plug-in Poisson variances of the two predictions)
+turns it into the full model's. The sums are kept per frame, in the columns of
+bins=auto's score (:data:`FRAME_COLUMNS`). Both consumers fit
+:func:`dials_mdxbg.binning.blocks.run_blocks`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dials_mdxbg.binning.grid import BinGrid
+from dials_mdxbg.binning.shells import ShellLayout, ShellModel
+from dials_mdxbg.binning.stencil import axis_cells
+from dials_mdxbg.binning.sums import BinSums, accumulate_block
+from dials_mdxbg.model import as_block
+from dials_mdxbg.native.bin_kernels import valid_mask
+
+
+@dataclass
+class ShellSums:
+    """Joint histograms by (parity, phi bin) and the output grid's box sums; mergeable."""
+
+    counts: np.ndarray  # (2, n_phi, n_joint) float64 (exact integers)
+    exposure: np.ndarray  # (2, n_phi, n_joint) pixel-seconds
+    box: BinSums
+    pixel_counts: np.ndarray  # (2, ny, nx) per parity, over all frames
+    pixel_exposure: np.ndarray
+
+    @classmethod
+    def zeros(cls, n_phi: int, n_joint: int, grid_shape: tuple[int, int, int], ny_nx) -> ShellSums:
+        """Empty sums."""
+        shape = (2, n_phi, n_joint)
+        pixels = (2, *ny_nx)
+        # float32 per pixel: exact to 2^24 counts per pixel and parity, and half the memory.
+        return cls(
+            np.zeros(shape),
+            np.zeros(shape),
+            BinSums.zeros(grid_shape),
+            np.zeros(pixels, dtype=np.float32),
+            np.zeros(pixels, dtype=np.float32),
+        )
+
+    def merge(self, other: ShellSums) -> ShellSums:
+        """Add ``other`` into this one and return self."""
+        self.counts += other.counts
+        self.exposure += other.exposure
+        self.box.merge(other.box)
+        self.pixel_counts += other.pixel_counts
+        self.pixel_exposure += other.pixel_exposure
+        return self
+
+
+def fit_consumer(
+    layout: ShellLayout,
+    grid: BinGrid,
+    exposure_times: np.ndarray,
+    valid_range: tuple[int, int] | None,
+    excluded=None,
+):
+    """A block consumer adding blocks into :class:`ShellSums` (phi bins of ``grid``)."""
+    n_joint = layout.n_joint
+
+    def consume(acc: ShellSums, frame0: int, row0: int, block) -> None:
+        block = as_block(block)
+        n, rows, _ = block.shape
+        ex = excluded(frame0, row0, block.shape) if excluded else None
+        accumulate_block(acc.box, grid, block, frame0, row0, valid_range, ex)
+        joint = layout.joint[row0 : row0 + rows].ravel()
+        for f in range(n):
+            frame = frame0 + f
+            valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
+            valid = valid.ravel()
+            values = np.where(valid, block[f].ravel(), 0).astype(np.float64)
+            k, q = int(grid.phi_index[frame]), frame % 2
+            acc.counts[q, k] += np.bincount(joint, values, n_joint)
+            t = float(exposure_times[frame])
+            acc.exposure[q, k] += np.bincount(joint, valid.astype(np.float64), n_joint) * t
+            acc.pixel_counts[q, row0 : row0 + rows] += values.reshape(rows, -1)
+            acc.pixel_exposure[q, row0 : row0 + rows] += valid.reshape(rows, -1) * np.float32(t)
+
+    return consume
+
+
+FRAME_COLUMNS = ("sq", "pois", "rate", "v_half", "v_full", "pixels")
+"""Per-frame sums over valid pixels: (r - b_half)^2, c/t^2, r, Var(b_half), Var(b_full)
+(per unit gain), pixels; rates in counts/s. The columns of bins=auto's per-frame score
+sums, so the same corrected score applies to both models."""
+
+
+class ScoreAcc:
+    """Per-thread per-frame score sums (n_frames, 6); mergeable."""
+
+    def __init__(self, n_frames: int):
+        self.frames = np.zeros((n_frames, len(FRAME_COLUMNS)))
+
+    def merge(self, other: ScoreAcc) -> ScoreAcc:
+        """Add ``other`` into this one and return self."""
+        self.frames += other.frames
+        return self
+
+
+def score_consumer(
+    layout: ShellLayout,
+    full: ShellModel,
+    halves: tuple[ShellModel | None, ShellModel | None],
+    frame_phi: np.ndarray,
+    phi_centres: np.ndarray,
+    exposure_times: np.ndarray,
+    valid_range: tuple[int, int] | None,
+    excluded=None,
+):
+    """A block consumer scoring each frame against the other parity's model.
+
+    The prediction at a frame is the phi interpolation mdx2 makes between the
+    two nearest phi bin centres (its variance: the squared weights times each
+    plane's).
+    """
+    cell, weight = axis_cells(frame_phi, phi_centres)
+    n_phi = len(phi_centres)
+    # Per pixel, once: where pixels fall on the residual grid (one grid for the
+    # three models) and each model's parts that do not change along phi.
+    basis = full.basis(layout.two_theta, layout.psi)
+    ny, nx = layout.two_theta.shape
+    ys, xs = np.arange(ny), np.arange(nx)
+    models = {"full": full, 0: halves[0], 1: halves[1]}
+    statics = {
+        key: m.static_parts(layout.two_theta, layout.psi, ys, xs)
+        for key, m in models.items()
+        if m is not None
+    }
+
+    def predict(key, f: int, rows: slice, cache: dict):
+        """The half model ``key``'s prediction at frame ``f`` and the variances of it and
+        of the full model's (the latter with the half model's rate as plug-in: it is a
+        small correction, and this spares evaluating the full model)."""
+        model, (static, rel) = models[key], statics[key]
+        rel_full = statics["full"][1]
+        k0 = int(cell[f])
+        w = float(weight[f]) if n_phi > 1 else 0.0
+        out = None
+        for k, wk in ((k0, 1.0 - w), (k0 + 1, w)):
+            if wk == 0.0 or k >= n_phi:
+                continue
+            if (key, k) not in cache:
+                part = cache.setdefault("basis", basis.rows(rows))
+                rate = model.rate_rows(k, part, static[rows])
+                cache[(key, k)] = (
+                    rate,
+                    model.variance_rows(k, part, rate, rel[rows]),
+                    full.variance_rows(k, part, rate, rel_full[rows]),
+                )
+            rate, var, var_full = cache[(key, k)]
+            terms = (wk * rate, wk * wk * var, wk * wk * var_full)
+            out = terms if out is None else tuple(a + b for a, b in zip(out, terms))
+        return out
+
+    def consume(acc: ScoreAcc, frame0: int, row0: int, block) -> None:
+        block = as_block(block)
+        n, rows, nx = block.shape
+        ex = excluded(frame0, row0, block.shape) if excluded else None
+        span = slice(row0, row0 + rows)
+        cache: dict = {}
+        for f in range(n):
+            frame = frame0 + f
+            half = halves[1 - frame % 2]
+            if half is None:
+                continue
+            valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
+            c = block[f][valid].astype(np.float64)
+            t = float(exposure_times[frame])
+            b_half, v_half, v_full = predict(1 - frame % 2, frame, span, cache)
+            r = c / t
+            acc.frames[frame] += (
+                float(((r - b_half[valid]) ** 2).sum()),
+                float(c.sum()) / (t * t),
+                float(r.sum()),
+                float(v_half[valid].sum()),
+                float(v_full[valid].sum()),
+                float(c.size),
+            )
+
+    return consume
+
+
+def summarize_score(frames: np.ndarray, exposure: np.ndarray, gain: float = 1.0) -> dict:
+    """The shell model's held-out figures from its per-frame sums.
+
+    ``score``: the corrected error ``t^2 (sq - g (pois + V_half - V_full))`` per
+    pixel-frame, counts^2 (bins=auto's corrected score, the same formula), with
+    its standard error over frames. ``model_error_sq``: the uncorrected
+    ``(sq - pois) / n`` in (counts/s)^2, what a box map's held-out error reports.
+    """
+    sq, pois, rate, v_half, v_full, n = np.asarray(frames, dtype=np.float64).T
+    t = np.asarray(exposure, dtype=np.float64)
+    total = float(n.sum())
+    if total <= 0:
+        return {"pixels": 0, "score": None, "model_error_sq": None}
+    e = t * t * (sq - gain * (pois + v_half - v_full))
+    score = float(e.sum()) / total
+    influence = (e - score * n) / total
+    used = influence[n > 0]
+    k = used.size
+    score_se = math.sqrt(float((used * used).sum()) * k / (k - 1)) if k > 1 else float("nan")
+    err2 = float((sq - pois).sum()) / total
+    infl2 = ((sq - pois) - err2 * n)[n > 0] / total
+    err2_se = math.sqrt(float((infl2 * infl2).sum()) * k / (k - 1)) if k > 1 else float("nan")
+    mean_rate = float(rate.sum()) / total
+    mean_count = float((rate * t).sum()) / total
+
+    def percent(x: float, mean: float) -> float:
+        return 100.0 * math.sqrt(x) / mean if x >= 0 and mean > 0 else float("nan")
+
+    return {
+        "pixels": int(total),
+        "score": score,
+        "score_se": score_se,
+        "score_percent": percent(score, mean_count),
+        "mean_count": mean_count,
+        "model_error_sq": err2,
+        "model_error_sq_se": err2_se,
+        "model_error_percent": percent(err2, mean_rate),
+        "mean_rate": mean_rate,
+        "v_half": float(v_half.sum()) / total,
+        "v_full": float(v_full.sum()) / total,
+    }
