@@ -189,7 +189,7 @@ def test_shells_from_the_command_line_writes_a_map_mdx2_reads(rings, tmp_path):
     # The same units as a box map: counts per second per pixel, near the sweep's level.
     assert 0.5 * spec.background < np.mean(b) * spec.exposure_time < 2 * spec.background
     summary = json.loads((tmp_path / "shells.json").read_text())
-    assert summary["quality"]["model"]["chosen"] == "shells"
+    assert summary["runs"][0]["model"]["chosen"] == "shells"
     # Without geometry (a series stripped of it): one readable line, nothing written.
     with h5py.File(tmp_path / "series.nxs", "a") as f:
         del f["entry/dials_mdxbg"]
@@ -213,7 +213,7 @@ def test_model_auto_picks_the_better_and_logs_both(rings, tmp_path):
                cwd=tmp_path)  # fmt: skip
     log = proc.stdout + proc.stderr + (tmp_path / "dials.mdx_bin_background.log").read_text()
     assert "model=auto: box" in log and "model=auto: shells" in log
-    record = json.loads((tmp_path / "auto.json").read_text())["quality"]["model"]
+    record = json.loads((tmp_path / "auto.json").read_text())["runs"][0]["model"]
     scores = record["scores"]
     key = "score" if scores["box"].get("score") is not None else "model_error_sq"
     better = min(("box", "shells"), key=lambda m: scores[m][key])

@@ -91,6 +91,14 @@ def bins_choice(bins, quality: dict) -> dict:
     }
 
 
+def model_choice(quality: dict) -> dict:
+    """The background model of the map (``quality["model"]`` with model=shells or auto)."""
+    model = quality.get("model")
+    if model is None:
+        return {"chosen": "box", "how": "given", "scores": None}
+    return {"chosen": model["chosen"], "how": model.get("how", ""), "scores": model.get("scores")}
+
+
 def quality_v1(quality: dict, nan_pixels: dict) -> dict:
     """The quality dict with the same keys whatever the options (null when not computed)."""
     return {

@@ -66,7 +66,7 @@ def map_summary(
     given: str,
 ) -> dict:
     """The JSON summary of one map (v1: the same keys whatever the options, ``docs/json.md``)."""
-    from dials_mdxbg.output.json_summary import bins_choice, quality_v1
+    from dials_mdxbg.output.json_summary import bins_choice, model_choice, quality_v1
     from dials_mdxbg.output.verdict import nan_pixels
 
     return {
@@ -82,6 +82,7 @@ def map_summary(
         "profile": str(paths.profile) if paths.profile else None,
         "html": str(paths.html) if paths.html else None,
         "bins": bins_choice(binned.bins, quality),
+        "model": model_choice(quality),
         "valid_range": list(options.valid_range) if options.valid_range else None,
         "estimator": binned.estimator,
         "map_shape": list(binned.signal.shape),
