@@ -131,6 +131,21 @@ MDX_API int mdx_decode_chunk_into(const uint8_t *restrict payload, int64_t size,
     mdx_unshuffle4_into(scratch, cf, cy, cx, nf, rows, cols, out, out_rows, out_nx, x0);
     return 0;
 }
+
+/*
+ * Inflate a zlib stream of exactly size_out bytes into out (a stored chunk's
+ * shuffled planes, kept for mdx_bin_chunk_planes). Returns 0, or -1.
+ */
+MDX_API int mdx_inflate(const uint8_t *restrict payload, int64_t size, uint8_t *restrict out,
+                        int64_t size_out) {
+    size_t actual = 0;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    if (!d) return -1;
+    const enum libdeflate_result r =
+        libdeflate_zlib_decompress(d, payload, (size_t)size, out, (size_t)size_out, &actual);
+    libdeflate_free_decompressor(d);
+    return (r == LIBDEFLATE_SUCCESS && actual == (size_t)size_out) ? 0 : -1;
+}
 #else
 MDX_API int mdx_have_libdeflate(void) { return 0; }
 #endif
@@ -211,6 +226,50 @@ MDX_API HOT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_
                     total + base, count + base, total_sq + base);
         }
     }
+}
+
+/*
+ * Binning a stored chunk without writing the block: frames [fa, fa + nf), the
+ * first rows rows and cols columns of an inflated shuffled (cf, cy, cx) int32
+ * chunk whose column 0 is image column x0. A row is unshuffled into a buffer
+ * that stays in cache, then its pieces of the column bins are added (a bin
+ * cut by the chunk's edge gets two partial sums). Exact only when squares add
+ * up as integers, so then it returns 0; -2 (nothing added) when they would
+ * not, -1 when out of memory: the caller bins the block instead.
+ */
+MDX_API HOT int mdx_bin_chunk_planes(const uint8_t *restrict planes, int64_t cf, int64_t cy,
+                                     int64_t cx, int64_t fa, int64_t nf, int64_t rows,
+                                     int64_t cols, int64_t x0, const int64_t *restrict f_bins,
+                                     const int64_t *restrict y_bins,
+                                     const int64_t *restrict x_edges, int64_t nby, int64_t nbx,
+                                     int32_t vlo, int32_t vhi, int64_t *restrict total,
+                                     int64_t *restrict count, double *restrict total_sq) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    if (!squares_fit_int(vlo, vhi, x_edges, nbx)) return -2;
+    int32_t *row = malloc((size_t)(cols > 0 ? cols : 1) * sizeof(int32_t));
+    if (!row) return -1;
+    int64_t xb0 = 0; /* the first bin that ends past x0 */
+    while (xb0 < nbx && x_edges[xb0 + 1] <= x0) xb0++;
+    const int64_t n = cf * cy * cx, x1 = x0 + cols;
+    for (int64_t f = 0; f < nf; f++) {
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t i = ((fa + f) * cy + r) * cx;
+            for (int64_t c = 0; c < cols; c++)
+                row[c] = (int32_t)((uint32_t)planes[i + c] | ((uint32_t)planes[n + i + c] << 8) |
+                                   ((uint32_t)planes[2 * n + i + c] << 16) |
+                                   ((uint32_t)planes[3 * n + i + c] << 24));
+            const int64_t base = (f_bins[f] * nby + y_bins[r]) * nbx;
+            for (int64_t xb = xb0; xb < nbx && x_edges[xb] < x1; xb++) {
+                const int64_t a = x_edges[xb] > x0 ? x_edges[xb] : x0;
+                const int64_t b = x_edges[xb + 1] < x1 ? x_edges[xb + 1] : x1;
+                if (a < b)
+                    segment(row, a - x0, b - x0, vlo, vspan, 1, total + base + xb,
+                            count + base + xb, total_sq + base + xb);
+            }
+        }
+    }
+    free(row);
+    return 0;
 }
 
 /*
