@@ -144,7 +144,7 @@ class StoredBlock:
         yield self.array()[0]
 
     def bin_into(self, sums, grid, frame: int, valid_range) -> int:
-        """Add the block (series frame ``frame`` first) into ``sums``; returns 0 (nothing masked)."""
+        """Add the block (series frame ``frame`` first) into ``sums``; 0 pixels were masked."""
         row = self.row
         f_bins = grid.phi_index[frame : frame + self.b - self.a]
         y_bins = grid.y_index[row.y0 : row.y1]
