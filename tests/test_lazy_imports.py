@@ -11,7 +11,6 @@ import pytest
 
 import dials_mdxbg
 
-
 #: The tree under test (first on the path: the installed copy may be another checkout).
 SRC = Path(dials_mdxbg.__file__).resolve().parents[1]
 
