@@ -34,3 +34,22 @@ def test_timing_sees_the_whole_process_tree(tmp_path, monkeypatch):
     assert result.peak_rss_bytes > 300e6
     assert result.wall_s >= 1.0
     assert result.output_bytes == 0
+
+
+def test_throughput_per_core_of_every_case(monkeypatch):
+    """The throughput table: frames per core-second of each of our commands, from its median."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import json
+
+    from benchmarks.compare_mdx2.__main__ import parse_args
+    from benchmarks.compare_mdx2.report import throughput_rows
+
+    report = json.loads((ROOT / "benchmarks" / "results" / "results.json").read_text())
+    rows = throughput_rows(report["datasets"])
+    runs = [(ds, res) for ds in report["datasets"] for res in ds["results"]]
+    assert len(rows) == 3 * len(runs)
+    for r in rows:
+        seconds = r["frames"] / (r["frames_per_s_per_core"] * r["nproc"])
+        assert abs(seconds - r["wall_s"]) < 1e-9
+    assert parse_args(["--frames", "50", "--long", "600"]).long == 600
+    assert parse_args([]).long is None
