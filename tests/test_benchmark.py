@@ -53,3 +53,19 @@ def test_throughput_per_core_of_every_case(monkeypatch):
         assert abs(seconds - r["wall_s"]) < 1e-9
     assert parse_args(["--frames", "50", "--long", "600"]).long == 600
     assert parse_args([]).long is None
+
+
+def test_floors_reads_what_a_process_imported(monkeypatch):
+    """floors.parse_importtime: seconds by top-level package, and the watched libraries."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.floors import parse_importtime
+
+    code = "import json, email.message, unittest.mock"
+    cmd = [sys.executable, "-X", "importtime", "-c", code]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    parsed = parse_importtime(proc.stderr)
+    assert {"json", "email", "unittest"} <= set(parsed["top_imports_s"])
+    assert parsed["imports_s"] >= sum(parsed["top_imports_s"].values()) > 0
+    assert parsed["watched_imported"] == []
+    with_dask = parse_importtime(proc.stderr + "\nimport time:   5 |   7 |   dask.array\n")
+    assert with_dask["watched_imported"] == ["dask"]
