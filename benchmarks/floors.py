@@ -13,7 +13,12 @@ Measures, on the same sweep and image series the benchmark uses:
 * deflate: masking and deflating every frame's tiles at level 1 as our
   import does it (C, ISA-L), one core;
 * inflate: decompressing every stored chunk of the image series, with ISA-L
-  and with libdeflate (our binning; inflate + unshuffle into the block), one core.
+  and with libdeflate (our binning; inflate + unshuffle into the block), one core;
+* each command, run once under ``python -X importtime`` (nproc 1, no picture or
+  report): its wall time, the seconds of imports by top-level package, and
+  which of the libraries a run should not need (:data:`WATCHED`) it imported.
+
+Per-frame floors (``ms_per_frame``) divide each by the frames of the sweep.
 
 Example::
 
@@ -51,6 +56,66 @@ def startup() -> dict:
         )
         result[f"{name}_s"] = time.perf_counter() - t0
         result[f"{name}_peak_mb"] = int(out.stdout.split()[-1]) / 1024
+    return result
+
+
+#: What each command's start-up must not import unless the run uses it.
+WATCHED = ("pint", "pkg_resources", "pandas", "sklearn", "dask", "matplotlib", "hdf5plugin")
+
+
+def parse_importtime(stderr: str) -> dict:
+    """Seconds of imports by top-level module from ``python -X importtime`` output."""
+    by_root: dict[str, float] = {}
+    loaded: set[str] = set()
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line[len("import time:") :].split("|")
+        if not cumulative.strip().isdigit():
+            continue  # the header line
+        loaded.add(name.strip().split(".")[0])
+        if not name.startswith(" ") or name.startswith("  "):
+            continue  # nested: counted in its top-level import
+        root = name.strip().split(".")[0]
+        by_root[root] = by_root.get(root, 0.0) + int(cumulative) / 1e6
+    top = dict(sorted(by_root.items(), key=lambda kv: -kv[1])[:8])
+    return {
+        "imports_s": sum(by_root.values()),
+        "top_imports_s": top,
+        "watched_imported": sorted(m for m in WATCHED if m in loaded),
+    }
+
+
+def command_startup(expt: str, series: str, workdir: str | None = None) -> dict:
+    """Each command run once under ``-X importtime``: wall time, and what it imported.
+
+    The one step and the import read ``expt``; binning reads ``series``. No
+    picture or report, as the benchmark runs them. Outputs go to a temporary
+    folder.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    bindir = Path(sys.executable).parent
+    runs = {
+        "import": ["dials.mdx_import", expt, "output.data=X.nxs"],
+        "bin_series": ["dials.mdx_bin_background", series, "output.binned=Y.nxs"],
+        "one_step": ["dials.mdx_bin_background", expt, "output.binned=Z.nxs"],
+    }
+    quiet = ["output.plot=None", "output.html=None", "mp.nproc=1"]
+    result = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for name, (command, *args) in runs.items():
+            script = shutil.which(command, path=str(bindir)) or command
+            extra = quiet if command == "dials.mdx_bin_background" else ["mp.nproc=1"]
+            cmd = [sys.executable, "-X", "importtime", script, *args, *extra]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise SystemExit(f"{command} failed:\n{proc.stderr[-2000:]}")
+            result[name] = {"wall_s": wall, **parse_importtime(proc.stderr)}
     return result
 
 
@@ -159,8 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = {
         "startup": startup(),
+        "commands": command_startup(args.expt, args.series),
         **read_and_deflate(args.expt, tuple(args.chunks)),
         **inflate(args.series),
+    }
+    n = result["frames"]
+    result["ms_per_frame"] = {
+        k: 1e3 * v / n for k, v in result.items() if k.endswith("_s") and isinstance(v, float)
     }
     result["self_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result, indent=1))

@@ -9,14 +9,20 @@ from pathlib import Path
 
 import pytest
 
+import dials_mdxbg
+
+#: The tree under test (first on the path: the installed copy may be another checkout).
+SRC = Path(dials_mdxbg.__file__).resolve().parents[1]
+
 
 def _python(code: str, cwd: Path | None = None) -> str:
+    path = [str(cwd)] if cwd else []
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={"PYTHONPATH": str(cwd) if cwd else "", "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": ":".join([*path, str(SRC)]), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -91,3 +97,69 @@ def test_commands_start_without_sklearn_and_pandas():
     ).split("\n")
     assert out[0] == "[]"
     assert out[1] == "DBSCAN (1, 1)"
+
+
+def test_commands_start_without_pkg_resources_and_find_the_same_formats():
+    """dxtbx's format registry is built from importlib.metadata: the entry points
+    pkg_resources gives, in its order, without importing pkg_resources."""
+    out = _python(
+        """
+        import sys
+        from dials_mdxbg.util.startup import prepare
+        prepare()
+        import dials.util.options
+        from dxtbx.format import Registry
+        index = Registry.get_format_class_index()
+        print(type(sys.modules["pkg_resources"]).__name__)
+        print(Registry.get_format_class_for("FormatCBFMiniPilatus").__name__)
+        import pkg_resources  # the placeholder; any other attribute loads the real one
+        ours = [e.name for e in pkg_resources.iter_entry_points("dxtbx.format")]
+        real = [e.name for e in pkg_resources.working_set.iter_entry_points("dxtbx.format")]
+        names = list(dict.fromkeys(n.split(":")[0] for n in real))
+        print(ours == real, names == list(index), len(real) > 50)
+        """
+    ).split("\n")
+    assert out[:3] == ["_Deferred", "FormatCBFMiniPilatus", "True True True"]
+
+
+def test_pint_loads_for_nxmx_without_pandas_or_dask():
+    """FormatNXmx (dxtbx.nexus, pint) works; pint did not import pandas or dask,
+    which still import when something else wants them."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("dask")
+    out = _python(
+        """
+        import sys
+        from dials_mdxbg.util.startup import prepare
+        prepare()
+        import dials.util.options
+        import dxtbx.format.FormatNXmx
+        from dxtbx.nexus import nxmx
+        print(nxmx.ureg.Quantity(1500, "mm").to("m").magnitude)
+        print(type(sys.modules.get("pandas")).__name__, "dask" in sys.modules)
+        import dask.array, pandas
+        print(pandas.Series([1, 2]).sum(), int(dask.array.ones(3).sum().compute()))
+        """
+    ).split("\n")
+    assert out[:3] == ["1.5", "_Deferred False", "3 3"]
+
+
+def test_an_experiment_list_file_is_loaded_once(small_sweep: Path):
+    """The same unchanged file and check_format: the list loaded first; else loaded again."""
+    out = _python(
+        f"""
+        import os
+        from dials_mdxbg.util.startup import prepare
+        prepare()
+        from dxtbx.model.experiment_list import ExperimentListFactory as F
+        path = {str(small_sweep)!r}
+        a, b = F.from_json_file(path), F.from_json_file(path, check_format=True)
+        c = F.from_json_file(path, check_format=False)
+        print(a is b, a is c, len(a), a.imagesets()[0].get_format_class().__name__)
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+        print(F.from_json_file(path) is a)
+        """
+    ).split("\n")
+    assert out[0].startswith("True False 1 FormatCBF")
+    assert out[1] == "False"

@@ -73,7 +73,7 @@ def _header() -> dict:
 
 def test_header_and_ctypes_declarations_agree():
     header = _header()
-    assert len(header) == len(native.PROTOTYPES) == 18
+    assert len(header) == len(native.PROTOTYPES) == 20
     assert mismatches(header, native.PROTOTYPES) == []
     assert set(native.OPTIONAL) <= set(header) and set(native.OPTIONAL.values()) <= set(header)
 
@@ -190,3 +190,75 @@ def test_blocks_the_bin_kernel_refuses_are_binned_by_the_reference():
             results.append(acc)
         assert _same_sums(*results)
         assert results[0].count.sum() > 0
+
+
+def _stored_chunk(rng, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk of counts (with masked -1s and large values) and its shuffled byte planes."""
+    chunk = rng.integers(-1, 120, shape).astype(np.int32)
+    chunk.flat[rng.integers(0, chunk.size, 40)] = 70000  # outside every valid range below
+    planes = np.ascontiguousarray(chunk.view(np.uint8).reshape(-1, 4).T).reshape(-1)
+    return chunk, planes
+
+
+@pytest.mark.parametrize("valid_range", [(0, 100), (3, 50), (-5, 100), None])
+def test_binning_a_chunk_from_its_planes_gives_the_block_sums(valid_range):
+    """Chunk by chunk (bins cut at chunk edges, part of the frames, edge chunks) from the
+    byte planes, in C and in the numpy twin: the sums of bin_block on the whole block,
+    or nothing added and False where squares might not add up exactly."""
+    from dials_mdxbg.native.bin_kernels import add_chunk_planes, bin_block, bin_chunk_planes
+
+    compiled_kernels()
+    rng = np.random.default_rng(8)
+    nf, ny, nx = 7, 23, 61
+    cf, cy, cx = 4, 9, 16  # 16 columns: bins of 7 are cut by every chunk edge
+    grid = bgrid.BinGrid((nf, ny, nx), (3, 5, 7))
+    stored = {}
+    for f0 in range(0, nf, cf):
+        for y0 in range(0, ny, cy):
+            for x0 in range(0, nx, cx):
+                stored[f0, y0, x0] = _stored_chunk(rng, (cf, cy, cx))
+    block = np.empty((nf, ny, nx), dtype=np.int32)
+    for (f0, y0, x0), (chunk, _) in stored.items():
+        part = block[f0 : f0 + cf, y0 : y0 + cy, x0 : x0 + cx]
+        part[...] = chunk[: part.shape[0], : part.shape[1], : part.shape[2]]
+    expected = bsums.BinSums.zeros(grid.out_shape)
+    bin_block(block[1:], grid.phi_index[1:], grid.y_index, grid.x_edges, valid_range, expected)
+    for add in ("compiled", "numpy"):
+        acc = bsums.BinSums.zeros(grid.out_shape)
+        added = []
+        for (f0, y0, x0), (_, planes) in stored.items():
+            a, b = max(1 - f0, 0), min(cf, nf - f0)  # frames 1.. of the series
+            extent = (min(cy, ny - y0), min(cx, nx - x0), x0)
+            f_bins = grid.phi_index[f0 + a : f0 + b]
+            y_bins = grid.y_index[y0 : y0 + extent[0]]
+            args = ((cf, cy, cx), (a, b), extent, f_bins, y_bins, grid.x_edges, valid_range, acc)
+            if add == "compiled":
+                added.append(bin_chunk_planes(planes, *args))
+            else:
+                add_chunk_planes(planes, *args)
+        if add == "numpy" or all(added):
+            assert _same_sums(acc, expected)
+        else:  # squares of the whole int32 range: the caller bins the block instead
+            assert valid_range is None and not any(added) and acc.count.sum() == 0
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_unshuffle_from_a_later_frame_of_a_chunk(backend, monkeypatch):
+    """unshuffle_into(first=k) gives frames k.. of the chunk, in C and in numpy."""
+    from dials_mdxbg.native.chunk_codec import unshuffle_into
+
+    native.library.cache_clear()
+    if backend == "numpy":
+        monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
+    try:
+        assert native.name() == backend
+        chunk, planes = _stored_chunk(np.random.default_rng(2), (5, 6, 10))
+        for data in (planes, planes.tobytes()):
+            out = np.full((2, 4, 13), 7, dtype=np.int32)
+            unshuffle_into(data, chunk.shape, out, 5, first=3)
+            assert np.array_equal(out[:, :, 5:], chunk[3:5, :4, :8])
+            assert (out[:, :, :5] == 7).all()
+    finally:
+        native.library.cache_clear()
+    with pytest.raises(ValueError):
+        unshuffle_into(planes, chunk.shape, np.empty((3, 4, 10), np.int32), 0, first=3)

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 if not __package__:  # run as ``python benchmarks/compare_mdx2``: import from the repository
@@ -47,6 +48,13 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--repeats", type=_positive, default=1, help="timed repeats, median reported (default 1)"
+    )
+    p.add_argument(
+        "--long",
+        type=_positive,
+        metavar="FRAMES",
+        help="also a sweep of realistic length (e.g. 600 frames), our commands only: "
+        "throughput per core and memory against the length",
     )
 
 
@@ -141,6 +149,7 @@ def _settings_json(args: argparse.Namespace, settings: Settings) -> dict:
         "bins": list(settings.bins),
         "valid_range": list(settings.valid_range),
         "skip_mdx2": args.skip_mdx2,
+        "long": args.long,
         "keep": args.keep,
         "sample_interval_s": args.sample_interval,
         "pss": args.pss,
@@ -163,6 +172,13 @@ def _benchmark(args: argparse.Namespace, argv: Sequence[str] | None) -> dict | N
     try:
         cases = pilatus_cases(args.frames, args.modules)
         datasets = [benchmark_case(case, opts, settings, verification) for case in cases]
+        if args.long and args.long not in args.frames:
+            # mdx2 would take minutes per command there; ours are checked against each other.
+            (long_case,) = pilatus_cases([args.long], args.modules)
+            ours_only = replace(opts, skip_mdx2=True)
+            datasets.append(
+                {**benchmark_case(long_case, ours_only, settings, verification), "long": True}
+            )
     except BenchmarkError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return None

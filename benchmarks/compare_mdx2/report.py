@@ -315,6 +315,52 @@ def _linearity_table(lin: dict[str, Any]) -> list[str]:
     return lines
 
 
+def throughput_rows(datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our commands' frames per second per core and peak memory, per case and nproc.
+
+    Raw MB = frames x pixels x 4 bytes (int32 counts), what the command turns over.
+    """
+    rows = []
+    for ds in sorted(datasets, key=lambda d: d["frames"]):
+        frames, pixels = ds["frames"], int(np.prod(ds["shape"][1:]))
+        for res in ds["results"]:
+            nproc = res["nproc"]
+            for label, _, key in ROWS:
+                m = res["medians"].get(key)
+                if not m or m["wall_s"] <= 0:
+                    continue
+                per_core = frames / m["wall_s"] / nproc
+                rows.append(
+                    {"frames": frames, "nproc": nproc, "row": label,
+                     "frames_per_s_per_core": per_core,
+                     "raw_mb_per_s_per_core": per_core * pixels * 4 / MB,
+                     "wall_s": m["wall_s"], "ours_peak_rss_bytes": m["peak_rss_bytes"]}
+                )  # fmt: skip
+    return rows
+
+
+def _throughput_table(datasets: list[dict[str, Any]]) -> list[str]:
+    """Throughput per core and peak memory of every case (the long one without mdx2)."""
+    lines = [
+        "",
+        "## Throughput per core and memory against the length of the sweep",
+        "",
+        "Whole commands (start-up included), so short sweeps show the fixed cost; the",
+        "per-frame floors of the same steps are in `benchmarks/floors.py`. Peak memory",
+        "should not grow with the number of frames.",
+        "",
+        "| frames | nproc | step | frames/s per core | raw MB/s per core | ours peak MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in throughput_rows(datasets):
+        lines.append(
+            f"| {r['frames']} | {r['nproc']} | {r['row']} | "
+            f"{r['frames_per_s_per_core']:.1f} | {r['raw_mb_per_s_per_core']:.0f} | "
+            f"{_fmt(r['ours_peak_rss_bytes'], '.0f', MB)} |"
+        )
+    return lines
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     """Render the results as markdown.
 
@@ -327,6 +373,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines = _preamble(report) + _comparison_tables(report["datasets"])
     for lin in report["linearity"]:
         lines += _linearity_table(lin)
+    lines += _throughput_table(report["datasets"])
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dials_mdxbg.binning.histogram import sampled_frames
 from dials_mdxbg.errors import InputError, OutputError
 from dials_mdxbg.frames.files import image_files
 from dials_mdxbg.frames.masking import dials_mask_problem
@@ -110,8 +111,11 @@ class BinSource:
                 if self.mask:
                     excluded = mdx2_mask_excluder(read_mdx2_mask(self.mask, reader.shape))
 
+                # Blocks binned while they inflate; the histogram's frames come first in theirs.
+                first = sampled_frames(reader.shape[0])
+
                 def tasks_for(frame_range=None, progress=None):
-                    return series_tasks(reader, progress, frame_range)
+                    return series_tasks(reader, progress, frame_range, first)
 
                 yield OpenedSource(reader.axes, tasks_for, excluded, reader.block_frames)
         else:

@@ -131,6 +131,21 @@ MDX_API int mdx_decode_chunk_into(const uint8_t *restrict payload, int64_t size,
     mdx_unshuffle4_into(scratch, cf, cy, cx, nf, rows, cols, out, out_rows, out_nx, x0);
     return 0;
 }
+
+/*
+ * Inflate a zlib stream of exactly size_out bytes into out (a stored chunk's
+ * shuffled planes, kept for mdx_bin_chunk_planes). Returns 0, or -1.
+ */
+MDX_API int mdx_inflate(const uint8_t *restrict payload, int64_t size, uint8_t *restrict out,
+                        int64_t size_out) {
+    size_t actual = 0;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    if (!d) return -1;
+    const enum libdeflate_result r =
+        libdeflate_zlib_decompress(d, payload, (size_t)size, out, (size_t)size_out, &actual);
+    libdeflate_free_decompressor(d);
+    return (r == LIBDEFLATE_SUCCESS && actual == (size_t)size_out) ? 0 : -1;
+}
 #else
 MDX_API int mdx_have_libdeflate(void) { return 0; }
 #endif
@@ -164,6 +179,37 @@ static inline void segment(const int32_t *restrict row, int64_t a, int64_t b, in
     *q_out += int_squares ? (double)qi : qd;
 }
 
+/*
+ * segment() for counts that fit 32-bit sums: vlo >= 0 (so a masked -1 is out
+ * of range) and every segment's sum of squares below 2^31. Eight pixels per
+ * AVX2 instruction instead of four; the same integers.
+ */
+static inline void segment32(const int32_t *restrict row, int64_t a, int64_t b, int32_t vlo,
+                             uint32_t vspan, int64_t *restrict s_out, int64_t *restrict c_out,
+                             double *restrict q_out) {
+    int32_t s = 0, c = 0, q = 0;
+    for (int64_t x = a; x < b; x++) {
+        const int32_t v = row[x];
+        const int32_t use = (uint32_t)(v - vlo) <= vspan;
+        const int32_t w = use ? v : 0;
+        s += w;
+        c += use;
+        q += w * w;
+    }
+    *s_out += s;
+    *c_out += c;
+    *q_out += (double)q;
+}
+
+/* True when segment32 is exact: vlo >= 0 and widest * vhi^2 < 2^31. */
+static int sums_fit_int32(int32_t vlo, int32_t vhi, const int64_t *restrict x_edges, int64_t nbx) {
+    int64_t widest = 0;
+    if (vlo < 0) return 0;
+    for (int64_t xb = 0; xb < nbx; xb++)
+        if (x_edges[xb + 1] - x_edges[xb] > widest) widest = x_edges[xb + 1] - x_edges[xb];
+    return (double)vhi * (double)vhi * (double)widest < 2147483648.0;
+}
+
 /* True when every per-segment sum of squares is below 2^53. */
 static int squares_fit_int(int32_t vlo, int32_t vhi, const int64_t *restrict x_edges, int64_t nbx) {
     double m = (double)vhi, widest = 0.0;
@@ -175,13 +221,23 @@ static int squares_fit_int(int32_t vlo, int32_t vhi, const int64_t *restrict x_e
     return m * m * widest < 9007199254740992.0;
 }
 
+/* How bin_row adds: 2 in 32-bit sums (segment32), 1 squares in int64, 0 in double. */
+static int square_kind(int32_t vlo, int32_t vhi, const int64_t *restrict x_edges, int64_t nbx) {
+    if (sums_fit_int32(vlo, vhi, x_edges, nbx)) return 2;
+    return squares_fit_int(vlo, vhi, x_edges, nbx);
+}
+
 /* One row of masked counts into its row of bins (total, count, total_sq at xb = 0). */
 static inline void bin_row(const int32_t *restrict row, const int64_t *restrict x_edges,
                            int64_t nbx, int32_t vlo, uint32_t vspan, int int_squares,
                            int64_t *restrict total, int64_t *restrict count,
                            double *restrict total_sq) {
     /* The flag is a constant in each branch, so each loop is specialised. */
-    if (int_squares) {
+    if (int_squares == 2) {
+        for (int64_t xb = 0; xb < nbx; xb++)
+            segment32(row, x_edges[xb], x_edges[xb + 1], vlo, vspan, total + xb, count + xb,
+                      total_sq + xb);
+    } else if (int_squares) {
         for (int64_t xb = 0; xb < nbx; xb++)
             segment(row, x_edges[xb], x_edges[xb + 1], vlo, vspan, 1, total + xb, count + xb,
                     total_sq + xb);
@@ -203,7 +259,7 @@ MDX_API HOT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_
                               int32_t vlo, int32_t vhi, int64_t *restrict total,
                               int64_t *restrict count, double *restrict total_sq) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
-    const int int_squares = squares_fit_int(vlo, vhi, x_edges, nbx);
+    const int int_squares = square_kind(vlo, vhi, x_edges, nbx);
     for (int64_t f = 0; f < nf; f++) {
         for (int64_t y = 0; y < rows; y++) {
             const int64_t base = (f_bins[f] * nby + y_bins[y]) * nbx;
@@ -211,6 +267,54 @@ MDX_API HOT void mdx_bin_block(const int32_t *restrict block, int64_t nf, int64_
                     total + base, count + base, total_sq + base);
         }
     }
+}
+
+/*
+ * Binning a stored chunk without writing the block: frames [fa, fa + nf), the
+ * first rows rows and cols columns of an inflated shuffled (cf, cy, cx) int32
+ * chunk whose column 0 is image column x0. A row is unshuffled into a buffer
+ * that stays in cache, then its pieces of the column bins are added (a bin
+ * cut by the chunk's edge gets two partial sums). Exact only when squares add
+ * up as integers, so then it returns 0; -2 (nothing added) when they would
+ * not, -1 when out of memory: the caller bins the block instead.
+ */
+MDX_API HOT int mdx_bin_chunk_planes(const uint8_t *restrict planes, int64_t cf, int64_t cy,
+                                     int64_t cx, int64_t fa, int64_t nf, int64_t rows,
+                                     int64_t cols, int64_t x0, const int64_t *restrict f_bins,
+                                     const int64_t *restrict y_bins,
+                                     const int64_t *restrict x_edges, int64_t nby, int64_t nbx,
+                                     int32_t vlo, int32_t vhi, int64_t *restrict total,
+                                     int64_t *restrict count, double *restrict total_sq) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const int kind = square_kind(vlo, vhi, x_edges, nbx);
+    if (!kind) return -2;
+    int32_t *row = malloc((size_t)(cols > 0 ? cols : 1) * sizeof(int32_t));
+    if (!row) return -1;
+    int64_t xb0 = 0; /* the first bin that ends past x0 */
+    while (xb0 < nbx && x_edges[xb0 + 1] <= x0) xb0++;
+    const int64_t n = cf * cy * cx, x1 = x0 + cols;
+    for (int64_t f = 0; f < nf; f++) {
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t i = ((fa + f) * cy + r) * cx;
+            for (int64_t c = 0; c < cols; c++)
+                row[c] = (int32_t)((uint32_t)planes[i + c] | ((uint32_t)planes[n + i + c] << 8) |
+                                   ((uint32_t)planes[2 * n + i + c] << 16) |
+                                   ((uint32_t)planes[3 * n + i + c] << 24));
+            const int64_t base = (f_bins[f] * nby + y_bins[r]) * nbx;
+            for (int64_t xb = xb0; xb < nbx && x_edges[xb] < x1; xb++) {
+                const int64_t a = x_edges[xb] > x0 ? x_edges[xb] : x0;
+                const int64_t b = x_edges[xb + 1] < x1 ? x_edges[xb + 1] : x1;
+                if (a < b && kind == 2)
+                    segment32(row, a - x0, b - x0, vlo, vspan, total + base + xb,
+                              count + base + xb, total_sq + base + xb);
+                else if (a < b)
+                    segment(row, a - x0, b - x0, vlo, vspan, 1, total + base + xb,
+                            count + base + xb, total_sq + base + xb);
+            }
+        }
+    }
+    free(row);
+    return 0;
 }
 
 /*
@@ -225,7 +329,7 @@ MDX_API HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t
                                      int32_t vlo, int32_t vhi, int64_t *restrict total,
                                      int64_t *restrict count, double *restrict total_sq) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
-    const int int_squares = squares_fit_int(vlo, vhi, x_edges, nbx);
+    const int int_squares = square_kind(vlo, vhi, x_edges, nbx);
     int64_t n_dynamic = 0;
     /* Mask a row into a small buffer that stays in cache, then bin it: two
      * simple loops the compiler vectorises, instead of one that it cannot. */
@@ -670,7 +774,7 @@ MDX_API HOT int64_t mdx_bslz4_bin_frame(const uint8_t *restrict in, int64_t in_s
     const size_t bs = bs_bytes / e;
     if (bs == 0 || bs % 8) return BSLZ4_ESIZE;
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
-    const int int_squares = squares_fit_int(vlo, vhi, x_edges, nbx);
+    const int int_squares = square_kind(vlo, vhi, x_edges, nbx);
     const int32_t t1 = (int32_t)(top - 1), t2 = (int32_t)(top - 2);
     const size_t cap = (size_t)nx * 4 + bs + 8; /* elements */
     int32_t *stage = malloc(cap * sizeof(int32_t));

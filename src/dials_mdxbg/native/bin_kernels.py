@@ -175,6 +175,110 @@ def bin_block(
     c.mdx_bin_block(lib.ptr(block), nf, rows, nx, lib.ptr(f_bins), *target)
 
 
+def squares_add_exactly(valid_range: tuple[int, int] | None, x_edges: np.ndarray) -> bool:
+    """True when every bin segment's sum of squares stays an integer below 2**53.
+
+    Then the sums do not depend on how a row is cut (by chunk edges) or in
+    which order its pieces are added: what lets :func:`bin_chunk_planes` bin
+    chunk by chunk and give the bits of :func:`bin_block`.
+    """
+    lo, hi = lib.valid_bounds(valid_range)
+    widest = int(np.diff(x_edges).max()) if len(x_edges) > 1 else 0
+    top = float(max(abs(lo), abs(hi)))
+    return top * top * widest < 2.0**53
+
+
+def bin_chunk_planes(
+    planes: np.ndarray,
+    chunk_shape: tuple[int, int, int],
+    frames: tuple[int, int],
+    extent: tuple[int, int, int],
+    f_bins: np.ndarray,
+    y_bins: np.ndarray,
+    x_edges: np.ndarray,
+    valid_range: tuple[int, int] | None,
+    sums,
+) -> bool:
+    """Add part of an inflated, shuffled int32 chunk into ``sums``, never writing the block.
+
+    The sums of :func:`bin_block` on the same counts, when
+    :func:`squares_add_exactly` (else nothing is added and False is returned:
+    bin the block instead).
+
+    Args:
+        planes: the chunk's four byte planes as HDF5's shuffle filter stores them (uint8).
+        chunk_shape: (cf, cy, cx) of the stored chunk.
+        frames: chunk frames [fa, fb) to add.
+        extent: (rows, cols, x0): its first rows and cols, image columns x0 .. x0 + cols.
+        f_bins: frame bin of each of those frames.
+        y_bins: row bin of each of those rows.
+        x_edges: column bin edges of the whole image (nbx + 1).
+        valid_range: inclusive range of counts that take part, or None.
+        sums: ``total``, ``count``, ``total_sq`` arrays (nphi, nby, nbx).
+
+    Returns:
+        True when added.
+    """
+    if not squares_add_exactly(valid_range, x_edges):
+        return False
+    c = lib.library()
+    if c is None:
+        add_chunk_planes(planes, chunk_shape, frames, extent, f_bins, y_bins, x_edges,
+                         valid_range, sums)  # fmt: skip
+        return True
+    (fa, fb), (rows, cols, x0) = frames, extent
+    held, target = _bin_target(y_bins, x_edges, valid_range, sums)
+    f_bins = lib.index(f_bins)
+    status = c.mdx_bin_chunk_planes(
+        lib.ptr(planes), *chunk_shape, fa, fb - fa, rows, cols, x0, lib.ptr(f_bins), *target
+    )
+    if status == -1:  # out of memory for one row: the twin
+        add_chunk_planes(planes, chunk_shape, frames, extent, f_bins, y_bins, x_edges,
+                         valid_range, sums)  # fmt: skip
+    return status in (0, -1)
+
+
+def add_chunk_planes(planes, chunk_shape, frames, extent, f_bins, y_bins, x_edges, valid_range,
+                     sums) -> None:  # fmt: skip
+    """The numpy twin of :func:`bin_chunk_planes` (same arguments; it adds, always)."""
+    cf, cy, cx = chunk_shape
+    (fa, fb), (rows, cols, x0) = frames, extent
+    bytes4 = np.asarray(planes, dtype=np.uint8)[: 4 * cf * cy * cx].reshape(4, cf, cy, cx)
+    part = bytes4[:, fa:fb, :rows, :cols]
+    block = np.ascontiguousarray(np.moveaxis(part, 0, -1)).view("<i4")[..., 0].astype(np.int32)
+    # The bins this chunk's columns touch, with their edges cut to the chunk.
+    x_edges = np.asarray(x_edges, dtype=np.int64)
+    lo = int(np.searchsorted(x_edges, x0, side="right")) - 1
+    hi = int(np.searchsorted(x_edges, x0 + cols, side="left"))
+    local = np.clip(x_edges[max(lo, 0) : hi + 1] - x0, 0, cols)
+    keep = np.flatnonzero(np.diff(local) > 0)
+    if keep.size == 0:
+        return
+    first = max(lo, 0) + int(keep[0])
+    local = local[int(keep[0]) : int(keep[-1]) + 2]
+    sizes = np.diff(local)
+    # add_block picks its sum type by the first bin's width: a bin cut by the
+    # chunk's left edge goes on its own, so the first is always the widest.
+    cut = 1 if len(sizes) > 1 and sizes[0] < sizes.max() else len(sizes)
+    for a, b in ((0, cut), (cut, len(sizes))):
+        if a == b:
+            continue
+        window = slice(first + a, first + b)
+        view = _SumsView(sums.total[:, :, window], sums.count[:, :, window],
+                         sums.total_sq[:, :, window])  # fmt: skip
+        add_block(block[:, :, local[a] : local[b]], np.asarray(f_bins), np.asarray(y_bins),
+                  local[a : b + 1] - local[a], valid_range, view)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _SumsView:
+    """Column windows of the three sums (views: adding into them adds into the map)."""
+
+    total: np.ndarray
+    count: np.ndarray
+    total_sq: np.ndarray
+
+
 @dataclass(frozen=True)
 class FrameBin:
     """Where one frame's valid pixels are added: frame bin ``f_bin`` of ``sums``.

@@ -255,22 +255,31 @@ def _extent(chunk_shape, out: np.ndarray, x0: int) -> tuple[int, int, int]:
 
 
 def unshuffle_into(
-    inflated: bytes, chunk_shape: tuple[int, int, int], out: np.ndarray, x0: int
+    inflated: bytes | np.ndarray,
+    chunk_shape: tuple[int, int, int],
+    out: np.ndarray,
+    x0: int,
+    first: int = 0,
 ) -> None:
     """Unshuffle an inflated int32 chunk into a block at column ``x0``.
 
-    ``out`` (nf, rows, nx) receives the chunk's first nf frames and rows and
-    its columns up to ``nx``. Raises ValueError if the bytes are not such a chunk.
+    ``out`` (nf, rows, nx) receives the chunk's frames ``first .. first + nf``,
+    its first rows and its columns up to ``nx``. Raises ValueError if the
+    bytes are not such a chunk.
     """
-    extent = _extent(chunk_shape, out, x0)
+    nf, rows, cols = _extent(chunk_shape, out, x0)
+    cf, cy, cx = chunk_shape
+    if first < 0 or first + nf > cf:
+        raise ValueError(f"frames {first}..{first + nf} are not inside a chunk {chunk_shape}")
     c = lib.library()
-    if c is None or not lib.takes_block(out) or len(inflated) != 4 * int(np.prod(chunk_shape)):
-        nf, rows, cols = extent
-        chunk = unshuffle(inflated, np.int32, chunk_shape)
-        out[:, :, x0 : x0 + cols] = chunk[:nf, :rows, :cols]
-        return
     planes = np.frombuffer(inflated, dtype=np.uint8)
-    c.mdx_unshuffle4_into(lib.ptr(planes), *chunk_shape, *extent, lib.ptr(out), *out.shape[1:], x0)
+    if c is None or not lib.takes_block(out) or planes.size != 4 * cf * cy * cx:
+        chunk = unshuffle(inflated, np.int32, chunk_shape)
+        out[:, :, x0 : x0 + cols] = chunk[first : first + nf, :rows, :cols]
+        return
+    # Each byte plane seen from frame ``first`` on: the planes stay cf*cy*cx apart.
+    start = lib.ptr(planes) + first * cy * cx
+    c.mdx_unshuffle4_into(start, cf, cy, cx, nf, rows, cols, lib.ptr(out), *out.shape[1:], x0)
 
 
 def decode_chunk_into(
@@ -303,3 +312,21 @@ def decode_chunk_into(
     nf, rows, cols = _extent(chunk_shape, out, x0)
     chunk = np.frombuffer(inflated, dtype=np.int32).reshape(chunk_shape)
     out[:, :, x0 : x0 + cols] = chunk[:nf, :rows, :cols]
+
+
+def inflate_into(payload: bytes, out: np.ndarray) -> None:
+    """Inflate a zlib stream of exactly ``out.size`` bytes into the uint8 array ``out``.
+
+    In C (libdeflate, without the GIL) when the library has it, else
+    :func:`inflate` and a copy. Raises (ValueError, zlib.error) if the stream
+    is not that many bytes of deflate.
+    """
+    if lib.has("decoder"):
+        source = np.frombuffer(payload, dtype=np.uint8)
+        status = lib.library().mdx_inflate(lib.ptr(source), source.size, lib.ptr(out), out.size)
+        if status == 0:
+            return
+    inflated = inflate(payload)  # the twin; also says why a stream is refused
+    if len(inflated) != out.size:
+        raise ValueError(f"a chunk inflates to {len(inflated)} bytes, not {out.size}")
+    out[:] = np.frombuffer(inflated, dtype=np.uint8)

@@ -43,6 +43,11 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
         _INT,
         (_P, _I64, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _I64, _I64, _I64),
     ),
+    "mdx_inflate": (_INT, (_P, _I64, _P, _I64)),
+    "mdx_bin_chunk_planes": (
+        _INT,
+        (_P, *(_I64,) * 8, _P, _P, _P, _I64, _I64, _I32, _I32, _P, _P, _P),
+    ),
     "mdx_bin_block": (
         None,
         (_P, _I64, _I64, _I64, _P, _P, _P, _I64, _I64, _I32, _I32, _P, _P, _P),
@@ -93,6 +98,7 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
 OPTIONAL = {
     "mdx_encode_tiles": "mdx_have_isal",
     "mdx_decode_chunk_into": "mdx_have_libdeflate",
+    "mdx_inflate": "mdx_have_libdeflate",
     "mdx_bslz4_decode": "mdx_have_lz4",
     "mdx_bslz4_decode_range": "mdx_have_lz4",
     "mdx_bslz4_set_simd": "mdx_have_lz4",

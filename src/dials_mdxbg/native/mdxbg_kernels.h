@@ -46,6 +46,20 @@ MDX_API int mdx_decode_chunk_into(const uint8_t *payload, int64_t size, uint8_t 
                                   int64_t cols, int32_t *out, int64_t out_rows, int64_t out_nx,
                                   int64_t x0);
 
+/* Inflate a zlib stream of exactly size_out bytes into out. Returns 0, or -1. */
+MDX_API int mdx_inflate(const uint8_t *payload, int64_t size, uint8_t *out, int64_t size_out);
+
+/* Frames [fa, fa + nf), the first rows rows and cols columns of an inflated
+ * shuffled (cf, cy, cx) int32 chunk at image column x0, added into the bin sums
+ * (f_bins[f], y_bins[r]: the bins of its frames and rows) without writing the
+ * block. Returns 0; -2 (nothing added) when squares would not add up as
+ * integers, -1 out of memory. */
+MDX_API int mdx_bin_chunk_planes(const uint8_t *planes, int64_t cf, int64_t cy, int64_t cx,
+                                 int64_t fa, int64_t nf, int64_t rows, int64_t cols, int64_t x0,
+                                 const int64_t *f_bins, const int64_t *y_bins,
+                                 const int64_t *x_edges, int64_t nby, int64_t nbx, int32_t vlo,
+                                 int32_t vhi, int64_t *total, int64_t *count, double *total_sq);
+
 /* Add a block of masked frames (nf, rows, nx) into the bin sums; f_bins[f] and
  * y_bins[y] are its frame and row bins, x_edges (nbx + 1) the column edges. */
 MDX_API void mdx_bin_block(const int32_t *block, int64_t nf, int64_t rows, int64_t nx,

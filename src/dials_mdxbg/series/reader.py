@@ -15,6 +15,7 @@ from dials_mdxbg.model import BlockTask, SeriesAxes, check_axes
 from dials_mdxbg.native.chunk_codec import decode_chunk_into
 from dials_mdxbg.series.counts import as_counts
 from dials_mdxbg.series.layout import DEFLATE, IMAGE_SERIES, SHUFFLE
+from dials_mdxbg.series.stored_block import StoredBlock, StoredRow, stored_loader
 from dials_mdxbg.util.progress import Progress
 
 _AXES = ("phi", "iy", "ix", "exposure_times")
@@ -228,21 +229,28 @@ class ImageSeriesReader:
             yield frame0, row0, load()
 
     def iter_block_loaders(
-        self, frame_range: tuple[int, int] | None = None
-    ) -> Iterator[tuple[int, int, Callable[[], np.ndarray]]]:
+        self,
+        frame_range: tuple[int, int] | None = None,
+        first_frames: np.ndarray | None = None,
+    ) -> Iterator[tuple[int, int, Callable[[], np.ndarray | StoredBlock]]]:
         """Like :meth:`iter_blocks`, but each block comes as a loader to call.
 
         The compressed bytes are fetched here (HDF5 calls stay in the calling
         thread); decoding happens when the loader is called, so loaders can run
         in worker threads.
+
+        ``first_frames``: if given, the loaders of chunks we decode ourselves
+        give :class:`~dials_mdxbg.series.stored_block.StoredBlock` s (binned
+        while they inflate), each of which starts at any of these frames it
+        holds (the report's sampled frames); else every loader gives an array.
         """
         start, stop = frame_range or (0, self.shape[0])
         for seg in self.segments:
             lo, hi = max(seg.start, start), min(seg.stop, stop)
             if lo < hi:
-                yield from self._segment_loaders(seg, lo, hi)
+                yield from self._segment_loaders(seg, lo, hi, first_frames)
 
-    def _segment_loaders(self, seg: _Segment, lo: int, hi: int):
+    def _segment_loaders(self, seg: _Segment, lo: int, hi: int, first_frames=None):
         dset = seg.dset
         ny, nx = self.shape[1:]
         cf, cy, cx = dset.chunks or (min(10, hi - lo), min(ny, 256), nx)
@@ -255,15 +263,34 @@ class ImageSeriesReader:
             take = (max(f0, lo - seg.start) - f0, min(f1, hi - seg.start) - f0)
             for y0 in range(0, ny, cy):
                 y1 = min(y0 + cy, ny)
-                if fast:
-                    load = self._row_loader(dset, f0, f1, y0, y1, shuffled, take)
-                else:
+                if not fast:
                     load = _slice_loader(dset, f0 + take[0], f0 + take[1], y0, y1, seg.start)
-                yield seg.start + f0 + take[0], y0, load
+                    yield seg.start + f0 + take[0], y0, load
+                    continue
+                payloads = self._fetch_row(dset, f0, f1, y0, y1)
+                if first_frames is None or not shuffled or any(m != 0 for _, m, _ in payloads):
+                    yield seg.start + f0 + take[0], y0, _row_loader(
+                        dset, payloads, (f0, f1, y0, y1), shuffled, take, self.shape[2]
+                    )
+                    continue
+                # Cut at the sampled frames inside the block (not at its first).
+                base = seg.start + f0
+                cuts = [int(s) - base for s in first_frames if take[0] < s - base < take[1]]
+                bounds = [take[0], *cuts, take[1]]
+                row = StoredRow(
+                    [(x0, p) for x0, _, p in payloads], dset.chunks, (f0, f1), (y0, y1),
+                    self.shape[2], dset.file.filename, pieces=len(bounds) - 1,
+                )  # fmt: skip
+                for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+                    yield base + a, y0, stored_loader(row, (a, b), backwards=i % 2 == 1)
 
-    def _row_loader(self, dset, f0, f1, y0, y1, shuffled, take):
-        """Fetch one row of compressed chunks now; return a function that decodes it."""
-        cf, cy, cx = dset.chunks
+    def _fetch_row(self, dset, f0, f1, y0, y1) -> list[tuple[int, int | None, object]]:
+        """One row of compressed chunks, fetched now: ``(x0, filter_mask, payload)`` each.
+
+        A chunk HDF5 must decode itself (never written, or a filter skipped)
+        comes as its counts instead, read through HDF5, with mask None or non-zero.
+        """
+        cx = dset.chunks[2]
         nx = self.shape[2]
         payloads = []
         for x0 in range(0, nx, cx):
@@ -274,34 +301,41 @@ class ImageSeriesReader:
             if filter_mask != 0:  # unusual chunk: let HDF5 decode it
                 payload = _read(dset, f0, f1, y0, y1, 0)[:, :, x0 : min(x0 + cx, nx)]
             payloads.append((x0, filter_mask, payload))
-
-        def load() -> np.ndarray:
-            try:
-                return decode()
-            except InputError:
-                raise
-            except Exception:  # zlib/isal/our C inflater: any failure is a corrupt chunk
-                raise InputError(
-                    f"{dset.file.filename}: the compressed chunk of frames {f0 + 1}..{f1}, rows "
-                    f"{y0}..{y1 - 1} is corrupt (it does not inflate); re-import the series"
-                ) from None
-
-        def decode() -> np.ndarray:
-            out = np.empty((f1 - f0, y1 - y0, nx), dtype=np.int32)
-            for x0, filter_mask, payload in payloads:
-                if filter_mask != 0:
-                    out[:, :, x0 : min(x0 + cx, nx)] = payload
-                else:
-                    decode_chunk_into(payload, (cf, cy, cx), out, x0, shuffled)
-            return out[take[0] : take[1]]
-
-        return load
+        return payloads
 
     @property
     def block_frames(self) -> int:
         """Frames per block (the storage chunk depth)."""
         chunks = self.segments[0].dset.chunks
         return chunks[0] if chunks else min(10, self.shape[0])
+
+
+def _row_loader(dset, payloads, where, shuffled, take, nx):
+    """A function that decodes a fetched row of chunks into a block (frames ``take``)."""
+    cf, cy, cx = dset.chunks
+    f0, f1, y0, y1 = where
+
+    def load() -> np.ndarray:
+        try:
+            return decode()
+        except InputError:
+            raise
+        except Exception:  # zlib/isal/our C inflater: any failure is a corrupt chunk
+            raise InputError(
+                f"{dset.file.filename}: the compressed chunk of frames {f0 + 1}..{f1}, rows "
+                f"{y0}..{y1 - 1} is corrupt (it does not inflate); re-import the series"
+            ) from None
+
+    def decode() -> np.ndarray:
+        out = np.empty((f1 - f0, y1 - y0, nx), dtype=np.int32)
+        for x0, filter_mask, payload in payloads:
+            if filter_mask != 0:
+                out[:, :, x0 : min(x0 + cx, nx)] = payload
+            else:
+                decode_chunk_into(payload, (cf, cy, cx), out, x0, shuffled)
+        return out[take[0] : take[1]]
+
+    return load
 
 
 def _slice_loader(dset: h5py.Dataset, f0: int, f1: int, y0: int, y1: int, frame0: int = 0):
@@ -346,12 +380,18 @@ def series_tasks(
     reader: ImageSeriesReader,
     progress: Progress | None = None,
     frame_range: tuple[int, int] | None = None,
+    first_frames: np.ndarray | None = None,
 ):
-    """Block tasks from an image series file (decoding happens in the workers)."""
+    """Block tasks from an image series file (decoding happens in the workers).
+
+    ``first_frames``: the frames binning wants first in a block (its sampled
+    frames); given, blocks are binned while they inflate (see
+    :meth:`ImageSeriesReader.iter_block_loaders`).
+    """
 
     def make() -> Iterator[BlockTask]:
         last = 0
-        for frame0, row0, load in reader.iter_block_loaders(frame_range):
+        for frame0, row0, load in reader.iter_block_loaders(frame_range, first_frames):
             if progress is not None and frame0 > last:
                 progress.update(frame0)
                 last = frame0

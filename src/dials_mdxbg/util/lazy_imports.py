@@ -7,7 +7,12 @@ Importing ``dials.util.options`` costs ~1.2 s and ~245 MB on Debian's DIALS
   scipy.stats and joblib) only to cluster the axes of multi-panel detectors
   for the image viewer;
 * ``dials.array_family.flex_ext`` imports ``pandas`` only for
-  ``reflection_table.match_by_hkle``.
+  ``reflection_table.match_by_hkle``;
+* ``dxtbx.format.Registry`` imports ``pkg_resources`` (0.3 s) for the format
+  plugins' entry points, needed only when an image's format is looked up
+  (binning an image series never does);
+* ``pint`` is needed only for NXmx (Eiger) images, and there without the
+  companions it tries at import (:data:`QUIET`).
 
 :func:`defer` puts a placeholder module in ``sys.modules`` for each. The
 placeholder answers ``__file__`` and ``__spec__`` (which ``inspect`` and
@@ -22,21 +27,65 @@ Measured: ``import dials.util.options`` goes from 1.13 s / 244 MB to 0.71 s /
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.machinery
 import os
 import sys
 import types
+from collections.abc import Iterator
 
 #: Modules deferred by the command-line programs, parents before children.
-DEFERRED = ("sklearn", "sklearn.cluster", "pandas")
+DEFERRED = ("sklearn", "sklearn.cluster", "pandas", "pkg_resources", "pint")
+
+#: Optional companions a deferred module looks for when it loads, for
+#: interoperation our commands never use; it loads as if they were not installed.
+#: pint (dxtbx.nexus's units, i.e. every NXmx/Eiger run) tries pandas, dask and
+#: xarray: 0.66 s -> 0.12 s.
+QUIET = {"pint": ("pandas", "dask", "xarray", "pint_pandas", "uncertainties", "babel")}
 
 
 class _Deferred(types.ModuleType):
-    """A stand-in that imports the real module on first attribute access."""
+    """A stand-in that imports the real module on first attribute access.
+
+    An attribute listed in :data:`LIGHT` is answered without the import.
+    """
 
     def __getattr__(self, attr: str):
+        light = LIGHT.get((self.__name__, attr))
+        if light is not None:
+            return light
         real = _load(self.__name__)
         return getattr(real, attr)
+
+
+def iter_entry_points(group: str, name: str | None = None) -> Iterator:
+    """``pkg_resources.iter_entry_points`` from :mod:`importlib.metadata` (0.05 s, not 0.3 s).
+
+    What dxtbx's format registry calls at import, in every run: the same entry
+    points (``name``, ``load()``), first installed copy of each distribution
+    first, as pkg_resources' working set orders them.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=group):
+        if name is None or entry.name == name:
+            yield entry
+
+
+#: Attributes of deferred modules answered without importing them.
+LIGHT = {("pkg_resources", "iter_entry_points"): iter_entry_points}
+
+
+class _Absent(importlib.abc.MetaPathFinder):
+    """Reports the top-level packages ``names`` as not installed (while on ``sys.meta_path``)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 def _load(name: str) -> types.ModuleType:
@@ -45,7 +94,18 @@ def _load(name: str) -> types.ModuleType:
     for key in [n for n, m in sys.modules.items() if isinstance(m, _Deferred)]:
         if key == name or key.startswith(name + ".") or name.startswith(key + "."):
             del sys.modules[key]
-    return importlib.import_module(name)
+    quiet = QUIET.get(name)
+    if not quiet or name in sys.modules:
+        return importlib.import_module(name)
+    absent = _Absent(quiet)
+    sys.meta_path.insert(0, absent)
+    # A companion already imported (or stood in for) is left out as well.
+    hidden = {k: sys.modules.pop(k) for k in list(sys.modules) if k.partition(".")[0] in quiet}
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.meta_path.remove(absent)
+        sys.modules.update(hidden)
 
 
 def defer(names: tuple[str, ...] = DEFERRED) -> list[str]:
