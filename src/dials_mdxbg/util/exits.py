@@ -18,6 +18,9 @@ from dials_mdxbg.util.memory import out_of_memory
 logger = logging.getLogger("dials.mdxbg")
 
 
+RESERVE_BYTES = 16 << 20
+"""Address space a run holds back for its error handling (see :func:`handle_errors`)."""
+
 NOT_READY = 3
 """Exit status of a run whose map is not ready for mdx2.correct (verdict.fail_if_not_ready)."""
 
@@ -68,17 +71,20 @@ def handle_errors(command: str) -> Iterator[None]:
     """
     from libtbx.utils import Sorry
 
+    # Address space given back before an error is handled: when memory ran out, even
+    # reading os.environ may fail, and the one line must still be written.
+    reserve = [_reserve()]
     try:
         with signals.handled():
             yield
-    except (InputError, Sorry) as e:
-        fail(str(e), command)
-    except KeyboardInterrupt as e:
-        interrupted(e, command)
-    except SystemExit:
-        raise
-    except Exception as e:
-        if os.environ.get("DIALS_MDXBG_TRACEBACK"):
+    except BaseException as e:
+        for block in reserve:
+            block.close()
+        if isinstance(e, (InputError, Sorry)):
+            fail(str(e), command)
+        if isinstance(e, KeyboardInterrupt):
+            interrupted(e, command)
+        if not isinstance(e, Exception) or os.environ.get("DIALS_MDXBG_TRACEBACK"):
             raise
         if out_of_memory(e):  # a limit or a full machine: neither a bug nor a bad input
             fail(OUT_OF_MEMORY, command)
@@ -97,6 +103,16 @@ def handle_errors(command: str) -> Iterator[None]:
             "traceback)",
             command,
         )
+    else:
+        for block in reserve:
+            block.close()
+
+
+def _reserve():
+    """16 MiB of address space, never touched (no resident memory), unmapped on close()."""
+    import mmap
+
+    return mmap.mmap(-1, RESERVE_BYTES)
 
 
 def _output_error(e: BaseException):
