@@ -294,8 +294,8 @@ def nan(workdir: Path, modules=(3, 2), frames=20) -> dict:
     return out
 
 
-def cost(workdir: Path, frames: int, repeats: int) -> dict:
-    """Wall time of plain binning, diagnostics and bins=auto on a 6M sweep."""
+def six_m_sweep(workdir: Path, frames: int) -> tuple[Path, Path]:
+    """A 6M sweep of ``frames`` frames and its image series (made once): (folder, .expt)."""
     from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
 
     d = workdir / f"6m_f{frames}"
@@ -304,6 +304,12 @@ def cost(workdir: Path, frames: int, repeats: int) -> dict:
         make_background_sweep(d, SweepSpec(n_frames=frames, modules=(5, 12), seed=7))
     if not (d / "series.nxs").exists():
         command(["dials.mdx_import", expt, "output.data=series.nxs"], d)
+    return d, expt
+
+
+def cost(workdir: Path, frames: int, repeats: int) -> dict:
+    """Wall time of plain binning, diagnostics and bins=auto on a 6M sweep."""
+    d, expt = six_m_sweep(workdir, frames)
     base = ["valid_range=0,200", "output.plot=None", "output.binned=out.nxs"]
     runs = {
         "plain 10,20,20": ["bins=10,20,20"],
@@ -444,14 +450,7 @@ def models(workdir: Path, valid_range=(0, 100000), nproc: int = 2) -> dict:
 
 def model_cost(workdir: Path, frames: int) -> dict:
     """Wall time and peak memory of model=box/shells/auto on a 6M sweep (image series, one step)."""
-    from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
-
-    d = workdir / f"6m_f{frames}"
-    expt = d / "background.expt"
-    if not expt.exists():
-        make_background_sweep(d, SweepSpec(n_frames=frames, modules=(5, 12), seed=7))
-    if not (d / "series.nxs").exists():
-        command(["dials.mdx_import", expt, "output.data=series.nxs"], d)
+    d, expt = six_m_sweep(workdir, frames)
     base = ["valid_range=0,200", "output.plot=None", "output.html=None"]
     out = {"frames": frames, "load_before": os.getloadavg()[0], "rows": []}
     for source, label in (("series.nxs", "image series"), (expt, "one step")):

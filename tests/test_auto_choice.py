@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mdx2.utils import interp3
 
 from dials_mdxbg.binning.choice import one_se_choice, smoothness
 from dials_mdxbg.binning.gain import choose_gain, is_photon_counter
@@ -16,27 +15,9 @@ from dials_mdxbg.binning.score import (
     paired_difference,
     prediction_variance,
 )
-from dials_mdxbg.testing.pilatus import SweepSpec, expected_counts, frame_counts
+from dials_mdxbg.testing.pilatus import SweepSpec
 from dials_mdxbg.testing.truth import TRUTH_SWEEPS
-
-
-def _true_error(binned, spec, valid_range) -> float:
-    """RMS of (map - truth) in counts/s at every valid pixel, as mdx2.correct reads the map."""
-    ny, nx = binned.ny_nx
-    yy, xx = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
-    sq = total = n = 0.0
-    for k in range(spec.n_frames):
-        counts = frame_counts(spec, k)
-        valid = (counts >= valid_range[0]) & (counts <= valid_range[1])
-        truth = expected_counts(spec, k)[valid] / spec.exposure_time
-        phi = spec.osc_start + spec.osc_width * (k + 0.5)
-        args = (binned.phi, binned.iy, binned.ix, binned.signal)
-        b = interp3(*args, np.full(truth.size, phi), yy[valid], xx[valid])
-        assert np.isfinite(b).all()  # filled: never a NaN pixel
-        sq += float(((b - truth) ** 2).sum())
-        total += float(truth.sum())
-        n += truth.size
-    return float(np.sqrt(sq / n) / (total / n))
+from truth_error import true_error
 
 
 def _source(tmp_path, spec):
@@ -67,12 +48,13 @@ def test_chosen_is_truth_best_or_within_noise(name, tmp_path):
     true = []
     for row in table:
         by_hand = BinOptions(bins=tuple(row["bins"]), valid_range=vr, fill_empty=True)
-        true.append(_true_error(bin_background(src, by_hand), spec, vr))
+        true.append(true_error(bin_background(src, by_hand), spec, vr, finite=True))
     chosen = [r["chosen"] for r in table].index(True)
-    tutorial = _true_error(
+    tutorial = true_error(
         bin_background(src, BinOptions(bins=(10, 20, 20), valid_range=vr, fill_empty=True)),
         spec,
         vr,
+        finite=True,
     )
     print(name, info["chosen"], info["how"], "chosen", true[chosen], "best", min(true))
     assert info["gain"] == 1.0 or info["gain_how"] != "given"

@@ -24,8 +24,9 @@ from dials_mdxbg.binning.grid import BinGrid, axis_bin_means
 from dials_mdxbg.binning.parity import ParityGrid, merge_parities
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.native import moment_kernels
-from dials_mdxbg.testing.pilatus import SweepSpec, expected_counts, make_background_sweep
+from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
 from dials_mdxbg.testing.truth import TRUTH_SWEEPS
+from truth_error import true_error
 
 mdx2_utils = pytest.importorskip("mdx2.utils")
 interp3 = mdx2_utils.interp3
@@ -371,32 +372,6 @@ def test_geometry_profile_and_mismatch(beamstop_sweep, sweep, tmp_path):
 # --------------------------------------------------------------------------- against the truth
 
 
-def _true_error(binned, spec, valid_range) -> float:
-    from dials_mdxbg.testing.pilatus import frame_counts
-
-    ny, nx = binned.ny_nx
-    yy, xx = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
-    sq = total = n = 0.0
-    for k in range(spec.n_frames):
-        counts = frame_counts(spec, k)
-        valid = (counts >= valid_range[0]) & (counts <= valid_range[1])
-        truth = expected_counts(spec, k)[valid] / spec.exposure_time
-        phi = spec.osc_start + spec.osc_width * (k + 0.5)
-        b = interp3(
-            binned.phi,
-            binned.iy,
-            binned.ix,
-            binned.signal,
-            np.full(truth.size, phi),
-            yy[valid],
-            xx[valid],
-        )
-        sq += float(((b - truth) ** 2).sum())
-        total += float(truth.sum())
-        n += truth.size
-    return float(np.sqrt(sq / n) / (total / n))
-
-
 @pytest.mark.parametrize("name", sorted(TRUTH_SWEEPS))
 def test_auto_beats_the_tutorial_on_the_true_error(name, tmp_path):
     from dxtbx.model.experiment_list import ExperimentListFactory
@@ -418,10 +393,10 @@ def test_auto_beats_the_tutorial_on_the_true_error(name, tmp_path):
     for row in table:
         m = bin_background(src, BinOptions(bins=tuple(row["bins"]), valid_range=vr))
         heldout.append(row["model_error_sq"])
-        true.append(_true_error(m, spec, vr))
+        true.append(true_error(m, spec, vr))
     tutorial = bin_background(src, BinOptions(bins=(10, 20, 20), valid_range=vr))
     chosen = true[[r["chosen"] for r in table].index(True)]
-    tutorial_true = _true_error(tutorial, spec, vr)
+    tutorial_true = true_error(tutorial, spec, vr)
     print(name, "chosen", chosen, "tutorial", tutorial_true, "best", min(true))
     assert chosen < 0.9 * tutorial_true
     assert chosen <= 1.05 * min(true)

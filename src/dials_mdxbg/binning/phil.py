@@ -171,26 +171,8 @@ class BinOptions:
         )
 
 
-def parse_bins(value):
-    """PHIL ``bins`` (words, e.g. ``10 20 20``, ``10,20,20`` or ``auto``) -> ints or "auto"."""
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)):
-        value = [str(value)]
-    words = [w for item in value for w in str(item).replace(",", " ").split()]
-    if [w.lower() for w in words] == ["auto"]:
-        return "auto"
-    try:
-        return [int(w) for w in words]
-    except ValueError:
-        raise InputError(
-            f"bins must be three positive integers (frames, y, x) or auto, got {' '.join(words)}"
-        ) from None
-
-
-def parse_valid_range(value):
-    """PHIL ``valid_range`` (``0,200``, ``0 200`` or ``auto``: PHIL's Auto) -> ints, "auto"
-    or None."""
+def _words(value, what: str, expected: str):
+    """PHIL words (``10 20 20``, ``10,20,20``, ``auto`` or PHIL's Auto) -> ints, "auto" or None."""
     if value is None:
         return None
     if value is libtbx.Auto:
@@ -203,9 +185,18 @@ def parse_valid_range(value):
     try:
         return [int(w) for w in words]
     except ValueError:
-        raise InputError(
-            f"valid_range must be two integers (min,max) or auto, got {' '.join(words)}"
-        ) from None
+        raise InputError(f"{what} must be {expected} or auto, got {' '.join(words)}") from None
+
+
+def parse_bins(value):
+    """PHIL ``bins`` (words, e.g. ``10 20 20``, ``10,20,20`` or ``auto``) -> ints or "auto"."""
+    return _words(value, "bins", "three positive integers (frames, y, x)")
+
+
+def parse_valid_range(value):
+    """PHIL ``valid_range`` (``0,200``, ``0 200`` or ``auto``: PHIL's Auto) -> ints, "auto"
+    or None."""
+    return _words(value, "valid_range", "two integers (min,max)")
 
 
 def check_bins(bins, valid_range) -> tuple[tuple[int, int, int] | None, tuple[int, int] | None]:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import libtbx.phil
 
-JSON_HELP = (
-    '"Machine-readable summary of the run (JSON, schema in docs/json.md): status, warnings, "'
-    '"the verdict, inputs, outputs, timings. Default: beside the main output, with its name "'
-    '"and .json; None to skip."'
-)
+
+def _log_and_json(log: str) -> str:
+    """The ``log`` and ``json`` outputs both commands write (``log``: its default name)."""
+    return f"""  log = {log}
+    .type = path
+    .help = "The log of the run (what the console shows, and more with -v)."
+    .expert_level = 1
+  json = Auto
+    .type = path
+    .help = "Machine-readable summary of the run (JSON, schema in docs/json.md): status,"
+            "warnings, the verdict, inputs, outputs, timings. Default: beside the main"
+            "output, with its name and .json; None to skip."
+    .expert_level = 1"""
+
 
 binning_str = f"""
 output {{
@@ -33,14 +42,7 @@ output {{
     .help = "Self-contained HTML report, readable offline: the verdict, the map per phi bin, "
             "masking, histogram of the pixel values, per-phi table, run summary. Default: "
             "beside the map, with its name and .html; None to skip."
-  log = dials.mdx_bin_background.log
-    .type = path
-    .help = "The log of the run (what the console shows, and more with -v)."
-    .expert_level = 1
-  json = Auto
-    .type = path
-    .help = {JSON_HELP}
-    .expert_level = 1
+{_log_and_json("dials.mdx_bin_background.log")}
 }}
 verdict
   .help = "Whether the map is ready for mdx2.correct --background, shown at the end of the"
@@ -64,14 +66,7 @@ output {{
     .type = path
     .help = "The mdx2 image series (NeXus) to write: input of dials.mdx_bin_background,"
             "mdx2.bin_image_series, mdx2.find_peaks and mdx2.integrate."
-  log = dials.mdx_import.log
-    .type = path
-    .help = "The log of the run (what the console shows, and more with -v)."
-    .expert_level = 1
-  json = Auto
-    .type = path
-    .help = {JSON_HELP}
-    .expert_level = 1
+{_log_and_json("dials.mdx_import.log")}
   layout = *single split
     .type = choice
     .help = "single: one file. split: one part file per slab of frames in"
