@@ -25,7 +25,7 @@ from dials_mdxbg.binning.shells import ShellLayout, ShellModel
 from dials_mdxbg.binning.stencil import axis_cells
 from dials_mdxbg.binning.sums import BinSums, accumulate_block
 from dials_mdxbg.model import as_block
-from dials_mdxbg.native.shell_kernels import PhiTerm, fit_frame, score_frame
+from dials_mdxbg.native.shell_kernels import PhiTerm, fit_frame, inverse_counts, score_frame
 
 
 @dataclass
@@ -137,11 +137,11 @@ def score_consumer(
         for q, m in enumerate(halves)
         if m is not None
     }
-    # Each model's residual planes and counts as float32 tables, once.
+    # Each model's residual planes and 1/counts as float32 tables, once.
     tables = {
         key: (
             m.residual.reshape(n_phi, -1).astype(np.float32),
-            m.residual_counts.reshape(n_phi, -1).astype(np.float32),
+            inverse_counts(m.residual_counts.reshape(n_phi, -1)),
         )
         for key, m in (("full", full), (0, halves[0]), (1, halves[1]))
         if m is not None

@@ -92,16 +92,27 @@ def bin_model(one: MapInput, options: BinOptions, params, box: Callable) -> Binn
     nproc = params.mp.nproc
     if model == "shells":
         binned = bin_shells(
-            one.source, one.geometry, options, shell_opts, nproc, options.diagnostics
-        )
+            one.source, one.geometry, options, shell_opts, nproc, options.diagnostics,
+            shell_gain(None, options),
+        )  # fmt: skip
         scores = {"shells": binned.quality.get("shells_heldout")} if options.diagnostics else {}
         binned.quality["model"] = {"chosen": "shells", "scores": scores, "how": "model=shells"}
         return binned
     box_map = box(
         one.source, options if options.auto else dataclasses.replace(options, diagnostics=True)
     )
-    shells_map = bin_shells(one.source, one.geometry, options, shell_opts, nproc, True)
+    gain = shell_gain(box_map, options)
+    shells_map = bin_shells(one.source, one.geometry, options, shell_opts, nproc, True, gain)
     return choose_model(box_map, shells_map)
+
+
+def shell_gain(box_map: BinnedMap | None, options: BinOptions) -> float:
+    """The detector gain of the shell model's variance terms: bins=auto's (given or
+    estimated, ``quality["auto"]["gain"]``) when it ran, else the given ``gain``, else 1."""
+    auto = (box_map.quality.get("auto") or {}) if box_map is not None else {}
+    if auto.get("gain") is not None:
+        return float(auto["gain"])
+    return float(options.gain) if options.gain is not None else 1.0
 
 
 def box_score(binned: BinnedMap) -> tuple[dict, str]:
@@ -158,9 +169,17 @@ def phi_frames(n_frames: int, frames: int) -> int:
 
 
 def bin_shells(
-    src: BinSource, geometry, options: BinOptions, shell: ShellOptions, nproc: int, score: bool
+    src: BinSource,
+    geometry,
+    options: BinOptions,
+    shell: ShellOptions,
+    nproc: int,
+    score: bool,
+    gain: float = 1.0,
 ) -> BinnedMap:
     """The shell model's map of ``src`` (one pass; a second with ``score``).
+
+    ``gain`` (counts per photon) scales the Poisson terms of the held-out score.
 
     ``quality["shells_heldout"]`` holds the held-out figures when scored, and
     ``quality["shells"]`` the model's layout.
@@ -207,7 +226,8 @@ def bin_shells(
             )  # fmt: skip
             tasks = opened.tasks_for(None, Progress(n, "frames (shell model, held-out)"))()
             acc = run_blocks(tasks, consume, lambda: ScoreAcc(n), nproc)
-            quality["shells_heldout"] = summarize_score(acc.frames, axes.exposure_times)
+            quality["shells_heldout"] = summarize_score(acc.frames, axes.exposure_times, gain)
+            quality["shells_heldout"]["gain"] = gain
     iy, ix = axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p)
     gtt, gpsi = point_geometry(detector, beam, iy, ix)
     signal, errors = grid_rates(full, gtt.astype(np.float64), gpsi.astype(np.float64), iy, ix)

@@ -1081,15 +1081,33 @@ MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t n,
                                      float *restrict pixel_exposure, double t) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     const float tf = (float)t; /* numpy's twin adds float32(t) */
+    /* Neighbouring pixels mostly share a cell: add runs in registers, not through
+     * memory (a store-to-load chain per pixel otherwise). Sums of integers: exact. */
+    int32_t cur = -1;
+    double run_counts = 0.0;
+    int64_t run_n = 0;
     for (int64_t i = 0; i < n; i++) {
         const int32_t v = frame[i];
         if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
         if (excluded && excluded[i]) continue;
         const int32_t j = joint[i];
-        counts[j] += (double)v;
-        per_cell[j] += 1;
+        if (j != cur) {
+            if (cur >= 0) {
+                counts[cur] += run_counts;
+                per_cell[cur] += run_n;
+            }
+            cur = j;
+            run_counts = 0.0;
+            run_n = 0;
+        }
+        run_counts += (double)v;
+        run_n += 1;
         pixel_counts[i] += (float)v;
         pixel_exposure[i] += tf;
+    }
+    if (cur >= 0) {
+        counts[cur] += run_counts;
+        per_cell[cur] += run_n;
     }
 }
 
@@ -1124,14 +1142,14 @@ MDX_API HOT void mdx_shell_score_frame(
         const float r0 = shell_rate(plane0, i, i00, i01, wb, ws, band_step, stat);
         const float rr0 = r0 * r0;
         float b = a0 * r0;
-        float var_h = q0 * (rr0 * (rel[i] + 1.0f / fmaxf(nh0[k], 1.0f)));
-        float var_f = q0 * (rr0 * (rel_full[i] + 1.0f / fmaxf(nf0[k], 1.0f)));
+        float var_h = q0 * (rr0 * (rel[i] + nh0[k]));
+        float var_f = q0 * (rr0 * (rel_full[i] + nf0[k]));
         if (plane1) {
             const float r1 = shell_rate(plane1, i, i00, i01, wb, ws, band_step, stat);
             const float rr1 = r1 * r1;
             b += a1 * r1;
-            var_h += q1 * (rr1 * (rel[i] + 1.0f / fmaxf(nh1[k], 1.0f)));
-            var_f += q1 * (rr1 * (rel_full[i] + 1.0f / fmaxf(nf1[k], 1.0f)));
+            var_h += q1 * (rr1 * (rel[i] + nh1[k]));
+            var_f += q1 * (rr1 * (rel_full[i] + nf1[k]));
         }
         const double r = (double)v / t, d = r - (double)b;
         sq += d * d;

@@ -156,7 +156,8 @@ MDX_API void mdx_shell_fit_frame(const int32_t *frame, int64_t n, const int32_t 
  * v_full, pixels): the half model's rate at a pixel is the phi interpolation (weights
  * w0, w1; plane1 NULL when w1 is unused) of static[i] times the bilinear residual (corners
  * i00, i01 and + band_step, weights wb, ws), its variance rate^2 (rel + 1/max(N, 1)) with
- * N the residual counts at the nearest cell (half: nh*, full: nf* with rel_full). */
+ * N the residual counts at the nearest cell: nh* (half) and nf* (full, with rel_full) hold
+ * 1/max(N, 1) per cell. */
 MDX_API void mdx_shell_score_frame(const int32_t *frame, int64_t n, const uint8_t *excluded,
                                    int32_t vlo, int32_t vhi, double t, const int32_t *i00,
                                    const int32_t *i01, const float *wb, const float *ws,

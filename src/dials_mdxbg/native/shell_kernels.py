@@ -79,13 +79,20 @@ def fit_frame_numpy(frame, joint, excluded, valid_range, t, counts, exposure, pi
 
 @dataclass(frozen=True)
 class PhiTerm:
-    """One phi plane of a half model's prediction: residual plane, the residual counts
-    of the half and of the full model (float32, flat over cells), and its weight."""
+    """One phi plane of a half model's prediction: residual plane, ``1/max(N, 1)`` of
+    the residual counts ``N`` of the half and of the full model (float32, flat over
+    cells; :func:`inverse_counts`), and its weight."""
 
     plane: np.ndarray
-    n_half: np.ndarray
-    n_full: np.ndarray
+    inv_half: np.ndarray
+    inv_full: np.ndarray
     weight: float
+
+
+def inverse_counts(counts: np.ndarray) -> np.ndarray:
+    """``1/max(N, 1)`` in float32: a residual cell's relative variance, per cell."""
+    one = np.float32(1.0)
+    return one / np.maximum(np.asarray(counts, dtype=np.float32), one)
 
 
 def score_frame(
@@ -127,9 +134,9 @@ def score_frame(
     vlo, vhi = lib.valid_bounds(valid_range)
     first = terms[0]
     second = terms[1] if len(terms) > 1 else None
-    planes = [_flat(a, np.float32) for a in (first.plane, first.n_half, first.n_full)]
+    planes = [_flat(a, np.float32) for a in (first.plane, first.inv_half, first.inv_full)]
     more = [None, None, None] if second is None else [
-        _flat(a, np.float32) for a in (second.plane, second.n_half, second.n_full)
+        _flat(a, np.float32) for a in (second.plane, second.inv_half, second.inv_full)
     ]  # fmt: skip
     p = lib.ptr
     c.mdx_shell_score_frame(
@@ -159,9 +166,8 @@ def score_frame_numpy(frame, excluded, valid_range, t, basis, static, rel, rel_f
         hi = (1 - ws) * plane.take(i00 + up) + ws * plane.take(i01 + up)
         rate = s * ((1 - wb) * lo + wb * hi)
         w, w2 = np.float32(term.weight), np.float32(term.weight * term.weight)
-        one = np.float32(1.0)
-        vh = w2 * (rate * rate * (r_half + one / np.maximum(term.n_half.take(near), one)))
-        vf = w2 * (rate * rate * (r_full + one / np.maximum(term.n_full.take(near), one)))
+        vh = w2 * (rate * rate * (r_half + term.inv_half.take(near)))
+        vf = w2 * (rate * rate * (r_full + term.inv_full.take(near)))
         parts = (w * rate, vh, vf)
         b, v_half, v_full = parts if b is None else (b + parts[0], v_half + vh, v_full + vf)
     c = frame.reshape(-1)[at].astype(np.float64)
