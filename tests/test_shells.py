@@ -253,3 +253,19 @@ def test_the_detector_gain_scales_the_shell_models_poisson_terms(rings):
     assert poisson > 0
     assert four["score"] == pytest.approx(one["score"] - (gain - 1.0) * poisson, rel=1e-9)
     assert four["model_error_sq"] == one["model_error_sq"]  # the uncorrected error has no gain
+
+
+def test_the_reports_bin_two_theta_is_dxtbxs_per_pixel_value():
+    """The profile's two-theta of a fine map's bins, converted in one dxtbx call, is what
+    ``Panel.get_two_theta_at_pixel`` gives bin by bin (tilted detector, moved beam)."""
+    from dials_mdxbg.output.profile import bin_two_theta
+
+    detector, beam = _tilted_detector(300, 400)
+    iy, ix = np.arange(0, 300, 7) + 3.0, np.arange(0, 400, 9) + 4.0
+    got = bin_two_theta(detector, beam, iy, ix)
+    panel, s0 = detector[0], beam.get_s0()
+    one_by_one = np.degrees(
+        [[panel.get_two_theta_at_pixel(s0, (x + 0.5, y + 0.5)) for x in ix] for y in iy]
+    )
+    assert got.shape == (iy.size, ix.size)
+    np.testing.assert_allclose(got, one_by_one, rtol=0, atol=1e-10)

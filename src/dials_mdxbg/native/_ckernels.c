@@ -1134,30 +1134,45 @@ MDX_API HOT void mdx_shell_score_frame(
     const float a0 = (float)w0, a1 = (float)w1;
     const float q0 = (float)(w0 * w0), q1 = (float)(w1 * w1);
     double sq = 0, pois = 0, rate = 0, vh = 0, vf = 0, pixels = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const int32_t v = frame[i];
-        if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
-        if (excluded && excluded[i]) continue;
-        const int32_t k = near[i];
-        const float r0 = shell_rate(plane0, i, i00, i01, wb, ws, band_step, stat);
-        const float rr0 = r0 * r0;
-        float b = a0 * r0;
-        float var_h = q0 * (rr0 * (rel[i] + nh0[k]));
-        float var_f = q0 * (rr0 * (rel_full[i] + nf0[k]));
-        if (plane1) {
-            const float r1 = shell_rate(plane1, i, i00, i01, wb, ws, band_step, stat);
-            const float rr1 = r1 * r1;
-            b += a1 * r1;
-            var_h += q1 * (rr1 * (rel[i] + nh1[k]));
-            var_f += q1 * (rr1 * (rel_full[i] + nf1[k]));
+    /* Predictions for a run of pixels in a loop without branches (the compiler
+     * vectorises its table look-ups), then the sums over the valid ones. */
+    enum { RUN = 512 };
+    float b[RUN], var_h[RUN], var_f[RUN];
+    for (int64_t a = 0; a < n; a += RUN) {
+        const int64_t m = n - a < RUN ? n - a : RUN;
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = a + j;
+            const int32_t k = near[i];
+            const float r0 = shell_rate(plane0, i, i00, i01, wb, ws, band_step, stat);
+            const float rr0 = r0 * r0;
+            b[j] = a0 * r0;
+            var_h[j] = q0 * (rr0 * (rel[i] + nh0[k]));
+            var_f[j] = q0 * (rr0 * (rel_full[i] + nf0[k]));
         }
-        const double r = (double)v / t, d = r - (double)b;
-        sq += d * d;
-        pois += (double)v;
-        rate += r;
-        vh += var_h;
-        vf += var_f;
-        pixels += 1.0;
+        if (plane1) {
+            for (int64_t j = 0; j < m; j++) {
+                const int64_t i = a + j;
+                const int32_t k = near[i];
+                const float r1 = shell_rate(plane1, i, i00, i01, wb, ws, band_step, stat);
+                const float rr1 = r1 * r1;
+                b[j] += a1 * r1;
+                var_h[j] += q1 * (rr1 * (rel[i] + nh1[k]));
+                var_f[j] += q1 * (rr1 * (rel_full[i] + nf1[k]));
+            }
+        }
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = a + j;
+            const int32_t v = frame[i];
+            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+            if (excluded && excluded[i]) continue;
+            const double r = (double)v / t, d = r - (double)b[j];
+            sq += d * d;
+            pois += (double)v;
+            rate += r;
+            vh += var_h[j];
+            vf += var_f[j];
+            pixels += 1.0;
+        }
     }
     res[0] += sq;
     res[1] += pois / (t * t);
