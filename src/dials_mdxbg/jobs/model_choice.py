@@ -210,16 +210,23 @@ def bin_shells(
             raise InputError("model=shells: no valid pixel in any frame (check valid_range)")
         share = sums.exposure.sum(axis=(0, 2))
         share = share / share.sum()
+        # The halves (each parity's frames) on the full model's grids, their pixel
+        # residuals fitted in the full model's pass over the pixels.
+        halves = tuple(
+            fit_model(layout, sums.counts[i], sums.exposure[i], full.level, full.tt_range)
+            if score else None
+            for i in (0, 1)
+        )  # fmt: skip
+        also = tuple((h, sums.pixel_counts[i], sums.pixel_exposure[i])
+                     for i, h in enumerate(halves) if h is not None)  # fmt: skip
         q = pixel_residual(
-            full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share
-        )
+            full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share,
+            also=also,
+        )  # fmt: skip
+        also, sums.pixel_counts, sums.pixel_exposure = (), None, None  # done with: free them
         phi = axis_bin_means(axes.phi, f)
         quality: dict = {}
         if score:
-            halves = tuple(
-                _half(layout, sums, parity, full.level, full.tt_range, q, share)
-                for parity in (0, 1)
-            )
             consume = score_consumer(
                 layout, full, halves, axes.phi, phi, axes.exposure_times,
                 options.valid_range, opened.excluded,
@@ -254,11 +261,3 @@ def bin_shells(
         filled=count == 0, quality=quality,
     )  # fmt: skip
 
-
-def _half(layout, sums: ShellSums, parity: int, level, tt_range, q: int, share):
-    """The model of one parity's frames, on the full model's grids (None if it has none)."""
-    half = fit_model(layout, sums.counts[parity], sums.exposure[parity], level, tt_range)
-    if half is not None:
-        counts, exposure = sums.pixel_counts[parity], sums.pixel_exposure[parity]
-        pixel_residual(half, layout, counts, exposure, share, q)
-    return half
