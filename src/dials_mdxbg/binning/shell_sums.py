@@ -131,7 +131,7 @@ def score_consumer(
     basis = full.basis(layout.two_theta, layout.psi)
     ny, nx = layout.two_theta.shape
     ys, xs = np.arange(ny), np.arange(nx)
-    rel_full = full.static_parts(layout.two_theta, layout.psi, ys, xs)[1]
+    rel_full = full.static_parts(layout.two_theta, layout.psi, ys, xs, rate=False)[1]
     statics = {
         q: m.static_parts(layout.two_theta, layout.psi, ys, xs)
         for q, m in enumerate(halves)

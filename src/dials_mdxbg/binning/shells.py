@@ -210,19 +210,22 @@ class ShellModel:
             ns if nb > 1 else 0,
         )
 
-    def static_parts(self, two_theta, psi, ys, xs) -> tuple[np.ndarray, np.ndarray]:
-        """What does not change along phi at a grid of points (float32): ``P * Q`` and
-        the relative variance ``1/N_P + 1/N_Q``."""
-        static = np.empty(np.shape(two_theta), dtype=np.float32)
-        rel = np.empty_like(static)
+    def static_parts(self, two_theta, psi, ys, xs, rate: bool = True) -> tuple:
+        """What does not change along phi at a grid of points (float32): ``P * Q`` (None
+        unless ``rate``) and the relative variance ``1/N_P + 1/N_Q``."""
+        static = np.empty(np.shape(two_theta), dtype=np.float32) if rate else None
+        rel = np.empty(np.shape(two_theta), dtype=np.float32)
         for rows in row_bands(len(two_theta)):
             tt = two_theta[rows]
-            s = np.interp(tt, self.tt_points, self.profile)
             r = 1.0 / np.maximum(np.interp(tt, self.tt_points, self.profile_counts), 1.0)
             if self.q_map is not None:
-                s *= box_interp(self.q_map, self.q_size, ys[rows], xs)
                 r += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys[rows], xs), 1.0)
-            static[rows], rel[rows] = s, r
+            rel[rows] = r
+            if rate:
+                s = np.interp(tt, self.tt_points, self.profile)
+                if self.q_map is not None:
+                    s *= box_interp(self.q_map, self.q_size, ys[rows], xs)
+                static[rows] = s
         return static, rel
 
     def rate_rows(self, k: int, basis: ResidualBasis, static) -> np.ndarray:

@@ -1133,6 +1133,7 @@ MDX_API HOT void mdx_shell_score_frame(
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     const float a0 = (float)w0, a1 = (float)w1;
     const float q0 = (float)(w0 * w0), q1 = (float)(w1 * w1);
+    const double inv_t = 1.0 / t; /* a product per pixel, not a division */
     double sq = 0, pois = 0, rate = 0, vh = 0, vf = 0, pixels = 0;
     /* Predictions for a run of pixels in a loop without branches (the compiler
      * vectorises its table look-ups), then the sums over the valid ones. */
@@ -1165,7 +1166,7 @@ MDX_API HOT void mdx_shell_score_frame(
             const int32_t v = frame[i];
             if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
             if (excluded && excluded[i]) continue;
-            const double r = (double)v / t, d = r - (double)b[j];
+            const double r = (double)v * inv_t, d = r - (double)b[j];
             sq += d * d;
             pois += (double)v;
             rate += r;

@@ -171,7 +171,7 @@ def score_frame_numpy(frame, excluded, valid_range, t, basis, static, rel, rel_f
         parts = (w * rate, vh, vf)
         b, v_half, v_full = parts if b is None else (b + parts[0], v_half + vh, v_full + vf)
     c = frame.reshape(-1)[at].astype(np.float64)
-    r = c / t
+    r = c * (1.0 / t)  # as the C kernel
     res += (
         float(((r - b) ** 2).sum()),
         float(c.sum()) / (t * t),
