@@ -297,19 +297,26 @@ def test_shell_fit_kernel_gives_the_numpy_twins_bits(valid_range, with_excluded)
     assert native.loaded()
     _, frame, excluded, joint, _ = _shell_inputs(3)
     ex = excluded if with_excluded else None
+    rows, nx = frame.shape
+    # Map bins of 4 rows and of uneven column runs.
+    y_index = np.arange(rows) // 4
+    x_index = np.repeat(np.arange(6), [9, 9, 9, 9, 9, nx - 45])
     sums = []
     for fn in (sk.fit_frame, sk.fit_frame_numpy):
         target = (np.full(40, 2.0), np.full(40, 0.5), np.ones(frame.shape, np.float32),
                   np.zeros(frame.shape, np.float32))  # fmt: skip
+        box = np.full((y_index[-1] + 1, 6), 3, dtype=np.int64)
         for t in (0.1, 0.37):  # two frames into the same sums
-            fn(frame, joint, ex, valid_range, t, *target)
-        sums.append(target)
+            fn(frame, joint, ex, valid_range, t, *target, y_index, x_index, box)
+        sums.append((*target, box))
     for c_sum, np_sum in zip(*sums):
         assert c_sum.dtype == np_sum.dtype and np.array_equal(c_sum, np_sum)
     # Something was added and the excluded pixels were not.
     assert sums[0][0].sum() > 80.0
     if with_excluded:
         assert (sums[0][3][excluded] == 0).all()
+    # The map bins count each valid pixel once per frame.
+    assert sums[0][4].sum() - 3 * sums[0][4].size == 2 * (sums[0][3] > 0).sum()
 
 
 @pytest.mark.parametrize("n_terms", [1, 2])

@@ -2,7 +2,7 @@
 
 One pass (:func:`fit_consumer`) adds every valid pixel's count and exposure into
 the joint (fine shell, sector) histogram of its frame's parity and phi bin, and
-into the box sums of the output grid (the map's pixel counts). A second pass
+into the valid-pixel counts of the output grid's bins. A second pass
 (:func:`score_consumer`) predicts each frame from the other parity's model, as
 the box maps' held-out error does (:mod:`dials_mdxbg.binning.heldout`): for a
 valid pixel of count ``c`` in a frame of exposure ``t``, rate ``r = c/t`` and
@@ -23,18 +23,17 @@ import numpy as np
 from dials_mdxbg.binning.grid import BinGrid
 from dials_mdxbg.binning.shells import ShellLayout, ShellModel
 from dials_mdxbg.binning.stencil import axis_cells
-from dials_mdxbg.binning.sums import BinSums, accumulate_block
 from dials_mdxbg.model import as_block
 from dials_mdxbg.native.shell_kernels import PhiTerm, fit_frame, inverse_counts, score_frame
 
 
 @dataclass
 class ShellSums:
-    """Joint histograms by (parity, phi bin) and the output grid's box sums; mergeable."""
+    """Joint histograms by (parity, phi bin) and the output grid's valid-pixel counts; mergeable."""
 
     counts: np.ndarray  # (2, n_phi, n_joint) float64 (exact integers)
     exposure: np.ndarray  # (2, n_phi, n_joint) pixel-seconds
-    box: BinSums
+    box_count: np.ndarray  # (n_phi, nby, nbx) int64: valid pixels in each map bin
     pixel_counts: np.ndarray  # (2, ny, nx) per parity, over all frames
     pixel_exposure: np.ndarray
 
@@ -47,7 +46,7 @@ class ShellSums:
         return cls(
             np.zeros(shape),
             np.zeros(shape),
-            BinSums.zeros(grid_shape),
+            np.zeros(grid_shape, dtype=np.int64),
             np.zeros(pixels, dtype=np.float32),
             np.zeros(pixels, dtype=np.float32),
         )
@@ -56,7 +55,7 @@ class ShellSums:
         """Add ``other`` into this one and return self."""
         self.counts += other.counts
         self.exposure += other.exposure
-        self.box.merge(other.box)
+        self.box_count += other.box_count
         self.pixel_counts += other.pixel_counts
         self.pixel_exposure += other.pixel_exposure
         return self
@@ -70,13 +69,14 @@ def fit_consumer(
     excluded=None,
 ):
     """A block consumer adding blocks into :class:`ShellSums` (phi bins of ``grid``)."""
+    x_index = np.repeat(np.arange(len(grid.x_sizes), dtype=np.int64), grid.x_sizes)
 
     def consume(acc: ShellSums, frame0: int, row0: int, block) -> None:
         block = as_block(block)
         n, rows, _ = block.shape
         ex = excluded(frame0, row0, block.shape) if excluded else None
-        accumulate_block(acc.box, grid, block, frame0, row0, valid_range, ex)
         joint = layout.joint[row0 : row0 + rows]
+        y_index = grid.y_index[row0 : row0 + rows]
         span = slice(row0, row0 + rows)
         for f in range(n):
             frame = frame0 + f
@@ -84,7 +84,8 @@ def fit_consumer(
             fit_frame(
                 block[f], joint, None if ex is None else ex[f], valid_range,
                 float(exposure_times[frame]), acc.counts[q, k], acc.exposure[q, k],
-                acc.pixel_counts[q, span], acc.pixel_exposure[q, span],
+                acc.pixel_counts[q, span], acc.pixel_exposure[q, span], y_index, x_index,
+                acc.box_count[k],
             )  # fmt: skip
 
     return consume

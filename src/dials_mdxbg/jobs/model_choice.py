@@ -224,7 +224,7 @@ def bin_shells(
             also=also,
         )  # fmt: skip
         # Only the map's pixel counts are needed past here: free the rest (~0.3 GB on 6M).
-        count, also, sums = sums.box.count, (), None
+        count, also, sums = sums.box_count, (), None
         phi = axis_bin_means(axes.phi, f)
         quality: dict = {}
         if score:

@@ -1073,12 +1073,15 @@ MDX_API HOT void mdx_score_cells(const double *restrict m, const double *restric
  * one pass over a frame instead of numpy's masks, bincounts and table look-ups.
  */
 
-MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t n,
+MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t rows, int64_t nx,
                                      const int32_t *restrict joint,
                                      const uint8_t *restrict excluded, int32_t vlo, int32_t vhi,
                                      double *restrict counts, int64_t *restrict per_cell,
                                      float *restrict pixel_counts,
-                                     float *restrict pixel_exposure, double t) {
+                                     float *restrict pixel_exposure, double t,
+                                     const int64_t *restrict y_index,
+                                     const int64_t *restrict x_index, int64_t nbx,
+                                     int64_t *restrict box_count) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     const float tf = (float)t; /* numpy's twin adds float32(t) */
     /* Neighbouring pixels mostly share a cell: add runs in registers, not through
@@ -1086,24 +1089,29 @@ MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t n,
     int32_t cur = -1;
     double run_counts = 0.0;
     int64_t run_n = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const int32_t v = frame[i];
-        if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
-        if (excluded && excluded[i]) continue;
-        const int32_t j = joint[i];
-        if (j != cur) {
-            if (cur >= 0) {
-                counts[cur] += run_counts;
-                per_cell[cur] += run_n;
+    for (int64_t y = 0; y < rows; y++) {
+        int64_t *restrict box_row = box_count + y_index[y] * nbx;
+        for (int64_t x = 0; x < nx; x++) {
+            const int64_t i = y * nx + x;
+            const int32_t v = frame[i];
+            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+            if (excluded && excluded[i]) continue;
+            const int32_t j = joint[i];
+            if (j != cur) {
+                if (cur >= 0) {
+                    counts[cur] += run_counts;
+                    per_cell[cur] += run_n;
+                }
+                cur = j;
+                run_counts = 0.0;
+                run_n = 0;
             }
-            cur = j;
-            run_counts = 0.0;
-            run_n = 0;
+            run_counts += (double)v;
+            run_n += 1;
+            pixel_counts[i] += (float)v;
+            pixel_exposure[i] += tf;
+            box_row[x_index[x]] += 1;
         }
-        run_counts += (double)v;
-        run_n += 1;
-        pixel_counts[i] += (float)v;
-        pixel_exposure[i] += tf;
     }
     if (cur >= 0) {
         counts[cur] += run_counts;

@@ -94,7 +94,10 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
     "mdx_cell_moments": (_INT, (_P, _I64, _I64, _P, _I32, _I32, _I64, *(_P,) * 9)),
     "mdx_score_cells": (None, (_P, _P, _I64, _I64, _I64, _I64, ctypes.c_double, _P)),
     # shell model (native/shell_kernels.py)
-    "mdx_shell_fit_frame": (None, (_P, _I64, _P, _P, _I32, _I32, _P, _P, _P, _P, _D)),
+    "mdx_shell_fit_frame": (
+        None,
+        (_P, _I64, _I64, _P, _P, _I32, _I32, _P, _P, _P, _P, _D, _P, _P, _I64, _P),
+    ),
     "mdx_shell_score_frame": (
         None,
         (_P, _I64, _P, _I32, _I32, _D, *(_P,) * 5, _I64, *(_P,) * 6, _D, _P, _P, _P, _D, _P),

@@ -143,14 +143,17 @@ MDX_API void mdx_score_cells(const double *m, const double *plane, int64_t n_row
 
 /* ---- Shell model (native/shell_kernels.py has the numpy twins). ---- */
 
-/* Add one frame's valid counts (vlo <= v <= vhi, never -1, not excluded) of n pixels
- * into the joint histogram: counts[joint[i]] += v; per_cell[joint[i]] += 1 (int64, the
- * caller multiplies by the exposure); pixel_counts[i] += v and pixel_exposure[i] += t
- * (float32). excluded may be NULL. */
-MDX_API void mdx_shell_fit_frame(const int32_t *frame, int64_t n, const int32_t *joint,
-                                 const uint8_t *excluded, int32_t vlo, int32_t vhi,
-                                 double *counts, int64_t *per_cell, float *pixel_counts,
-                                 float *pixel_exposure, double t);
+/* Add one frame's valid counts (vlo <= v <= vhi, never -1, not excluded) of rows x nx
+ * pixels into the joint histogram: counts[joint[i]] += v; per_cell[joint[i]] += 1 (int64,
+ * the caller multiplies by the exposure); pixel_counts[i] += v and pixel_exposure[i] += t
+ * (float32); box_count[y_index[y] * nbx + x_index[x]] += 1 (the map's valid pixels).
+ * excluded may be NULL. */
+MDX_API void mdx_shell_fit_frame(const int32_t *frame, int64_t rows, int64_t nx,
+                                 const int32_t *joint, const uint8_t *excluded, int32_t vlo,
+                                 int32_t vhi, double *counts, int64_t *per_cell,
+                                 float *pixel_counts, float *pixel_exposure, double t,
+                                 const int64_t *y_index, const int64_t *x_index, int64_t nbx,
+                                 int64_t *box_count);
 
 /* Add a frame's held-out sums over its valid pixels into res (6: sq, pois, rate, v_half,
  * v_full, pixels): the half model's rate at a pixel is the phi interpolation (weights

@@ -36,6 +36,9 @@ def fit_frame(
     exposure: np.ndarray,
     pixel_counts: np.ndarray,
     pixel_exposure: np.ndarray,
+    y_index: np.ndarray,
+    x_index: np.ndarray,
+    box_count: np.ndarray,
 ) -> None:
     """Add one frame's valid counts into the shell sums, in place; in C when it fits.
 
@@ -47,28 +50,44 @@ def fit_frame(
         t: the frame's exposure time (s).
         counts, exposure: float64 (n_joint,) sums of counts and pixel-seconds.
         pixel_counts, pixel_exposure: float32 (rows, nx) C-contiguous per-pixel sums.
+        y_index, x_index: the map bin of each row and column (int64).
+        box_count: int64 (nby, nbx) valid pixels in each map bin of the frame's phi bin.
     """
     c = lib.library()
     targets = (counts, exposure, pixel_counts, pixel_exposure)
-    if c is None or not lib.takes_block(frame) or not all(a.flags.c_contiguous for a in targets):
-        fit_frame_numpy(frame, joint, excluded, valid_range, t, *targets)
+    boxes = (y_index, x_index, box_count)
+    if (
+        c is None
+        or not lib.takes_block(frame)
+        or not all(a.flags.c_contiguous for a in targets)
+        or box_count.dtype != np.int64
+        or not box_count.flags.c_contiguous
+    ):
+        fit_frame_numpy(frame, joint, excluded, valid_range, t, *targets, *boxes)
         return
+    y_index, x_index = lib.index(y_index), lib.index(x_index)
     joint = _flat(joint, np.int32)
     ex = _flat(excluded, np.uint8)
     per_cell = np.zeros(counts.size, dtype=np.int64)
     vlo, vhi = lib.valid_bounds(valid_range)
+    rows, nx = frame.shape
     c.mdx_shell_fit_frame(
-        lib.ptr(frame), frame.size, lib.ptr(joint), None if ex is None else lib.ptr(ex),
+        lib.ptr(frame), rows, nx, lib.ptr(joint), None if ex is None else lib.ptr(ex),
         vlo, vhi, lib.ptr(counts), lib.ptr(per_cell), lib.ptr(pixel_counts),
-        lib.ptr(pixel_exposure), float(t),
+        lib.ptr(pixel_exposure), float(t), lib.ptr(y_index), lib.ptr(x_index),
+        box_count.shape[1], lib.ptr(box_count),
     )  # fmt: skip
     exposure += per_cell.astype(np.float64) * float(t)
 
 
 def fit_frame_numpy(frame, joint, excluded, valid_range, t, counts, exposure, pixel_counts,
-                    pixel_exposure) -> None:  # fmt: skip
+                    pixel_exposure, y_index, x_index, box_count) -> None:  # fmt: skip
     """The numpy twin of :func:`fit_frame` (same arguments, same sums)."""
-    valid = valid_mask(frame, valid_range, excluded).reshape(-1)
+    valid = valid_mask(frame, valid_range, excluded)
+    nby, nbx = box_count.shape
+    cell = (np.asarray(y_index)[:, np.newaxis] * nbx + np.asarray(x_index)[np.newaxis, :])
+    box_count += np.bincount(cell[valid], minlength=nby * nbx).reshape(nby, nbx)
+    valid = valid.reshape(-1)
     joint = joint.reshape(-1)
     values = np.where(valid, frame.reshape(-1), 0).astype(np.float64)
     counts += np.bincount(joint, values, counts.size)
