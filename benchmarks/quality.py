@@ -480,6 +480,17 @@ def model_cost(workdir: Path, frames: int) -> dict:
         plain = next(x for x in out["rows"] if x["input"] == r["input"])["cpu"]
         print(f"| {r['input']} | {r['run']} | {r['seconds']:.1f} | {r['cpu']:.1f} | "
               f"{r['cpu'] / plain:.2f} | {r['peak_mb']:.0f} | {r['map_mb']:.1f} |")  # fmt: skip
+    # Issue 23's target: one step model=auto <= 4x the plain one step (CPU), <= 1.2 GB, <= 200 MB.
+    one = {r["run"]: r for r in out["rows"] if r["input"] == "one step"}
+    auto, plain = one["model=auto"], one["model=box"]
+    out["target"] = {
+        "cpu_ratio": auto["cpu"] / plain["cpu"],
+        "met": auto["cpu"] <= 4 * plain["cpu"] and auto["peak_mb"] <= 1200
+        and auto["map_mb"] <= 200,
+    }  # fmt: skip
+    print(f"one step model=auto: {out['target']['cpu_ratio']:.2f}x the plain CPU time, "
+          f"{auto['peak_mb']:.0f} MB peak, {auto['map_mb']:.1f} MB map (target <= 4x, "
+          f"<= 1200 MB, <= 200 MB): {'met' if out['target']['met'] else 'not met'}")  # fmt: skip
     return out
 
 

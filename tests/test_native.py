@@ -73,7 +73,7 @@ def _header() -> dict:
 
 def test_header_and_ctypes_declarations_agree():
     header = _header()
-    assert len(header) == len(native.PROTOTYPES) == 20
+    assert len(header) == len(native.PROTOTYPES) == 22
     assert mismatches(header, native.PROTOTYPES) == []
     assert set(native.OPTIONAL) <= set(header) and set(native.OPTIONAL.values()) <= set(header)
 
@@ -262,3 +262,83 @@ def test_unshuffle_from_a_later_frame_of_a_chunk(backend, monkeypatch):
         native.library.cache_clear()
     with pytest.raises(ValueError):
         unshuffle_into(planes, chunk.shape, np.empty((3, 4, 10), np.int32), 0, first=3)
+
+
+def _shell_inputs(seed: int, shape=(37, 53), cells=(5, 8)):
+    """A masked frame with negative and out-of-range counts, an excluded patch, joint
+    cells in runs, and a residual basis on a (bands, sectors) grid."""
+    from dials_mdxbg.binning.shells import ResidualBasis
+
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(-1, 70, shape).astype(np.int32)
+    frame[3, :7] = -5
+    excluded = np.zeros(shape, bool)
+    excluded[10:14, 20:30] = True
+    joint = np.sort(rng.integers(0, 40, shape), axis=1).astype(np.int32)
+    nb, ns = cells
+    b0 = rng.integers(0, nb - 1, shape)
+    s0 = rng.integers(0, ns, shape)
+    basis = ResidualBasis(
+        (b0 * ns + s0).astype(np.int32),
+        (b0 * ns + (s0 + 1) % ns).astype(np.int32),
+        rng.random(shape, dtype=np.float32),
+        rng.random(shape, dtype=np.float32),
+        rng.integers(0, nb * ns, shape).astype(np.int32),
+        ns,
+    )
+    return rng, frame, excluded, joint, basis
+
+
+@pytest.mark.parametrize("valid_range", [(0, 50), (-3, 60), None])
+@pytest.mark.parametrize("with_excluded", [False, True])
+def test_shell_fit_kernel_gives_the_numpy_twins_bits(valid_range, with_excluded):
+    from dials_mdxbg.native import shell_kernels as sk
+
+    assert native.loaded()
+    _, frame, excluded, joint, _ = _shell_inputs(3)
+    ex = excluded if with_excluded else None
+    rows, nx = frame.shape
+    # Map bins of 4 rows and of uneven column runs.
+    y_index = np.arange(rows) // 4
+    x_index = np.repeat(np.arange(6), [9, 9, 9, 9, 9, nx - 45])
+    sums = []
+    for fn in (sk.fit_frame, sk.fit_frame_numpy):
+        target = (np.full(40, 2.0), np.full(40, 0.5), np.ones(frame.shape, np.float32),
+                  np.zeros(frame.shape, np.float32))  # fmt: skip
+        box = np.full((y_index[-1] + 1, 6), 3, dtype=np.int64)
+        for t in (0.1, 0.37):  # two frames into the same sums
+            fn(frame, joint, ex, valid_range, t, *target, y_index, x_index, box)
+        sums.append((*target, box))
+    for c_sum, np_sum in zip(*sums):
+        assert c_sum.dtype == np_sum.dtype and np.array_equal(c_sum, np_sum)
+    # Something was added and the excluded pixels were not.
+    assert sums[0][0].sum() > 80.0
+    if with_excluded:
+        assert (sums[0][3][excluded] == 0).all()
+    # The map bins count each valid pixel once per frame.
+    assert sums[0][4].sum() - 3 * sums[0][4].size == 2 * (sums[0][3] > 0).sum()
+
+
+@pytest.mark.parametrize("n_terms", [1, 2])
+@pytest.mark.parametrize("valid_range", [(0, 50), None])
+def test_shell_score_kernel_matches_the_numpy_twin(n_terms, valid_range):
+    from dials_mdxbg.native import shell_kernels as sk
+
+    assert native.loaded()
+    rng, frame, excluded, _, basis = _shell_inputs(5)
+    cells = 40
+    parts = [rng.random(frame.shape, dtype=np.float32) + 0.5 for _ in range(3)]
+    terms = [
+        sk.PhiTerm(rng.random(cells, dtype=np.float32) + 0.5,
+                   sk.inverse_counts(rng.random(cells) * 50),
+                   sk.inverse_counts(rng.random(cells) * 50), w)  # fmt: skip
+        for w in (0.3, 0.7)[:n_terms]
+    ]
+    got = [np.zeros(6), np.zeros(6)]
+    sk.score_frame(frame, excluded, valid_range, 0.2, basis, *parts, terms, got[0])
+    sk.score_frame_numpy(frame, excluded, valid_range, 0.2, basis, *parts, terms, got[1])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-6)
+    valid = (frame != -1) & ~excluded
+    if valid_range:
+        valid &= (frame >= valid_range[0]) & (frame <= valid_range[1])
+    assert got[0][5] == valid.sum() and got[0][1] == frame[valid].sum() / (0.2 * 0.2)

@@ -220,3 +220,52 @@ def test_model_auto_picks_the_better_and_logs_both(rings, tmp_path):
     assert record["chosen"] == better
     # On sharp rings the tutorial's 10,20,20 box loses to the shell model by far.
     assert record["chosen"] == "shells"
+
+
+def test_the_detector_gain_scales_the_shell_models_poisson_terms(rings):
+    """bins=auto's gain (here given, as for a CCD) reaches the shell model's score."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.jobs.bin_background import bin_background
+    from dials_mdxbg.jobs.inputs import BinSource
+    from dials_mdxbg.jobs.model_choice import ShellOptions, bin_shells, shell_gain
+
+    expt, spec = rings
+    experiments = ExperimentListFactory.from_json_file(str(expt))
+    src = BinSource.from_experiments(experiments, {"imageset": None})
+    geometry = (experiments[0].detector, experiments[0].beam)
+    given = BinOptions(bins=None, valid_range=VALID, gain=4.0, auto_frames=(2, 4),
+                       auto_pixels=(6, 12))  # fmt: skip
+    box_map = bin_background(src, given)
+    assert box_map.quality["auto"]["gain"] == 4.0
+    gain = shell_gain(box_map, given)
+    assert gain == 4.0
+    assert shell_gain(None, BinOptions(valid_range=VALID)) == 1.0
+    scores = {
+        g: bin_shells(src, geometry, given, ShellOptions(), 1, True, g).quality["shells_heldout"]
+        for g in (1.0, gain)
+    }
+    one, four = scores[1.0], scores[gain]
+    assert four["gain"] == gain and one["gain"] == 1.0
+    # Constant exposure t: score(g) = mean(t^2 sq) - g (mean count + t^2 (V_half - V_full)).
+    t2 = spec.exposure_time**2
+    poisson = one["mean_count"] + t2 * (one["v_half"] - one["v_full"])
+    assert poisson > 0
+    assert four["score"] == pytest.approx(one["score"] - (gain - 1.0) * poisson, rel=1e-9)
+    assert four["model_error_sq"] == one["model_error_sq"]  # the uncorrected error has no gain
+
+
+def test_the_reports_bin_two_theta_is_dxtbxs_per_pixel_value():
+    """The profile's two-theta of a fine map's bins, converted in one dxtbx call, is what
+    ``Panel.get_two_theta_at_pixel`` gives bin by bin (tilted detector, moved beam)."""
+    from dials_mdxbg.output.profile import bin_two_theta
+
+    detector, beam = _tilted_detector(300, 400)
+    iy, ix = np.arange(0, 300, 7) + 3.0, np.arange(0, 400, 9) + 4.0
+    got = bin_two_theta(detector, beam, iy, ix)
+    panel, s0 = detector[0], beam.get_s0()
+    one_by_one = np.degrees(
+        [[panel.get_two_theta_at_pixel(s0, (x + 0.5, y + 0.5)) for x in ix] for y in iy]
+    )
+    assert got.shape == (iy.size, ix.size)
+    np.testing.assert_allclose(got, one_by_one, rtol=0, atol=1e-10)

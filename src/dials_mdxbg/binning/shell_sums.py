@@ -2,7 +2,7 @@
 
 One pass (:func:`fit_consumer`) adds every valid pixel's count and exposure into
 the joint (fine shell, sector) histogram of its frame's parity and phi bin, and
-into the box sums of the output grid (the map's pixel counts). A second pass
+into the valid-pixel counts of the output grid's bins. A second pass
 (:func:`score_consumer`) predicts each frame from the other parity's model, as
 the box maps' held-out error does (:mod:`dials_mdxbg.binning.heldout`): for a
 valid pixel of count ``c`` in a frame of exposure ``t``, rate ``r = c/t`` and
@@ -23,18 +23,17 @@ import numpy as np
 from dials_mdxbg.binning.grid import BinGrid
 from dials_mdxbg.binning.shells import ShellLayout, ShellModel
 from dials_mdxbg.binning.stencil import axis_cells
-from dials_mdxbg.binning.sums import BinSums, accumulate_block
 from dials_mdxbg.model import as_block
-from dials_mdxbg.native.bin_kernels import valid_mask
+from dials_mdxbg.native.shell_kernels import PhiTerm, fit_frame, inverse_counts, score_frame
 
 
 @dataclass
 class ShellSums:
-    """Joint histograms by (parity, phi bin) and the output grid's box sums; mergeable."""
+    """Joint histograms by (parity, phi bin) and the output grid's valid-pixel counts; mergeable."""
 
     counts: np.ndarray  # (2, n_phi, n_joint) float64 (exact integers)
     exposure: np.ndarray  # (2, n_phi, n_joint) pixel-seconds
-    box: BinSums
+    box_count: np.ndarray  # (n_phi, nby, nbx) int64: valid pixels in each map bin
     pixel_counts: np.ndarray  # (2, ny, nx) per parity, over all frames
     pixel_exposure: np.ndarray
 
@@ -47,7 +46,7 @@ class ShellSums:
         return cls(
             np.zeros(shape),
             np.zeros(shape),
-            BinSums.zeros(grid_shape),
+            np.zeros(grid_shape, dtype=np.int64),
             np.zeros(pixels, dtype=np.float32),
             np.zeros(pixels, dtype=np.float32),
         )
@@ -56,7 +55,7 @@ class ShellSums:
         """Add ``other`` into this one and return self."""
         self.counts += other.counts
         self.exposure += other.exposure
-        self.box.merge(other.box)
+        self.box_count += other.box_count
         self.pixel_counts += other.pixel_counts
         self.pixel_exposure += other.pixel_exposure
         return self
@@ -70,25 +69,24 @@ def fit_consumer(
     excluded=None,
 ):
     """A block consumer adding blocks into :class:`ShellSums` (phi bins of ``grid``)."""
-    n_joint = layout.n_joint
+    x_index = np.repeat(np.arange(len(grid.x_sizes), dtype=np.int64), grid.x_sizes)
 
     def consume(acc: ShellSums, frame0: int, row0: int, block) -> None:
         block = as_block(block)
         n, rows, _ = block.shape
         ex = excluded(frame0, row0, block.shape) if excluded else None
-        accumulate_block(acc.box, grid, block, frame0, row0, valid_range, ex)
-        joint = layout.joint[row0 : row0 + rows].ravel()
+        joint = layout.joint[row0 : row0 + rows]
+        y_index = grid.y_index[row0 : row0 + rows]
+        span = slice(row0, row0 + rows)
         for f in range(n):
             frame = frame0 + f
-            valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
-            valid = valid.ravel()
-            values = np.where(valid, block[f].ravel(), 0).astype(np.float64)
             k, q = int(grid.phi_index[frame]), frame % 2
-            acc.counts[q, k] += np.bincount(joint, values, n_joint)
-            t = float(exposure_times[frame])
-            acc.exposure[q, k] += np.bincount(joint, valid.astype(np.float64), n_joint) * t
-            acc.pixel_counts[q, row0 : row0 + rows] += values.reshape(rows, -1)
-            acc.pixel_exposure[q, row0 : row0 + rows] += valid.reshape(rows, -1) * np.float32(t)
+            fit_frame(
+                block[f], joint, None if ex is None else ex[f], valid_range,
+                float(exposure_times[frame]), acc.counts[q, k], acc.exposure[q, k],
+                acc.pixel_counts[q, span], acc.pixel_exposure[q, span], y_index, x_index,
+                acc.box_count[k],
+            )  # fmt: skip
 
     return consume
 
@@ -134,36 +132,33 @@ def score_consumer(
     basis = full.basis(layout.two_theta, layout.psi)
     ny, nx = layout.two_theta.shape
     ys, xs = np.arange(ny), np.arange(nx)
-    models = {"full": full, 0: halves[0], 1: halves[1]}
+    rel_full = full.static_parts(layout.two_theta, layout.psi, ys, xs, rate=False)[1]
     statics = {
-        key: m.static_parts(layout.two_theta, layout.psi, ys, xs)
-        for key, m in models.items()
+        q: m.static_parts(layout.two_theta, layout.psi, ys, xs)
+        for q, m in enumerate(halves)
+        if m is not None
+    }
+    # Each model's residual planes and 1/counts as float32 tables, once.
+    tables = {
+        key: (
+            m.residual.reshape(n_phi, -1).astype(np.float32),
+            inverse_counts(m.residual_counts.reshape(n_phi, -1)),
+        )
+        for key, m in (("full", full), (0, halves[0]), (1, halves[1]))
         if m is not None
     }
 
-    def predict(key, f: int, rows: slice, cache: dict):
-        """The half model ``key``'s prediction at frame ``f`` and the variances of it and
-        of the full model's (the latter with the half model's rate as plug-in: it is a
-        small correction, and this spares evaluating the full model)."""
-        model, (static, rel) = models[key], statics[key]
-        rel_full = statics["full"][1]
+    def terms(q: int, f: int) -> list[PhiTerm]:
+        """mdx2's phi interpolation at frame ``f`` of the half model ``q``: the weighted
+        planes (the full model's residual counts beside the half's, for V_full with the
+        half model's rate as plug-in: a small correction that spares the full model)."""
         k0 = int(cell[f])
         w = float(weight[f]) if n_phi > 1 else 0.0
-        out = None
+        planes, counts = tables[q]
+        out = []
         for k, wk in ((k0, 1.0 - w), (k0 + 1, w)):
-            if wk == 0.0 or k >= n_phi:
-                continue
-            if (key, k) not in cache:
-                part = cache.setdefault("basis", basis.rows(rows))
-                rate = model.rate_rows(k, part, static[rows])
-                cache[(key, k)] = (
-                    rate,
-                    model.variance_rows(k, part, rate, rel[rows]),
-                    full.variance_rows(k, part, rate, rel_full[rows]),
-                )
-            rate, var, var_full = cache[(key, k)]
-            terms = (wk * rate, wk * wk * var, wk * wk * var_full)
-            out = terms if out is None else tuple(a + b for a, b in zip(out, terms))
+            if wk != 0.0 and k < n_phi:
+                out.append(PhiTerm(planes[k], counts[k], tables["full"][1][k], wk))
         return out
 
     def consume(acc: ScoreAcc, frame0: int, row0: int, block) -> None:
@@ -171,25 +166,18 @@ def score_consumer(
         n, rows, nx = block.shape
         ex = excluded(frame0, row0, block.shape) if excluded else None
         span = slice(row0, row0 + rows)
-        cache: dict = {}
+        part = basis.rows(span)
         for f in range(n):
             frame = frame0 + f
-            half = halves[1 - frame % 2]
-            if half is None:
+            q = 1 - frame % 2
+            if halves[q] is None:
                 continue
-            valid = valid_mask(block[f], valid_range, None if ex is None else ex[f])
-            c = block[f][valid].astype(np.float64)
-            t = float(exposure_times[frame])
-            b_half, v_half, v_full = predict(1 - frame % 2, frame, span, cache)
-            r = c / t
-            acc.frames[frame] += (
-                float(((r - b_half[valid]) ** 2).sum()),
-                float(c.sum()) / (t * t),
-                float(r.sum()),
-                float(v_half[valid].sum()),
-                float(v_full[valid].sum()),
-                float(c.size),
-            )
+            static, rel = statics[q]
+            score_frame(
+                block[f], None if ex is None else ex[f], valid_range,
+                float(exposure_times[frame]), part, static[span], rel[span], rel_full[span],
+                terms(q, frame), acc.frames[frame],
+            )  # fmt: skip
 
     return consume
 

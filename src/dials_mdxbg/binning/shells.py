@@ -210,19 +210,22 @@ class ShellModel:
             ns if nb > 1 else 0,
         )
 
-    def static_parts(self, two_theta, psi, ys, xs) -> tuple[np.ndarray, np.ndarray]:
-        """What does not change along phi at a grid of points (float32): ``P * Q`` and
-        the relative variance ``1/N_P + 1/N_Q``."""
-        static = np.empty(np.shape(two_theta), dtype=np.float32)
-        rel = np.empty_like(static)
+    def static_parts(self, two_theta, psi, ys, xs, rate: bool = True) -> tuple:
+        """What does not change along phi at a grid of points (float32): ``P * Q`` (None
+        unless ``rate``) and the relative variance ``1/N_P + 1/N_Q``."""
+        static = np.empty(np.shape(two_theta), dtype=np.float32) if rate else None
+        rel = np.empty(np.shape(two_theta), dtype=np.float32)
         for rows in row_bands(len(two_theta)):
             tt = two_theta[rows]
-            s = np.interp(tt, self.tt_points, self.profile)
             r = 1.0 / np.maximum(np.interp(tt, self.tt_points, self.profile_counts), 1.0)
             if self.q_map is not None:
-                s *= box_interp(self.q_map, self.q_size, ys[rows], xs)
                 r += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys[rows], xs), 1.0)
-            static[rows], rel[rows] = s, r
+            rel[rows] = r
+            if rate:
+                s = np.interp(tt, self.tt_points, self.profile)
+                if self.q_map is not None:
+                    s *= box_interp(self.q_map, self.q_size, ys[rows], xs)
+                static[rows] = s
         return static, rel
 
     def rate_rows(self, k: int, basis: ResidualBasis, static) -> np.ndarray:
@@ -239,12 +242,10 @@ class ShellModel:
         n_r = self.residual_counts[k].ravel().astype(np.float32).take(basis.near)
         return rate * rate * (rel + 1.0 / np.maximum(n_r, np.float32(1.0)))
 
-    def _residual_at(self, plane: np.ndarray, two_theta, psi) -> np.ndarray:
+    def corners(self, two_theta, psi) -> tuple:
+        """Float64 bilinear corners ``(b0, b1, s0, s1, wb, ws)`` of points on the residual
+        grid (periodic in azimuth)."""
         fb, fs, nb, ns = self._coords(two_theta, psi)
-        return self._bilinear(plane, fb, fs, nb, ns)
-
-    @staticmethod
-    def _bilinear(plane: np.ndarray, fb, fs, nb: int, ns: int) -> np.ndarray:
         b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
         wb = fb - b0 if nb > 1 else np.zeros_like(fb)
         b1 = np.minimum(b0 + 1, nb - 1)
@@ -252,9 +253,7 @@ class ShellModel:
         ws = fs - s0f
         s0 = np.mod(s0f.astype(np.int64), ns)
         s1 = np.mod(s0 + 1, ns)
-        return (1 - wb) * ((1 - ws) * plane[b0, s0] + ws * plane[b0, s1]) + wb * (
-            (1 - ws) * plane[b1, s0] + ws * plane[b1, s1]
-        )
+        return b0, b1, s0, s1, wb, ws
 
 
 def pixel_residual(
@@ -264,6 +263,7 @@ def pixel_residual(
     pixel_exposure: np.ndarray,
     phi_share: np.ndarray,
     q: int | None = None,
+    also: tuple = (),
 ) -> int:
     """Fit the static pixel residual ``Q`` of ``model`` in place; returns its box size.
 
@@ -271,6 +271,8 @@ def pixel_residual(
         pixel_counts, pixel_exposure: (ny, nx) counts and pixel-seconds over all frames.
         phi_share: each phi bin's share of the exposure (weights of the mean residual).
         q: the box size, or None to choose the smallest reaching PIXEL_COUNTS per box.
+        also: ``(model, pixel_counts, pixel_exposure)`` of models on ``model``'s residual
+            grid (its halves), fitted with the same box in the same pass over the pixels.
     """
     if q is None:
         valid = pixel_exposure > 0
@@ -278,19 +280,32 @@ def pixel_residual(
         ny, nx = pixel_counts.shape
         q = next((b for b in Q_BOXES if per_pixel * b * b >= PIXEL_COUNTS), Q_BOXES[-1])
         q = min(q, max(ny, nx))
-    mean_plane = np.tensordot(phi_share, model.residual, axes=1)
-    expect = np.empty(pixel_exposure.shape, dtype=np.float32)
-    for rows in row_bands(expect.shape[0]):
+    fits = [(model, pixel_counts, pixel_exposure), *also]
+    planes = [np.tensordot(phi_share, m.residual, axes=1) for m, _, _ in fits]
+    expects = [np.empty(e.shape, dtype=np.float32) for _, _, e in fits]
+    for rows in row_bands(pixel_exposure.shape[0]):
         tt, psi = layout.two_theta[rows], layout.psi[rows]
-        part = np.interp(tt, model.tt_points, model.profile)
-        part *= model._residual_at(mean_plane, tt, psi)
-        expect[rows] = part * pixel_exposure[rows]
-    c, e = box_sums(pixel_counts, q), box_sums(expect, q)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = c / e
-    factor[~(e > 0)] = 1.0
-    model.q_size, model.q_map, model.q_counts = q, factor, c
+        corners = model.corners(tt, psi)  # one grid: shared by every model here
+        for (m, _, exposure), plane, expect in zip(fits, planes, expects):
+            part = np.interp(tt, m.tt_points, m.profile)
+            part *= _bilinear_at(plane, corners)
+            expect[rows] = part * exposure[rows]
+    for (m, counts, _), expect in zip(fits, expects):
+        c, e = box_sums(counts, q), box_sums(expect, q)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = c / e
+        factor[~(e > 0)] = 1.0
+        m.q_size, m.q_map, m.q_counts = q, factor, c
     return q
+
+
+def _bilinear_at(plane: np.ndarray, corners) -> np.ndarray:
+    """Bilinear interpolation of a residual ``plane`` (bands, sectors) at
+    :meth:`ShellModel.corners` (float64)."""
+    b0, b1, s0, s1, wb, ws = corners
+    return (1 - wb) * ((1 - ws) * plane[b0, s0] + ws * plane[b0, s1]) + wb * (
+        (1 - ws) * plane[b1, s0] + ws * plane[b1, s1]
+    )
 
 
 def _profile_groups(counts: np.ndarray, exposure: np.ndarray) -> np.ndarray:

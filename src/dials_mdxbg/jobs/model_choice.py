@@ -92,16 +92,27 @@ def bin_model(one: MapInput, options: BinOptions, params, box: Callable) -> Binn
     nproc = params.mp.nproc
     if model == "shells":
         binned = bin_shells(
-            one.source, one.geometry, options, shell_opts, nproc, options.diagnostics
-        )
+            one.source, one.geometry, options, shell_opts, nproc, options.diagnostics,
+            shell_gain(None, options),
+        )  # fmt: skip
         scores = {"shells": binned.quality.get("shells_heldout")} if options.diagnostics else {}
         binned.quality["model"] = {"chosen": "shells", "scores": scores, "how": "model=shells"}
         return binned
     box_map = box(
         one.source, options if options.auto else dataclasses.replace(options, diagnostics=True)
     )
-    shells_map = bin_shells(one.source, one.geometry, options, shell_opts, nproc, True)
+    gain = shell_gain(box_map, options)
+    shells_map = bin_shells(one.source, one.geometry, options, shell_opts, nproc, True, gain)
     return choose_model(box_map, shells_map)
+
+
+def shell_gain(box_map: BinnedMap | None, options: BinOptions) -> float:
+    """The detector gain of the shell model's variance terms: bins=auto's (given or
+    estimated, ``quality["auto"]["gain"]``) when it ran, else the given ``gain``, else 1."""
+    auto = (box_map.quality.get("auto") or {}) if box_map is not None else {}
+    if auto.get("gain") is not None:
+        return float(auto["gain"])
+    return float(options.gain) if options.gain is not None else 1.0
 
 
 def box_score(binned: BinnedMap) -> tuple[dict, str]:
@@ -158,9 +169,17 @@ def phi_frames(n_frames: int, frames: int) -> int:
 
 
 def bin_shells(
-    src: BinSource, geometry, options: BinOptions, shell: ShellOptions, nproc: int, score: bool
+    src: BinSource,
+    geometry,
+    options: BinOptions,
+    shell: ShellOptions,
+    nproc: int,
+    score: bool,
+    gain: float = 1.0,
 ) -> BinnedMap:
     """The shell model's map of ``src`` (one pass; a second with ``score``).
+
+    ``gain`` (counts per photon) scales the Poisson terms of the held-out score.
 
     ``quality["shells_heldout"]`` holds the held-out figures when scored, and
     ``quality["shells"]`` the model's layout.
@@ -191,23 +210,33 @@ def bin_shells(
             raise InputError("model=shells: no valid pixel in any frame (check valid_range)")
         share = sums.exposure.sum(axis=(0, 2))
         share = share / share.sum()
+        # The halves (each parity's frames) on the full model's grids, their pixel
+        # residuals fitted in the full model's pass over the pixels.
+        halves = tuple(
+            fit_model(layout, sums.counts[i], sums.exposure[i], full.level, full.tt_range)
+            if score else None
+            for i in (0, 1)
+        )  # fmt: skip
+        also = tuple((h, sums.pixel_counts[i], sums.pixel_exposure[i])
+                     for i, h in enumerate(halves) if h is not None)  # fmt: skip
         q = pixel_residual(
-            full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share
-        )
+            full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share,
+            also=also,
+        )  # fmt: skip
+        # Only the map's pixel counts are needed past here: free the rest (~0.3 GB on 6M).
+        count, also, sums = sums.box_count, (), None
         phi = axis_bin_means(axes.phi, f)
         quality: dict = {}
         if score:
-            halves = tuple(
-                _half(layout, sums, parity, full.level, full.tt_range, q, share)
-                for parity in (0, 1)
-            )
             consume = score_consumer(
                 layout, full, halves, axes.phi, phi, axes.exposure_times,
                 options.valid_range, opened.excluded,
             )  # fmt: skip
             tasks = opened.tasks_for(None, Progress(n, "frames (shell model, held-out)"))()
             acc = run_blocks(tasks, consume, lambda: ScoreAcc(n), nproc)
-            quality["shells_heldout"] = summarize_score(acc.frames, axes.exposure_times)
+            consume = tasks = None  # the score's per-pixel tables (~0.25 GB on 6M)
+            quality["shells_heldout"] = summarize_score(acc.frames, axes.exposure_times, gain)
+            quality["shells_heldout"]["gain"] = gain
     iy, ix = axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p)
     gtt, gpsi = point_geometry(detector, beam, iy, ix)
     signal, errors = grid_rates(full, gtt.astype(np.float64), gpsi.astype(np.float64), iy, ix)
@@ -227,18 +256,9 @@ def bin_shells(
         "boxes of %d px",
         n_phi, f, p, full.tt_points.size, layout.n_shells, bands, sectors, window, q,
     )  # fmt: skip
-    count = sums.box.count.copy()
     return BinnedMap(
         phi=phi, iy=iy, ix=ix, signal=signal, errors=errors, count=count,
         estimator="mean", ny_nx=(ny, nx), n_frames=n, bins=(f, p, p),
         filled=count == 0, quality=quality,
     )  # fmt: skip
 
-
-def _half(layout, sums: ShellSums, parity: int, level, tt_range, q: int, share):
-    """The model of one parity's frames, on the full model's grids (None if it has none)."""
-    half = fit_model(layout, sums.counts[parity], sums.exposure[parity], level, tt_range)
-    if half is not None:
-        counts, exposure = sums.pixel_counts[parity], sums.pixel_exposure[parity]
-        pixel_residual(half, layout, counts, exposure, share, q)
-    return half

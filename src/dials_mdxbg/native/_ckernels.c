@@ -1067,3 +1067,126 @@ MDX_API HOT void mdx_score_cells(const double *restrict m, const double *restric
     res[7] += en;
     res[8] += nn;
 }
+
+/* ---------------------------------------------------------------- shell model
+ * The per-frame sums of the resolution-shell model (binning/shell_sums.py):
+ * one pass over a frame instead of numpy's masks, bincounts and table look-ups.
+ */
+
+MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t rows, int64_t nx,
+                                     const int32_t *restrict joint,
+                                     const uint8_t *restrict excluded, int32_t vlo, int32_t vhi,
+                                     double *restrict counts, int64_t *restrict per_cell,
+                                     float *restrict pixel_counts,
+                                     float *restrict pixel_exposure, double t,
+                                     const int64_t *restrict y_index,
+                                     const int64_t *restrict x_index, int64_t nbx,
+                                     int64_t *restrict box_count) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const float tf = (float)t; /* numpy's twin adds float32(t) */
+    /* Neighbouring pixels mostly share a cell: add runs in registers, not through
+     * memory (a store-to-load chain per pixel otherwise). Sums of integers: exact. */
+    int32_t cur = -1;
+    double run_counts = 0.0;
+    int64_t run_n = 0;
+    for (int64_t y = 0; y < rows; y++) {
+        int64_t *restrict box_row = box_count + y_index[y] * nbx;
+        for (int64_t x = 0; x < nx; x++) {
+            const int64_t i = y * nx + x;
+            const int32_t v = frame[i];
+            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+            if (excluded && excluded[i]) continue;
+            const int32_t j = joint[i];
+            if (j != cur) {
+                if (cur >= 0) {
+                    counts[cur] += run_counts;
+                    per_cell[cur] += run_n;
+                }
+                cur = j;
+                run_counts = 0.0;
+                run_n = 0;
+            }
+            run_counts += (double)v;
+            run_n += 1;
+            pixel_counts[i] += (float)v;
+            pixel_exposure[i] += tf;
+            box_row[x_index[x]] += 1;
+        }
+    }
+    if (cur >= 0) {
+        counts[cur] += run_counts;
+        per_cell[cur] += run_n;
+    }
+}
+
+/* The half model's rate at pixel i from one phi plane (float32, as numpy's twin). */
+static inline float shell_rate(const float *restrict plane, int64_t i,
+                               const int32_t *restrict i00, const int32_t *restrict i01,
+                               const float *restrict wb, const float *restrict ws,
+                               int64_t up, const float *restrict stat) {
+    const float s = ws[i], b = wb[i];
+    const float lo = (1.0f - s) * plane[i00[i]] + s * plane[i01[i]];
+    const float hi = (1.0f - s) * plane[i00[i] + up] + s * plane[i01[i] + up];
+    return stat[i] * ((1.0f - b) * lo + b * hi);
+}
+
+MDX_API HOT void mdx_shell_score_frame(
+    const int32_t *restrict frame, int64_t n, const uint8_t *restrict excluded, int32_t vlo,
+    int32_t vhi, double t, const int32_t *restrict i00, const int32_t *restrict i01,
+    const float *restrict wb, const float *restrict ws, const int32_t *restrict near,
+    int64_t band_step, const float *restrict stat, const float *restrict rel,
+    const float *restrict rel_full, const float *restrict plane0, const float *restrict nh0,
+    const float *restrict nf0, double w0, const float *restrict plane1,
+    const float *restrict nh1, const float *restrict nf1, double w1, double *restrict res) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const float a0 = (float)w0, a1 = (float)w1;
+    const float q0 = (float)(w0 * w0), q1 = (float)(w1 * w1);
+    const double inv_t = 1.0 / t; /* a product per pixel, not a division */
+    double sq = 0, pois = 0, rate = 0, vh = 0, vf = 0, pixels = 0;
+    /* Predictions for a run of pixels in a loop without branches (the compiler
+     * vectorises its table look-ups), then the sums over the valid ones. */
+    enum { RUN = 512 };
+    float b[RUN], var_h[RUN], var_f[RUN];
+    for (int64_t a = 0; a < n; a += RUN) {
+        const int64_t m = n - a < RUN ? n - a : RUN;
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = a + j;
+            const int32_t k = near[i];
+            const float r0 = shell_rate(plane0, i, i00, i01, wb, ws, band_step, stat);
+            const float rr0 = r0 * r0;
+            b[j] = a0 * r0;
+            var_h[j] = q0 * (rr0 * (rel[i] + nh0[k]));
+            var_f[j] = q0 * (rr0 * (rel_full[i] + nf0[k]));
+        }
+        if (plane1) {
+            for (int64_t j = 0; j < m; j++) {
+                const int64_t i = a + j;
+                const int32_t k = near[i];
+                const float r1 = shell_rate(plane1, i, i00, i01, wb, ws, band_step, stat);
+                const float rr1 = r1 * r1;
+                b[j] += a1 * r1;
+                var_h[j] += q1 * (rr1 * (rel[i] + nh1[k]));
+                var_f[j] += q1 * (rr1 * (rel_full[i] + nf1[k]));
+            }
+        }
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = a + j;
+            const int32_t v = frame[i];
+            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+            if (excluded && excluded[i]) continue;
+            const double r = (double)v * inv_t, d = r - (double)b[j];
+            sq += d * d;
+            pois += (double)v;
+            rate += r;
+            vh += var_h[j];
+            vf += var_f[j];
+            pixels += 1.0;
+        }
+    }
+    res[0] += sq;
+    res[1] += pois / (t * t);
+    res[2] += rate;
+    res[3] += vh;
+    res[4] += vf;
+    res[5] += pixels;
+}

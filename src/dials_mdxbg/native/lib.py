@@ -31,6 +31,7 @@ _P = ctypes.c_void_p  # every pointer: numpy arrays are passed by address
 _I64 = ctypes.c_int64
 _I32 = ctypes.c_int32
 _INT = ctypes.c_int
+_D = ctypes.c_double
 
 #: The ctypes prototypes of mdxbg_kernels.h (name: (return type, argument types)),
 #: the only place Python declares them; tests/test_native.py checks them against the header.
@@ -92,6 +93,15 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
     ),  # fmt: skip
     "mdx_cell_moments": (_INT, (_P, _I64, _I64, _P, _I32, _I32, _I64, *(_P,) * 9)),
     "mdx_score_cells": (None, (_P, _P, _I64, _I64, _I64, _I64, ctypes.c_double, _P)),
+    # shell model (native/shell_kernels.py)
+    "mdx_shell_fit_frame": (
+        None,
+        (_P, _I64, _I64, _P, _P, _I32, _I32, _P, _P, _P, _P, _D, _P, _P, _I64, _P),
+    ),
+    "mdx_shell_score_frame": (
+        None,
+        (_P, _I64, _P, _I32, _I32, _D, *(_P,) * 5, _I64, *(_P,) * 6, _D, _P, _P, _P, _D, _P),
+    ),
 }
 
 #: Kernels built only with an optional library, and the function that says whether they were.

@@ -141,4 +141,33 @@ MDX_API int mdx_cell_moments(const int32_t *block, int64_t rows, int64_t nx, con
 MDX_API void mdx_score_cells(const double *m, const double *plane, int64_t n_rows, int64_t nbx,
                              int64_t n_cells_y, int64_t n_cells_x, double t, double *res);
 
+/* ---- Shell model (native/shell_kernels.py has the numpy twins). ---- */
+
+/* Add one frame's valid counts (vlo <= v <= vhi, never -1, not excluded) of rows x nx
+ * pixels into the joint histogram: counts[joint[i]] += v; per_cell[joint[i]] += 1 (int64,
+ * the caller multiplies by the exposure); pixel_counts[i] += v and pixel_exposure[i] += t
+ * (float32); box_count[y_index[y] * nbx + x_index[x]] += 1 (the map's valid pixels).
+ * excluded may be NULL. */
+MDX_API void mdx_shell_fit_frame(const int32_t *frame, int64_t rows, int64_t nx,
+                                 const int32_t *joint, const uint8_t *excluded, int32_t vlo,
+                                 int32_t vhi, double *counts, int64_t *per_cell,
+                                 float *pixel_counts, float *pixel_exposure, double t,
+                                 const int64_t *y_index, const int64_t *x_index, int64_t nbx,
+                                 int64_t *box_count);
+
+/* Add a frame's held-out sums over its valid pixels into res (6: sq, pois, rate, v_half,
+ * v_full, pixels): the half model's rate at a pixel is the phi interpolation (weights
+ * w0, w1; plane1 NULL when w1 is unused) of static[i] times the bilinear residual (corners
+ * i00, i01 and + band_step, weights wb, ws), its variance rate^2 (rel + 1/max(N, 1)) with
+ * N the residual counts at the nearest cell: nh* (half) and nf* (full, with rel_full) hold
+ * 1/max(N, 1) per cell. */
+MDX_API void mdx_shell_score_frame(const int32_t *frame, int64_t n, const uint8_t *excluded,
+                                   int32_t vlo, int32_t vhi, double t, const int32_t *i00,
+                                   const int32_t *i01, const float *wb, const float *ws,
+                                   const int32_t *near, int64_t band_step, const float *stat,
+                                   const float *rel, const float *rel_full,
+                                   const float *plane0, const float *nh0, const float *nf0,
+                                   double w0, const float *plane1, const float *nh1,
+                                   const float *nf1, double w1, double *res);
+
 #endif /* MDXBG_KERNELS_H */
