@@ -92,6 +92,7 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
     ),  # fmt: skip
     "mdx_cell_moments": (_INT, (_P, _I64, _I64, _P, _I32, _I32, _I64, *(_P,) * 9)),
     "mdx_score_cells": (None, (_P, _P, _I64, _I64, _I64, _I64, ctypes.c_double, _P)),
+    "mdx_value_histogram": (_I64, (_P, _P, _I64, _I64, _P)),
 }
 
 #: Kernels built only with an optional library, and the function that says whether they were.

@@ -141,4 +141,10 @@ MDX_API int mdx_cell_moments(const int32_t *block, int64_t rows, int64_t nx, con
 MDX_API void mdx_score_cells(const double *m, const double *plane, int64_t n_rows, int64_t nbx,
                              int64_t n_cells_y, int64_t n_cells_x, double t, double *res);
 
+/* valid_range's sampled values (native/value_histogram.py has the numpy twin). Count the n
+ * values that are not -1 and not skipped (skip: NULL or n flags): v >= 0 into hist[min(v, cap)]
+ * (cap + 1 bins); returns how many were other negatives. */
+MDX_API int64_t mdx_value_histogram(const int32_t *values, const uint8_t *skip, int64_t n,
+                                    int64_t cap, int64_t *hist);
+
 #endif /* MDXBG_KERNELS_H */
