@@ -7,7 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
-from dials_mdxbg.binning.valid_auto import CAP, ValueHistogram, sample_frames, sample_histogram
+from dials_mdxbg.binning.valid_auto import (
+    CAP,
+    ValueHistogram,
+    frame_groups,
+    sample_frames,
+    sample_histogram,
+)
 from dials_mdxbg.native import lib
 from dials_mdxbg.native.value_histogram import count_values, count_values_numpy
 
@@ -88,3 +94,9 @@ def test_sampled_histogram_of_a_series_is_the_same_in_c_and_numpy(our_import, mo
     assert hists[0].total == values.size
     np.testing.assert_array_equal(hists[0].hist, hists[1].hist)
     assert hists[0].negative == hists[1].negative
+
+
+def test_sampled_frames_are_read_once_per_stored_block():
+    assert frame_groups([0, 1, 2, 4, 5], 5) == [(0, 5), (5, 6)]
+    assert frame_groups([0, 12, 24, 37, 49], 5) == [(0, 1), (12, 13), (24, 25), (37, 38), (49, 50)]
+    assert frame_groups([0, 25, 50, 74, 99], 1) == [(0, 1), (25, 26), (50, 51), (74, 75), (99, 100)]

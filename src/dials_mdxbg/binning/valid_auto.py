@@ -109,9 +109,21 @@ def sample_histogram(opened, nproc: int = 1) -> ValueHistogram:
             acc.add_frame(block[f], None if ex is None else ex[f])
 
     out = ValueHistogram()
-    for f in frames:
-        out.merge(run_blocks(opened.tasks_for((f, f + 1))(), consume, ValueHistogram, nproc))
+    for lo, hi in frame_groups(frames, opened.block_frames):
+        out.merge(run_blocks(opened.tasks_for((lo, hi))(), consume, ValueHistogram, nproc))
     return out
+
+
+def frame_groups(frames: list[int], block_frames: int) -> list[tuple[int, int]]:
+    """Frame ranges that read the sampled frames: one per stored block that holds any.
+
+    A stored chunk inflates whole for any of its frames, so frames sharing a
+    block are read in one range (the frames between are skipped by the count).
+    """
+    groups: dict[int, list[int]] = {}
+    for f in frames:
+        groups.setdefault(f // max(block_frames, 1), []).append(f)
+    return [(min(g), max(g) + 1) for g in groups.values()]
 
 
 def resolve_valid_range(opened, options: BinOptions, nproc: int = 1) -> BinOptions:
