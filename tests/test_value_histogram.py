@@ -100,3 +100,23 @@ def test_sampled_frames_are_read_once_per_stored_block():
     assert frame_groups([0, 1, 2, 4, 5], 5) == [(0, 5), (5, 6)]
     assert frame_groups([0, 12, 24, 37, 49], 5) == [(0, 1), (12, 13), (24, 25), (37, 38), (49, 50)]
     assert frame_groups([0, 25, 50, 74, 99], 1) == [(0, 1), (25, 26), (50, 51), (74, 75), (99, 100)]
+
+
+@pytest.mark.parametrize("with_skip", [False, True])
+def test_the_report_histogram_counts_the_same_in_c_and_numpy(with_skip, monkeypatch):
+    from dials_mdxbg.binning import histogram
+
+    rng = np.random.default_rng(11)
+    frame = _frame(rng, shape=(301, 97))
+    skip = rng.random(frame.shape) < 0.1 if with_skip else None
+    counts = []
+    for pure in ("", "1"):
+        monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", pure)
+        lib.library.cache_clear()
+        h = histogram.ValueHistogram.zeros(histogram.histogram_cap((0, 200)))
+        h.add(frame, skip)
+        h.add(frame[:7], None if skip is None else skip[:7])
+        counts.append(h.counts)
+    lib.library.cache_clear()
+    np.testing.assert_array_equal(counts[0], counts[1])
+    assert counts[0].sum() == frame.size + frame[:7].size
