@@ -19,6 +19,7 @@ from dials_mdxbg.binning.blocks import run_blocks
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.model import as_block
+from dials_mdxbg.native.value_histogram import count_values
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -51,6 +52,10 @@ class ValueHistogram:
         self.negative += int(np.count_nonzero(neg))
         v = np.minimum(values[~neg], CAP).astype(np.int64)
         self.hist += np.bincount(v, minlength=CAP + 1)
+
+    def add_frame(self, frame: np.ndarray, excluded: np.ndarray | None = None) -> None:
+        """Add a masked frame's valid values: not -1, not ``excluded`` (one pass in C)."""
+        self.negative += count_values(frame, excluded, self.hist)
 
     def merge(self, other: ValueHistogram) -> ValueHistogram:
         """Add another partial result and return self."""
@@ -101,15 +106,24 @@ def sample_histogram(opened, nproc: int = 1) -> ValueHistogram:
         for f in range(block.shape[0]):
             if frame0 + f not in frames:
                 continue
-            keep = block[f] != -1
-            if ex is not None:
-                keep &= ~ex[f]
-            acc.add(block[f][keep])
+            acc.add_frame(block[f], None if ex is None else ex[f])
 
     out = ValueHistogram()
-    for f in frames:
-        out.merge(run_blocks(opened.tasks_for((f, f + 1))(), consume, ValueHistogram, nproc))
+    for lo, hi in frame_groups(frames, opened.block_frames):
+        out.merge(run_blocks(opened.tasks_for((lo, hi))(), consume, ValueHistogram, nproc))
     return out
+
+
+def frame_groups(frames: list[int], block_frames: int) -> list[tuple[int, int]]:
+    """Frame ranges that read the sampled frames: one per stored block that holds any.
+
+    A stored chunk inflates whole for any of its frames, so frames sharing a
+    block are read in one range (the frames between are skipped by the count).
+    """
+    groups: dict[int, list[int]] = {}
+    for f in frames:
+        groups.setdefault(f // max(block_frames, 1), []).append(f)
+    return [(min(g), max(g) + 1) for g in groups.values()]
 
 
 def resolve_valid_range(opened, options: BinOptions, nproc: int = 1) -> BinOptions:

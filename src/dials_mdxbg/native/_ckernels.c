@@ -1190,3 +1190,25 @@ MDX_API HOT void mdx_shell_score_frame(
     res[4] += vf;
     res[5] += pixels;
 }
+
+/* ---------------------------------------------------------------------------------------
+ * valid_range's sampled values (issue 23, native/value_histogram.py has the numpy twin).
+ * One pass over a frame, where numpy made a mask, two copies, a cast and a 1M-bin count
+ * per block (0.7 s of binning a 6M x 50 series).
+ * ------------------------------------------------------------------------------------- */
+
+MDX_API HOT int64_t mdx_value_histogram(const int32_t *restrict values,
+                                        const uint8_t *restrict skip, int64_t n, int64_t cap,
+                                        int64_t *restrict hist) {
+    int64_t negative = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t v = values[i];
+        if (v == -1 || (skip && skip[i])) continue;
+        if (v < 0) {
+            negative++;
+            continue;
+        }
+        hist[v < cap ? (int64_t)v : cap]++;
+    }
+    return negative;
+}

@@ -170,4 +170,10 @@ MDX_API void mdx_shell_score_frame(const int32_t *frame, int64_t n, const uint8_
                                    double w0, const float *plane1, const float *nh1,
                                    const float *nf1, double w1, double *res);
 
+/* valid_range's sampled values (native/value_histogram.py has the numpy twin). Count the n
+ * values that are not -1 and not skipped (skip: NULL or n flags): v >= 0 into hist[min(v, cap)]
+ * (cap + 1 bins); returns how many were other negatives. */
+MDX_API int64_t mdx_value_histogram(const int32_t *values, const uint8_t *skip, int64_t n,
+                                    int64_t cap, int64_t *hist);
+
 #endif /* MDXBG_KERNELS_H */

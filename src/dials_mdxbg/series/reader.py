@@ -277,9 +277,11 @@ class ImageSeriesReader:
                 base = seg.start + f0
                 cuts = [int(s) - base for s in first_frames if take[0] < s - base < take[1]]
                 bounds = [take[0], *cuts, take[1]]
+                # Read twice (histogram, then bins) when the row starts at a sampled frame.
+                shared = len(bounds) > 2 or any(int(s) == base + take[0] for s in first_frames)
                 row = StoredRow(
                     [(x0, p) for x0, _, p in payloads], dset.chunks, (f0, f1), (y0, y1),
-                    self.shape[2], dset.file.filename, pieces=len(bounds) - 1,
+                    self.shape[2], dset.file.filename, shared=shared,
                 )  # fmt: skip
                 for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
                     yield base + a, y0, stored_loader(row, (a, b), backwards=i % 2 == 1)

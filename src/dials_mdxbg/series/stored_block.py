@@ -40,6 +40,9 @@ class StoredRow:
         rows: image rows of the row (``y1 - y0``).
         nx: image width.
         where: the file, for messages.
+
+    ``shared``: keep each inflated chunk for the row's other reads (its pieces
+    cut at sampled frames, or the histogram of its first frame before its bins).
     """
 
     def __init__(
@@ -50,7 +53,7 @@ class StoredRow:
         rows: tuple[int, int],
         nx: int,
         where: str,
-        pieces: int = 1,
+        shared: bool = False,
     ):
         self.payloads = payloads
         self.chunk_shape = chunk_shape
@@ -59,8 +62,9 @@ class StoredRow:
         self.rows = self.y1 - self.y0
         self.nx = nx
         self.where = where
-        # Pieces of a row cut at sampled frames share its inflated chunks.
-        self._shared = pieces > 1
+        # Pieces of a row cut at sampled frames share its inflated chunks, and so do
+        # the histogram and the bins of a row that starts at a sampled frame.
+        self._shared = shared
         self._planes: dict[int, np.ndarray] = {}
         self._locks = {x0: threading.Lock() for x0, _ in payloads}
 
@@ -70,7 +74,7 @@ class StoredRow:
         return 4 * int(np.prod(self.chunk_shape))
 
     def planes(self, x0: int, payload: bytes) -> np.ndarray:
-        """The chunk at column ``x0`` inflated (once per row when its pieces share it)."""
+        """The chunk at column ``x0`` inflated (once per row when it is ``shared``)."""
         if not self._shared:
             out = lib.scratch("stored_planes", self.chunk_bytes)[: self.chunk_bytes]
             self._inflate(payload, out)
