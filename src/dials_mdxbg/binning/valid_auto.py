@@ -127,32 +127,51 @@ def frame_groups(frames: list[int], block_frames: int) -> list[tuple[int, int]]:
 
 
 def resolve_valid_range(opened, options: BinOptions, nproc: int = 1) -> BinOptions:
-    """valid_range=auto set from a sample of frames, and a warning when a given range
-    rejects more than 20 % of the valid values; other options are returned as they are."""
-    if not options.valid_auto and options.valid_range is None:
+    """valid_range=auto set from a sample of frames; other options are returned as they are.
+
+    A given valid_range is checked after binning, from the run's own value
+    histogram (:func:`warn_if_rejecting`): no pass of its own over the frames.
+    """
+    if not options.valid_auto:
         return options
     hist = sample_histogram(opened, nproc)
     n = len(sample_frames(opened.axes.shape[0]))
-    if options.valid_auto:
-        nominal = hist.median()
-        valid_range = auto_range(nominal)
-        logger.info(
-            "valid_range=auto: %d,%d (%dx the nominal background, the median valid count "
-            "per pixel and frame of %d sampled frames: %g)",
-            *valid_range,
-            TIMES_BACKGROUND,
-            n,
-            nominal,
-        )
-        return dataclasses.replace(options, valid_range=valid_range, valid_auto=False)
-    rejected = hist.rejected(options.valid_range)
+    nominal = hist.median()
+    valid_range = auto_range(nominal)
+    logger.info(
+        "valid_range=auto: %d,%d (%dx the nominal background, the median valid count "
+        "per pixel and frame of %d sampled frames: %g)",
+        *valid_range,
+        TIMES_BACKGROUND,
+        n,
+        nominal,
+    )
+    return dataclasses.replace(options, valid_range=valid_range, valid_auto=False)
+
+
+def warn_if_rejecting(values, valid_range, n_frames: int) -> None:
+    """Warn when ``valid_range`` rejects more than :data:`WARN_REJECTED` of the valid values.
+
+    Args:
+        values: the run's :class:`dials_mdxbg.binning.histogram.ValueHistogram` of its
+            sampled frames (None when it was not taken: nothing to say).
+        valid_range: the range used (None: nothing rejected).
+        n_frames: frames of the sweep (names how many were sampled).
+    """
+    if values is None or valid_range is None:
+        return
+    from dials_mdxbg.binning.histogram import sampled_frames
+
+    report = values.as_report(tuple(valid_range), n_frames)
+    if not report["total"]:
+        return
+    rejected = (report["below"] + report["above"]) / report["total"]
     if rejected > WARN_REJECTED:
         logger.warning(
             "Warning: valid_range=%d,%d rejects %.1f%% of the valid pixel values of %d sampled "
-            "frames (median value %g); valid_range=auto sets it from the data",
-            *options.valid_range,
+            "frames; valid_range=auto sets it from the data",
+            *valid_range,
             100 * rejected,
-            n,
-            hist.median(),
+            len(sampled_frames(n_frames)),
+            extra={"code": "valid_range_rejects"},
         )
-    return options

@@ -237,6 +237,7 @@ def make_background_of(
 
 def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text) -> dict:
     """Bin one input, then its quality, profile, log and files; returns its summary."""
+    from dials_mdxbg.binning.valid_auto import warn_if_rejecting
     from dials_mdxbg.output.map_files import map_summary, write_map_files
     from dials_mdxbg.output.tables import log_quality, log_table, log_usage
     from dials_mdxbg.output.verdict import map_verdict
@@ -265,6 +266,7 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     }
     if one.index is not None:
         facts["imageset"] = one.index
+    warn_if_rejecting(binned.values, options.valid_range, binned.n_frames)
     quality = map_quality(binned, options)
     log_quality(binned, quality)
     verdict = map_verdict(binned, quality, options.valid_range, params.verdict.phi_range)
@@ -284,8 +286,8 @@ def _experiments_path(params) -> str | None:
 
 
 def _data_options(one: MapInput, options: BinOptions, nproc: int) -> BinOptions:
-    """valid_range=auto (or the check of a given one) and the detector kind, for the gain."""
-    if options.valid_auto or options.valid_range is not None:
+    """valid_range=auto and the detector kind, for the gain."""
+    if options.valid_auto:
         from dials_mdxbg.binning.valid_auto import resolve_valid_range
 
         with one.source.open() as opened:
