@@ -73,7 +73,7 @@ def handle_errors(command: str) -> Iterator[None]:
 
     # Address space given back before an error is handled: when memory ran out, even
     # reading os.environ may fail, and the one line must still be written.
-    reserve = [_reserve()]
+    reserve = [r for r in (_reserve(),) if r is not None]
     try:
         with signals.handled():
             yield
@@ -109,10 +109,14 @@ def handle_errors(command: str) -> Iterator[None]:
 
 
 def _reserve():
-    """16 MiB of address space, never touched (no resident memory), unmapped on close()."""
+    """16 MiB of address space, never touched (no resident memory), unmapped on close();
+    None when even that cannot be had (the run then fails, in one line, soon after)."""
     import mmap
 
-    return mmap.mmap(-1, RESERVE_BYTES)
+    try:
+        return mmap.mmap(-1, RESERVE_BYTES)
+    except (OSError, MemoryError, ValueError):
+        return None
 
 
 def _output_error(e: BaseException):
