@@ -74,10 +74,11 @@ def handle_errors(command: str) -> Iterator[None]:
     # Address space given back before an error is handled: when memory ran out, even
     # reading os.environ may fail, and the one line must still be written.
     reserve = [r for r in (_reserve(),) if r is not None]
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
     try:
         with signals.handled():
             yield
-    except BaseException as e:
+    except BaseException as e:  # the hook stays: the process ends, finalisers run on the way
         for block in reserve:
             block.close()
         if isinstance(e, (InputError, Sorry)):
@@ -104,8 +105,21 @@ def handle_errors(command: str) -> Iterator[None]:
             command,
         )
     else:
+        sys.unraisablehook = previous_hook
         for block in reserve:
             block.close()
+
+
+def _unraisable(unraisable) -> None:
+    """Python's hook for errors it cannot raise (in ``__del__``, at garbage collection).
+
+    When memory runs out, a finaliser fails too and Python's own hook would print
+    "Exception ignored in: ..." before the one error line (or in the middle of it):
+    a failed allocation there is dropped; anything else is reported as Python would.
+    """
+    if out_of_memory(unraisable.exc_value):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _reserve():
