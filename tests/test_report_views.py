@@ -276,15 +276,12 @@ def test_profile_axis_is_inv_d2_with_d_labels_in_page_and_png():
     mids = [(s["inv_d2_min"] + s["inv_d2_max"]) / 2 for s in profile["shells"]]
     assert x == pytest.approx(mids)  # linear in 1/d^2, not in d
 
-    import matplotlib.pyplot as plt
-
     fig = profile_figure(profile)
     ax = fig.axes[0]
     assert list(ax.get_xticks()) == pytest.approx([t for t, _ in ticks])
     assert [t.get_text() for t in ax.get_xticklabels()] == [s for _, s in ticks]
     assert ax.get_xlim() == pytest.approx((lo, hi))
     assert "1/d^2" in ax.get_xlabel()
-    plt.close(fig)
 
 
 def test_histogram_shows_a_high_background(runs):

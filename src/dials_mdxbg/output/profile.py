@@ -182,17 +182,19 @@ def resolution_ticks(lo: float, hi: float, n: int = 7) -> list[tuple[float, str]
 
 
 def profile_figure(profile: dict, title: str = ""):
-    """The radial profile as a matplotlib figure: x linear in 1/d^2, labelled in d."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The radial profile as a matplotlib figure on an Agg canvas (no pyplot): x linear
+    in 1/d^2, labelled in d."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     shells = profile["shells"]
     x = np.array([(s["inv_d2_min"] + s["inv_d2_max"]) / 2 for s in shells])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     rows = profile["per_phi_bin"]
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     for i, row in enumerate(rows):
         y = np.array([np.nan if v is None else v for v in row["mean_counts_per_s"]])
         ax.plot(
@@ -216,11 +218,8 @@ def profile_figure(profile: dict, title: str = ""):
 
 def plot_profile(path: Path, profile: dict, title: str = "") -> None:
     """PNG: mean background (counts/s) against resolution, one line per phi bin."""
-    import matplotlib.pyplot as plt
-
     from dials_mdxbg.util.atomic import atomic_path
 
     fig = profile_figure(profile, title)
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
