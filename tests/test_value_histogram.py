@@ -7,13 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from dials_mdxbg.binning.valid_auto import (
-    CAP,
-    ValueHistogram,
-    frame_groups,
-    sample_frames,
-    sample_histogram,
-)
+from dials_mdxbg.binning.histogram import ValueHistogram, sampled_frames
+from dials_mdxbg.binning.valid_auto import CAP, frame_groups, sample_histogram
 from dials_mdxbg.native import lib
 from dials_mdxbg.native.value_histogram import count_values, count_values_numpy
 
@@ -63,15 +58,18 @@ def test_compiled_and_numpy_count_the_same(with_skip, cap):
     )
 
 
-def test_add_frame_is_the_old_mask_then_add():
+def test_the_valid_values_median():
+    """valid_range=auto's nominal background: the lower median of the values >= 0 (masked
+    and other negative values are not counted; values past the cap count as the cap)."""
     rng = np.random.default_rng(3)
     frame = _frame(rng)
     skip = rng.random(frame.shape) < 0.2
-    new, old = ValueHistogram(), ValueHistogram()
-    new.add_frame(frame, skip)
-    old.add(frame[(frame != -1) & ~skip])
-    np.testing.assert_array_equal(new.hist, old.hist)
-    assert new.negative == old.negative and new.total == old.total
+    h = ValueHistogram.zeros(CAP)
+    h.add(frame, skip)
+    values = np.sort(np.minimum(frame[~skip & (frame >= 0)].astype(np.int64), CAP))
+    assert h.median() == values[(values.size + 1) // 2 - 1]
+    assert h.masked == frame.size - values.size
+    assert np.isnan(ValueHistogram.zeros(CAP).median())
 
 
 def test_sampled_histogram_of_a_series_is_the_same_in_c_and_numpy(our_import, monkeypatch):
@@ -87,13 +85,12 @@ def test_sampled_histogram_of_a_series_is_the_same_in_c_and_numpy(our_import, mo
     # against the frames themselves (no mdx2 mask here: every value but -1 is valid)
     with h5py.File(our_import, "r") as f:
         data = f["entry/image_series/data"]
-        frames = [data[k] for k in sample_frames(data.shape[0])]
-    values = np.concatenate([v[v != -1] for v in frames]).astype(np.int64)
+        frames = [data[k] for k in sampled_frames(data.shape[0])]
+    values = np.concatenate([v.ravel() for v in frames]).astype(np.int64)
     expected = np.bincount(np.minimum(values[values >= 0], CAP), minlength=CAP + 1)
-    np.testing.assert_array_equal(hists[0].hist, expected)
-    assert hists[0].total == values.size
-    np.testing.assert_array_equal(hists[0].hist, hists[1].hist)
-    assert hists[0].negative == hists[1].negative
+    np.testing.assert_array_equal(hists[0].counts[1:], expected)
+    assert hists[0].masked == np.count_nonzero(values < 0)
+    np.testing.assert_array_equal(hists[0].counts, hists[1].counts)
 
 
 def test_sampled_frames_are_read_once_per_stored_block():

@@ -119,6 +119,14 @@ class ValueHistogram:
                 x[flags[a : a + PIECE]] = 0
             self.counts += np.bincount(x, minlength=len(self.counts))
 
+    def median(self) -> float:
+        """Lower median of the values >= 0 seen (the overflow bin counts as ``cap``)."""
+        counted = self.counts[1:]
+        n = int(counted.sum())
+        if n == 0:
+            return float("nan")
+        return float(np.searchsorted(np.cumsum(counted), (n + 1) // 2))
+
     def merge(self, other: ValueHistogram) -> ValueHistogram:
         """Add another partial histogram into this one (in place) and return self."""
         self.counts += other.counts

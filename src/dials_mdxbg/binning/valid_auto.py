@@ -3,9 +3,10 @@
 The tutorial's ``valid_range=0,200`` keeps a background of ~20 counts per
 pixel and frame and drops Bragg peaks and zingers: its upper limit is about
 10x the background. valid_range=auto makes that rule explicit: ``0`` to 10x
-the *nominal background*, the median valid count per pixel and frame of a few
-frames spread over the sweep (at least 1, so sparse data keep their counts).
-Both come from one histogram of the sampled frames' valid values.
+the *nominal background*, the median valid count per pixel and frame of the
+frames the report's histogram samples (at least 1, so sparse data keep their
+counts): the same :class:`~dials_mdxbg.binning.histogram.ValueHistogram`, with
+a cap far above any background.
 """
 
 from __future__ import annotations
@@ -16,78 +17,19 @@ import logging
 import numpy as np
 
 from dials_mdxbg.binning.blocks import run_blocks
+from dials_mdxbg.binning.histogram import ValueHistogram, sampled_frames
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.model import as_block
-from dials_mdxbg.native.value_histogram import count_values
 
 logger = logging.getLogger("dials.mdxbg.background")
 
-SAMPLE_FRAMES = 5
-"""Frames sampled (evenly spread) for the nominal background."""
 TIMES_BACKGROUND = 10
 """valid_range=auto's upper limit in units of the nominal background."""
 WARN_REJECTED = 0.20
 """A given valid_range rejecting more than this fraction of valid values is warned about."""
 CAP = 1 << 20
-"""Values at or above this share the histogram's last bin."""
-
-
-def sample_frames(n_frames: int, n_sample: int = SAMPLE_FRAMES) -> list[int]:
-    """Up to ``n_sample`` frame indices spread evenly over the sweep."""
-    k = min(n_sample, n_frames)
-    return sorted({int(round(i * (n_frames - 1) / max(k - 1, 1))) for i in range(k)})
-
-
-class ValueHistogram:
-    """Counts of valid values (not -1, not excluded): negatives apart, others capped."""
-
-    def __init__(self) -> None:
-        self.hist = np.zeros(CAP + 1, dtype=np.int64)
-        self.negative = 0
-
-    def add(self, values: np.ndarray) -> None:
-        """Add valid values (any integer dtype)."""
-        neg = values < 0
-        self.negative += int(np.count_nonzero(neg))
-        v = np.minimum(values[~neg], CAP).astype(np.int64)
-        self.hist += np.bincount(v, minlength=CAP + 1)
-
-    def add_frame(self, frame: np.ndarray, excluded: np.ndarray | None = None) -> None:
-        """Add a masked frame's valid values: not -1, not ``excluded`` (one pass in C)."""
-        self.negative += count_values(frame, excluded, self.hist)
-
-    def merge(self, other: ValueHistogram) -> ValueHistogram:
-        """Add another partial result and return self."""
-        self.hist += other.hist
-        self.negative += other.negative
-        return self
-
-    @property
-    def total(self) -> int:
-        """Valid values seen."""
-        return int(self.hist.sum()) + self.negative
-
-    def median(self) -> float:
-        """Median valid value (negatives count as below 0)."""
-        n = self.total
-        if n == 0:
-            raise InputError("valid_range=auto: the sampled frames have no valid pixel")
-        cum = self.negative + np.cumsum(self.hist)
-        return float(np.searchsorted(cum, (n + 1) // 2))
-
-    def rejected(self, valid_range: tuple[int, int]) -> float:
-        """Fraction of the valid values outside ``valid_range`` (inclusive)."""
-        n = self.total
-        if n == 0:
-            return 0.0
-        lo, hi = valid_range
-        inside = self.hist[max(lo, 0) : min(hi, CAP - 1) + 1].sum() if hi >= 0 else 0
-        if hi >= CAP:
-            inside += self.hist[CAP]  # the capped values: taken as inside
-        if lo < 0:
-            inside += self.negative  # negatives (other than -1) counted as inside
-        return 1.0 - float(inside) / n
+"""Values at or above this share the histogram's last bin (far above any background)."""
 
 
 def auto_range(nominal: float) -> tuple[int, int]:
@@ -96,8 +38,9 @@ def auto_range(nominal: float) -> tuple[int, int]:
 
 
 def sample_histogram(opened, nproc: int = 1) -> ValueHistogram:
-    """The valid values of a few frames of an opened source (see binning.search)."""
-    frames = sample_frames(opened.axes.shape[0])
+    """The values of the report histogram's sampled frames of an opened source, before
+    any valid_range (see :func:`dials_mdxbg.binning.histogram.sampled_frames`)."""
+    frames = set(sampled_frames(opened.axes.shape[0]).tolist())
     excluded = opened.excluded
 
     def consume(acc: ValueHistogram, frame0: int, row0: int, block) -> None:
@@ -106,11 +49,14 @@ def sample_histogram(opened, nproc: int = 1) -> ValueHistogram:
         for f in range(block.shape[0]):
             if frame0 + f not in frames:
                 continue
-            acc.add_frame(block[f], None if ex is None else ex[f])
+            acc.add(block[f], None if ex is None else ex[f])
 
-    out = ValueHistogram()
-    for lo, hi in frame_groups(frames, opened.block_frames):
-        out.merge(run_blocks(opened.tasks_for((lo, hi))(), consume, ValueHistogram, nproc))
+    def zeros() -> ValueHistogram:
+        return ValueHistogram.zeros(CAP)
+
+    out = zeros()
+    for lo, hi in frame_groups(sorted(frames), opened.block_frames):
+        out.merge(run_blocks(opened.tasks_for((lo, hi))(), consume, zeros, nproc))
     return out
 
 
@@ -135,15 +81,18 @@ def resolve_valid_range(opened, options: BinOptions, nproc: int = 1) -> BinOptio
     if not options.valid_auto:
         return options
     hist = sample_histogram(opened, nproc)
-    n = len(sample_frames(opened.axes.shape[0]))
+    n = len(sampled_frames(opened.axes.shape[0]))
+    if not hist.values.any() and not hist.overflow:
+        raise InputError("valid_range=auto: the sampled frames have no valid pixel")
     nominal = hist.median()
     valid_range = auto_range(nominal)
     logger.info(
         "valid_range=auto: %d,%d (%dx the nominal background, the median valid count "
-        "per pixel and frame of %d sampled frames: %g)",
+        "per pixel and frame of %d sampled frame%s: %g)",
         *valid_range,
         TIMES_BACKGROUND,
         n,
+        "" if n == 1 else "s",
         nominal,
     )
     return dataclasses.replace(options, valid_range=valid_range, valid_auto=False)
@@ -160,8 +109,6 @@ def warn_if_rejecting(values, valid_range, n_frames: int) -> None:
     """
     if values is None or valid_range is None:
         return
-    from dials_mdxbg.binning.histogram import sampled_frames
-
     report = values.as_report(tuple(valid_range), n_frames)
     if not report["total"]:
         return
