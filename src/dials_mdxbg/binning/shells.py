@@ -148,6 +148,13 @@ class ResidualBasis:
         )  # fmt: skip
 
 
+def joined(parts: list[ResidualBasis]) -> ResidualBasis:
+    """One basis of the bands of rows ``parts`` (in order)."""
+    fields = ("i00", "i01", "wb", "ws", "near")
+    return ResidualBasis(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields),
+                         parts[0].band_step)  # fmt: skip
+
+
 @dataclass
 class ShellModel:
     """A fitted model: profile points and the residual of every phi bin.
@@ -185,30 +192,10 @@ class ShellModel:
 
     def basis(self, two_theta, psi) -> ResidualBasis:
         """Where points fall on the residual grid: shared by the models of one grid."""
-        parts = [self._basis(two_theta[rows], psi[rows]) for rows in row_bands(len(two_theta))]
-        return ResidualBasis(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("i00", "i01", "wb", "ws",
-                                                                        "near")),
-            parts[0].band_step,
-        )  # fmt: skip
-
-    def _basis(self, two_theta, psi) -> ResidualBasis:
-        fb, fs, nb, ns = self._coords(two_theta, psi)
-        b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
-        wb = fb - b0 if nb > 1 else np.zeros_like(fb)
-        s0f = np.floor(fs)
-        ws = fs - s0f
-        s0 = np.mod(s0f.astype(np.int64), ns)
-        s1 = np.mod(s0 + 1, ns)
-        near = np.rint(fb).astype(np.int64) * ns + np.mod(np.rint(fs).astype(np.int64), ns)
-        return ResidualBasis(
-            (b0 * ns + s0).astype(np.int32),
-            (b0 * ns + s1).astype(np.int32),
-            wb.astype(np.float32),
-            ws.astype(np.float32),
-            near.astype(np.int32),
-            ns if nb > 1 else 0,
-        )
+        parts: list[ResidualBasis] = []
+        for rows in row_bands(len(two_theta)):
+            self.corners(two_theta[rows], psi[rows], parts)
+        return joined(parts)
 
     def static_parts(self, two_theta, psi, ys, xs, rate: bool = True) -> tuple:
         """What does not change along phi at a grid of points (float32): ``P * Q`` (None
@@ -242,9 +229,10 @@ class ShellModel:
         n_r = self.residual_counts[k].ravel().astype(np.float32).take(basis.near)
         return rate * rate * (rel + 1.0 / np.maximum(n_r, np.float32(1.0)))
 
-    def corners(self, two_theta, psi) -> tuple:
+    def corners(self, two_theta, psi, basis: list | None = None) -> tuple:
         """Float64 bilinear corners ``(b0, b1, s0, s1, wb, ws)`` of points on the residual
-        grid (periodic in azimuth)."""
+        grid (periodic in azimuth); with ``basis``, their :meth:`basis` (the same
+        coordinates) is appended to it."""
         fb, fs, nb, ns = self._coords(two_theta, psi)
         b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
         wb = fb - b0 if nb > 1 else np.zeros_like(fb)
@@ -253,6 +241,13 @@ class ShellModel:
         ws = fs - s0f
         s0 = np.mod(s0f.astype(np.int64), ns)
         s1 = np.mod(s0 + 1, ns)
+        if basis is not None:
+            near = np.rint(fb).astype(np.int64) * ns + np.mod(np.rint(fs).astype(np.int64), ns)
+            basis.append(ResidualBasis(
+                (b0 * ns + s0).astype(np.int32), (b0 * ns + s1).astype(np.int32),
+                wb.astype(np.float32), ws.astype(np.float32), near.astype(np.int32),
+                ns if nb > 1 else 0,
+            ))  # fmt: skip
         return b0, b1, s0, s1, wb, ws
 
 
@@ -264,6 +259,7 @@ def pixel_residual(
     phi_share: np.ndarray,
     q: int | None = None,
     also: tuple = (),
+    basis: list | None = None,
 ) -> int:
     """Fit the static pixel residual ``Q`` of ``model`` in place; returns its box size.
 
@@ -273,6 +269,8 @@ def pixel_residual(
         q: the box size, or None to choose the smallest reaching PIXEL_COUNTS per box.
         also: ``(model, pixel_counts, pixel_exposure)`` of models on ``model``'s residual
             grid (its halves), fitted with the same box in the same pass over the pixels.
+        basis: a list to append the pixels' :meth:`ShellModel.basis` to, a band of rows
+            at a time (from the same coordinates: the held-out pass needs them).
     """
     if q is None:
         valid = pixel_exposure > 0
@@ -285,7 +283,7 @@ def pixel_residual(
     expects = [np.empty(e.shape, dtype=np.float32) for _, _, e in fits]
     for rows in row_bands(pixel_exposure.shape[0]):
         tt, psi = layout.two_theta[rows], layout.psi[rows]
-        corners = model.corners(tt, psi)  # one grid: shared by every model here
+        corners = model.corners(tt, psi, basis)  # one grid: shared by every model here
         for (m, _, exposure), plane, expect in zip(fits, planes, expects):
             part = np.interp(tt, m.tt_points, m.profile)
             part *= _bilinear_at(plane, corners)

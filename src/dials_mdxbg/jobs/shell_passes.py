@@ -27,10 +27,12 @@ from dials_mdxbg.binning.shell_sums import (
     summarize_score,
 )
 from dials_mdxbg.binning.shells import (
+    ResidualBasis,
     ShellLayout,
     ShellModel,
     fit_model,
     grid_rates,
+    joined,
     pixel_residual,
     shell_layout,
 )
@@ -118,6 +120,7 @@ class ShellFit:
     halves: tuple
     q: int
     count: np.ndarray
+    basis: ResidualBasis | None = None  # the pixels' on the residual grid (held-out pass)
 
 
 def fit_shells(plan: ShellPlan, sums: ShellSums, score: bool) -> ShellFit:
@@ -137,11 +140,12 @@ def fit_shells(plan: ShellPlan, sums: ShellSums, score: bool) -> ShellFit:
     )  # fmt: skip
     also = tuple((h, sums.pixel_counts[i], sums.pixel_exposure[i])
                  for i, h in enumerate(halves) if h is not None)  # fmt: skip
+    basis: list | None = [] if score else None
     q = pixel_residual(
         full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share,
-        also=also,
+        also=also, basis=basis,
     )  # fmt: skip
-    return ShellFit(full, halves, q, sums.box_count)
+    return ShellFit(full, halves, q, sums.box_count, joined(basis) if basis else None)
 
 
 def score_pass(plan: ShellPlan, fit: ShellFit):
@@ -150,8 +154,9 @@ def score_pass(plan: ShellPlan, fit: ShellFit):
     phi = axis_bin_means(axes.phi, plan.bins[0])
     consume = score_consumer(
         plan.layout, fit.full, fit.halves, axes.phi, phi, axes.exposure_times,
-        plan.options.valid_range, plan.excluded,
+        plan.options.valid_range, plan.excluded, fit.basis,
     )  # fmt: skip
+    fit.basis = None  # the consumer holds it while it lives
     n = axes.shape[0]
     return consume, lambda: ScoreAcc(n)
 
