@@ -281,12 +281,17 @@ def pixel_residual(
     fits = [(model, pixel_counts, pixel_exposure), *also]
     planes = [np.tensordot(phi_share, m.residual, axes=1) for m, _, _ in fits]
     expects = [np.empty(e.shape, dtype=np.float32) for _, _, e in fits]
+    ns = model.residual.shape[2]
     for rows in row_bands(pixel_exposure.shape[0]):
         tt, psi = layout.two_theta[rows], layout.psi[rows]
-        corners = model.corners(tt, psi, basis)  # one grid: shared by every model here
+        b0, b1, s0, s1, wb, ws = model.corners(tt, psi, basis)  # one grid for every model here
+        # The bilinear weights and flat corner indices once, for all models.
+        at = [b0 * ns + s0, b0 * ns + s1, b1 * ns + s0, b1 * ns + s1]
+        weights = (1 - wb, wb, 1 - ws, ws)
+        tt = tt.astype(np.float64)
         for (m, _, exposure), plane, expect in zip(fits, planes, expects):
             part = np.interp(tt, m.tt_points, m.profile)
-            part *= _bilinear_at(plane, corners)
+            part *= _weighed(plane.ravel(), at, weights)
             expect[rows] = part * exposure[rows]
     for (m, counts, _), expect in zip(fits, expects):
         c, e = box_sums(counts, q), box_sums(expect, q)
@@ -297,12 +302,12 @@ def pixel_residual(
     return q
 
 
-def _bilinear_at(plane: np.ndarray, corners) -> np.ndarray:
-    """Bilinear interpolation of a residual ``plane`` (bands, sectors) at
-    :meth:`ShellModel.corners` (float64)."""
-    b0, b1, s0, s1, wb, ws = corners
-    return (1 - wb) * ((1 - ws) * plane[b0, s0] + ws * plane[b0, s1]) + wb * (
-        (1 - ws) * plane[b1, s0] + ws * plane[b1, s1]
+def _weighed(flat: np.ndarray, at: list, weights: tuple) -> np.ndarray:
+    """Bilinear interpolation of a flat residual plane at the corners ``at`` (00, 01, 10,
+    11) with ``weights`` (1 - wb, wb, 1 - ws, ws), float64."""
+    vb, wb, vs, ws = weights
+    return vb * (vs * flat.take(at[0]) + ws * flat.take(at[1])) + wb * (
+        vs * flat.take(at[2]) + ws * flat.take(at[3])
     )
 
 
