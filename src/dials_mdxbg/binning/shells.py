@@ -140,19 +140,18 @@ class ResidualBasis:
     near: np.ndarray
     band_step: int
 
+    @classmethod
+    def empty(cls, shape: tuple, band_step: int) -> ResidualBasis:
+        """A basis of ``shape`` points to fill (:meth:`ShellModel.corners`)."""
+        return cls(*(np.empty(shape, dtype=t) for t in (np.int32, np.int32, np.float32,
+                                                        np.float32, np.int32)), band_step)
+
     def rows(self, rows: slice) -> ResidualBasis:
         """The basis of some rows of an image's points."""
         return ResidualBasis(
             self.i00[rows], self.i01[rows], self.wb[rows], self.ws[rows], self.near[rows],
             self.band_step,
         )  # fmt: skip
-
-
-def joined(parts: list[ResidualBasis]) -> ResidualBasis:
-    """One basis of the bands of rows ``parts`` (in order)."""
-    fields = ("i00", "i01", "wb", "ws", "near")
-    return ResidualBasis(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields),
-                         parts[0].band_step)  # fmt: skip
 
 
 @dataclass
@@ -192,10 +191,15 @@ class ShellModel:
 
     def basis(self, two_theta, psi) -> ResidualBasis:
         """Where points fall on the residual grid: shared by the models of one grid."""
-        parts: list[ResidualBasis] = []
+        out = self.empty_basis(np.shape(two_theta))
         for rows in row_bands(len(two_theta)):
-            self.corners(two_theta[rows], psi[rows], parts)
-        return joined(parts)
+            self.corners(two_theta[rows], psi[rows], out.rows(rows))
+        return out
+
+    def empty_basis(self, shape: tuple) -> ResidualBasis:
+        """A :class:`ResidualBasis` of ``shape`` points on this model's grid, to fill."""
+        nb, ns = self.residual.shape[1:]
+        return ResidualBasis.empty(shape, ns if nb > 1 else 0)
 
     def static_parts(self, two_theta, psi, ys, xs, rate: bool = True) -> tuple:
         """What does not change along phi at a grid of points (float32): ``P * Q`` (None
@@ -229,10 +233,10 @@ class ShellModel:
         n_r = self.residual_counts[k].ravel().astype(np.float32).take(basis.near)
         return rate * rate * (rel + 1.0 / np.maximum(n_r, np.float32(1.0)))
 
-    def corners(self, two_theta, psi, basis: list | None = None) -> tuple:
+    def corners(self, two_theta, psi, into: ResidualBasis | None = None) -> tuple:
         """Float64 bilinear corners ``(b0, b1, s0, s1, wb, ws)`` of points on the residual
-        grid (periodic in azimuth); with ``basis``, their :meth:`basis` (the same
-        coordinates) is appended to it."""
+        grid (periodic in azimuth); with ``into``, their :meth:`basis` (the same
+        coordinates) is written there."""
         fb, fs, nb, ns = self._coords(two_theta, psi)
         b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
         wb = fb - b0 if nb > 1 else np.zeros_like(fb)
@@ -241,13 +245,11 @@ class ShellModel:
         ws = fs - s0f
         s0 = np.mod(s0f.astype(np.int64), ns)
         s1 = np.mod(s0 + 1, ns)
-        if basis is not None:
+        if into is not None:
             near = np.rint(fb).astype(np.int64) * ns + np.mod(np.rint(fs).astype(np.int64), ns)
-            basis.append(ResidualBasis(
-                (b0 * ns + s0).astype(np.int32), (b0 * ns + s1).astype(np.int32),
-                wb.astype(np.float32), ws.astype(np.float32), near.astype(np.int32),
-                ns if nb > 1 else 0,
-            ))  # fmt: skip
+            for name, value in (("i00", b0 * ns + s0), ("i01", b0 * ns + s1), ("wb", wb),
+                                ("ws", ws), ("near", near)):  # fmt: skip
+                getattr(into, name)[...] = value  # cast as astype would
         return b0, b1, s0, s1, wb, ws
 
 
@@ -259,7 +261,7 @@ def pixel_residual(
     phi_share: np.ndarray,
     q: int | None = None,
     also: tuple = (),
-    basis: list | None = None,
+    basis: ResidualBasis | None = None,
 ) -> int:
     """Fit the static pixel residual ``Q`` of ``model`` in place; returns its box size.
 
@@ -269,8 +271,9 @@ def pixel_residual(
         q: the box size, or None to choose the smallest reaching PIXEL_COUNTS per box.
         also: ``(model, pixel_counts, pixel_exposure)`` of models on ``model``'s residual
             grid (its halves), fitted with the same box in the same pass over the pixels.
-        basis: a list to append the pixels' :meth:`ShellModel.basis` to, a band of rows
-            at a time (from the same coordinates: the held-out pass needs them).
+        basis: where to write the pixels' :meth:`ShellModel.basis` (``model``'s
+            :meth:`ShellModel.empty_basis`), from the same coordinates: the held-out
+            pass needs them.
     """
     if q is None:
         valid = pixel_exposure > 0
@@ -284,7 +287,8 @@ def pixel_residual(
     ns = model.residual.shape[2]
     for rows in row_bands(pixel_exposure.shape[0]):
         tt, psi = layout.two_theta[rows], layout.psi[rows]
-        b0, b1, s0, s1, wb, ws = model.corners(tt, psi, basis)  # one grid for every model here
+        into = None if basis is None else basis.rows(rows)
+        b0, b1, s0, s1, wb, ws = model.corners(tt, psi, into)  # one grid for every model here
         # The bilinear weights and flat corner indices once, for all models.
         at = [b0 * ns + s0, b0 * ns + s1, b1 * ns + s0, b1 * ns + s1]
         weights = (1 - wb, wb, 1 - ws, ws)

@@ -32,7 +32,6 @@ from dials_mdxbg.binning.shells import (
     ShellModel,
     fit_model,
     grid_rates,
-    joined,
     pixel_residual,
     shell_layout,
 )
@@ -140,12 +139,12 @@ def fit_shells(plan: ShellPlan, sums: ShellSums, score: bool) -> ShellFit:
     )  # fmt: skip
     also = tuple((h, sums.pixel_counts[i], sums.pixel_exposure[i])
                  for i, h in enumerate(halves) if h is not None)  # fmt: skip
-    basis: list | None = [] if score else None
+    basis = full.empty_basis(layout.two_theta.shape) if score else None
     q = pixel_residual(
         full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share,
         also=also, basis=basis,
     )  # fmt: skip
-    return ShellFit(full, halves, q, sums.box_count, joined(basis) if basis else None)
+    return ShellFit(full, halves, q, sums.box_count, basis)
 
 
 def score_pass(plan: ShellPlan, fit: ShellFit):
