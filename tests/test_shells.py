@@ -232,6 +232,27 @@ def test_model_auto_picks_the_better_and_logs_both(rings, tmp_path):
             np.testing.assert_array_equal(a[group][name][()], b[group][name][()])
 
 
+def test_model_auto_keeping_box_writes_what_model_box_writes_alone(rings, tmp_path):
+    """Fine box bins beat the shell model on sharp rings: auto keeps the box map, which is
+    model=box's with diagnostics to the last bit (the shell map is never made)."""
+    expt, _ = rings
+    common = ["bins=8,2,2", "valid_range=0,100000", "output.plot=None"]
+    run(["dials.mdx_bin_background", expt, "model=auto", *common, "output.binned=auto.nxs",
+         "output.json=auto.json"], cwd=tmp_path)  # fmt: skip
+    record = json.loads((tmp_path / "auto.json").read_text())["runs"][0]["model"]
+    assert record["chosen"] == "box"
+    assert record["scores"]["shells"]["model_error_sq"] > record["scores"]["box"]["model_error_sq"]
+    run(["dials.mdx_bin_background", expt, "model=box", "diagnostics=True", *common,
+         "output.binned=box.nxs"], cwd=tmp_path)  # fmt: skip
+    with h5py.File(tmp_path / "auto.nxs", "r") as a, h5py.File(tmp_path / "box.nxs", "r") as b:
+        group = "entry/binned_image_series"
+        names = [n for n in a[group] if isinstance(a[group][n], h5py.Dataset)]
+        assert {"signal", "errors", "pixel_count", "phi", "iy", "ix"} <= set(names)
+        assert a[group]["signal"].shape == b[group]["signal"].shape
+        for name in names:
+            np.testing.assert_array_equal(a[group][name][()], b[group][name][()])
+
+
 @pytest.mark.parametrize("kind", ["experiments", "image series"])
 def test_model_auto_in_two_reads_scores_and_maps_as_the_separate_passes(rings, tmp_path, kind):
     """The shared passes of model=auto give each model's map and held-out figures exactly as
