@@ -424,8 +424,8 @@ def models(workdir: Path, valid_range=(0, 100000), nproc: int = 2) -> dict:
             "score_percent": held["score_percent"],
             "model_error_percent": held["model_error_percent"],
         }
-        chosen = choose_model(box_auto, shells)
-        record = chosen.quality["model"]
+        record = choose_model(box_auto, held, shells.bins)
+        chosen = shells if record["chosen"] == "shells" else box_auto
         row["model_auto"] = {"chosen": record["chosen"], "true_percent": err(chosen),
                              "scores": record["scores"]}  # fmt: skip
         row["ratio_auto_to_best_box"] = row["model_auto"]["true_percent"] / row["best_box"][

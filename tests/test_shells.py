@@ -220,6 +220,75 @@ def test_model_auto_picks_the_better_and_logs_both(rings, tmp_path):
     assert record["chosen"] == better
     # On sharp rings the tutorial's 10,20,20 box loses to the shell model by far.
     assert record["chosen"] == "shells"
+    # ... and the map is the one model=shells writes alone, to the last bit.
+    run(["dials.mdx_bin_background", expt, "model=shells", "valid_range=0,100000",
+         "output.binned=shells.nxs", "output.plot=None", "output.json=shells.json"],
+        cwd=tmp_path)  # fmt: skip
+    with h5py.File(tmp_path / "auto.nxs", "r") as a, h5py.File(tmp_path / "shells.nxs", "r") as b:
+        group = "entry/binned_image_series"
+        names = [n for n in a[group] if isinstance(a[group][n], h5py.Dataset)]
+        assert {"signal", "errors", "pixel_count", "filled", "phi", "iy", "ix"} <= set(names)
+        for name in names:
+            np.testing.assert_array_equal(a[group][name][()], b[group][name][()])
+
+
+def test_model_auto_keeping_box_writes_what_model_box_writes_alone(rings, tmp_path):
+    """Fine box bins beat the shell model on sharp rings: auto keeps the box map, which is
+    model=box's with diagnostics to the last bit (the shell map is never made)."""
+    expt, _ = rings
+    common = ["bins=8,2,2", "valid_range=0,100000", "output.plot=None"]
+    run(["dials.mdx_bin_background", expt, "model=auto", *common, "output.binned=auto.nxs",
+         "output.json=auto.json"], cwd=tmp_path)  # fmt: skip
+    record = json.loads((tmp_path / "auto.json").read_text())["runs"][0]["model"]
+    assert record["chosen"] == "box"
+    assert record["scores"]["shells"]["model_error_sq"] > record["scores"]["box"]["model_error_sq"]
+    run(["dials.mdx_bin_background", expt, "model=box", "diagnostics=True", *common,
+         "output.binned=box.nxs"], cwd=tmp_path)  # fmt: skip
+    with h5py.File(tmp_path / "auto.nxs", "r") as a, h5py.File(tmp_path / "box.nxs", "r") as b:
+        group = "entry/binned_image_series"
+        names = [n for n in a[group] if isinstance(a[group][n], h5py.Dataset)]
+        assert {"signal", "errors", "pixel_count", "phi", "iy", "ix"} <= set(names)
+        assert a[group]["signal"].shape == b[group]["signal"].shape
+        for name in names:
+            np.testing.assert_array_equal(a[group][name][()], b[group][name][()])
+
+
+@pytest.mark.parametrize("kind", ["experiments", "image series"])
+def test_model_auto_in_two_reads_scores_and_maps_as_the_separate_passes(rings, tmp_path, kind):
+    """The shared passes of model=auto give each model's map and held-out figures exactly as
+    its own passes do (both inputs: frames teed as themselves, stored blocks as arrays)."""
+    import dataclasses
+
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.jobs.bin_background import bin_background
+    from dials_mdxbg.jobs.inputs import BinSource
+    from dials_mdxbg.jobs.shared_pass import scores_in_two_reads
+    from dials_mdxbg.jobs.shell_passes import ShellOptions, bin_shells, shell_map
+
+    expt, _ = rings
+    experiments = ExperimentListFactory.from_json_file(str(expt))
+    geometry = (experiments[0].detector, experiments[0].beam)
+    if kind == "experiments":
+        src = BinSource.from_experiments(experiments, {"imageset": None})
+    else:
+        run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
+        src = BinSource.from_series(tmp_path / "series.nxs")
+    options = BinOptions(bins=(4, 20, 20), valid_range=VALID, histogram=True)
+    with src.open() as opened:
+        box, plan, fit, quality = scores_in_two_reads(opened, geometry, options, ShellOptions(),
+                                                      1, 1.0)  # fmt: skip
+    alone = bin_background(src, dataclasses.replace(options, diagnostics=True))
+    for name in ("signal", "errors", "count", "filled"):
+        np.testing.assert_array_equal(getattr(box, name), getattr(alone, name))
+    assert box.quality == alone.quality
+    assert box.values is not None and np.array_equal(box.values.counts, alone.values.counts)
+    shells = bin_shells(src, geometry, options, ShellOptions(), 1, True)
+    assert quality["shells_heldout"] == shells.quality["shells_heldout"]
+    assert quality["shells"] == shells.quality["shells"]
+    made = shell_map(plan, fit, quality)
+    for name in ("phi", "iy", "ix", "signal", "errors", "count", "filled"):
+        np.testing.assert_array_equal(getattr(made, name), getattr(shells, name))
 
 
 def test_the_detector_gain_scales_the_shell_models_poisson_terms(rings):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dials_mdxbg.binning.grid import BinGrid
-from dials_mdxbg.binning.shells import ShellLayout, ShellModel
+from dials_mdxbg.binning.shells import ResidualBasis, ShellLayout, ShellModel
 from dials_mdxbg.binning.stencil import axis_cells
 from dials_mdxbg.model import as_block
 from dials_mdxbg.native.shell_kernels import PhiTerm, fit_frame, inverse_counts, score_frame
@@ -118,18 +118,21 @@ def score_consumer(
     exposure_times: np.ndarray,
     valid_range: tuple[int, int] | None,
     excluded=None,
+    basis: ResidualBasis | None = None,
 ):
     """A block consumer scoring each frame against the other parity's model.
 
     The prediction at a frame is the phi interpolation mdx2 makes between the
     two nearest phi bin centres (its variance: the squared weights times each
-    plane's).
+    plane's). ``basis``: the pixels' :meth:`ShellModel.basis` on the full
+    model's grid, if already made.
     """
     cell, weight = axis_cells(frame_phi, phi_centres)
     n_phi = len(phi_centres)
     # Per pixel, once: where pixels fall on the residual grid (one grid for the
     # three models) and each model's parts that do not change along phi.
-    basis = full.basis(layout.two_theta, layout.psi)
+    if basis is None:
+        basis = full.basis(layout.two_theta, layout.psi)
     ny, nx = layout.two_theta.shape
     ys, xs = np.arange(ny), np.arange(nx)
     rel_full = full.static_parts(layout.two_theta, layout.psi, ys, xs, rate=False)[1]

@@ -140,6 +140,12 @@ class ResidualBasis:
     near: np.ndarray
     band_step: int
 
+    @classmethod
+    def empty(cls, shape: tuple, band_step: int) -> ResidualBasis:
+        """A basis of ``shape`` points to fill (:meth:`ShellModel.corners`)."""
+        return cls(*(np.empty(shape, dtype=t) for t in (np.int32, np.int32, np.float32,
+                                                        np.float32, np.int32)), band_step)
+
     def rows(self, rows: slice) -> ResidualBasis:
         """The basis of some rows of an image's points."""
         return ResidualBasis(
@@ -185,30 +191,15 @@ class ShellModel:
 
     def basis(self, two_theta, psi) -> ResidualBasis:
         """Where points fall on the residual grid: shared by the models of one grid."""
-        parts = [self._basis(two_theta[rows], psi[rows]) for rows in row_bands(len(two_theta))]
-        return ResidualBasis(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("i00", "i01", "wb", "ws",
-                                                                        "near")),
-            parts[0].band_step,
-        )  # fmt: skip
+        out = self.empty_basis(np.shape(two_theta))
+        for rows in row_bands(len(two_theta)):
+            self.corners(two_theta[rows], psi[rows], out.rows(rows))
+        return out
 
-    def _basis(self, two_theta, psi) -> ResidualBasis:
-        fb, fs, nb, ns = self._coords(two_theta, psi)
-        b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
-        wb = fb - b0 if nb > 1 else np.zeros_like(fb)
-        s0f = np.floor(fs)
-        ws = fs - s0f
-        s0 = np.mod(s0f.astype(np.int64), ns)
-        s1 = np.mod(s0 + 1, ns)
-        near = np.rint(fb).astype(np.int64) * ns + np.mod(np.rint(fs).astype(np.int64), ns)
-        return ResidualBasis(
-            (b0 * ns + s0).astype(np.int32),
-            (b0 * ns + s1).astype(np.int32),
-            wb.astype(np.float32),
-            ws.astype(np.float32),
-            near.astype(np.int32),
-            ns if nb > 1 else 0,
-        )
+    def empty_basis(self, shape: tuple) -> ResidualBasis:
+        """A :class:`ResidualBasis` of ``shape`` points on this model's grid, to fill."""
+        nb, ns = self.residual.shape[1:]
+        return ResidualBasis.empty(shape, ns if nb > 1 else 0)
 
     def static_parts(self, two_theta, psi, ys, xs, rate: bool = True) -> tuple:
         """What does not change along phi at a grid of points (float32): ``P * Q`` (None
@@ -242,9 +233,10 @@ class ShellModel:
         n_r = self.residual_counts[k].ravel().astype(np.float32).take(basis.near)
         return rate * rate * (rel + 1.0 / np.maximum(n_r, np.float32(1.0)))
 
-    def corners(self, two_theta, psi) -> tuple:
+    def corners(self, two_theta, psi, into: ResidualBasis | None = None) -> tuple:
         """Float64 bilinear corners ``(b0, b1, s0, s1, wb, ws)`` of points on the residual
-        grid (periodic in azimuth)."""
+        grid (periodic in azimuth); with ``into``, their :meth:`basis` (the same
+        coordinates) is written there."""
         fb, fs, nb, ns = self._coords(two_theta, psi)
         b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
         wb = fb - b0 if nb > 1 else np.zeros_like(fb)
@@ -253,6 +245,11 @@ class ShellModel:
         ws = fs - s0f
         s0 = np.mod(s0f.astype(np.int64), ns)
         s1 = np.mod(s0 + 1, ns)
+        if into is not None:
+            near = np.rint(fb).astype(np.int64) * ns + np.mod(np.rint(fs).astype(np.int64), ns)
+            for name, value in (("i00", b0 * ns + s0), ("i01", b0 * ns + s1), ("wb", wb),
+                                ("ws", ws), ("near", near)):  # fmt: skip
+                getattr(into, name)[...] = value  # cast as astype would
         return b0, b1, s0, s1, wb, ws
 
 
@@ -264,6 +261,7 @@ def pixel_residual(
     phi_share: np.ndarray,
     q: int | None = None,
     also: tuple = (),
+    basis: ResidualBasis | None = None,
 ) -> int:
     """Fit the static pixel residual ``Q`` of ``model`` in place; returns its box size.
 
@@ -273,6 +271,9 @@ def pixel_residual(
         q: the box size, or None to choose the smallest reaching PIXEL_COUNTS per box.
         also: ``(model, pixel_counts, pixel_exposure)`` of models on ``model``'s residual
             grid (its halves), fitted with the same box in the same pass over the pixels.
+        basis: where to write the pixels' :meth:`ShellModel.basis` (``model``'s
+            :meth:`ShellModel.empty_basis`), from the same coordinates: the held-out
+            pass needs them.
     """
     if q is None:
         valid = pixel_exposure > 0
@@ -283,12 +284,18 @@ def pixel_residual(
     fits = [(model, pixel_counts, pixel_exposure), *also]
     planes = [np.tensordot(phi_share, m.residual, axes=1) for m, _, _ in fits]
     expects = [np.empty(e.shape, dtype=np.float32) for _, _, e in fits]
+    ns = model.residual.shape[2]
     for rows in row_bands(pixel_exposure.shape[0]):
         tt, psi = layout.two_theta[rows], layout.psi[rows]
-        corners = model.corners(tt, psi)  # one grid: shared by every model here
+        into = None if basis is None else basis.rows(rows)
+        b0, b1, s0, s1, wb, ws = model.corners(tt, psi, into)  # one grid for every model here
+        # The bilinear weights and flat corner indices once, for all models.
+        at = [b0 * ns + s0, b0 * ns + s1, b1 * ns + s0, b1 * ns + s1]
+        weights = (1 - wb, wb, 1 - ws, ws)
+        tt = tt.astype(np.float64)
         for (m, _, exposure), plane, expect in zip(fits, planes, expects):
             part = np.interp(tt, m.tt_points, m.profile)
-            part *= _bilinear_at(plane, corners)
+            part *= _weighed(plane.ravel(), at, weights)
             expect[rows] = part * exposure[rows]
     for (m, counts, _), expect in zip(fits, expects):
         c, e = box_sums(counts, q), box_sums(expect, q)
@@ -299,12 +306,12 @@ def pixel_residual(
     return q
 
 
-def _bilinear_at(plane: np.ndarray, corners) -> np.ndarray:
-    """Bilinear interpolation of a residual ``plane`` (bands, sectors) at
-    :meth:`ShellModel.corners` (float64)."""
-    b0, b1, s0, s1, wb, ws = corners
-    return (1 - wb) * ((1 - ws) * plane[b0, s0] + ws * plane[b0, s1]) + wb * (
-        (1 - ws) * plane[b1, s0] + ws * plane[b1, s1]
+def _weighed(flat: np.ndarray, at: list, weights: tuple) -> np.ndarray:
+    """Bilinear interpolation of a flat residual plane at the corners ``at`` (00, 01, 10,
+    11) with ``weights`` (1 - wb, wb, 1 - ws, ws), float64."""
+    vb, wb, vs, ws = weights
+    return vb * (vs * flat.take(at[0]) + ws * flat.take(at[1])) + wb * (
+        vs * flat.take(at[2]) + ws * flat.take(at[3])
     )
 
 

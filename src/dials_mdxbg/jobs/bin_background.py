@@ -16,47 +16,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from dials_mdxbg.binning.blocks import bin_map, block_sums
-from dials_mdxbg.binning.fill import fill_empty
-from dials_mdxbg.binning.fill import fill_map as _fill
-from dials_mdxbg.binning.grid import BinGrid
-from dials_mdxbg.binning.parity import ParityGrid, merge_parities
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.binning.quality import map_quality
-from dials_mdxbg.binning.sums import BinSums
 from dials_mdxbg.errors import InputError
-from dials_mdxbg.jobs.engine import run_tasks, task_engine
+from dials_mdxbg.jobs.box_map import box_map, heldout
+from dials_mdxbg.jobs.engine import task_engine
 from dials_mdxbg.jobs.inputs import BinningInputs, BinSource, MapInput, binning_inputs, open_inputs
 from dials_mdxbg.jobs.model_choice import bin_model
-from dials_mdxbg.jobs.partition import task_ranges
 from dials_mdxbg.model import BinnedMap
 from dials_mdxbg.output.paths import MapPaths
 from dials_mdxbg.util.atomic import check_writable
-from dials_mdxbg.util.progress import Progress
 from dials_mdxbg.util.versions import provenance_of
 
 __all__ = ["BinSource", "bin_background", "make_background"]
 
 logger = logging.getLogger("dials.mdxbg.background")
-
-
-def range_sums(
-    src: BinSource,
-    options: BinOptions,
-    frame_range: tuple[int, int],
-    threshold: np.ndarray | None,
-) -> BinSums:
-    """One dask task: exact bin sums of frames [a, b) (zero elsewhere)."""
-    with src.open() as opened:
-        grid_type = ParityGrid if options.diagnostics else BinGrid
-        grid = grid_type(opened.axes.shape, options.bins)
-        tasks = opened.tasks_for(frame_range)()
-        histogram = options.histogram and threshold is None
-        return block_sums(
-            tasks, grid, options.valid_range, opened.excluded, threshold, histogram=histogram
-        )
 
 
 def bin_background(
@@ -100,86 +74,18 @@ def bin_background(
 
             rebin = functools.partial(_bin_chosen, opened, options, nproc=nproc)
             return bin_auto(opened, options, nproc, rebin)
-        parity: list[BinSums] = []
-        sums_for = _sums_source(src, opened, options, nproc, engine, frames_per_task, parity)
-        binned = bin_map(sums_for, opened.axes, options)
-        binned = _fill(binned, options)
+        binned, parity = box_map(opened, options, nproc, src, engine, frames_per_task)
         if options.diagnostics:
-            binned.quality = _heldout(opened, options, binned, parity[-1], nproc)
+            binned.quality = heldout(opened, options, binned, parity, nproc)
         return binned
-
-
-def _heldout(opened, options: BinOptions, binned: BinnedMap, parity: BinSums, nproc: int) -> dict:
-    """The held-out error of a map from its parity sums (a second pass over the frames)."""
-    from dials_mdxbg.binning.heldout import make_scorer, summarize
-    from dials_mdxbg.binning.search import score_pass
-
-    fill = fill_empty if options.fill_empty else None
-    scorer = make_scorer(options.bins, opened.axes, binned.signal, parity, fill)
-    return summarize(score_pass(opened, [scorer], options, nproc).items[0], binned.phi)
-
-
-def _sums_source(src, opened, options, nproc, engine, frames_per_task, parity: list):
-    """``threshold -> BinSums`` of the whole series, here or on the engine.
-
-    With diagnostics the frames are binned by parity (the even and odd maps
-    come from the same pass, appended to ``parity``) and the plain sums are
-    their exact sum; a clipping threshold is shared by both parities.
-    """
-    axes = opened.axes
-    n = axes.shape[0]
-    split = options.diagnostics
-    grid = (ParityGrid if split else BinGrid)(axes.shape, options.bins)
-    if engine is None:
-        make_tasks = opened.tasks_for(None, Progress(n, "binning: frames"))
-
-        def partial(threshold):
-            histogram = options.histogram and threshold is None  # the first pass sees all
-            return block_sums(
-                make_tasks(),
-                grid,
-                options.valid_range,
-                opened.excluded,
-                threshold,
-                nproc,
-                histogram=histogram,
-            )
-
-    else:
-        workers = engine.n_workers
-        ranges = task_ranges(
-            n, workers, engine.tasks_per_worker, opened.block_frames, frames_per_task
-        )
-        logger.info(
-            "Binning %d frames as %d tasks on %d %s workers", n, len(ranges), workers, engine.name
-        )
-
-        def partial(threshold):
-            arguments = [(src, options, r, threshold) for r in ranges]
-            results = run_tasks(engine, range_sums, arguments, "frame ranges")
-            total = BinSums.zeros(grid.out_shape)
-            for part in results:
-                total.merge(part)
-            return total
-
-    def sums_for(threshold):
-        if not split:
-            return partial(threshold)
-        sums = partial(None if threshold is None else np.repeat(threshold, 2, axis=0))
-        parity.append(sums)
-        return merge_parities(sums)
-
-    return sums_for
 
 
 def _bin_chosen(opened, options: BinOptions, bins, nproc: int) -> BinnedMap:
     from dataclasses import replace
 
     again = replace(options, bins=tuple(bins), diagnostics=True)
-    parity: list[BinSums] = []
-    sums_for = _sums_source(None, opened, again, nproc, None, None, parity)
-    binned = _fill(bin_map(sums_for, opened.axes, again), again)
-    binned.quality = _heldout(opened, again, binned, parity[-1], nproc)
+    binned, parity = box_map(opened, again, nproc)
+    binned.quality = heldout(opened, again, binned, parity, nproc)
     return binned
 
 
@@ -252,7 +158,7 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     t0 = time.perf_counter()
     box = functools.partial(bin_background, nproc=params.mp.nproc, engine=engine,
                             frames_per_task=params.mp.dask.frames_per_task)  # fmt: skip
-    binned = bin_model(one, options, params, box)  # model = box (mdx2's) | shells | auto
+    binned = bin_model(one, options, params, box, engine)  # model = box (mdx2's) | shells | auto
     seconds = round(time.perf_counter() - t0, 3)
     used = int(binned.count.sum())
     pixels = binned.n_frames * int(binned.ny_nx[0]) * int(binned.ny_nx[1])
