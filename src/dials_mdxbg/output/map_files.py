@@ -32,7 +32,9 @@ def write_map_files(
     logger.info("Wrote %s", paths.binned)
     if paths.plot:
         from dials_mdxbg.output.plot import plot_map
+        from dials_mdxbg.util.memory import room_for_blas
 
+        room_for_blas()  # matplotlib's transforms call OpenBLAS: a hang without room
         title = f"{paths.binned}: bins {binned.bins}, valid_range {options.valid_range}"
         plot_map(paths.plot, *axes, binned.signal, title=title, filled=binned.filled)
         logger.info("Preview written to %s", paths.plot)

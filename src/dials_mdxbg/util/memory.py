@@ -9,6 +9,7 @@ reading. None of these is bad input or a bug, and none must blame an input.
 
 from __future__ import annotations
 
+import mmap
 import re
 import resource
 
@@ -24,6 +25,10 @@ MESSAGE = (
     "ulimit -v, or the machine is full); raise the limit, run fewer processes (mp.nproc=) "
     "or use a machine with more memory; nothing was written"
 )
+
+
+BLAS_BUFFER = (128 << 20) + (1 << 20)
+"""Address space OpenBLAS maps for a work buffer (128 MiB in Debian 12's 0.3.21), and slack."""
 
 
 def out_of_memory(error: BaseException | None) -> bool:
@@ -64,3 +69,21 @@ def limited() -> bool:
         resource.getrlimit(which)[0] != resource.RLIM_INFINITY
         for which in (resource.RLIMIT_AS, resource.RLIMIT_DATA)
     )
+
+
+def room_for_blas() -> None:
+    """Raise ``MemoryError`` now if OpenBLAS could not map a work buffer (under a limit only).
+
+    OpenBLAS maps a thread's 128 MiB work buffer on its first BLAS or LAPACK call
+    and, when that mapping fails, retries forever (a busy loop, issue 19): a
+    matplotlib figure (``numpy.linalg.inv`` of its transforms) under a tight
+    ``ulimit -v`` then hangs the run. Called before such a step, this turns the
+    hang into the one out-of-memory line.
+    """
+    if not limited():
+        return
+    try:
+        probe = mmap.mmap(-1, BLAS_BUFFER)  # address space only: never touched
+    except (OSError, ValueError):
+        raise MemoryError("no room for OpenBLAS's work buffer") from None
+    probe.close()
