@@ -72,18 +72,22 @@ def limited() -> bool:
 
 
 def room_for_blas() -> None:
-    """Raise ``MemoryError`` now if OpenBLAS could not map a work buffer (under a limit only).
+    """Have OpenBLAS map this thread's work buffer now, or raise ``MemoryError`` (under a limit).
 
     OpenBLAS maps a thread's 128 MiB work buffer on its first BLAS or LAPACK call
-    and, when that mapping fails, retries forever (a busy loop, issue 19): a
-    matplotlib figure (``numpy.linalg.inv`` of its transforms) under a tight
-    ``ulimit -v`` then hangs the run. Called before such a step, this turns the
-    hang into the one out-of-memory line.
+    (and keeps it for the next ones) but, when that mapping fails, retries
+    forever (a busy loop, issue 19): a matplotlib figure (``numpy.linalg.inv``
+    of its transforms) under a tight ``ulimit -v`` then hung the run. Called
+    before such a step: if the address space is there, a tiny LAPACK call maps
+    the buffer at once; if not, the run fails with the one out-of-memory line.
     """
     if not limited():
         return
+    import numpy as np
+
     try:
         probe = mmap.mmap(-1, BLAS_BUFFER)  # address space only: never touched
     except (OSError, ValueError):
         raise MemoryError("no room for OpenBLAS's work buffer") from None
     probe.close()
+    np.linalg.inv(np.eye(2))  # maps the buffer while there is room for it
