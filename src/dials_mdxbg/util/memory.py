@@ -20,6 +20,9 @@ _SIGNS = re.compile(
 )
 """What the failed allocations above say (in a message, or in a traceback DIALS quotes)."""
 
+_NO_THREAD = re.compile(r"can't start new thread")
+"""Python's error for a thread it could not create (under a limit: no room for its stack)."""
+
 MESSAGE = (
     "out of memory: the process could not allocate more memory (a memory limit such as "
     "ulimit -v, or the machine is full); raise the limit, run fewer processes (mp.nproc=) "
@@ -39,6 +42,8 @@ def out_of_memory(error: BaseException | None) -> bool:
         if isinstance(error, MemoryError) or _SIGNS.search(str(error)):
             return True
         if isinstance(error, SystemError) and limited():  # a C extension's failed allocation
+            return True
+        if _NO_THREAD.search(str(error)) and limited():  # no room for the thread's stack
             return True
         error = error.__cause__ or error.__context__
     return False
