@@ -23,7 +23,8 @@ def _run(name: str) -> None:
     from dials_mdxbg.util import signals, stderr_hold
 
     signals.install()
-    stderr_hold.hold_stderr()  # under a memory limit, what C libraries print as it runs out
+    # Under a memory limit, what C libraries print as memory runs out is held back.
+    stderr_hold.hold_stderr(f"dials.{name}")
     try:
         command = importlib.import_module(f"dials_mdxbg.command_line.{name}")
     except KeyboardInterrupt as e:
