@@ -284,6 +284,42 @@ def test_out_of_memory_does_not_wait_for_threads():
     assert done.stderr.splitlines() == [f"dials.mdx_import: error: {OUT_OF_MEMORY}"]
 
 
+HELD = """
+import os, resource, sys
+from dials_mdxbg.util import stderr_hold
+
+limit = 8 * 2**30  # far above what this needs: only that there is a limit matters
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+stderr_hold.hold_stderr("dials.mdx_import")
+os.write(2, sys.argv[1].encode().decode("unicode_escape").encode())
+if sys.argv[2] == "exit":
+    os._exit(127)  # as the dynamic loader does, or a crash: no Python code runs
+stderr_hold.release_stderr(show=sys.argv[2] == "show")
+sys.stderr.write("after\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    "text, end, shown",
+    [
+        ("numpy: a traceback\\n", "show", "numpy: a traceback\nafter\n"),
+        ("numpy: a traceback\\n", "drop", "after\n"),
+        ("Fatal Python error: Segmentation fault\\n", "exit",
+         "Fatal Python error: Segmentation fault\n"),
+        ("libx.so: out of memory\\n", "exit", f"dials.mdx_import: error: {OUT_OF_MEMORY}\n"),
+    ],
+    ids=["shown", "dropped", "crash", "loader"],
+)
+def test_held_stderr(text, end, shown):
+    """Under a limit, stderr of the start-up is held: shown or dropped when the command
+    decides, and never lost when the process ends on its own (then written by a watcher
+    process, as the one line if the dynamic loader ran out of memory)."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELD, text, end], capture_output=True, text=True, timeout=60
+    )
+    assert done.stderr == shown
+
+
 BLAS_ROOM = """
 import resource, sys
 import numpy as np
