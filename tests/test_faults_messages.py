@@ -8,8 +8,9 @@ lists, every file on disk byte-identical); a case may also set environment varia
 (``env``, formatted with the case context like ``args``).
 
 Memory running out (``ulimit -v``) is a ladder of address-space limits below the peak of a
-successful run, since where the allocation fails depends on the machine. Only the import:
-binning under such a limit can hang after its last frame (left open in issue 19).
+successful run, since where the allocation fails depends on the machine; each run of the ladder
+has a deadline, and one still running then has hung (OpenBLAS retrying its work buffer forever
+did, in both commands, until issue 19 was closed).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import pickle
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +31,7 @@ import numpy as np
 import pytest
 
 from conftest import BIN, run
+from dials_mdxbg.util.memory import MESSAGE as OUT_OF_MEMORY
 from test_faults import (  # noqa: F401  (small_series: a fixture the cases use)
     BN,
     BOUT,
@@ -208,38 +212,140 @@ def _peak_vm(cmd: list[str], cwd: Path) -> int:
     return int(found[1]) * 1024
 
 
-@pytest.mark.parametrize("command", [IM])
-def test_out_of_memory_is_one_line(command, request, tmp_path_factory):
-    """Under ``ulimit -v`` below a run's peak, every failure says memory ran out.
+#: Limits below the peak (MB) each run of the memory ladder gets: close to the peak the
+#: allocation fails late in the run, far below it while DIALS and numpy are imported.
+LADDER = (4, 8, 16, 32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320)
+HANG_AFTER = 30
+"""Seconds a run under a limit may take: one still running then has hung (each takes 1-6 s)."""
+
+
+@pytest.mark.parametrize(
+    "command, source", [(IM, "big"), (BN, "bigseries"), (BN, "big")],
+    ids=["import", "binning-series", "binning-one-step"],
+)
+def test_out_of_memory_is_one_line(command, source, request, tmp_path_factory):
+    """Under ``ulimit -v`` below a run's peak, every failure says memory ran out, and soon.
 
     Whether the allocation fails while importing DIALS, parsing the experiment list
-    (DIALS' parser then blamed the file), reading frames or writing HDF5 depends on the
-    limit: a ladder of limits meets several. HDF5 itself may crash when its own
-    allocation fails (no Python code runs then): such runs are noted, not judged.
+    (DIALS' parser then blamed the file), reading frames, writing HDF5 or drawing the
+    preview depends on the limit: a ladder of limits down to 320 MB below the peak meets
+    them all. A run that has not ended after ``HANG_AFTER`` seconds is killed (SIGALRM)
+    and fails the test. HDF5 itself may crash when its own allocation fails (no Python
+    code runs then): such runs are noted, not judged.
     """
     out = OUT if command == IM else BOUT
     probe = tmp_path_factory.mktemp("peak")
-    peak = _peak_vm([command, request.getfixturevalue("sweep"), out], probe)
-    failed, crashed, problems = 0, 0, []
-    for mb in (4, 8, 12, 16, 24, 32, 48, 64):
+    inputs = {"big": "sweep", "bigseries": "our_import"}
+    peak = _peak_vm([command, request.getfixturevalue(inputs[source]), out], probe)
+    failed, crashed, hung, problems = 0, 0, [], []
+    for mb in LADDER:
         limit = peak - mb * 2**20
-        case = M(f"{command}-limit-{limit >> 20}M", "memory", command, "{big}", out, expect=OOM)
+        case = M(f"{command}-limit-{limit >> 20}M", "memory", command, f"{{{source}}}", out,
+                 expect=OOM)  # fmt: skip
 
         def cap(limit=limit) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            signal.alarm(HANG_AFTER)  # kept across exec: the run is killed if it hangs
 
         found = case_problems(case, request, tmp_path_factory, ctx_type=MsgCtx, preexec_fn=cap)
         if any("exit status 0" in p for p in found):
+            continue
+        if any("SIGALRM" in p for p in found):
+            hung.append(f"{limit >> 20} MB")
             continue
         if any("crashed" in p for p in found):
             crashed += 1
             continue
         failed += 1
         problems += [f"{limit >> 20} MB: {p}" for p in found]
+    assert not hung, f"still running after {HANG_AFTER} s under ulimit -v: {hung}"
     if not failed:
         pytest.skip(f"no limit below the peak ({peak >> 20} MB) made the run fail cleanly")
     assert not problems, f"{crashed} crashed inside HDF5\n" + "\n".join(problems)
 
+
+STUCK_THREAD = """
+import threading
+from dials_mdxbg.util.exits import handle_errors
+
+with handle_errors("dials.mdx_import"):
+    threading.Thread(target=threading.Event().wait).start()  # never ends, not a daemon
+    raise MemoryError()
+"""
+
+
+def test_out_of_memory_does_not_wait_for_threads():
+    """When memory ran out, the process ends after the one line, whatever its threads do
+    (Python would join a stuck thread at exit, OpenBLAS its own: issue 19's hang)."""
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK_THREAD], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [f"dials.mdx_import: error: {OUT_OF_MEMORY}"]
+
+
+HELD = """
+import os, resource, sys
+from dials_mdxbg.util import stderr_hold
+
+limit = 8 * 2**30  # far above what this needs: only that there is a limit matters
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+stderr_hold.hold_stderr("dials.mdx_import")
+os.write(2, sys.argv[1].encode().decode("unicode_escape").encode())
+if sys.argv[2] == "exit":
+    os._exit(127)  # as the dynamic loader does, or a crash: no Python code runs
+stderr_hold.release_stderr(show=sys.argv[2] == "show")
+sys.stderr.write("after\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    "text, end, shown",
+    [
+        ("numpy: a traceback\\n", "show", "numpy: a traceback\nafter\n"),
+        ("numpy: a traceback\\n", "drop", "after\n"),
+        ("Fatal Python error: Segmentation fault\\n", "exit",
+         "Fatal Python error: Segmentation fault\n"),
+        ("libx.so: out of memory\\n", "exit", f"dials.mdx_import: error: {OUT_OF_MEMORY}\n"),
+    ],
+    ids=["shown", "dropped", "crash", "loader"],
+)
+def test_held_stderr(text, end, shown):
+    """Under a limit, stderr of the start-up is held: shown or dropped when the command
+    decides, and never lost when the process ends on its own (then written by a watcher
+    process, as the one line if the dynamic loader ran out of memory)."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELD, text, end], capture_output=True, text=True, timeout=60
+    )
+    assert done.stderr == shown
+
+
+BLAS_ROOM = """
+import resource, sys
+import numpy as np
+from dials_mdxbg.util.memory import room_for_blas
+
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+limit = size + int(sys.argv[1]) * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    room_for_blas()
+except MemoryError:
+    sys.exit("refused")
+print(np.linalg.inv(np.diag([2.0, 4.0])).trace())
+"""
+
+
+@pytest.mark.parametrize("room, said", [(32, "refused"), (400, "0.75")])
+def test_room_for_blas(room, said):
+    """OpenBLAS retries a work buffer it cannot map forever: with too little address space
+    left, :func:`room_for_blas` refuses at once; with enough, it maps the buffer and later
+    LAPACK calls (matplotlib's) work under the limit."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(BLAS_ROOM), str(room)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert said in done.stdout + done.stderr, done.stderr
 
 
 FINALISER = """

@@ -23,6 +23,7 @@ from dials_mdxbg.output.paths import summary_path
 from dials_mdxbg.util import exits
 from dials_mdxbg.util.exits import handle_errors, survive_closed_console, unexpected
 from dials_mdxbg.util.startup import prepare
+from dials_mdxbg.util.stderr_hold import release_stderr
 from dials_mdxbg.util.warnings_log import collected_warnings
 
 logger = logging.getLogger("dials.mdxbg")
@@ -61,6 +62,7 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
             raise SystemExit(f"{command}: error: no {job.missing} given")
         plan = job.plan(inputs, params, taken + args)
         plan.check()  # before any work: nothing is read, nothing written
+        release_stderr()  # the start-up is over (see util.stderr_hold)
         with enable_faulthandler(), committed_together() as outputs:  # all at the end, or none
             configure_logging(parser, options, params.output.log)
             try:

@@ -20,13 +20,17 @@ def mdx_bin_background() -> None:
 
 
 def _run(name: str) -> None:
-    from dials_mdxbg.util import signals
+    from dials_mdxbg.util import signals, stderr_hold
 
     signals.install()
+    # Under a memory limit, what C libraries print as memory runs out is held back.
+    stderr_hold.hold_stderr(f"dials.{name}")
     try:
         command = importlib.import_module(f"dials_mdxbg.command_line.{name}")
     except KeyboardInterrupt as e:
         from dials_mdxbg.util.exits import interrupted
 
         interrupted(e, f"dials.{name}")
+    except Exception as e:
+        stderr_hold.import_failed(e, f"dials.{name}")  # memory: one line, no traceback
     command.run()

@@ -30,6 +30,10 @@ def write_map_files(
     axes = (binned.phi, binned.iy, binned.ix)
     write_binned(paths.binned, axes, binned.signal, binned.extra_datasets(), provenance)
     logger.info("Wrote %s", paths.binned)
+    if paths.plot or paths.profile or paths.html:
+        from dials_mdxbg.util.memory import room_for_blas
+
+        room_for_blas()  # matplotlib's transforms call OpenBLAS: a hang without room
     if paths.plot:
         from dials_mdxbg.output.plot import plot_map
 

@@ -14,6 +14,7 @@ from dials_mdxbg.errors import InputError
 from dials_mdxbg.util import signals
 from dials_mdxbg.util.memory import MESSAGE as OUT_OF_MEMORY
 from dials_mdxbg.util.memory import out_of_memory
+from dials_mdxbg.util.stderr_hold import exit_now, release_stderr
 
 logger = logging.getLogger("dials.mdxbg")
 
@@ -29,20 +30,21 @@ def fail(message: str, command: str, code: int = 1) -> None:
     """Exit with status ``code`` and one readable line (no traceback).
 
     The line goes to stderr once; the log file gets it too, but not the console
-    (stdout), so a terminal shows it once.
+    (stdout), so a terminal shows it once. Memory having run out, the process
+    ends at once after the line
+    (:func:`~dials_mdxbg.util.stderr_hold.exit_now`): what a normal exit waits
+    for may never finish then.
     """
     from dials_mdxbg.util import output_errors
 
     message = " ".join(str(message).split())
+    oom = message == OUT_OF_MEMORY
+    release_stderr(show=not oom)  # what libraries printed as memory ran out is noise
     _log_to_files("Error: " + message)
     line = f"{command}: error: {message}"
-    if output_errors.hdf5_failed:
+    if output_errors.hdf5_failed or oom:
         # HDF5 hit a full disk: its teardown at exit would segfault (see util.output_errors).
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-        os._exit(code)
+        exit_now(line, code)
     print(line, file=sys.stderr)
     sys.exit(code)
 
@@ -76,38 +78,41 @@ def handle_errors(command: str) -> Iterator[None]:
     reserve = [r for r in (_reserve(),) if r is not None]
     previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
     try:
-        with signals.handled():
-            yield
-    except BaseException as e:  # the hook stays: the process ends, finalisers run on the way
-        for block in reserve:
-            block.close()
-        if isinstance(e, (InputError, Sorry)):
-            fail(str(e), command)
-        if isinstance(e, KeyboardInterrupt):
-            interrupted(e, command)
-        if not isinstance(e, Exception) or os.environ.get("DIALS_MDXBG_TRACEBACK"):
-            raise
-        if out_of_memory(e):  # a limit or a full machine: neither a bug nor a bad input
-            fail(OUT_OF_MEMORY, command)
-        error = _output_error(e)
-        if error is not None:
-            fail(str(error), command)
-        reason = " ".join(str(e).split())[:200] or "no reason given"
-        log = getattr(e, "mdxbg_log", None)
-        where = (
-            f"nothing else was written; please report it with the log {log}"
-            if log
-            else "nothing was written; please report it"
-        )
-        fail(
-            f"unexpected failure ({reason}); {where} (DIALS_MDXBG_TRACEBACK=1 shows the "
-            "traceback)",
-            command,
-        )
-    else:
-        sys.unraisablehook = previous_hook
-        for block in reserve:
-            block.close()
+        try:
+            with signals.handled():
+                yield
+        except BaseException as e:  # the hook stays: the process ends, finalisers run on the way
+            for block in reserve:
+                block.close()
+            if isinstance(e, (InputError, Sorry)):
+                fail(str(e), command)
+            if isinstance(e, KeyboardInterrupt):
+                interrupted(e, command)
+            if not isinstance(e, Exception) or os.environ.get("DIALS_MDXBG_TRACEBACK"):
+                raise
+            if out_of_memory(e):  # a limit or a full machine: neither a bug nor a bad input
+                fail(OUT_OF_MEMORY, command)
+            error = _output_error(e)
+            if error is not None:
+                fail(str(error), command)
+            reason = " ".join(str(e).split())[:200] or "no reason given"
+            log = getattr(e, "mdxbg_log", None)
+            where = (
+                f"nothing else was written; please report it with the log {log}"
+                if log
+                else "nothing was written; please report it"
+            )
+            fail(
+                f"unexpected failure ({reason}); {where} (DIALS_MDXBG_TRACEBACK=1 shows the "
+                "traceback)",
+                command,
+            )
+        else:
+            sys.unraisablehook = previous_hook
+            for block in reserve:
+                block.close()
+    finally:
+        release_stderr()  # a run that ends otherwise (--help, a parser's exit)
 
 
 def _unraisable(unraisable) -> None:
