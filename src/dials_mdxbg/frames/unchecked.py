@@ -18,8 +18,8 @@ format class gave us is rebuilt here, identically, from the files:
 The geometry, the scan, the trusted range and the untrusted rectangles come
 from the experiment list in both cases. Everything else (other formats or
 format subclasses, masks of another shape, goniometer shadows, format
-parameters, ``DIALS_MDXBG_DXTBX_READ=1``) is loaded with format checks, as
-before: :func:`with_format_checks`, :func:`checked_imageset`.
+parameters, ``DIALS_MDXBG_DXTBX_READ=1``, ``DIALS_MDXBG_CHECK_FORMAT=1``) is
+loaded with format checks, as before: :func:`with_format_checks`, :func:`checked_imageset`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ class Unchecked:
 
     reader: NXmxDirect | CBFDirect
     valid: np.ndarray | None
+
+
+def format_checks_forced() -> bool:
+    """``DIALS_MDXBG_CHECK_FORMAT=1``: load every experiment list with format checks (A/B runs)."""
+    return os.environ.get("DIALS_MDXBG_CHECK_FORMAT", "") not in ("", "0")
 
 
 def is_unchecked(imageset) -> bool:
@@ -127,7 +132,7 @@ def unchecked_frames(imageset, goniometer_shadow: bool = False) -> Unchecked | N
 
 def _plan(imageset, goniometer_shadow: bool) -> tuple[str, type | None] | None:
     """("FormatNXmx", None) or ("cbf", class) when a direct reader serves ``imageset``."""
-    if goniometer_shadow or os.environ.get("DIALS_MDXBG_DXTBX_READ"):
+    if goniometer_shadow or os.environ.get("DIALS_MDXBG_DXTBX_READ") or format_checks_forced():
         return None
     if len(imageset.get_detector()) != 1 or imageset.get_scan() is None:
         return None
