@@ -12,6 +12,7 @@ experiments are loaded with format checks, and errors read as before.
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
@@ -216,3 +217,35 @@ def test_one_step_on_eiger_imports_no_format_class(eiger_masked, tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_dask_workers_json_equals(eiger_masked):
+    """What a dask task receives (the list as JSON) is loaded without checks, the same frames."""
+    from dials_mdxbg.frames.source import frame_source_from_json
+
+    checked = frame_source(load(eiger_masked, True))
+    worker = frame_source_from_json(json.dumps(load(eiger_masked, True).to_dict()), {})
+    assert is_unchecked(worker.imageset)
+    assert np.array_equal(worker.static_valid, checked.static_valid)
+    for k in (0, checked.n_frames - 1):
+        assert np.array_equal(worker.read_raw(k).masked()[0], checked.read_raw(k).masked()[0])
+
+
+@pytest.mark.parametrize("damage", ["missing", "not-a-pickle"])
+def test_bad_mask_file_fails_as_before(damage, tmp_path):
+    """A mask file named in the experiment list that dxtbx cannot load: the same one line."""
+    master = write_nxmx_sweep(tmp_path, n_frames=2, seed=7)
+    write_mask(tmp_path / "user.mask", (514, 1030), seed=5)
+    expt = dials_import(tmp_path, [master], tmp_path / "user.mask")
+    if damage == "missing":
+        (tmp_path / "user.mask").unlink()
+    else:
+        (tmp_path / "user.mask").write_text("no mask")
+    lines = []
+    for env in (None, CHECKED):
+        proc = run(["dials.mdx_bin_background", expt, "output.plot=None"], tmp_path,
+                   check=False, env=env)  # fmt: skip
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        lines.append(proc.stderr.strip().splitlines())
+    assert len(lines[0]) == 1 and lines[0] == lines[1]
+    assert not list(tmp_path.glob("*.nxs"))

@@ -139,6 +139,9 @@ def _plan(imageset, goniometer_shadow: bool) -> tuple[str, type | None] | None:
     params = imageset.data().get_params() or {}
     if any(value not in PLAIN_PARAMS.get(key, ()) for key, value in params.items()):
         return None
+    mask = imageset.external_lookup.mask.filename
+    if mask and _mask_file(mask) is None:
+        return None  # the checked load reads it, or says why it cannot, as before
     path = imageset.get_path(0)
     try:
         st = os.stat(path)
@@ -276,13 +279,31 @@ def _external_mask(imageset, shape: tuple[int, int]) -> np.ndarray | None | bool
     filename = imageset.external_lookup.mask.filename
     if not filename:
         return None
-    try:
-        with open(filename, "rb") as fh:
-            mask = pickle.load(fh, encoding="bytes")
-        panels = mask if isinstance(mask, (tuple, list)) else (mask,)
-        from dxtbx import flumpy
-
-        valid = flumpy.to_numpy(panels[0]).astype(bool)
-    except Exception:  # the checked load reads it, or says why it cannot
+    panels = _mask_file(filename)
+    if panels is None or len(panels) != 1 or panels[0].shape != shape:
         return False
-    return valid if len(panels) == 1 and valid.shape == shape else False
+    return panels[0]
+
+
+def _mask_file(filename: str) -> tuple[np.ndarray, ...] | None:
+    """The panels of a mask file as dxtbx loads it (a pickled tuple of flex.bool), or None."""
+    try:
+        st = os.stat(filename)
+    except OSError:
+        return None
+    return _load_mask(os.path.realpath(filename), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_mask(path: str, mtime: int, size: int) -> tuple[np.ndarray, ...] | None:
+    from dxtbx import flumpy
+
+    try:
+        with open(path, "rb") as fh:
+            mask = pickle.load(fh, encoding="bytes")
+        panels = tuple(flumpy.to_numpy(panel).astype(bool) for panel in mask)
+    except Exception:  # not a mask dxtbx can use: its checked load says so
+        return None
+    for panel in panels:
+        panel.flags.writeable = False  # cached: shared by every source built from it
+    return panels
