@@ -134,7 +134,9 @@ def _plan(imageset, goniometer_shadow: bool) -> tuple[str, type | None] | None:
     """("FormatNXmx", None) or ("cbf", class) when a direct reader serves ``imageset``."""
     if goniometer_shadow or os.environ.get("DIALS_MDXBG_DXTBX_READ") or format_checks_forced():
         return None
-    if len(imageset.get_detector()) != 1 or imageset.get_scan() is None:
+    if not hasattr(imageset, "get_scan") or imageset.get_scan() is None:
+        return None  # stills and grids: the checked load, as before
+    if len(imageset.get_detector()) != 1:
         return None
     params = imageset.data().get_params() or {}
     if any(value not in PLAIN_PARAMS.get(key, ()) for key, value in params.items()):
