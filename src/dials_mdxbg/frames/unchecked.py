@@ -115,7 +115,11 @@ def unchecked_frames(imageset, goniometer_shadow: bool = False) -> Unchecked | N
     if external is False:
         return None
     if kind == NXMX:
-        found = _nxmx_reader(imageset, (ny, nx))
+        try:
+            found = _nxmx_reader(imageset, (ny, nx))
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, OSError) as e:
+            logger.debug("NXmx master not read without format checks: %s", e)
+            found = None  # a master unlike FormatNXmx's: its checked load says what is wrong
         if found is None:
             return None
         reader, static = found
