@@ -277,16 +277,21 @@ def frame_source(
         )
 
     # Static part of dxtbx's mask, computed once.
-    gaps = rectangles_mask((ny, nx), panel.get_mask())
-    static_valid = ~gaps
-    masked = {"untrusted_rectangles": int(gaps.sum())}
+    rectangles = list(panel.get_mask())
     external = iset.external_lookup.mask.data
     ext = unchecked.valid if unchecked else None
     if unchecked is None and not external.empty():
         ext = _flex_to_numpy(external.tile(0).data()).astype(bool)
-    if ext is not None:
-        masked["experiment_mask"] = int(np.count_nonzero(static_valid & ~ext))
-        static_valid &= ext
+    if ext is not None and not rectangles:  # (NXmx) the same, in two passes over 18 M pixels
+        static_valid = ext.copy()
+        masked = {"untrusted_rectangles": 0, "experiment_mask": int(ext.size - ext.sum())}
+    else:
+        gaps = rectangles_mask((ny, nx), rectangles)
+        static_valid = ~gaps
+        masked = {"untrusted_rectangles": int(gaps.sum())}
+        if ext is not None:
+            masked["experiment_mask"] = int(np.count_nonzero(static_valid & ~ext))
+            static_valid &= ext
     if mask:
         user = _load_dials_mask(Path(mask), (ny, nx))
         masked["user_mask"] = int(np.count_nonzero(static_valid & ~user))
