@@ -14,6 +14,8 @@ Measures, on the same sweep and image series the benchmark uses:
   import does it (C, ISA-L), one core;
 * inflate: decompressing every stored chunk of the image series, with ISA-L
   and with libdeflate (our binning; inflate + unshuffle into the block), one core;
+* loading the experiment list with format checks, and without them plus
+  what ``frames.unchecked`` rebuilds (fresh processes);
 * each command, run once under ``python -X importtime`` (nproc 1, no picture or
   report): its wall time, the seconds of imports by top-level package, and
   which of the libraries a run should not need (:data:`WATCHED`) it imported.
@@ -56,6 +58,37 @@ def startup() -> dict:
         )
         result[f"{name}_s"] = time.perf_counter() - t0
         result[f"{name}_peak_mb"] = int(out.stdout.split()[-1]) / 1024
+    return result
+
+
+def load_experiments(expt: str) -> dict:
+    """Seconds to load ``expt``, each way in a fresh process after our start-up.
+
+    ``checked_s``: with format checks (what the commands did before; the
+    format class opened, imported, its static mask built); ``unchecked_s``:
+    without, plus what :mod:`dials_mdxbg.frames.unchecked` rebuilds from the
+    files (format class, reader, pixel_mask, mask file), what they do now;
+    ``*_cpu_s``: the process's CPU seconds for the same (less moved by load).
+    """
+    setup = (
+        "import sys, time; from dials_mdxbg.util.startup import prepare; prepare(); "
+        "from dxtbx.model.experiment_list import ExperimentListFactory as F; "
+        "from dials_mdxbg.frames import unchecked; "
+        "t0, c0 = time.perf_counter(), time.process_time(); "
+    )
+    ways = {
+        "checked_s": f"F.from_json_file({expt!r}, check_format=True)",
+        "unchecked_s": f"unchecked.unchecked_frames(F.from_json_file({expt!r}, "
+        "check_format=False).imagesets()[0])",
+    }
+    result = {}
+    for name, load in ways.items():
+        code = f"{setup}{load}; print(time.perf_counter() - t0, time.process_time() - c0)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        wall, cpu = out.stdout.split()[-2:]
+        result[name], result[name.replace("_s", "_cpu_s")] = float(wall), float(cpu)
     return result
 
 
@@ -224,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = {
         "startup": startup(),
+        "load_experiments": load_experiments(args.expt),
         "commands": command_startup(args.expt, args.series),
         **read_and_deflate(args.expt, tuple(args.chunks)),
         **inflate(args.series),

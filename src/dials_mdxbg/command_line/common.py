@@ -164,7 +164,7 @@ def make_parser(command: str, inputs: str, phil, doc: str):
         phil=phil,
         read_experiments=True,
         read_experiments_from_images=True,
-        check_format=True,
+        check_format=False,  # frames.unchecked: format checks only where our readers do not serve
         epilog=doc + presets_help(),
     )
 
@@ -190,6 +190,7 @@ def parse(parser, args: list[str] | None):
         missing_input_problem,
         spaced_value_problem,
     )
+    from dials_mdxbg.frames.unchecked import with_format_checks
     from dials_mdxbg.util.memory import out_of_memory, parser_ran_out
     from dials_mdxbg.util.presets import preset_names, resolve_preset
 
@@ -216,6 +217,8 @@ def parse(parser, args: list[str] | None):
             check_input_file(arg)
     try:
         params, options = parser.parse_args(args=args, show_diff_phil=False)
+        shadow = getattr(getattr(params, "frames", params), "goniometer_shadow", False)
+        with_format_checks(params.input.experiments, shadow)  # errors as the parser's
     except (Sorry, RuntimeError) as e:  # libtbx.phil raises RuntimeError for bad values
         if parser_ran_out(parser) or out_of_memory(e):  # DIALS would blame the file it read
             raise MemoryError("out of memory while reading the inputs") from None

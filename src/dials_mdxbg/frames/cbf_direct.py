@@ -140,9 +140,13 @@ class CBFDirect(FrameBuffers):
         self.imageset = imageset
 
     @classmethod
-    def for_imageset(cls, imageset) -> CBFDirect | None:
-        """The direct reader for ``imageset``, or None to read it through dxtbx."""
-        fmt_class = imageset.get_format_class()
+    def for_imageset(cls, imageset, fmt_class=None) -> CBFDirect | None:
+        """The direct reader for ``imageset``, or None to read it through dxtbx.
+
+        ``fmt_class``: the imageset's format class when it was loaded without
+        format checks (:mod:`unchecked`), else None.
+        """
+        fmt_class = fmt_class or imageset.get_format_class()
         detector = imageset.get_detector()
         if fmt_class is None or len(detector) != 1:
             return None

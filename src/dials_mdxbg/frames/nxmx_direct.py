@@ -136,24 +136,28 @@ class NXmxDirect(FrameBuffers):
             return None
         master = Path(imageset.get_path(0)).resolve()
         fmt = fmt_class.get_instance(str(master), **imageset.data().get_params())
-        bit_depth = getattr(fmt, "_bit_depth_readout", None)
-        n_images = fmt.get_num_images()
         with h5py.File(master, "r", swmr=True) as fh:
             nxmx = fmt._get_nxmx(fh)
-            nxdata = nxmx.entries[0].data[0]
             nxdetector = nxmx.entries[0].instruments[0].detectors[0]
             import dxtbx.nexus
 
             slices = dxtbx.nexus.get_detector_module_slices(nxdetector)
-            segments, dtype, shape = _segments(master, nxdata, n_images)
+            return cls.build(
+                master, nxmx.entries[0].data[0], slices, fmt.get_num_images(),
+                getattr(fmt, "_bit_depth_readout", None), imageset.indices(),
+            )  # fmt: skip
+
+    @classmethod
+    def build(cls, master: Path, nxdata, slices, n_images: int, bit_depth, indices):
+        """The reader of ``nxdata`` (``_handle``, ``signal``), its modules' ``slices``; or None."""
+        segments, dtype, shape = _segments(master, nxdata, n_images)
         if segments is None:
             return None
         if len(slices) != 1 or not np.issubdtype(dtype, np.integer) or dtype.itemsize > 4:
             return None
         sy, sx = slices[0]
         window = None if (sy, sx) == (slice(0, shape[0], 1), slice(0, shape[1], 1)) else (sy, sx)
-        indices = list(imageset.indices())
-        return cls(master, segments, dtype, shape, window, bit_depth, indices)
+        return cls(master, segments, dtype, shape, window, bit_depth, list(indices))
 
     # ---- reading ------------------------------------------------------------------------
 

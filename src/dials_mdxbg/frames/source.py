@@ -23,6 +23,7 @@ from dials_mdxbg.frames.cbf_direct import CBFDirect
 from dials_mdxbg.frames.masking import rectangles_mask
 from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.frames.raw_frame import RawFrame, band_decoder, chunk_binner, pooled_decode
+from dials_mdxbg.frames.unchecked import checked_imageset, is_unchecked, unchecked_frames
 from dials_mdxbg.model import BlockTask, SeriesAxes, check_axes
 from dials_mdxbg.util.progress import Progress
 from dials_mdxbg.util.startup import load_hdf5_filters
@@ -230,6 +231,11 @@ def frame_source(
 
     load_hdf5_filters()  # before dxtbx opens an Eiger file (also in dask workers)
     iset = select_imageset(experiments, imageset)
+    unchecked = None
+    if is_unchecked(iset):  # loaded without format checks: our readers, or a checked load
+        unchecked = unchecked_frames(iset, goniometer_shadow) if direct is not False else None
+        if unchecked is None:
+            iset = checked_imageset(experiments, imageset or 0)
     image_files(iset)  # an NXmx master's missing data file is named, not read as zeros
     scan = iset.get_scan()
     if scan is None or scan.is_still() or scan.get_oscillation()[1] == 0:
@@ -271,14 +277,21 @@ def frame_source(
         )
 
     # Static part of dxtbx's mask, computed once.
-    gaps = rectangles_mask((ny, nx), panel.get_mask())
-    static_valid = ~gaps
-    masked = {"untrusted_rectangles": int(gaps.sum())}
+    rectangles = list(panel.get_mask())
     external = iset.external_lookup.mask.data
-    if not external.empty():
+    ext = unchecked.valid if unchecked else None
+    if unchecked is None and not external.empty():
         ext = _flex_to_numpy(external.tile(0).data()).astype(bool)
-        masked["experiment_mask"] = int(np.count_nonzero(static_valid & ~ext))
-        static_valid &= ext
+    if ext is not None and not rectangles:  # (NXmx) the same, in two passes over 18 M pixels
+        static_valid = ext.copy()
+        masked = {"untrusted_rectangles": 0, "experiment_mask": int(ext.size - ext.sum())}
+    else:
+        gaps = rectangles_mask((ny, nx), rectangles)
+        static_valid = ~gaps
+        masked = {"untrusted_rectangles": int(gaps.sum())}
+        if ext is not None:
+            masked["experiment_mask"] = int(np.count_nonzero(static_valid & ~ext))
+            static_valid &= ext
     if mask:
         user = _load_dials_mask(Path(mask), (ny, nx))
         masked["user_mask"] = int(np.count_nonzero(static_valid & ~user))
@@ -302,8 +315,11 @@ def frame_source(
         direct = not os.environ.get("DIALS_MDXBG_DXTBX_READ")
     # NXmx: every data file is checked here (a missing one would read as zeros).
     # Also for reads through dxtbx: its data files are checked, its chunks decoded by us first.
-    nxmx = NXmxDirect.for_imageset(iset)
-    reader = (nxmx or CBFDirect.for_imageset(iset)) if direct else None
+    if unchecked is not None:
+        nxmx = reader = unchecked.reader
+    else:
+        nxmx = NXmxDirect.for_imageset(iset)
+        reader = (nxmx or CBFDirect.for_imageset(iset)) if direct else None
 
     return FrameSource(
         imageset=iset,
@@ -328,7 +344,8 @@ def frame_source_from_json(experiments_json: str, selection: dict) -> FrameSourc
     """:func:`frame_source` of an experiment list sent as JSON (what a dask task receives)."""
     from dxtbx.model.experiment_list import ExperimentListFactory
 
-    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json))
+    # Without format checks: frame_source loads them with checks where our readers do not serve.
+    experiments = ExperimentListFactory.from_dict(json.loads(experiments_json), check_format=False)
     return frame_source(experiments, **selection)
 
 
