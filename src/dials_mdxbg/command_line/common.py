@@ -1,8 +1,7 @@
 """What both commands share, written once: the run skeleton, logging, errors, the summary.
 
-:func:`run_command` is every command's body: parse (with the checks of
-:mod:`dials_mdxbg.frames.precheck`), check every output against every
-input before any work, then run the job with DIALS logging inside
+:func:`run_command` is every command's body: parse (checks of :mod:`~dials_mdxbg.frames.precheck`),
+check every output against every input before any work, then run the job with DIALS logging inside
 :func:`~dials_mdxbg.util.atomic.committed_together` (all outputs appear at the
 end, or none), and map every failure to one line and a non-zero exit.
 """
@@ -190,7 +189,7 @@ def parse(parser, args: list[str] | None):
         missing_input_problem,
         spaced_value_problem,
     )
-    from dials_mdxbg.frames.unchecked import with_format_checks
+    from dials_mdxbg.frames.unchecked import checked_where_needed
     from dials_mdxbg.util.memory import out_of_memory, parser_ran_out
     from dials_mdxbg.util.presets import preset_names, resolve_preset
 
@@ -217,8 +216,7 @@ def parse(parser, args: list[str] | None):
             check_input_file(arg)
     try:
         params, options = parser.parse_args(args=args, show_diff_phil=False)
-        shadow = getattr(getattr(params, "frames", params), "goniometer_shadow", False)
-        with_format_checks(params.input.experiments, shadow)  # errors as the parser's
+        checked_where_needed(params)  # errors as the parser's
     except (Sorry, RuntimeError) as e:  # libtbx.phil raises RuntimeError for bad values
         if parser_ran_out(parser) or out_of_memory(e):  # DIALS would blame the file it read
             raise MemoryError("out of memory while reading the inputs") from None

@@ -89,6 +89,13 @@ def with_format_checks(wrappers, goniometer_shadow: bool = False) -> None:
             wrappers[i] = wrapper._replace(data=checked)  # DIALS' FilenameDataWrapper
 
 
+def checked_where_needed(params) -> None:
+    """:func:`with_format_checks` on a command's parsed PHIL (its ``input.experiments``,
+    and ``frames.goniometer_shadow`` where the command has it)."""
+    shadow = getattr(getattr(params, "frames", params), "goniometer_shadow", False)
+    with_format_checks(params.input.experiments, shadow)
+
+
 def checked_imageset(experiments, index: int):
     """Imageset ``index`` of ``experiments`` loaded again, with format checks."""
     from dxtbx.model.experiment_list import ExperimentListFactory
