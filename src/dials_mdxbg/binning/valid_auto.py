@@ -40,7 +40,8 @@ def auto_range(nominal: float) -> tuple[int, int]:
 def sample_histogram(opened, nproc: int = 1) -> ValueHistogram:
     """The values of the report histogram's sampled frames of an opened source, before
     any valid_range (see :func:`dials_mdxbg.binning.histogram.sampled_frames`)."""
-    frames = set(sampled_frames(opened.axes.shape[0]).tolist())
+    sampled = sampled_frames(opened.axes.shape[0]).tolist()  # sorted, unique
+    frames = set(sampled)
     excluded = opened.excluded
 
     def consume(acc: ValueHistogram, frame0: int, row0: int, block) -> None:
@@ -55,7 +56,7 @@ def sample_histogram(opened, nproc: int = 1) -> ValueHistogram:
         return ValueHistogram.zeros(CAP)
 
     out = zeros()
-    for lo, hi in frame_groups(sorted(frames), opened.block_frames):
+    for lo, hi in frame_groups(sampled, opened.block_frames):
         out.merge(run_blocks(opened.tasks_for((lo, hi))(), consume, zeros, nproc))
     return out
 

@@ -43,7 +43,8 @@ def fail(message: str, command: str, code: int = 1) -> None:
     _log_to_files("Error: " + message)
     line = f"{command}: error: {message}"
     if output_errors.hdf5_failed or oom:
-        # HDF5 hit a full disk: its teardown at exit would segfault (see util.output_errors).
+        # HDF5 hit a full disk (its teardown at exit would segfault: util.output_errors), or
+        # memory ran out (a thread retrying an allocation would keep a normal exit waiting).
         exit_now(line, code)
     print(line, file=sys.stderr)
     sys.exit(code)
