@@ -342,3 +342,40 @@ def test_fused_decode_and_bin_equals_decode_then_bin(tmp_path, extra):
         assert again.bin_into(plain, grid, k, (-5, 60)) == n_fused
     for name in ("total", "count", "total_sq"):
         assert np.array_equal(getattr(fused, name), getattr(plain, name)), name
+
+
+@needs_c
+@pytest.mark.parametrize("cap", [40, 1024], ids=["overflowing", "roomy"])
+def test_fused_decode_bin_counts_the_values_of_a_sampled_frame(tmp_path, cap):
+    from dials_mdxbg.binning.grid import BinGrid
+    from dials_mdxbg.binning.histogram import ValueHistogram
+    from dials_mdxbg.binning.sums import BinSums
+
+    master = write_nxmx_sweep(tmp_path, n_frames=2, shape=(37, 2049), seed=9, bit_depth_readout=32)
+    with h5py.File(tmp_path / "eiger_data_000001.h5", "a") as f:
+        d = f["/entry/data/data"]
+        frame = d[1]
+        frame[5, 10:14] = [2**31 - 1, 2**31 - 2, 0, 5000]  # masked, -2, zero, overflow
+        d[1] = frame
+    source = frame_source(load(master))
+    grid = BinGrid((source.n_frames, *source.frame_shape), (1, 5, 7))
+    for k in range(source.n_frames):
+        fused, plain = BinSums.zeros(grid.out_shape), BinSums.zeros(grid.out_shape)
+        counted, expected = ValueHistogram.zeros(cap), ValueHistogram.zeros(cap)
+        frame = source.read_raw(k)
+        n_fused = frame.bin_into(fused, grid, k, (0, 200), values=counted.counts)
+        assert frame.needs_decode  # counted while decoding: never decoded whole
+        again = source.read_raw(k)
+        expected.add(again.masked()[0])
+        assert again.bin_into(plain, grid, k, (0, 200)) == n_fused
+        assert np.array_equal(counted.counts, expected.counts)
+        assert counted.pixels == int(np.prod(source.frame_shape))
+        for name in ("total", "count", "total_sq"):
+            assert np.array_equal(getattr(fused, name), getattr(plain, name)), name
+        # The numpy twin (no C decode) counts the same.
+        twin = ValueHistogram.zeros(cap)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("dials_mdxbg.native.bin_kernels.has_c_bslz4", lambda: False)
+            source.read_raw(k).bin_into(BinSums.zeros(grid.out_shape), grid, k, (0, 200), twin.counts)
+        assert np.array_equal(twin.counts, expected.counts)
+    assert counted.overflow >= (1 if cap == 40 else 0) and counted.masked > 0

@@ -102,8 +102,12 @@ class MaskableFrame(Protocol):
     def masked_slabs(self, rows: int = 256) -> Iterator[np.ndarray]:
         """The masked frame, ``rows`` rows at a time."""
 
-    def bin_into(self, sums, grid, frame: int, valid_range) -> int:
-        """Mask and add this frame (number ``frame``) into ``sums`` on ``grid`` in one pass."""
+    def bin_into(self, sums, grid, frame: int, valid_range, values=None) -> int:
+        """Mask and add this frame (number ``frame``) into ``sums`` on ``grid`` in one pass.
+
+        ``values``: a value histogram's int64 counts the masked values are added
+        to in the same pass (a sampled frame), or None.
+        """
 
 
 # (frame0, row0, loader): the loader returns an int32 block (frames, rows, nx), or

@@ -20,6 +20,7 @@ from dials_mdxbg.frames.nxmx_direct import NXmxDirect
 from dials_mdxbg.native.bin_kernels import FrameBin, bin_raw_frame, bslz4_bin_frame
 from dials_mdxbg.native.detector_codecs import bslz4_decode_rows, flag_top
 from dials_mdxbg.native.mask_kernels import mask_frame
+from dials_mdxbg.native.value_histogram import add_masked_values
 
 
 class RawFrame:
@@ -86,13 +87,18 @@ class RawFrame:
                 self.raw[window], self.static_valid[window], self.trusted_range, extra
             )[0]
 
-    def bin_into(self, sums, grid, frame: int, valid_range) -> int:
+    def bin_into(self, sums, grid, frame: int, valid_range, values=None) -> int:
         """Mask and add this frame (number ``frame``) into ``sums`` in one pass.
 
+        ``values``: a value histogram's counts to add the masked frame to, or
+        None (see :func:`~dials_mdxbg.native.value_histogram.add_masked_values`).
         Returns the pixels masked by the trusted range (and the shadow).
         """
         if self.binner is not None and self._raw is None and self.extra_valid is None:
-            return self.binner(self, sums, grid, frame, valid_range)
+            return self.binner(self, sums, grid, frame, valid_range, values)
+        if values is not None:
+            for rows in self.masked_slabs():
+                add_masked_values(rows, values)
         to = FrameBin(grid.phi_index[frame], grid.y_index, grid.x_edges, valid_range, sums)
         return bin_raw_frame(self.raw, self.static_valid, self.trusted_range, self.extra_valid, to)
 
@@ -115,11 +121,11 @@ def band_decoder(direct: NXmxDirect, encoded) -> Callable:
 def chunk_binner(direct: NXmxDirect, encoded) -> Callable:
     """Decode-and-bin of one stored frame in one C pass (see native.bin_kernels.bslz4_bin_frame)."""
 
-    def bin_chunk(frame: RawFrame, sums, grid, k: int, valid_range) -> int:
+    def bin_chunk(frame: RawFrame, sums, grid, k: int, valid_range, values=None) -> int:
         try:
             to = FrameBin(grid.phi_index[k], grid.y_index, grid.x_edges, valid_range, sums)
             return bslz4_bin_frame(
-                encoded.chunk, direct.flag_top, frame.static_valid, frame.trusted_range, to
+                encoded.chunk, direct.flag_top, frame.static_valid, frame.trusted_range, to, values
             )
         except ValueError as e:
             raise InputError(f"{encoded.where}: {e}") from None

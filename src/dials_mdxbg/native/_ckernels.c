@@ -752,10 +752,24 @@ out:
 }
 
 /*
+ * A value histogram of a masked row (binning.histogram.ValueHistogram's layout):
+ * values[0] counts the masked and other negative values, values[1 + v] the value v
+ * for 0 <= v < cap, values[cap + 1] the values >= cap.
+ */
+static inline void count_masked_values(const int32_t *restrict row, int64_t n,
+                                       int64_t *restrict values, int64_t cap) {
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t v = row[i];
+        values[v < 0 ? 0 : 1 + (v < cap ? (int64_t)v : cap)]++;
+    }
+}
+
+/*
  * One-step binning straight from a chunk of 4-byte pixels: decode block by block into a
  * small staging buffer (a few rows, in cache), apply FormatNXmx's bit-depth flags (top > 0),
- * then mask and bin each completed row as mdx_bin_raw_frame does. The 72 MB decoded 16M
- * frame is never written. Returns the pixels the trusted range masked, or a negative
+ * then mask and bin each completed row as mdx_bin_raw_frame does (and count its values
+ * into a ValueHistogram's counts when values is not NULL: the sampled frames of a one step).
+ * The 72 MB decoded 16M frame is never written. Returns the pixels the trusted range masked, or a negative
  * decode error (then nothing is certain about the sums: the caller stops).
  */
 MDX_API HOT int64_t mdx_bslz4_bin_frame(const uint8_t *restrict in, int64_t in_size, int64_t top,
@@ -764,7 +778,8 @@ MDX_API HOT int64_t mdx_bslz4_bin_frame(const uint8_t *restrict in, int64_t in_s
                                    const int64_t *restrict y_bins,
                                    const int64_t *restrict x_edges, int64_t nby, int64_t nbx,
                                    int32_t vlo, int32_t vhi, int64_t *restrict total,
-                                   int64_t *restrict count, double *restrict total_sq) {
+                                   int64_t *restrict count, double *restrict total_sq,
+                                   int64_t *restrict values, int64_t n_values) {
     const size_t e = 4;
     if (in_size < 12) return BSLZ4_ETRUNC;
     const uint64_t nbytes = rd_be64(in);
@@ -823,6 +838,7 @@ MDX_API HOT int64_t mdx_bslz4_bin_frame(const uint8_t *restrict in, int64_t in_s
         while (fill - first >= (size_t)nx) {
             const int64_t base = (fb * nby + y_bins[y]) * nbx;
             n_dynamic += mdx_mask_frame(stage + first, valid + y * nx, nx, lo, hi, masked);
+            if (values) count_masked_values(masked, nx, values, n_values - 2);
             bin_row(masked, x_edges, nbx, vlo, vspan, int_squares, total + base, count + base,
                     total_sq + base);
             first += (size_t)nx;

@@ -18,6 +18,7 @@ from dials_mdxbg.model import MASKED_VALUE
 from dials_mdxbg.native import lib
 from dials_mdxbg.native.detector_codecs import bslz4_decode, bslz4_error, flag_top, has_c_bslz4
 from dials_mdxbg.native.mask_kernels import integer_bounds, mask_frame
+from dials_mdxbg.native.value_histogram import add_masked_values
 
 
 def _reduce_last_axis(array: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -334,19 +335,30 @@ def bslz4_bin_frame(
     static_valid: np.ndarray,
     trusted_range: tuple[float, float],
     to: FrameBin,
+    values: np.ndarray | None = None,
 ) -> int:
     """Decode a 4-byte-pixel chunk, flag it (``top`` > 0) and bin it as :func:`bin_raw_frame`.
 
-    Returns the pixels masked by the trusted range.
+    Args:
+        values: a value histogram's int64 counts to add the masked frame to
+            (:func:`~dials_mdxbg.native.value_histogram.add_masked_values`), or None.
+            Counted in the same pass: a sampled frame is not decoded whole.
+
+    Returns:
+        The pixels masked by the trusted range.
 
     Raises:
         ValueError: not a bitshuffle/LZ4 chunk of the frame's size.
     """
     usable = static_valid.dtype == np.bool_ and static_valid.flags.c_contiguous
+    if values is not None:
+        usable = usable and values.dtype == np.int64 and values.flags.c_contiguous
     if not (has_c_bslz4() and usable):
         raw = bslz4_decode(chunk, static_valid.shape, np.uint32).view(np.int32)
         if top:
             flag_top(raw, top)
+        if values is not None:
+            add_masked_values(mask_frame(raw, static_valid, trusted_range)[0], values)
         return bin_raw_frame(raw, static_valid, trusted_range, None, to)
     ny, nx = static_valid.shape
     lo, hi = integer_bounds(trusted_range, np.dtype(np.int32))
@@ -355,6 +367,7 @@ def bslz4_bin_frame(
     n_dynamic = lib.library().mdx_bslz4_bin_frame(
         lib.ptr(source), source.size, int(top), lib.ptr(static_valid), ny, nx, lo, hi,
         int(to.f_bin), *target,
+        None if values is None else lib.ptr(values), 0 if values is None else values.size,
     )  # fmt: skip
     if n_dynamic < 0:
         raise bslz4_error(n_dynamic)

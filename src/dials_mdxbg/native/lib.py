@@ -89,6 +89,8 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
             _P,
             _P,
             _P,
+            _P,
+            _I64,
         ),
     ),  # fmt: skip
     "mdx_cell_moments": (_INT, (_P, _I64, _I64, _P, _I32, _I32, _I64, *(_P,) * 9)),

@@ -115,14 +115,15 @@ MDX_API int64_t mdx_bslz4_decode_range(const uint8_t *in, int64_t in_size, uint8
 MDX_API void mdx_bslz4_set_simd(int on);
 
 /* Decode a chunk of 4-byte pixels (ny, nx), apply the bit-depth flags when top > 0, and
- * mask and bin each row as mdx_bin_raw_frame does, without writing the frame. Returns the
+ * mask and bin each row as mdx_bin_raw_frame does, without writing the frame; values (or
+ * NULL): a value histogram's n_values counts to add the masked rows to. Returns the
  * pixels the trusted range masked, or a negative error of mdx_bslz4_decode. */
 MDX_API int64_t mdx_bslz4_bin_frame(const uint8_t *in, int64_t in_size, int64_t top,
                                     const uint8_t *valid, int64_t ny, int64_t nx, int32_t lo,
                                     int32_t hi, int64_t fb, const int64_t *y_bins,
                                     const int64_t *x_edges, int64_t nby, int64_t nbx,
                                     int32_t vlo, int32_t vhi, int64_t *total, int64_t *count,
-                                    double *total_sq);
+                                    double *total_sq, int64_t *values, int64_t n_values);
 
 /* Diagnostics (native/moment_kernels.py has the numpy twin). Add the
  * interpolation-cell moments of a block of rows of one frame into n_grids maps'

@@ -27,6 +27,7 @@ from dials_mdxbg.errors import InputError
 from dials_mdxbg.native import lib
 from dials_mdxbg.native.bin_kernels import bin_block, bin_chunk_planes, squares_add_exactly
 from dials_mdxbg.native.chunk_codec import inflate_into, unshuffle_into
+from dials_mdxbg.native.value_histogram import add_masked_values
 
 #: (x0, payload) of each stored chunk of a row, left to right.
 Payloads = list[tuple[int, bytes]]
@@ -147,8 +148,14 @@ class StoredBlock:
         """The rows of the block's first frame (the only one that can be a sampled frame)."""
         yield self.array()[0]
 
-    def bin_into(self, sums, grid, frame: int, valid_range) -> int:
-        """Add the block (series frame ``frame`` first) into ``sums``; 0 pixels were masked."""
+    def bin_into(self, sums, grid, frame: int, valid_range, values=None) -> int:
+        """Add the block (series frame ``frame`` first) into ``sums``; 0 pixels were masked.
+
+        ``values``: a value histogram's counts to add the block's values to, or None.
+        """
+        if values is not None:
+            for rows in self.masked_slabs():
+                add_masked_values(rows, values)
         row = self.row
         f_bins = grid.phi_index[frame : frame + self.b - self.a]
         y_bins = grid.y_index[row.y0 : row.y1]
