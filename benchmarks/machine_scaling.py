@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="best of this many (default 3)")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
-    result = {"fresh_memory": fresh_memory(), "two_threads": thread_scaling(args.eiger, args.repeats)}
+    result = {
+        "fresh_memory": fresh_memory(),
+        "two_threads": thread_scaling(args.eiger, args.repeats),
+    }
     mem = result["fresh_memory"]
     print(
         f"first touch of memory: {mem['first_touch_ms_per_mb']:.2f} ms/MB "

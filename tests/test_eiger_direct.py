@@ -376,6 +376,7 @@ def test_fused_decode_bin_counts_the_values_of_a_sampled_frame(tmp_path, cap):
         twin = ValueHistogram.zeros(cap)
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("dials_mdxbg.native.bin_kernels.has_c_bslz4", lambda: False)
-            source.read_raw(k).bin_into(BinSums.zeros(grid.out_shape), grid, k, (0, 200), twin.counts)
+            again = source.read_raw(k)
+            again.bin_into(BinSums.zeros(grid.out_shape), grid, k, (0, 200), twin.counts)
         assert np.array_equal(twin.counts, expected.counts)
     assert counted.overflow >= (1 if cap == 40 else 0) and counted.masked > 0

@@ -33,4 +33,10 @@ def _run(name: str) -> None:
         interrupted(e, f"dials.{name}")
     except Exception as e:
         stderr_hold.import_failed(e, f"dials.{name}")  # memory: one line, no traceback
-    command.run()
+    from dials_mdxbg.util.fast_exit import leave
+
+    try:
+        command.run()
+    except SystemExit as e:
+        leave(e.code)
+    leave(0)
