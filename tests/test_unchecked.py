@@ -249,3 +249,20 @@ def test_bad_mask_file_fails_as_before(damage, tmp_path):
         lines.append(proc.stderr.strip().splitlines())
     assert len(lines[0]) == 1 and lines[0] == lines[1]
     assert not list(tmp_path.glob("*.nxs"))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "chunks"), [(np.uint32, (37, 20)), (np.uint32, (600, 7)), (np.uint8, None)]
+)
+def test_pixel_mask_read_in_bands_equals_reading_it_whole(tmp_path, dtype, chunks):
+    from dials_mdxbg.frames.unchecked import _unmasked
+
+    rng = np.random.default_rng(4)
+    bits = rng.integers(0, 4, size=(600, 50)).astype(dtype) * rng.integers(0, 2, size=(600, 50))
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f.create_dataset("mask", data=bits, chunks=chunks, compression="gzip" if chunks else None)
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        mask = f["mask"]
+        for window in (np.s_[0:600, 0:50], np.s_[5:598, 3:41], np.s_[300:301, 0:50]):
+            got = _unmasked(mask, window)
+            assert got.dtype == np.bool_ and np.array_equal(got, bits[window] == 0), window

@@ -280,11 +280,37 @@ def _nxmx_reader(imageset, shape: tuple[int, int]):
         reader = NXmxDirect.build(master, nxdata, slices, n_images, bit_depth, imageset.indices())
         if reader is None:
             return None
-        mask = detector["pixel_mask"][()] if "pixel_mask" in detector else None
-    if mask is None or not mask.size or mask.ndim != 2:
-        return reader, None
-    valid = mask[slices[0]] == 0  # dxtbx.nexus.get_static_mask: any set bit masks
+        mask = detector.get("pixel_mask")
+        if mask is not None and not isinstance(mask, h5py.Dataset):
+            return None  # not a mask we know how to read: dxtbx's checked load decides
+        if mask is None or mask.ndim != 2 or not mask.size:
+            return reader, None
+        valid = _unmasked(mask, slices[0])
     return (reader, valid) if valid.shape == shape else None
+
+
+def _unmasked(mask, window: tuple[slice, ...]) -> np.ndarray:
+    """``pixel_mask[window] == 0`` (dxtbx.nexus.get_static_mask: any set bit masks).
+
+    A chunked mask is read a band of chunk rows at a time into one buffer: a
+    16M mask is 72 MB of uint32 read whole, memory a run touches once for a
+    boolean array a quarter of its size.
+    """
+    rows, cols = window
+    chunks = mask.chunks
+    ny = len(range(*rows.indices(mask.shape[0])))
+    if chunks is None or chunks[0] >= ny:
+        return mask[window] == 0
+    y0 = rows.indices(mask.shape[0])[0]
+    band = chunks[0] * max(1, 256 // chunks[0])
+    width = len(range(*cols.indices(mask.shape[1])))
+    valid = np.empty((ny, width), dtype=bool)
+    buffer = np.empty((band, width), dtype=mask.dtype)
+    for a in range(0, ny, band):
+        b = min(ny, a + band)
+        mask.read_direct(buffer, np.s_[y0 + a : y0 + b, cols], np.s_[: b - a])
+        np.equal(buffer[: b - a], 0, out=valid[a:b])
+    return valid
 
 
 def _external_mask(imageset, shape: tuple[int, int]) -> np.ndarray | None | bool:
