@@ -282,9 +282,9 @@ def frame_source(
     ext = unchecked.valid if unchecked else None
     if unchecked is None and not external.empty():
         ext = _flex_to_numpy(external.tile(0).data()).astype(bool)
-    if ext is not None and not rectangles:  # (NXmx) the same, in two passes over 18 M pixels
-        static_valid = ext.copy()
-        masked = {"untrusted_rectangles": 0, "experiment_mask": int(ext.size - ext.sum())}
+    if ext is not None and not rectangles:  # (NXmx) the experiment's mask as it is, unchanged
+        static_valid = ext
+        masked = {"untrusted_rectangles": 0, "experiment_mask": ext.size - np.count_nonzero(ext)}
     else:
         gaps = rectangles_mask((ny, nx), rectangles)
         static_valid = ~gaps
@@ -295,7 +295,7 @@ def frame_source(
     if mask:
         user = _load_dials_mask(Path(mask), (ny, nx))
         masked["user_mask"] = int(np.count_nonzero(static_valid & ~user))
-        static_valid &= user
+        static_valid = static_valid & user  # (a new array: the experiment's mask may be shared)
 
     masker = iset.masker() if hasattr(iset, "masker") else None
     if masker is None and goniometer_shadow:
