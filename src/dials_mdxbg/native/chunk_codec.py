@@ -107,6 +107,24 @@ def encode_segment(data: np.ndarray | bytes, level: int = 1) -> tuple[bytes, int
     return payload, _deflate.adler32(buffer), buffer.nbytes
 
 
+def deflate_huffman(data: np.ndarray | bytes) -> bytes:
+    """The payload of :func:`encode_segment` at level 1, as the C import path writes it.
+
+    In C: one dynamic-Huffman block of the bytes and of their runs (distance-1
+    matches), sync-flushed; without the library, or if it declines, ISA-L's
+    (or zlib's) level 1: other bytes, the same data once inflated.
+    """
+    buffer = np.frombuffer(memoryview(np.ascontiguousarray(data)).cast("B"), dtype=np.uint8)
+    if lib.loaded():
+        out = lib.scratch("huffman", buffer.size + (buffer.size >> 3) + 1024)
+        used = lib.library().mdx_deflate_huffman(
+            lib.ptr(buffer), buffer.size, lib.ptr(out), out.size
+        )
+        if used >= 0:
+            return out[:used].tobytes()
+    return encode_segment(buffer, 1)[0]
+
+
 def join_segments(segments: list[tuple[bytes, int, int]]) -> bytes:
     """One zlib stream (what HDF5's deflate filter stores) from pieces in order."""
     adler = 1

@@ -176,4 +176,10 @@ MDX_API void mdx_shell_score_frame(const int32_t *frame, int64_t n, const uint8_
 MDX_API int64_t mdx_value_histogram(const int32_t *values, const uint8_t *skip, int64_t n,
                                     int64_t cap, int64_t *hist);
 
+/* Deflate n bytes as one independent sync-flushed raw-deflate piece (as
+ * codec.encode_segment): a dynamic-Huffman block of the bytes and of distance-1 runs.
+ * Returns the bytes written into out, or -1 when capacity is short of them + 8. */
+MDX_API int64_t mdx_deflate_huffman(const uint8_t *in, int64_t n, uint8_t *out,
+                                    int64_t capacity);
+
 #endif /* MDXBG_KERNELS_H */
