@@ -347,8 +347,9 @@ MDX_API HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t
 
 /*
  * Import: mask frame tiles and deflate them as HDF5 chunk pieces, without the
- * GIL. Built only when ISA-L's headers (Debian: libisal-dev, conda: isa-l) are
- * found; otherwise Python does the same with the isal package, piece by piece.
+ * GIL (level 1 with mdx_deflate_huffman, at the end of this file). Built only when
+ * ISA-L's headers (Debian: libisal-dev, conda: isa-l) are found (its adler-32, its
+ * other levels); otherwise Python does the same with the isal package, piece by piece.
  */
 #ifdef MDX_HAVE_ISAL
 #include <isa-l/igzip_lib.h>

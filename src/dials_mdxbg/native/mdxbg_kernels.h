@@ -83,7 +83,9 @@ MDX_API int mdx_have_isal(void);
  * zero-padded past the edge, and deflate its four byte planes as independent
  * sync-flushed raw-deflate pieces into out (capacity bytes); piece 4t+k has
  * offsets[], lengths[] and adlers[]. *n_dynamic gets the pixels the trusted
- * range masked. Returns the bytes written, or -1 (out too small, deflate error). */
+ * range masked. Level <= 1 deflates with mdx_deflate_huffman (ISA-L for a piece it
+ * declines), other levels with ISA-L. Returns the bytes written, or -1 (out too
+ * small, deflate error). */
 MDX_API int64_t mdx_encode_tiles(const int32_t *raw, const uint8_t *valid, int64_t ny, int64_t nx,
                                  int32_t lo, int32_t hi, int64_t cy, int64_t cx,
                                  const int64_t *tiles, int64_t n_tiles, int32_t level,
