@@ -7,10 +7,11 @@ pixels are -1, which a trusted range of (-2, inf) keeps), then
   ``native.chunk_codec.encode_tiles`` over the frame's (cy, cx) tiles, as
   ``dials.mdx_import`` calls it at nproc 1, and the compressed bytes per
   uncompressed byte (all four planes);
-- per byte plane k (0: low byte): ns per byte and compressed/uncompressed of
-  ``chunk_codec.deflate_huffman`` (C, when built) and of the isal package at
-  level 1 (the Python twin's deflate; the C path before issue 23's Huffman
-  coder used ISA-L level 1 with a 256-byte window).
+- per byte plane k (0: low byte) of the first tile: ns per byte and
+  compressed/uncompressed of ``mdx_deflate_huffman`` (the C call alone, when
+  built) and of ``chunk_codec.encode_segment`` at level 1 (the Python twin's
+  piece: the isal package, adler-32 included; the C path before issue 23's
+  Huffman coder used ISA-L level 1 with a 256-byte window).
 
 Run it under each tree's ``PYTHONPATH`` to compare them. Example::
 
@@ -62,7 +63,11 @@ def measure(series: str, frames: int, chunk_yx: tuple[int, int], repeats: int) -
         row = {"plane": k}
         coders = {"isal1": lambda b: codec.encode_segment(b, 1)[0]}  # the twin's piece
         if lib.loaded() and hasattr(codec, "deflate_huffman"):  # not in trees before it
-            coders["huffman"] = codec.deflate_huffman
+            out = np.empty(plane.size * 2 + 1024, np.uint8)  # the C call alone, as C calls it
+            call = lib.library().mdx_deflate_huffman
+            coders["huffman"] = lambda b, out=out, call=call: out[
+                : call(lib.ptr(b), b.size, lib.ptr(out), out.size)
+            ]
         for name, deflate in coders.items():
             size = len(deflate(plane))
             seconds = _best(lambda: [deflate(plane) for _ in range(20)], repeats) / 20
