@@ -62,6 +62,7 @@ def _planes() -> dict[str, np.ndarray]:
     cases["zeros"] = np.zeros(104023, np.uint8)
     cases["all_0xff"] = np.full(4099, 0xFF, np.uint8)
     cases["runs"] = _runs(rng, 50000)
+    cases["more_runs_than_noted"] = np.repeat(rng.integers(0, 256, 30000).astype(np.uint8), 4)
     cases["single_value"] = np.array([42], np.uint8)
     cases["empty"] = np.zeros(0, np.uint8)
     for n in (2, 3, 5, 7, 9, 15, 17, 33):
@@ -147,3 +148,23 @@ def test_h5py_reads_a_chunk_written_from_the_pieces(tmp_path):
         d.id.write_direct_chunk((0, 0, 0), codec.join_segments(pieces))
     with h5py.File(path, "r") as f:
         assert np.array_equal(f["data"][()], chunk)
+
+
+def test_the_import_writes_these_pieces_at_level_1():
+    """encode_tiles (C) at level 1: each tile's plane as deflate_huffman codes it."""
+    if not codec.has_c_encoder():
+        pytest.skip("built without ISA-L: no C encode_tiles")
+    rng = np.random.default_rng(4)
+    raw = rng.poisson(20, (40, 70)).astype(np.int32)
+    static = np.ones(raw.shape, bool)
+    static[:, 30:37] = False
+    tiles = np.array([(0, 0), (0, 32), (16, 64)], np.int64)  # the last one past the edge
+    pieces, _ = codec.encode_tiles(raw, static, (-1.0, 1e6), (16, 32), tiles, 1)
+    masked = np.where(static, raw, -1)
+    for (y0, x0), tile_pieces in zip(tiles.tolist(), pieces):
+        tile = np.zeros((16, 32), np.int32)
+        part = masked[y0 : y0 + 16, x0 : x0 + 32]
+        tile[: part.shape[0], : part.shape[1]] = part
+        planes = codec.shuffle(tile).reshape(4, -1)
+        for k in range(4):
+            assert bytes(tile_pieces[k][0]) == codec.deflate_huffman(planes[k])
