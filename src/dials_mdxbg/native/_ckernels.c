@@ -421,8 +421,8 @@ MDX_API HOT int64_t mdx_encode_tiles(const int32_t *restrict raw, const uint8_t 
                 goto done;
             }
             /* Level 1: Huffman codes and runs (mdx_deflate_huffman, below) are smaller
-             * and 2-3x faster than ISA-L on noise; ISA-L for the other levels, and for a
-             * piece that would not fit. */
+             * and faster than ISA-L on noise (docs/performance.md); ISA-L for the other
+             * levels, and for a piece that would not fit. */
             int64_t written = level <= 1 ? mdx_deflate_huffman(piece, tile_n, out + pos, room) : -1;
             if (written < 0) {
                 isal_deflate_reset(&stream);
