@@ -347,8 +347,9 @@ MDX_API HOT int64_t mdx_bin_raw_frame(const int32_t *restrict raw, const uint8_t
 
 /*
  * Import: mask frame tiles and deflate them as HDF5 chunk pieces, without the
- * GIL. Built only when ISA-L's headers (Debian: libisal-dev, conda: isa-l) are
- * found; otherwise Python does the same with the isal package, piece by piece.
+ * GIL (level 1 with mdx_deflate_huffman, at the end of this file). Built only when
+ * ISA-L's headers (Debian: libisal-dev, conda: isa-l) are found (its adler-32, its
+ * other levels); otherwise Python does the same with the isal package, piece by piece.
  */
 #ifdef MDX_HAVE_ISAL
 #include <isa-l/igzip_lib.h>
@@ -419,17 +420,23 @@ MDX_API HOT int64_t mdx_encode_tiles(const int32_t *restrict raw, const uint8_t 
                 result = -1;
                 goto done;
             }
-            isal_deflate_reset(&stream);
-            stream.next_in = piece;
-            stream.avail_in = (uint32_t)tile_n;
-            stream.next_out = out + pos;
-            stream.avail_out = room > 0x7FFFFFFF ? 0x7FFFFFFF : (uint32_t)room;
-            if (isal_deflate(&stream) != COMP_OK || stream.avail_in != 0 ||
-                stream.internal_state.state != ZSTATE_NEW_HDR) {
-                result = -1; /* out of room (or a deflate error): caller falls back */
-                goto done;
+            /* Level 1: Huffman codes and runs (mdx_deflate_huffman, below) are smaller
+             * and faster than ISA-L on noise (docs/performance.md); ISA-L for the other
+             * levels, and for a piece that would not fit. */
+            int64_t written = level <= 1 ? mdx_deflate_huffman(piece, tile_n, out + pos, room) : -1;
+            if (written < 0) {
+                isal_deflate_reset(&stream);
+                stream.next_in = piece;
+                stream.avail_in = (uint32_t)tile_n;
+                stream.next_out = out + pos;
+                stream.avail_out = room > 0x7FFFFFFF ? 0x7FFFFFFF : (uint32_t)room;
+                if (isal_deflate(&stream) != COMP_OK || stream.avail_in != 0 ||
+                    stream.internal_state.state != ZSTATE_NEW_HDR) {
+                    result = -1; /* out of room (or a deflate error): caller falls back */
+                    goto done;
+                }
+                written = stream.next_out - (out + pos);
             }
-            const int64_t written = stream.next_out - (out + pos);
             offsets[4 * t + k] = pos;
             lengths[4 * t + k] = written;
             adlers[4 * t + k] = isal_adler32(1, piece, (uint64_t)tile_n);
@@ -1227,4 +1234,363 @@ MDX_API HOT int64_t mdx_value_histogram(const int32_t *restrict values,
         hist[v < cap ? (int64_t)v : cap]++;
     }
     return negative;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Import: Huffman-only deflate of one byte plane (issue 23, chunk_codec.deflate_huffman).
+ * The low byte plane of detector counts is noise: LZ matching (ISA-L level 1) finds
+ * nothing there but pays for searching. This writes one dynamic-Huffman block of the
+ * plane's bytes, plus distance-1 matches (zlib's Z_RLE) for runs (masked gaps are 0xFF,
+ * the high planes of small counts are zeros), then a sync flush: the same independent
+ * raw-deflate piece as codec.encode_segment, read by any inflater. Two passes over the
+ * bytes (tokens counted, then written), nothing allocated.
+ * ------------------------------------------------------------------------------------- */
+
+#define HUF_NLIT 286   /* literal/length symbols: 256 bytes, end of block, 29 lengths */
+#define HUF_LIT_BITS 12 /* literal/length codes at most 12 bits: four fit the writer at once */
+#define HUF_RUN_MIN 3 /* a run: a byte, then a match of >= 3 bytes repeating it */
+#define HUF_MAX_RUNS 4096 /* runs noted per piece (32 KiB of stack); later ones: literals */
+
+/* BMI2's shifts by a register count (x86-64-v3) are what the bit writer waits on. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define HUF_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define HUF_HOT
+#endif
+
+static const uint16_t huf_len_base[29] = {3,  4,  5,  6,  7,  8,  9,  10,  11,  13,
+                                          15, 17, 19, 23, 27, 31, 35, 43,  51,  59,
+                                          67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const uint8_t huf_len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+/* The order in which the code-length code's lengths are stored (RFC 1951 3.2.7). */
+static const uint8_t huf_cl_order[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
+                                         11, 4,  12, 3, 13, 2, 14, 1, 15};
+
+static inline uint64_t huf_load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* The length symbol index (0..28, symbol 257 + index) of a match of length 3..258. */
+static inline int huf_len_index(int length) {
+    const int x = length - 3;
+    if (x < 8) return x;
+    if (x == 255) return 28;
+    const int e = 29 - __builtin_clz((unsigned)x); /* extra bits: 1 for 8..15, ... 5 */
+    return 4 * e + (x >> e);
+}
+
+/* Bytes from i on that repeat in[i - 1] (the caller knows the first HUF_RUN_MIN do). */
+static inline int64_t huf_run(const uint8_t *restrict in, int64_t i, int64_t n) {
+    const uint8_t b = in[i - 1];
+    const uint64_t p = 0x0101010101010101ULL * b;
+    int64_t j = i + HUF_RUN_MIN;
+    while (j + 32 <= n && ((huf_load64(in + j) ^ p) | (huf_load64(in + j + 8) ^ p) |
+                           (huf_load64(in + j + 16) ^ p) | (huf_load64(in + j + 24) ^ p)) == 0)
+        j += 32;
+    while (j + 8 <= n && huf_load64(in + j) == p) j += 8;
+    while (j < n && in[j] == b) j++;
+    return j - i;
+}
+
+/* The next match length of a run with `left` bytes to go (every piece >= 3). */
+static inline int huf_take(int64_t left) {
+    if (left <= 258) return (int)left;
+    return left - 258 < 3 ? (int)(left - 3) : 258;
+}
+
+/*
+ * Code lengths (<= max_bits) of an optimal prefix code for freq[0..n): Moffat and
+ * Katajainen's in-place minimum-redundancy lengths on the symbols sorted by weight,
+ * then the deepest leaves lifted to max_bits and the Kraft sum restored by pushing
+ * shallower leaves down one level. Fewer than two used symbols get two of length 1.
+ */
+static void huf_lengths(const uint32_t *freq, int n, int max_bits, uint8_t *len) {
+    uint64_t key[HUF_NLIT];
+    uint32_t a[HUF_NLIT];
+    int m = 0;
+    memset(len, 0, (size_t)n);
+    for (int s = 0; s < n; s++)
+        if (freq[s]) key[m++] = ((uint64_t)freq[s] << 9) | (uint64_t)s;
+    if (m < 2) {
+        const int s = m ? (int)(key[0] & 511) : 0;
+        len[s] = 1;
+        len[s ? 0 : 1] = 1;
+        return;
+    }
+    for (int i = 1; i < m; i++) { /* insertion sort: m <= 286, mostly short runs */
+        const uint64_t k = key[i];
+        int j = i - 1;
+        while (j >= 0 && key[j] > k) {
+            key[j + 1] = key[j];
+            j--;
+        }
+        key[j + 1] = k;
+    }
+    for (int i = 0; i < m; i++) a[i] = (uint32_t)(key[i] >> 9);
+    /* Moffat-Katajainen: parents' weights, then parent depths, then leaf depths. */
+    int root = 0, leaf = 2;
+    a[0] += a[1];
+    for (int next = 1; next < m - 1; next++) {
+        if (leaf >= m || a[root] < a[leaf]) {
+            a[next] = a[root];
+            a[root++] = (uint32_t)next;
+        } else {
+            a[next] = a[leaf++];
+        }
+        if (leaf >= m || (root < next && a[root] < a[leaf])) {
+            a[next] += a[root];
+            a[root++] = (uint32_t)next;
+        } else {
+            a[next] += a[leaf++];
+        }
+    }
+    a[m - 2] = 0;
+    for (int next = m - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
+    int avail = 1, used = 0, depth = 0, next = m - 1;
+    root = m - 2;
+    while (avail > 0) {
+        while (root >= 0 && a[root] == (uint32_t)depth) {
+            used++;
+            root--;
+        }
+        while (avail > used) {
+            a[next--] = (uint32_t)depth;
+            avail--;
+        }
+        avail = 2 * used;
+        depth++;
+        used = 0;
+    }
+    /* a[i] is now the depth of the i-th lightest symbol (non-increasing). */
+    int count[64] = {0};
+    for (int i = 0; i < m; i++) count[a[i] < 63 ? a[i] : 63]++;
+    for (int d = max_bits + 1; d < 64; d++) {
+        count[max_bits] += count[d];
+        count[d] = 0;
+    }
+    uint64_t kraft = 0;
+    for (int d = 1; d <= max_bits; d++) kraft += (uint64_t)count[d] << (max_bits - d);
+    while (kraft > (1ULL << max_bits)) { /* each step lowers the sum by one */
+        count[max_bits]--;
+        for (int d = max_bits - 1; d > 0; d--) {
+            if (count[d]) {
+                count[d]--;
+                count[d + 1] += 2;
+                break;
+            }
+        }
+        kraft--;
+    }
+    int i = 0; /* the lightest symbols get the longest codes */
+    for (int d = max_bits; d > 0; d--)
+        for (int c = 0; c < count[d]; c++) len[key[i++] & 511] = (uint8_t)d;
+}
+
+/* Canonical codes of lengths len[0..n), bit-reversed for the LSB-first stream. */
+static void huf_codes(const uint8_t *len, int n, uint16_t *code) {
+    int count[16] = {0}, next[16];
+    for (int s = 0; s < n; s++) count[len[s]]++;
+    count[0] = 0;
+    int c = 0;
+    for (int b = 1; b < 16; b++) {
+        c = (c + count[b - 1]) << 1;
+        next[b] = c;
+    }
+    for (int s = 0; s < n; s++) {
+        if (!len[s]) continue;
+        unsigned v = (unsigned)next[len[s]]++, r = 0;
+        for (int b = 0; b < len[s]; b++) r |= ((v >> b) & 1u) << (len[s] - 1 - b);
+        code[s] = (uint16_t)r;
+    }
+}
+
+typedef struct {
+    uint8_t *p;
+    uint64_t buf;
+    int bits;
+} huf_writer;
+
+static inline void huf_put(huf_writer *w, uint64_t value, int bits) {
+    w->buf |= value << w->bits;
+    w->bits += bits;
+}
+
+/* Four literals (the bytes of v) as one code of <= 4 * HUF_LIT_BITS bits: the two
+ * pairs are joined independently, so the writer waits once, not four times. */
+static inline void huf_put4(huf_writer *w, const uint32_t *restrict lit, uint32_t v) {
+    const uint32_t e0 = lit[v & 255], e1 = lit[(v >> 8) & 255];
+    const uint32_t e2 = lit[(v >> 16) & 255], e3 = lit[v >> 24];
+    const uint32_t l0 = e0 >> 16, l2 = e2 >> 16, l01 = l0 + (e1 >> 16), l23 = l2 + (e3 >> 16);
+    const uint64_t c01 = (e0 & 0xFFFF) | (uint64_t)(e1 & 0xFFFF) << l0;
+    const uint64_t c23 = (e2 & 0xFFFF) | (uint64_t)(e3 & 0xFFFF) << l2;
+    huf_put(w, c01 | c23 << l01, (int)(l01 + l23));
+}
+
+/* Whole bytes out (8 bytes stored, the slack is in the caller's size): keeps bits < 8. */
+static inline void huf_flush(huf_writer *w) {
+    memcpy(w->p, &w->buf, 8);
+    w->p += w->bits >> 3;
+    w->buf >>= w->bits & ~7;
+    w->bits &= 7;
+}
+
+MDX_API HUF_HOT int64_t mdx_deflate_huffman(const uint8_t *restrict in, int64_t n,
+                                        uint8_t *restrict out, int64_t capacity) {
+    uint32_t freq[4][HUF_NLIT];
+    uint32_t lit_freq[HUF_NLIT], cl_freq[19] = {0};
+    uint8_t lit_len[HUF_NLIT], dist_len[2] = {1, 1}, cl_len[19];
+    uint16_t lit_code[HUF_NLIT], dist_code[2], cl_code[19];
+    uint8_t seq[HUF_NLIT + 2], tok[HUF_NLIT + 2], tok_extra[HUF_NLIT + 2];
+    int32_t run_at[HUF_MAX_RUNS], run_len[HUF_MAX_RUNS];
+    if (n < 0 || n > 0x7FFFFFFFLL) return -1;
+    /* Pass 1: count the tokens (four tables: consecutive bytes rarely wait on each other)
+     * and note where the runs are (the first HUF_MAX_RUNS; later ones stay literals). */
+    memset(freq, 0, sizeof(freq));
+    uint64_t extra_bits = 0;
+    int64_t i = 0;
+    int n_runs = 0;
+    while (i < n) {
+        const uint64_t v = i + 8 <= n ? huf_load64(in + i) : 0;
+        /* Byte j of `start` is set when bytes j .. j + HUF_RUN_MIN - 1 of v each equal the
+         * byte before them: a run (a literal, then a match of >= HUF_RUN_MIN) begins. */
+        uint64_t start = 0;
+        if (i && i + 8 <= n && n_runs < HUF_MAX_RUNS) {
+            const uint64_t x = v ^ (v << 8 | in[i - 1]), low7 = 0x7F7F7F7F7F7F7F7FULL;
+            start = ~(((x & low7) + low7) | x | low7); /* 0x80 in each zero byte of x */
+            for (int r = 1; r < HUF_RUN_MIN; r++) start &= start >> 8;
+        }
+        if (start) {
+            const int64_t at = i + (__builtin_ctzll(start) >> 3);
+            for (; i < at; i++) freq[0][in[i]]++;
+            const int64_t run = huf_run(in, at, n);
+            for (int64_t left = run; left > 0;) {
+                const int take = huf_take(left), k = huf_len_index(take);
+                freq[0][257 + k]++;
+                extra_bits += huf_len_extra[k] + 1u; /* + the one-bit distance code */
+                left -= take;
+            }
+            run_at[n_runs] = at;
+            run_len[n_runs++] = run;
+            i = at + run;
+        } else if (i + 8 <= n) {
+            freq[0][v & 255]++;
+            freq[1][(v >> 8) & 255]++;
+            freq[2][(v >> 16) & 255]++;
+            freq[3][(v >> 24) & 255]++;
+            freq[0][(v >> 32) & 255]++;
+            freq[1][(v >> 40) & 255]++;
+            freq[2][(v >> 48) & 255]++;
+            freq[3][v >> 56]++;
+            i += 8;
+        } else {
+            freq[0][in[i++]]++;
+        }
+    }
+    for (int s = 0; s < HUF_NLIT; s++) lit_freq[s] = freq[0][s] + freq[1][s] + freq[2][s] + freq[3][s];
+    lit_freq[256] = 1;
+    huf_lengths(lit_freq, HUF_NLIT, HUF_LIT_BITS, lit_len);
+    int n_lit = HUF_NLIT;
+    while (n_lit > 257 && !lit_len[n_lit - 1]) n_lit--;
+    /* Code lengths of both codes as one sequence, runs as symbols 16, 17, 18. */
+    memcpy(seq, lit_len, (size_t)n_lit);
+    memcpy(seq + n_lit, dist_len, 2);
+    const int n_seq = n_lit + 2;
+    int n_tok = 0;
+    for (int a = 0; a < n_seq;) {
+        int b = a + 1;
+        while (b < n_seq && seq[b] == seq[a]) b++;
+        int run = b - a;
+        if (seq[a] == 0) {
+            for (; run >= 11; run -= run < 138 ? run : 138) {
+                tok[n_tok] = 18;
+                tok_extra[n_tok++] = (uint8_t)((run < 138 ? run : 138) - 11);
+            }
+            if (run >= 3) {
+                tok[n_tok] = 17;
+                tok_extra[n_tok++] = (uint8_t)(run - 3);
+                run = 0;
+            }
+        } else {
+            tok[n_tok] = seq[a];
+            tok_extra[n_tok++] = 0;
+            run--;
+            for (; run >= 3; run -= run < 6 ? run : 6) {
+                tok[n_tok] = 16;
+                tok_extra[n_tok++] = (uint8_t)((run < 6 ? run : 6) - 3);
+            }
+        }
+        for (; run > 0; run--) {
+            tok[n_tok] = seq[a];
+            tok_extra[n_tok++] = 0;
+        }
+        a = b;
+    }
+    for (int t = 0; t < n_tok; t++) cl_freq[tok[t]]++;
+    huf_lengths(cl_freq, 19, 7, cl_len);
+    int n_cl = 19;
+    while (n_cl > 4 && !cl_len[huf_cl_order[n_cl - 1]]) n_cl--;
+    /* The exact size, before anything is written. */
+    static const uint8_t cl_extra[19] = {[16] = 2, [17] = 3, [18] = 7};
+    uint64_t bits = 3 + 5 + 5 + 4 + 3 * (uint64_t)n_cl + extra_bits;
+    for (int t = 0; t < n_tok; t++) bits += cl_len[tok[t]] + cl_extra[tok[t]];
+    for (int s = 0; s < n_lit; s++) bits += (uint64_t)lit_freq[s] * lit_len[s];
+    const int64_t size = (int64_t)((bits + 3 + 7) / 8) + 4; /* + the sync flush */
+    if (size + 8 > capacity) return -1;
+    huf_codes(lit_len, n_lit, lit_code);
+    huf_codes(dist_len, 2, dist_code);
+    huf_codes(cl_len, 19, cl_code);
+    uint32_t lit[256]; /* code | length << 16, one load per byte */
+    for (int s = 0; s < 256; s++) lit[s] = lit_code[s] | (uint32_t)lit_len[s] << 16;
+    huf_writer w = {out, 0, 0};
+    /* Block header: not final, dynamic codes (BTYPE 2). */
+    huf_put(&w, 2u << 1, 3);
+    huf_put(&w, (uint32_t)(n_lit - 257), 5);
+    huf_put(&w, 1, 5); /* two distance codes */
+    huf_put(&w, (uint32_t)(n_cl - 4), 4);
+    huf_flush(&w);
+    for (int c = 0; c < n_cl; c++) {
+        huf_put(&w, cl_len[huf_cl_order[c]], 3);
+        huf_flush(&w);
+    }
+    for (int t = 0; t < n_tok; t++) {
+        huf_put(&w, cl_code[tok[t]], cl_len[tok[t]]);
+        huf_put(&w, tok_extra[t], cl_extra[tok[t]]);
+        huf_flush(&w);
+    }
+    /* Pass 2: the same tokens, written: literals up to each noted run, then the run. */
+    i = 0;
+    for (int r = 0; r <= n_runs; r++) {
+        const int64_t stop = r < n_runs ? run_at[r] : n;
+        for (; i + 8 <= stop; i += 8) {
+            const uint64_t v = huf_load64(in + i);
+            huf_put4(&w, lit, (uint32_t)v);
+            huf_flush(&w);
+            huf_put4(&w, lit, (uint32_t)(v >> 32));
+            huf_flush(&w);
+        }
+        for (; i < stop; i++) {
+            huf_put(&w, lit[in[i]] & 0xFFFF, (int)(lit[in[i]] >> 16));
+            huf_flush(&w);
+        }
+        if (r == n_runs) break;
+        for (int64_t left = run_len[r]; left > 0;) {
+            const int take = huf_take(left), k = huf_len_index(take);
+            huf_put(&w, lit_code[257 + k], lit_len[257 + k]);
+            huf_put(&w, (uint32_t)(take - huf_len_base[k]), huf_len_extra[k]);
+            huf_put(&w, dist_code[0], 1);
+            huf_flush(&w);
+            left -= take;
+        }
+        i += run_len[r];
+    }
+    huf_put(&w, lit_code[256], lit_len[256]); /* end of block */
+    huf_put(&w, 0, 3);                        /* sync flush: an empty stored block */
+    huf_flush(&w);
+    if (w.bits) huf_put(&w, 0, 8 - w.bits);
+    huf_put(&w, 0xFFFF0000u, 32);
+    huf_flush(&w);
+    return w.p - out;
 }

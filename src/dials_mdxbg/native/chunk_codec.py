@@ -1,10 +1,11 @@
 """HDF5's shuffle + deflate chunk codec: Python (zlib/ISA-L) beside the C kernels.
 
 We compress chunks ourselves and hand the bytes to HDF5 with
-``write_direct_chunk`` so that (a) the fast ISA-L deflate can be used and
-(b) several chunks can be compressed at once in threads (ISA-L and zlib
-release the GIL). The bytes are exactly what HDF5's own shuffle (filter 2)
-and deflate (filter 1) pipeline writes and reads, so any HDF5 reader
+``write_direct_chunk`` so that (a) a faster deflate than zlib's can be used
+(in C at level 1 a Huffman-only coder with runs, :func:`deflate_huffman`;
+else ISA-L) and (b) several chunks can be compressed at once in threads
+(the C kernels, ISA-L and zlib release the GIL). The bytes are exactly what
+HDF5's own shuffle (filter 2) and deflate (filter 1) pipeline reads, so any HDF5 reader
 (h5py, NeXpy, mdx2, h5dump) decodes the files without plugins.
 
 :func:`encode_tiles` (mask and deflate a frame's tiles), :func:`unshuffle_into`
@@ -107,6 +108,24 @@ def encode_segment(data: np.ndarray | bytes, level: int = 1) -> tuple[bytes, int
     return payload, _deflate.adler32(buffer), buffer.nbytes
 
 
+def deflate_huffman(data: np.ndarray | bytes) -> bytes:
+    """The payload of :func:`encode_segment` at level 1, as the C import path writes it.
+
+    In C: one dynamic-Huffman block of the bytes and of their runs (distance-1
+    matches), sync-flushed; without the library, or if it declines, ISA-L's
+    (or zlib's) level 1: other bytes, the same data once inflated.
+    """
+    buffer = np.frombuffer(memoryview(np.ascontiguousarray(data)).cast("B"), dtype=np.uint8)
+    if lib.loaded():
+        out = lib.scratch("huffman", buffer.size + (buffer.size >> 3) + 1024)
+        used = lib.library().mdx_deflate_huffman(
+            lib.ptr(buffer), buffer.size, lib.ptr(out), out.size
+        )
+        if used >= 0:
+            return out[:used].tobytes()
+    return encode_segment(buffer, 1)[0]
+
+
 def join_segments(segments: list[tuple[bytes, int, int]]) -> bytes:
     """One zlib stream (what HDF5's deflate filter stores) from pieces in order."""
     adler = 1
@@ -159,7 +178,7 @@ Piece = tuple[Union[bytes, memoryview], int, int]
 
 
 def has_c_encoder() -> bool:
-    """True when :func:`encode_tiles` deflates in C (ISA-L, with the isal package's levels)."""
+    """True when :func:`encode_tiles` deflates in C (level 1: Huffman codes, else ISA-L)."""
     return lib.has("encoder") and DEFLATE_BACKEND == "isal"
 
 

@@ -105,6 +105,7 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
         (_P, _I64, _P, _I32, _I32, _D, *(_P,) * 5, _I64, *(_P,) * 6, _D, _P, _P, _P, _D, _P),
     ),
     "mdx_value_histogram": (_I64, (_P, _P, _I64, _I64, _P)),
+    "mdx_deflate_huffman": (_I64, (_P, _I64, _P, _I64)),
 }
 
 #: Kernels built only with an optional library, and the function that says whether they were.

@@ -83,7 +83,9 @@ MDX_API int mdx_have_isal(void);
  * zero-padded past the edge, and deflate its four byte planes as independent
  * sync-flushed raw-deflate pieces into out (capacity bytes); piece 4t+k has
  * offsets[], lengths[] and adlers[]. *n_dynamic gets the pixels the trusted
- * range masked. Returns the bytes written, or -1 (out too small, deflate error). */
+ * range masked. Level <= 1 deflates with mdx_deflate_huffman (ISA-L for a piece it
+ * declines), other levels with ISA-L. Returns the bytes written, or -1 (out too
+ * small, deflate error). */
 MDX_API int64_t mdx_encode_tiles(const int32_t *raw, const uint8_t *valid, int64_t ny, int64_t nx,
                                  int32_t lo, int32_t hi, int64_t cy, int64_t cx,
                                  const int64_t *tiles, int64_t n_tiles, int32_t level,
@@ -176,5 +178,11 @@ MDX_API void mdx_shell_score_frame(const int32_t *frame, int64_t n, const uint8_
  * (cap + 1 bins); returns how many were other negatives. */
 MDX_API int64_t mdx_value_histogram(const int32_t *values, const uint8_t *skip, int64_t n,
                                     int64_t cap, int64_t *hist);
+
+/* Deflate n bytes as one independent sync-flushed raw-deflate piece (as
+ * codec.encode_segment): a dynamic-Huffman block of the bytes and of distance-1 runs.
+ * Returns the bytes written into out, or -1 when capacity is short of them + 8. */
+MDX_API int64_t mdx_deflate_huffman(const uint8_t *in, int64_t n, uint8_t *out,
+                                    int64_t capacity);
 
 #endif /* MDXBG_KERNELS_H */
