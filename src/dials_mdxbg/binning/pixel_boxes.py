@@ -32,6 +32,39 @@ def box_sums(image: np.ndarray, q: int) -> np.ndarray:
     return padded.reshape(by, q, bx, q).sum(axis=(1, 3))
 
 
+class BoxRows:
+    """:func:`box_sums` of an image given a band of rows at a time (bands of whole boxes).
+
+    The same float64 sums in the same order as :func:`box_sums` of the whole
+    image, without its float64 copy: one band-sized buffer, reused.
+    """
+
+    def __init__(self, shape: tuple[int, int], q: int, band_rows: int):
+        ny, nx = shape
+        self.q = q
+        self.band = max(1, band_rows // q) * q
+        self.out = np.empty((-(-ny // q), -(-nx // q)))
+        self._buffer = np.zeros((self.band, self.out.shape[1] * q))
+
+    def bands(self) -> list[slice]:
+        """The row bands to give (:meth:`add`), in whole boxes."""
+        ny = self.out.shape[0] * self.q
+        return [slice(a, a + self.band) for a in range(0, ny, self.band)]
+
+    def add(self, rows: slice, values: np.ndarray) -> None:
+        """The box sums of ``values`` (the image's ``rows``, clipped to the image)."""
+        n, nx = values.shape
+        q = self.q
+        by = -(-n // q)
+        padded = self._buffer[: by * q]
+        padded[:n, :nx] = values
+        padded[n:] = 0.0
+        padded[:, nx:] = 0.0
+        self.out[rows.start // q : rows.start // q + by] = padded.reshape(by, q, -1, q).sum(
+            axis=(1, 3)
+        )
+
+
 def grid_pixels(ny: int, nx: int, n_phi: int, max_bytes: float, per_cell: int = 17) -> int:
     """The smallest square bin (pixels) whose map of ``n_phi`` planes fits ``max_bytes``.
 
