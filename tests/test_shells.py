@@ -338,3 +338,46 @@ def test_the_reports_bin_two_theta_is_dxtbxs_per_pixel_value():
     )
     assert got.shape == (iy.size, ix.size)
     np.testing.assert_allclose(got, one_by_one, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 5, 8, 12, 16, 48])
+def test_box_sums_band_by_band_are_the_whole_images_bits(q):
+    from dials_mdxbg.binning.pixel_boxes import BoxRows, box_sums
+
+    rng = np.random.default_rng(q)
+    image = (rng.random((203, 157)) * 10.0 ** rng.integers(-3, 4, (203, 157))).astype(np.float32)
+    summed = BoxRows(image.shape, q, 40)
+    for rows in summed.bands():
+        summed.add(rows, image[rows])
+    assert np.array_equal(summed.out, box_sums(image, q))
+
+
+def test_a_pair_of_frames_scores_as_each_frame_alone():
+    from dials_mdxbg.binning.shells import ResidualBasis
+    from dials_mdxbg.native import lib
+    from dials_mdxbg.native import shell_kernels as sk
+
+    assert lib.library() is not None
+    rng = np.random.default_rng(4)
+    shape, nb, ns = (61, 1031), 4, 6
+    b0, s0 = rng.integers(0, nb - 1, shape), rng.integers(0, ns, shape)
+    basis = ResidualBasis((b0 * ns + s0).astype(np.int32), (b0 * ns + (s0 + 1) % ns).astype(np.int32),
+                          rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32),
+                          rng.integers(0, nb * ns, shape).astype(np.int32), ns)  # fmt: skip
+    parts = [rng.random(shape, dtype=np.float32) + 0.5 for _ in range(3)]
+    planes = [(rng.random(nb * ns, dtype=np.float32) + 0.5,
+               sk.inverse_counts(rng.random(nb * ns) * 50),
+               sk.inverse_counts(rng.random(nb * ns) * 50)) for _ in range(2)]  # fmt: skip
+    terms = [[sk.PhiTerm(*planes[0], 1.0 - w), sk.PhiTerm(*planes[1], w)] for w in (0.125, 0.62)]
+    frames = [rng.integers(-1, 300, shape).astype(np.int32) for _ in range(2)]
+    excluded = (None, rng.random(shape) < 0.1)
+    times = (0.2, 0.37)
+    alone, paired = np.zeros((2, 6)), np.full((2, 6), 0.5)
+    alone += 0.5
+    for i in range(2):
+        sk.score_frame(frames[i], excluded[i], (0, 200), times[i], basis, *parts, terms[i],
+                       alone[i])  # fmt: skip
+    sk.score_pair(frames, excluded, (0, 200), times, basis, *parts, terms, paired)
+    assert np.array_equal(alone, paired)  # the same bits, frame by frame
+    valid = (frames[1] >= 0) & (frames[1] <= 200) & ~excluded[1]
+    assert paired[1][5] == 0.5 + valid.sum()
