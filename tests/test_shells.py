@@ -361,7 +361,8 @@ def test_a_pair_of_frames_scores_as_each_frame_alone():
     rng = np.random.default_rng(4)
     shape, nb, ns = (61, 1031), 4, 6
     b0, s0 = rng.integers(0, nb - 1, shape), rng.integers(0, ns, shape)
-    basis = ResidualBasis((b0 * ns + s0).astype(np.int32), (b0 * ns + (s0 + 1) % ns).astype(np.int32),
+    i00, i01 = b0 * ns + s0, b0 * ns + (s0 + 1) % ns
+    basis = ResidualBasis(i00.astype(np.int32), i01.astype(np.int32),
                           rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32),
                           rng.integers(0, nb * ns, shape).astype(np.int32), ns)  # fmt: skip
     parts = [rng.random(shape, dtype=np.float32) + 0.5 for _ in range(3)]
