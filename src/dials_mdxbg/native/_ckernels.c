@@ -1084,38 +1084,35 @@ MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t rows
                                      int64_t *restrict box_count) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     const float tf = (float)t; /* numpy's twin adds float32(t) */
-    /* Neighbouring pixels mostly share a cell: add runs in registers, not through
-     * memory (a store-to-load chain per pixel otherwise). Sums of integers: exact. */
-    int32_t cur = -1;
-    double run_counts = 0.0;
-    int64_t run_n = 0;
+    if (nx <= 0) return;
+    /* Shells are about a pixel wide, so neighbours mostly fall in different cells: add
+     * each pixel where it goes (sums of integers: exact in any order). The map bins come
+     * in runs along a row: their valid pixels are counted in a register. */
     for (int64_t y = 0; y < rows; y++) {
         int64_t *restrict box_row = box_count + y_index[y] * nbx;
+        const int32_t *restrict row = frame + y * nx;
+        const int32_t *restrict cells = joint + y * nx;
+        const uint8_t *restrict ex = excluded ? excluded + y * nx : NULL;
+        float *restrict pc = pixel_counts + y * nx;
+        float *restrict pe = pixel_exposure + y * nx;
+        int64_t box = x_index[0], run = 0;
         for (int64_t x = 0; x < nx; x++) {
-            const int64_t i = y * nx + x;
-            const int32_t v = frame[i];
-            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
-            if (excluded && excluded[i]) continue;
-            const int32_t j = joint[i];
-            if (j != cur) {
-                if (cur >= 0) {
-                    counts[cur] += run_counts;
-                    per_cell[cur] += run_n;
-                }
-                cur = j;
-                run_counts = 0.0;
-                run_n = 0;
+            if (x_index[x] != box) {
+                box_row[box] += run;
+                box = x_index[x];
+                run = 0;
             }
-            run_counts += (double)v;
-            run_n += 1;
-            pixel_counts[i] += (float)v;
-            pixel_exposure[i] += tf;
-            box_row[x_index[x]] += 1;
+            const int32_t v = row[x];
+            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+            if (ex && ex[x]) continue;
+            const int32_t j = cells[x];
+            counts[j] += (double)v;
+            per_cell[j] += 1;
+            pc[x] += (float)v;
+            pe[x] += tf;
+            run += 1;
         }
-    }
-    if (cur >= 0) {
-        counts[cur] += run_counts;
-        per_cell[cur] += run_n;
+        box_row[box] += run;
     }
 }
 
