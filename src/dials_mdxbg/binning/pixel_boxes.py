@@ -8,6 +8,12 @@ import numpy as np
 
 def box_interp(values: np.ndarray, q: int, ys, xs) -> np.ndarray:
     """Bilinear interpolation of per-box ``values`` (centres at ``q*j + (q-1)/2``) at a grid."""
+    return box_interp_at(values, box_weights(values.shape, q, ys, xs))
+
+
+def box_weights(shape: tuple[int, int], q: int, ys, xs) -> tuple:
+    """Where the grid ``ys`` x ``xs`` falls between the centres of q-pixel boxes of a
+    ``shape`` array: the corner indices and weights :func:`box_interp_at` takes."""
 
     def axis(coords, n):
         f = np.clip((np.asarray(coords, dtype=np.float64) - (q - 1) / 2.0) / q, 0.0, n - 1.0)
@@ -15,11 +21,18 @@ def box_interp(values: np.ndarray, q: int, ys, xs) -> np.ndarray:
         w = f - i0 if n > 1 else np.zeros_like(f)
         return i0, np.minimum(i0 + 1, n - 1), w
 
-    y0, y1, wy = axis(ys, values.shape[0])
-    x0, x1, wx = axis(xs, values.shape[1])
-    wy, wx = wy[:, np.newaxis], wx[np.newaxis, :]
-    top = (1 - wx) * values[y0][:, x0] + wx * values[y0][:, x1]
-    bottom = (1 - wx) * values[y1][:, x0] + wx * values[y1][:, x1]
+    y0, y1, wy = axis(ys, shape[0])
+    x0, x1, wx = axis(xs, shape[1])
+    return y0, y1, wy[:, np.newaxis], x0, x1, wx[np.newaxis, :]
+
+
+def box_interp_at(values: np.ndarray, weights: tuple) -> np.ndarray:
+    """:func:`box_interp` with the :func:`box_weights` of its grid (each row gathered once)."""
+    y0, y1, wy, x0, x1, wx = weights
+    low, high = values[y0], values[y1]
+    vx = 1 - wx
+    top = vx * low[:, x0] + wx * low[:, x1]
+    bottom = vx * high[:, x0] + wx * high[:, x1]
     return (1 - wy) * top + wy * bottom
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dials_mdxbg.binning.pixel_boxes import BoxRows, box_interp
+from dials_mdxbg.binning.pixel_boxes import BoxRows, box_interp_at, box_weights
 
 FINE_SECTORS = 24
 """Fine azimuthal sectors of the sums; every coarse sector count divides it."""
@@ -207,15 +207,16 @@ class ShellModel:
         static = np.empty(np.shape(two_theta), dtype=np.float32) if rate else None
         rel = np.empty(np.shape(two_theta), dtype=np.float32)
         for rows in row_bands(len(two_theta)):
-            tt = two_theta[rows]
+            tt = np.asarray(two_theta[rows], dtype=np.float64)  # what np.interp makes of it
             r = 1.0 / np.maximum(np.interp(tt, self.tt_points, self.profile_counts), 1.0)
             if self.q_map is not None:
-                r += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys[rows], xs), 1.0)
+                at = box_weights(self.q_counts.shape, self.q_size, ys[rows], xs)
+                r += 1.0 / np.maximum(box_interp_at(self.q_counts, at), 1.0)
             rel[rows] = r
             if rate:
                 s = np.interp(tt, self.tt_points, self.profile)
                 if self.q_map is not None:
-                    s *= box_interp(self.q_map, self.q_size, ys[rows], xs)
+                    s *= box_interp_at(self.q_map, at)
                 static[rows] = s
         return static, rel
 
