@@ -126,7 +126,8 @@ class ScoreAcc:
 
     def merge(self, other: ScoreAcc) -> ScoreAcc:
         """Add ``other`` into this one and return self."""
-        self.frames += other.frames
+        mine = self.frames
+        mine += other.frames
         return self
 
 
