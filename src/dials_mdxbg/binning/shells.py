@@ -284,10 +284,9 @@ def pixel_residual(
         q = min(q, max(ny, nx))
     fits = [(model, pixel_counts, pixel_exposure), *also]
     planes = [np.tensordot(phi_share, m.residual, axes=1) for m, _, _ in fits]
-    shape = pixel_exposure.shape
     # Box sums band by band: no full-image float64 copies (fresh memory is dear).
-    c_sums = [BoxRows(shape, q, ROWS_AT_A_TIME) for _ in fits]
-    e_sums = [BoxRows(shape, q, ROWS_AT_A_TIME) for _ in fits]
+    c_sums = [BoxRows(pixel_exposure.shape, q, ROWS_AT_A_TIME) for _ in fits]
+    e_sums = [BoxRows(pixel_exposure.shape, q, ROWS_AT_A_TIME) for _ in fits]
     ns = model.residual.shape[2]
     for rows in c_sums[0].bands():
         tt, psi = layout.two_theta[rows], layout.psi[rows]
