@@ -352,12 +352,24 @@ def test_box_sums_band_by_band_are_the_whole_images_bits(q):
     assert np.array_equal(summed.out, box_sums(image, q))
 
 
-def test_a_pair_of_frames_scores_as_each_frame_alone():
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_a_pair_of_frames_scores_as_each_frame_alone(backend, monkeypatch):
     from dials_mdxbg.binning.shells import ResidualBasis
     from dials_mdxbg.native import lib
     from dials_mdxbg.native import shell_kernels as sk
 
-    assert lib.library() is not None
+    lib.library.cache_clear()
+    if backend == "numpy":
+        monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
+    try:
+        assert (lib.library() is None) == (backend == "numpy")
+        _pair_scores_as_alone(sk, ResidualBasis)
+    finally:
+        monkeypatch.delenv("DIALS_MDXBG_PURE_NUMPY", raising=False)
+        lib.library.cache_clear()
+
+
+def _pair_scores_as_alone(sk, ResidualBasis) -> None:
     rng = np.random.default_rng(4)
     shape, nb, ns = (61, 1031), 4, 6
     b0, s0 = rng.integers(0, nb - 1, shape), rng.integers(0, ns, shape)
@@ -382,3 +394,34 @@ def test_a_pair_of_frames_scores_as_each_frame_alone():
     assert np.array_equal(alone, paired)  # the same bits, frame by frame
     valid = (frames[1] >= 0) & (frames[1] <= 200) & ~excluded[1]
     assert paired[1][5] == 0.5 + valid.sum()
+
+
+@pytest.mark.parametrize("kind", ["experiments", "series"])
+def test_frames_scored_in_pairs_give_the_sums_of_frames_scored_alone(rings, tmp_path, kind,
+                                                                     monkeypatch):  # fmt: skip
+    """The held-out pass holds a frame back for its partner two frames on; every frame's
+    sums are those of scoring it alone, and no frame is left unscored."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.binning import shell_sums
+    from dials_mdxbg.jobs.inputs import BinSource
+    from dials_mdxbg.jobs.shell_passes import ShellOptions, bin_shells
+
+    expt, _ = rings
+    experiments = ExperimentListFactory.from_json_file(str(expt))
+    geometry = (experiments[0].detector, experiments[0].beam)
+    if kind == "experiments":
+        src = BinSource.from_experiments(experiments, {"imageset": None})
+    else:
+        run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
+        src = BinSource.from_series(tmp_path / "series.nxs")
+    options, shell = BinOptions(valid_range=VALID), ShellOptions(frames=4)  # 3 phi bins
+    pairs = []
+    paired = shell_sums.score_pair
+    monkeypatch.setattr(shell_sums, "score_pair", lambda *a: pairs.append(1) or paired(*a))
+    together = bin_shells(src, geometry, options, shell, 1, True, make_map=False)[2]
+    assert len(pairs) >= 2
+    monkeypatch.setattr(shell_sums._Held, "pairs", lambda self, other: False)
+    alone = bin_shells(src, geometry, options, shell, 1, True, make_map=False)[2]
+    assert together["shells_heldout"] == alone["shells_heldout"]
+    assert together["shells_heldout"]["pixels"] > 0
