@@ -5,9 +5,10 @@ histogram and the per-pixel sums (:mod:`dials_mdxbg.binning.shell_sums`);
 :func:`score_frame` adds a frame's held-out sums against a half model's
 prediction, :func:`score_pair` those of two frames predicted from the same
 two phi planes in one pass over the per-pixel tables. A count takes part
-when it is not -1 (masked), lies inside ``valid_range`` (inclusive) and is not excluded. The fit's sums are exact
-integers (or a count times the exposure), so both paths give the same bits;
-the score's are float64 sums of float32 predictions, equal to rounding.
+when it is not -1 (masked), lies inside ``valid_range`` (inclusive) and is
+not excluded. The fit's sums are exact integers (or a count times the
+exposure), so both paths give the same bits; the score's are float64 sums of
+float32 predictions, equal to rounding.
 """
 
 from __future__ import annotations
