@@ -338,3 +338,90 @@ def test_the_reports_bin_two_theta_is_dxtbxs_per_pixel_value():
     )
     assert got.shape == (iy.size, ix.size)
     np.testing.assert_allclose(got, one_by_one, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 5, 8, 12, 16, 48])
+def test_box_sums_band_by_band_are_the_whole_images_bits(q):
+    from dials_mdxbg.binning.pixel_boxes import BoxRows, box_sums
+
+    rng = np.random.default_rng(q)
+    image = (rng.random((203, 157)) * 10.0 ** rng.integers(-3, 4, (203, 157))).astype(np.float32)
+    summed = BoxRows(image.shape, q, 40)
+    for rows in summed.bands():
+        summed.add(rows, image[rows])
+    assert np.array_equal(summed.out, box_sums(image, q))
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_a_pair_of_frames_scores_as_each_frame_alone(backend, monkeypatch):
+    from dials_mdxbg.binning.shells import ResidualBasis
+    from dials_mdxbg.native import lib
+    from dials_mdxbg.native import shell_kernels as sk
+
+    lib.library.cache_clear()
+    if backend == "numpy":
+        monkeypatch.setenv("DIALS_MDXBG_PURE_NUMPY", "1")
+    try:
+        assert (lib.library() is None) == (backend == "numpy")
+        _pair_scores_as_alone(sk, ResidualBasis)
+    finally:
+        monkeypatch.delenv("DIALS_MDXBG_PURE_NUMPY", raising=False)
+        lib.library.cache_clear()
+
+
+def _pair_scores_as_alone(sk, ResidualBasis) -> None:
+    rng = np.random.default_rng(4)
+    shape, nb, ns = (61, 1031), 4, 6
+    b0, s0 = rng.integers(0, nb - 1, shape), rng.integers(0, ns, shape)
+    i00, i01 = b0 * ns + s0, b0 * ns + (s0 + 1) % ns
+    basis = ResidualBasis(i00.astype(np.int32), i01.astype(np.int32),
+                          rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32),
+                          rng.integers(0, nb * ns, shape).astype(np.int32), ns)  # fmt: skip
+    parts = [rng.random(shape, dtype=np.float32) + 0.5 for _ in range(3)]
+    planes = [(rng.random(nb * ns, dtype=np.float32) + 0.5,
+               sk.inverse_counts(rng.random(nb * ns) * 50),
+               sk.inverse_counts(rng.random(nb * ns) * 50)) for _ in range(2)]  # fmt: skip
+    terms = [[sk.PhiTerm(*planes[0], 1.0 - w), sk.PhiTerm(*planes[1], w)] for w in (0.125, 0.62)]
+    frames = [rng.integers(-1, 300, shape).astype(np.int32) for _ in range(2)]
+    excluded = (None, rng.random(shape) < 0.1)
+    times = (0.2, 0.37)
+    alone, paired = np.zeros((2, 6)), np.full((2, 6), 0.5)
+    alone += 0.5
+    for i in range(2):
+        sk.score_frame(frames[i], excluded[i], (0, 200), times[i], basis, *parts, terms[i],
+                       alone[i])  # fmt: skip
+    sk.score_pair(frames, excluded, (0, 200), times, basis, *parts, terms, paired)
+    assert np.array_equal(alone, paired)  # the same bits, frame by frame
+    valid = (frames[1] >= 0) & (frames[1] <= 200) & ~excluded[1]
+    assert paired[1][5] == 0.5 + valid.sum()
+
+
+@pytest.mark.parametrize("kind", ["experiments", "series"])
+def test_frames_scored_in_pairs_give_the_sums_of_frames_scored_alone(rings, tmp_path, kind,
+                                                                     monkeypatch):  # fmt: skip
+    """The held-out pass holds a frame back for its partner two frames on; every frame's
+    sums are those of scoring it alone, and no frame is left unscored."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.binning import shell_sums
+    from dials_mdxbg.jobs.inputs import BinSource
+    from dials_mdxbg.jobs.shell_passes import ShellOptions, bin_shells
+
+    expt, _ = rings
+    experiments = ExperimentListFactory.from_json_file(str(expt))
+    geometry = (experiments[0].detector, experiments[0].beam)
+    if kind == "experiments":
+        src = BinSource.from_experiments(experiments, {"imageset": None})
+    else:
+        run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
+        src = BinSource.from_series(tmp_path / "series.nxs")
+    options, shell = BinOptions(valid_range=VALID), ShellOptions(frames=4)  # 3 phi bins
+    pairs = []
+    paired = shell_sums.score_pair
+    monkeypatch.setattr(shell_sums, "score_pair", lambda *a: pairs.append(1) or paired(*a))
+    together = bin_shells(src, geometry, options, shell, 1, True, make_map=False)[2]
+    assert len(pairs) >= 2
+    monkeypatch.setattr(shell_sums._Held, "pairs", lambda self, other: False)
+    alone = bin_shells(src, geometry, options, shell, 1, True, make_map=False)[2]
+    assert together["shells_heldout"] == alone["shells_heldout"]
+    assert together["shells_heldout"]["pixels"] > 0

@@ -8,6 +8,12 @@ import numpy as np
 
 def box_interp(values: np.ndarray, q: int, ys, xs) -> np.ndarray:
     """Bilinear interpolation of per-box ``values`` (centres at ``q*j + (q-1)/2``) at a grid."""
+    return box_interp_at(values, box_weights(values.shape, q, ys, xs))
+
+
+def box_weights(shape: tuple[int, int], q: int, ys, xs) -> tuple:
+    """Where the grid ``ys`` x ``xs`` falls between the centres of q-pixel boxes of a
+    ``shape`` array: the corner indices and weights :func:`box_interp_at` takes."""
 
     def axis(coords, n):
         f = np.clip((np.asarray(coords, dtype=np.float64) - (q - 1) / 2.0) / q, 0.0, n - 1.0)
@@ -15,11 +21,18 @@ def box_interp(values: np.ndarray, q: int, ys, xs) -> np.ndarray:
         w = f - i0 if n > 1 else np.zeros_like(f)
         return i0, np.minimum(i0 + 1, n - 1), w
 
-    y0, y1, wy = axis(ys, values.shape[0])
-    x0, x1, wx = axis(xs, values.shape[1])
-    wy, wx = wy[:, np.newaxis], wx[np.newaxis, :]
-    top = (1 - wx) * values[y0][:, x0] + wx * values[y0][:, x1]
-    bottom = (1 - wx) * values[y1][:, x0] + wx * values[y1][:, x1]
+    y0, y1, wy = axis(ys, shape[0])
+    x0, x1, wx = axis(xs, shape[1])
+    return y0, y1, wy[:, np.newaxis], x0, x1, wx[np.newaxis, :]
+
+
+def box_interp_at(values: np.ndarray, weights: tuple) -> np.ndarray:
+    """:func:`box_interp` with the :func:`box_weights` of its grid (each row gathered once)."""
+    y0, y1, wy, x0, x1, wx = weights
+    low, high = values[y0], values[y1]
+    vx = 1 - wx
+    top = vx * low[:, x0] + wx * low[:, x1]
+    bottom = vx * high[:, x0] + wx * high[:, x1]
     return (1 - wy) * top + wy * bottom
 
 
@@ -30,6 +43,50 @@ def box_sums(image: np.ndarray, q: int) -> np.ndarray:
     padded = np.zeros((by * q, bx * q))
     padded[:ny, :nx] = image
     return padded.reshape(by, q, bx, q).sum(axis=(1, 3))
+
+
+class BoxRows:
+    """:func:`box_sums` of an image given a band of rows at a time (bands of whole boxes).
+
+    The same float64 sums in the same order as :func:`box_sums` of the whole
+    image, without its float64 copy: one band-sized buffer, reused.
+    """
+
+    def __init__(self, shape: tuple[int, int], q: int, band_rows: int):
+        ny, nx = shape
+        self.q = q
+        self.band = max(1, band_rows // q) * q
+        self.out = np.empty((-(-ny // q), -(-nx // q)))
+        self._buffer = np.zeros((self.band, self.out.shape[1] * q))
+
+    def bands(self) -> list[slice]:
+        """The row bands to give (:meth:`add`), in whole boxes."""
+        ny = self.out.shape[0] * self.q
+        return [slice(a, a + self.band) for a in range(0, ny, self.band)]
+
+    def add(self, rows: slice, values: np.ndarray) -> None:
+        """The box sums of ``values`` (the image's ``rows``, clipped to the image)."""
+        n, nx = values.shape
+        q = self.q
+        by = -(-n // q)
+        padded = self._buffer[: by * q]
+        padded[:n, :nx] = values
+        padded[n:] = 0.0
+        padded[:, nx:] = 0.0
+        boxes = padded.reshape(by, q, -1, q)
+        out = self.out[rows.start // q : rows.start // q + by]
+        if q >= 8:
+            out[...] = boxes.sum(axis=(1, 3))
+            return
+        # numpy's sum over (1, 3) in its own order, without its slow loop over a few
+        # elements: each row's q values added in turn from zero, then the rows.
+        out[...] = 0.0
+        row = np.empty(out.shape)
+        for dy in range(q):
+            row[...] = 0.0
+            for dx in range(q):
+                row += boxes[:, dy, :, dx]
+            out += row
 
 
 def grid_pixels(ny: int, nx: int, n_phi: int, max_bytes: float, per_cell: int = 17) -> int:

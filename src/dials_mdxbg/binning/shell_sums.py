@@ -15,6 +15,7 @@ bins=auto's score (:data:`FRAME_COLUMNS`). Both consumers fit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,7 +25,13 @@ from dials_mdxbg.binning.grid import BinGrid
 from dials_mdxbg.binning.shells import ResidualBasis, ShellLayout, ShellModel
 from dials_mdxbg.binning.stencil import axis_cells
 from dials_mdxbg.model import as_block
-from dials_mdxbg.native.shell_kernels import PhiTerm, fit_frame, inverse_counts, score_frame
+from dials_mdxbg.native.shell_kernels import (
+    PhiTerm,
+    fit_frame,
+    inverse_counts,
+    score_frame,
+    score_pair,
+)
 
 
 @dataclass
@@ -98,14 +105,29 @@ sums, so the same corrected score applies to both models."""
 
 
 class ScoreAcc:
-    """Per-thread per-frame score sums (n_frames, 6); mergeable."""
+    """Per-thread per-frame score sums (n_frames, 6); mergeable.
 
-    def __init__(self, n_frames: int):
-        self.frames = np.zeros((n_frames, len(FRAME_COLUMNS)))
+    A frame may be held back (``pending``) for a partner the consumer scores it
+    with (:func:`dials_mdxbg.native.shell_kernels.score_pair`); reading
+    :attr:`frames` scores what is still held first.
+    """
+
+    def __init__(self, n_frames: int, settle=None):
+        self.sums = np.zeros((n_frames, len(FRAME_COLUMNS)))
+        self.pending: dict = {}
+        self._settle = settle
+
+    @property
+    def frames(self) -> np.ndarray:
+        """The per-frame sums, every frame held back scored."""
+        while self.pending:
+            self._settle(self, self.pending.popitem()[1])
+        return self.sums
 
     def merge(self, other: ScoreAcc) -> ScoreAcc:
         """Add ``other`` into this one and return self."""
-        self.frames += other.frames
+        mine = self.frames
+        mine += other.frames
         return self
 
 
@@ -120,7 +142,8 @@ def score_consumer(
     excluded=None,
     basis: ResidualBasis | None = None,
 ):
-    """A block consumer scoring each frame against the other parity's model.
+    """A block consumer scoring each frame against the other parity's model, and how a
+    frame it held back is scored alone (the ``settle`` of :class:`ScoreAcc`).
 
     The prediction at a frame is the phi interpolation mdx2 makes between the
     two nearest phi bin centres (its variance: the squared weights times each
@@ -164,25 +187,72 @@ def score_consumer(
                 out.append(PhiTerm(planes[k], counts[k], tables["full"][1][k], wk))
         return out
 
+    def score(acc: ScoreAcc, held: _Held) -> None:
+        span = slice(held.row0, held.row0 + held.counts.shape[0])
+        static, rel = statics[held.q]
+        score_frame(
+            held.counts, held.excluded, valid_range, float(exposure_times[held.frame]),
+            basis.rows(span), static[span], rel[span], rel_full[span], held.terms,
+            acc.sums[held.frame],
+        )  # fmt: skip
+
     def consume(acc: ScoreAcc, frame0: int, row0: int, block) -> None:
         block = as_block(block)
         n, rows, nx = block.shape
         ex = excluded(frame0, row0, block.shape) if excluded else None
         span = slice(row0, row0 + rows)
-        part = basis.rows(span)
         for f in range(n):
             frame = frame0 + f
             q = 1 - frame % 2
             if halves[q] is None:
                 continue
-            static, rel = statics[q]
-            score_frame(
-                block[f], None if ex is None else ex[f], valid_range,
-                float(exposure_times[frame]), part, static[span], rel[span], rel_full[span],
-                terms(q, frame), acc.frames[frame],
-            )  # fmt: skip
+            one = _Held(frame, row0, q, int(cell[frame]), block[f],
+                        None if ex is None else ex[f], terms(q, frame))  # fmt: skip
+            held = acc.pending.pop(q, None)
+            if held is not None and held.pairs(one):
+                # Frames two apart between the same phi bin centres: rates made once.
+                static, rel = statics[q]
+                score_pair(
+                    (held.counts, one.counts), (held.excluded, one.excluded), valid_range,
+                    (float(exposure_times[held.frame]), float(exposure_times[frame])),
+                    basis.rows(span), static[span], rel[span], rel_full[span],
+                    (held.terms, one.terms), (acc.sums[held.frame], acc.sums[frame]),
+                )  # fmt: skip
+                continue
+            if held is not None:
+                score(acc, held)  # before any later block of its frame
+            if len(one.terms) == 2:
+                acc.pending[q] = one.kept()
+            else:
+                score(acc, one)
 
-    return consume
+    return consume, score
+
+
+@dataclass
+class _Held:
+    """A frame's block in the held-out pass, with what scores it."""
+
+    frame: int
+    row0: int
+    q: int
+    cell: int
+    counts: np.ndarray
+    excluded: np.ndarray | None
+    terms: list
+
+    def pairs(self, other: _Held) -> bool:
+        """Whether both are scored by the same two planes over the same rows."""
+        return (
+            self.q == other.q and self.frame != other.frame and self.cell == other.cell
+            and self.row0 == other.row0 and self.counts.shape == other.counts.shape
+            and len(self.terms) == len(other.terms) == 2
+        )  # fmt: skip
+
+    def kept(self) -> _Held:
+        """This one with its own copies of the counts (the reader may reuse its buffers)."""
+        ex = None if self.excluded is None else np.array(self.excluded)
+        return dataclasses.replace(self, counts=np.array(self.counts), excluded=ex)
 
 
 def summarize_score(frames: np.ndarray, exposure: np.ndarray, gain: float = 1.0) -> dict:

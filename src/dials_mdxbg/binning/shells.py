@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dials_mdxbg.binning.pixel_boxes import box_interp, box_sums
+from dials_mdxbg.binning.pixel_boxes import BoxRows, box_interp_at, box_weights
 
 FINE_SECTORS = 24
 """Fine azimuthal sectors of the sums; every coarse sector count divides it."""
@@ -207,15 +207,16 @@ class ShellModel:
         static = np.empty(np.shape(two_theta), dtype=np.float32) if rate else None
         rel = np.empty(np.shape(two_theta), dtype=np.float32)
         for rows in row_bands(len(two_theta)):
-            tt = two_theta[rows]
+            tt = np.asarray(two_theta[rows], dtype=np.float64)  # what np.interp makes of it
             r = 1.0 / np.maximum(np.interp(tt, self.tt_points, self.profile_counts), 1.0)
             if self.q_map is not None:
-                r += 1.0 / np.maximum(box_interp(self.q_counts, self.q_size, ys[rows], xs), 1.0)
+                at = box_weights(self.q_counts.shape, self.q_size, ys[rows], xs)
+                r += 1.0 / np.maximum(box_interp_at(self.q_counts, at), 1.0)
             rel[rows] = r
             if rate:
                 s = np.interp(tt, self.tt_points, self.profile)
                 if self.q_map is not None:
-                    s *= box_interp(self.q_map, self.q_size, ys[rows], xs)
+                    s *= box_interp_at(self.q_map, at)
                 static[rows] = s
         return static, rel
 
@@ -283,9 +284,11 @@ def pixel_residual(
         q = min(q, max(ny, nx))
     fits = [(model, pixel_counts, pixel_exposure), *also]
     planes = [np.tensordot(phi_share, m.residual, axes=1) for m, _, _ in fits]
-    expects = [np.empty(e.shape, dtype=np.float32) for _, _, e in fits]
+    # Box sums band by band: no full-image float64 copies (fresh memory is dear).
+    c_sums = [BoxRows(pixel_exposure.shape, q, ROWS_AT_A_TIME) for _ in fits]
+    e_sums = [BoxRows(pixel_exposure.shape, q, ROWS_AT_A_TIME) for _ in fits]
     ns = model.residual.shape[2]
-    for rows in row_bands(pixel_exposure.shape[0]):
+    for rows in c_sums[0].bands():
         tt, psi = layout.two_theta[rows], layout.psi[rows]
         into = None if basis is None else basis.rows(rows)
         b0, b1, s0, s1, wb, ws = model.corners(tt, psi, into)  # one grid for every model here
@@ -293,12 +296,14 @@ def pixel_residual(
         at = [b0 * ns + s0, b0 * ns + s1, b1 * ns + s0, b1 * ns + s1]
         weights = (1 - wb, wb, 1 - ws, ws)
         tt = tt.astype(np.float64)
-        for (m, _, exposure), plane, expect in zip(fits, planes, expects):
+        for (m, counts, exposure), plane, cs, es in zip(fits, planes, c_sums, e_sums):
             part = np.interp(tt, m.tt_points, m.profile)
             part *= _weighed(plane.ravel(), at, weights)
-            expect[rows] = part * exposure[rows]
-    for (m, counts, _), expect in zip(fits, expects):
-        c, e = box_sums(counts, q), box_sums(expect, q)
+            part *= exposure[rows]
+            es.add(rows, part.astype(np.float32))  # the expected counts, float32 as stored
+            cs.add(rows, counts[rows])
+    for (m, _, _), cs, es in zip(fits, c_sums, e_sums):
+        c, e = cs.out, es.out
         with np.errstate(invalid="ignore", divide="ignore"):
             factor = c / e
         factor[~(e > 0)] = 1.0

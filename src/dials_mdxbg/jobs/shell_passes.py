@@ -151,13 +151,13 @@ def score_pass(plan: ShellPlan, fit: ShellFit):
     """``(consume, zeros)`` of the held-out pass: each frame against the other half."""
     axes = plan.axes
     phi = axis_bin_means(axes.phi, plan.bins[0])
-    consume = score_consumer(
+    consume, settle = score_consumer(
         plan.layout, fit.full, fit.halves, axes.phi, phi, axes.exposure_times,
         plan.options.valid_range, plan.excluded, fit.basis,
     )  # fmt: skip
     fit.basis = None  # the consumer holds it while it lives
     n = axes.shape[0]
-    return consume, lambda: ScoreAcc(n)
+    return consume, lambda: ScoreAcc(n, settle)
 
 
 def heldout_figures(acc: ScoreAcc, plan: ShellPlan, gain: float) -> dict:

@@ -1107,38 +1107,35 @@ MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t rows
                                      int64_t *restrict box_count) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     const float tf = (float)t; /* numpy's twin adds float32(t) */
-    /* Neighbouring pixels mostly share a cell: add runs in registers, not through
-     * memory (a store-to-load chain per pixel otherwise). Sums of integers: exact. */
-    int32_t cur = -1;
-    double run_counts = 0.0;
-    int64_t run_n = 0;
+    if (nx <= 0) return;
+    /* Shells are about a pixel wide, so neighbours mostly fall in different cells: add
+     * each pixel where it goes (sums of integers: exact in any order). The map bins come
+     * in runs along a row: their valid pixels are counted in a register. */
     for (int64_t y = 0; y < rows; y++) {
         int64_t *restrict box_row = box_count + y_index[y] * nbx;
+        const int32_t *restrict row = frame + y * nx;
+        const int32_t *restrict cells = joint + y * nx;
+        const uint8_t *restrict ex = excluded ? excluded + y * nx : NULL;
+        float *restrict pc = pixel_counts + y * nx;
+        float *restrict pe = pixel_exposure + y * nx;
+        int64_t box = x_index[0], run = 0;
         for (int64_t x = 0; x < nx; x++) {
-            const int64_t i = y * nx + x;
-            const int32_t v = frame[i];
-            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
-            if (excluded && excluded[i]) continue;
-            const int32_t j = joint[i];
-            if (j != cur) {
-                if (cur >= 0) {
-                    counts[cur] += run_counts;
-                    per_cell[cur] += run_n;
-                }
-                cur = j;
-                run_counts = 0.0;
-                run_n = 0;
+            if (x_index[x] != box) {
+                box_row[box] += run;
+                box = x_index[x];
+                run = 0;
             }
-            run_counts += (double)v;
-            run_n += 1;
-            pixel_counts[i] += (float)v;
-            pixel_exposure[i] += tf;
-            box_row[x_index[x]] += 1;
+            const int32_t v = row[x];
+            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+            if (ex && ex[x]) continue;
+            const int32_t j = cells[x];
+            counts[j] += (double)v;
+            per_cell[j] += 1;
+            pc[x] += (float)v;
+            pe[x] += tf;
+            run += 1;
         }
-    }
-    if (cur >= 0) {
-        counts[cur] += run_counts;
-        per_cell[cur] += run_n;
+        box_row[box] += run;
     }
 }
 
@@ -1212,6 +1209,90 @@ MDX_API HOT void mdx_shell_score_frame(
     res[3] += vh;
     res[4] += vf;
     res[5] += pixels;
+}
+
+/* Two frames of one half model and the same two phi planes (frames two apart between
+ * the same phi bin centres): the half model's rates and variance terms of a run of
+ * pixels are made once for both, each frame with its own weights. Each frame's sums are
+ * those mdx_shell_score_frame makes of it alone, to the bit (the same float32 products
+ * in the same order, the same double sums over the same pixels). w: w0, w1 of frame a,
+ * then of frame b. */
+MDX_API HOT void mdx_shell_score_pair(
+    const int32_t *restrict frame_a, const int32_t *restrict frame_b, int64_t n,
+    const uint8_t *restrict ex_a, const uint8_t *restrict ex_b, int32_t vlo, int32_t vhi,
+    double t_a, double t_b, const int32_t *restrict i00, const int32_t *restrict i01,
+    const float *restrict wb, const float *restrict ws, const int32_t *restrict near,
+    int64_t band_step, const float *restrict stat, const float *restrict rel,
+    const float *restrict rel_full, const float *restrict plane0, const float *restrict nh0,
+    const float *restrict nf0, const float *restrict plane1, const float *restrict nh1,
+    const float *restrict nf1, const double *restrict w, double *restrict res_a,
+    double *restrict res_b) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    enum { RUN = 512 };
+    float r0[RUN], h0[RUN], f0[RUN], r1[RUN], h1[RUN], f1[RUN];
+    const int32_t *frames[2] = {frame_a, frame_b};
+    const uint8_t *exs[2] = {ex_a, ex_b};
+    const double ts[2] = {t_a, t_b};
+    double *out[2] = {res_a, res_b};
+    double sums[2][6] = {{0}};
+    for (int64_t a = 0; a < n; a += RUN) {
+        const int64_t m = n - a < RUN ? n - a : RUN;
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = a + j;
+            const int32_t k = near[i];
+            const float x0 = shell_rate(plane0, i, i00, i01, wb, ws, band_step, stat);
+            const float x1 = shell_rate(plane1, i, i00, i01, wb, ws, band_step, stat);
+            const float xx0 = x0 * x0, xx1 = x1 * x1;
+            r0[j] = x0;
+            h0[j] = xx0 * (rel[i] + nh0[k]);
+            f0[j] = xx0 * (rel_full[i] + nf0[k]);
+            r1[j] = x1;
+            h1[j] = xx1 * (rel[i] + nh1[k]);
+            f1[j] = xx1 * (rel_full[i] + nf1[k]);
+        }
+        for (int f = 0; f < 2; f++) {
+            const int32_t *restrict frame = frames[f];
+            const uint8_t *restrict excluded = exs[f];
+            const float a0 = (float)w[2 * f], a1 = (float)w[2 * f + 1];
+            const float q0 = (float)(w[2 * f] * w[2 * f]);
+            const float q1 = (float)(w[2 * f + 1] * w[2 * f + 1]);
+            const double inv_t = 1.0 / ts[f];
+            /* One running sum per quantity over the whole call, as the single kernel. */
+            double *restrict acc = sums[f];
+            double sq = acc[0], pois = acc[1], rate = acc[2], vh = acc[3], vf = acc[4],
+                   pixels = acc[5];
+            for (int64_t j = 0; j < m; j++) {
+                const int64_t i = a + j;
+                const int32_t v = frame[i];
+                if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+                if (excluded && excluded[i]) continue;
+                const float b = a0 * r0[j] + a1 * r1[j];
+                const float var_h = q0 * h0[j] + q1 * h1[j];
+                const float var_f = q0 * f0[j] + q1 * f1[j];
+                const double r = (double)v * inv_t, d = r - (double)b;
+                sq += d * d;
+                pois += (double)v;
+                rate += r;
+                vh += var_h;
+                vf += var_f;
+                pixels += 1.0;
+            }
+            acc[0] = sq;
+            acc[1] = pois;
+            acc[2] = rate;
+            acc[3] = vh;
+            acc[4] = vf;
+            acc[5] = pixels;
+        }
+    }
+    for (int f = 0; f < 2; f++) {
+        out[f][0] += sums[f][0];
+        out[f][1] += sums[f][1] / (ts[f] * ts[f]);
+        out[f][2] += sums[f][2];
+        out[f][3] += sums[f][3];
+        out[f][4] += sums[f][4];
+        out[f][5] += sums[f][5];
+    }
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -104,6 +104,10 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
         None,
         (_P, _I64, _P, _I32, _I32, _D, *(_P,) * 5, _I64, *(_P,) * 6, _D, _P, _P, _P, _D, _P),
     ),
+    "mdx_shell_score_pair": (
+        None,
+        (_P, _P, _I64, _P, _P, _I32, _I32, _D, _D, *(_P,) * 5, _I64, *(_P,) * 12),
+    ),
     "mdx_value_histogram": (_I64, (_P, _P, _I64, _I64, _P)),
     "mdx_deflate_huffman": (_I64, (_P, _I64, _P, _I64)),
 }

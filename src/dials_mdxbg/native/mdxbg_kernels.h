@@ -173,6 +173,19 @@ MDX_API void mdx_shell_score_frame(const int32_t *frame, int64_t n, const uint8_
                                    double w0, const float *plane1, const float *nh1,
                                    const float *nf1, double w1, double *res);
 
+/* mdx_shell_score_frame of two frames scored by the same two phi planes (plane0, plane1),
+ * each with its own counts, exclusions, exposure and weights (w: w0, w1 of frame_a, then
+ * of frame_b): the same sums, into res_a and res_b, with the rates made once. */
+MDX_API void mdx_shell_score_pair(const int32_t *frame_a, const int32_t *frame_b, int64_t n,
+                                  const uint8_t *ex_a, const uint8_t *ex_b, int32_t vlo,
+                                  int32_t vhi, double t_a, double t_b, const int32_t *i00,
+                                  const int32_t *i01, const float *wb, const float *ws,
+                                  const int32_t *near, int64_t band_step, const float *stat,
+                                  const float *rel, const float *rel_full, const float *plane0,
+                                  const float *nh0, const float *nf0, const float *plane1,
+                                  const float *nh1, const float *nf1, const double *w,
+                                  double *res_a, double *res_b);
+
 /* valid_range's sampled values (native/value_histogram.py has the numpy twin). Count the n
  * values that are not -1 and not skipped (skip: NULL or n flags): v >= 0 into hist[min(v, cap)]
  * (cap + 1 bins); returns how many were other negatives. */

@@ -3,10 +3,12 @@
 :func:`fit_frame` adds a frame's valid counts into the joint (shell, sector)
 histogram and the per-pixel sums (:mod:`dials_mdxbg.binning.shell_sums`);
 :func:`score_frame` adds a frame's held-out sums against a half model's
-prediction. A count takes part when it is not -1 (masked), lies inside
-``valid_range`` (inclusive) and is not excluded. The fit's sums are exact
-integers (or a count times the exposure), so both paths give the same bits;
-the score's are float64 sums of float32 predictions, equal to rounding.
+prediction, :func:`score_pair` those of two frames predicted from the same
+two phi planes in one pass over the per-pixel tables. A count takes part
+when it is not -1 (masked), lies inside ``valid_range`` (inclusive) and is
+not excluded. The fit's sums are exact integers (or a count times the
+exposure), so both paths give the same bits; the score's are float64 sums of
+float32 predictions, equal to rounding.
 """
 
 from __future__ import annotations
@@ -165,6 +167,49 @@ def score_frame(
         *(p(a) for a in planes), float(first.weight),
         *(None if a is None else p(a) for a in more),
         0.0 if second is None else float(second.weight), p(res),
+    )  # fmt: skip
+
+
+def score_pair(
+    frames: tuple[np.ndarray, np.ndarray],
+    excluded: tuple[np.ndarray | None, np.ndarray | None],
+    valid_range: tuple[int, int] | None,
+    times: tuple[float, float],
+    basis,
+    static: np.ndarray,
+    rel: np.ndarray,
+    rel_full: np.ndarray,
+    terms: tuple[list[PhiTerm], list[PhiTerm]],
+    res: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """:func:`score_frame` of two frames whose two terms share their planes (the same
+    half model, between the same phi bin centres): the same sums into ``res[0]`` and
+    ``res[1]``, with the rates of each pixel made once for both (in C)."""
+    c = lib.library()
+    arrays = (basis.i00, basis.i01, basis.wb, basis.ws, basis.near, static, rel, rel_full)
+    if (
+        c is None
+        or not all(lib.takes_block(f) for f in frames)
+        or frames[0].shape != frames[1].shape
+        or not all(len(t) == 2 for t in terms)
+        or not all(a.flags.c_contiguous for a in arrays)
+    ):
+        for f, ex, t, ts, r in zip(frames, excluded, times, terms, res):
+            score_frame(f, ex, valid_range, t, basis, static, rel, rel_full, ts, r)
+        return
+    ex = [_flat(e, np.uint8) for e in excluded]
+    vlo, vhi = lib.valid_bounds(valid_range)
+    first, second = terms[0]
+    tables = [_flat(a, np.float32) for term in (first, second)
+              for a in (term.plane, term.inv_half, term.inv_full)]  # fmt: skip
+    w = np.array([term.weight for ts in terms for term in ts], dtype=np.float64)
+    p = lib.ptr
+    c.mdx_shell_score_pair(
+        p(frames[0]), p(frames[1]), frames[0].size, *(None if e is None else p(e) for e in ex),
+        vlo, vhi, float(times[0]), float(times[1]),
+        *(p(a) for a in (basis.i00, basis.i01, basis.wb, basis.ws, basis.near)),
+        int(basis.band_step), p(static), p(rel), p(rel_full), *(p(a) for a in tables), p(w),
+        p(res[0]), p(res[1]),
     )  # fmt: skip
 
 
