@@ -16,8 +16,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-import numpy as np
-
 from dials_mdxbg.binning.phil import BinOptions
 from dials_mdxbg.errors import InputError
 from dials_mdxbg.jobs.inputs import MapInput
@@ -30,6 +28,7 @@ from dials_mdxbg.jobs.shell_passes import (  # noqa: F401 (ShellOptions, bin_she
     shell_map,
 )
 from dials_mdxbg.model import BinnedMap
+from dials_mdxbg.util.allocator import small_pages
 
 logger = logging.getLogger("dials.mdxbg.background")
 
@@ -93,20 +92,6 @@ def bin_model(
     out = shell_map(plan, fit, quality) if record["chosen"] == "shells" else box_map
     out.quality["model"] = record
     return out
-
-
-def small_pages() -> None:
-    """Stop numpy asking for transparent huge pages for its large arrays, from here on.
-
-    The shell model touches a few hundred MB of arrays once or twice. Where
-    freed memory goes back to a virtual machine's host, a fresh huge page
-    costs the process several times what the same megabytes of 4 KiB pages
-    do (system time; docs/models.md "Cost"), and streaming over an array
-    gains little from huge pages.
-    """
-    setter = getattr(np.core.multiarray, "_set_madvise_hugepage", None)
-    if setter is not None:
-        setter(False)
 
 
 def shell_gain(box_map: BinnedMap | None, options: BinOptions) -> float:

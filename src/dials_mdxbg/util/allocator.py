@@ -35,3 +35,19 @@ def keep_freed_buffers() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+
+
+def small_pages() -> None:
+    """Stop numpy asking for transparent huge pages for its large arrays, from here on.
+
+    The shell model touches a few hundred MB of arrays once or twice. Where
+    freed memory goes back to a virtual machine's host, a fresh huge page
+    costs the process several times what the same megabytes of 4 KiB pages
+    do (system time; docs/models.md "Cost"), and streaming over an array
+    gains little from huge pages.
+    """
+    import numpy as np
+
+    setter = getattr(np.core.multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(False)
