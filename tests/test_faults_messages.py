@@ -374,3 +374,43 @@ def test_finaliser_failing_for_memory_is_not_printed(error, shown):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert ("Exception ignored" in done.stderr) is shown, done.stderr
+
+
+LEFT_BEHIND = """
+import sys
+from pathlib import Path
+from dials_mdxbg.util import atomic
+from dials_mdxbg.util.exits import handle_errors
+
+out = Path(sys.argv[1])
+remove, failed = atomic._remove, []
+
+
+def remove_once_failing(path):  # the unwinding's removal runs out of memory too
+    if not failed:
+        failed.append(path)
+        raise MemoryError()
+    remove(path)
+
+
+with handle_errors("dials.mdx_import"):
+    with atomic.atomic_path(out) as tmp:
+        tmp.write_bytes(b"half a file")
+        atomic._remove = remove_once_failing
+        raise MemoryError()
+"""
+
+
+def test_temporaries_the_unwinding_could_not_remove_are_removed_at_the_error(tmp_path):
+    """Memory running out can make the removal of a failed run's temporary fail too (CI,
+    ``ulimit -v`` at 404 MB left ``.out.nxs.part-<host>-<pid>``): the one-line error then
+    removes what is left of this process's temporaries, and only those."""
+    (tmp_path / "out.nxs").write_text("output of an earlier run")
+    done = subprocess.run(
+        [sys.executable, "-c", LEFT_BEHIND, str(tmp_path / "out.nxs")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "out of memory" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nxs"]
+    assert (tmp_path / "out.nxs").read_text() == "output of an earlier run"

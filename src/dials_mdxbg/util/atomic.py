@@ -63,6 +63,9 @@ logger = logging.getLogger("dials.mdxbg.atomic")
 committed = False
 """Set once a run's outputs are all in place (a signal after that changes nothing)."""
 
+_named: list[Path] = []
+"""Every temporary this process named (:func:`remove_leftovers` removes what is left)."""
+
 
 def temporary_name(final: Path, token: str | None = None) -> Path:
     """The hidden name ``final`` is written as until it is complete.
@@ -73,10 +76,26 @@ def temporary_name(final: Path, token: str | None = None) -> Path:
     """
     target = _target(final)
     if target.stream:
-        return Path(tempfile.gettempdir()) / hidden(
+        tmp = Path(tempfile.gettempdir()) / hidden(
             Path(final).name, "part", token or uuid.uuid4().hex[:8]
         )
-    return target.path.with_name(hidden(target.path.name, "part", token))
+    else:
+        tmp = target.path.with_name(hidden(target.path.name, "part", token))
+    _named.append(tmp.absolute())
+    return tmp
+
+
+def remove_leftovers() -> None:
+    """Remove this process's temporaries that still exist: a failed run's last resort.
+
+    A failing run removes its temporaries while the error unwinds; when memory
+    ran out, that removal may itself fail. This runs once the error is being
+    reported (the reserve given back) and touches only the temporaries' own
+    names, never an output: one that was committed no longer exists by that name.
+    """
+    while _named:
+        with contextlib.suppress(Exception):
+            _remove(_named.pop())
 
 
 def _target(final: Path):

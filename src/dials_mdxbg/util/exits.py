@@ -35,8 +35,9 @@ def fail(message: str, command: str, code: int = 1) -> None:
     (:func:`~dials_mdxbg.util.stderr_hold.exit_now`): what a normal exit waits
     for may never finish then.
     """
-    from dials_mdxbg.util import output_errors
+    from dials_mdxbg.util import atomic, output_errors
 
+    atomic.remove_leftovers()  # what the unwinding could not remove (memory ran out)
     message = " ".join(str(message).split())
     oom = message == OUT_OF_MEMORY
     release_stderr(show=not oom)  # what libraries printed as memory ran out is noise
