@@ -259,21 +259,11 @@ def test_model_auto_in_two_reads_scores_and_maps_as_the_separate_passes(rings, t
     its own passes do (both inputs: frames teed as themselves, stored blocks as arrays)."""
     import dataclasses
 
-    from dxtbx.model.experiment_list import ExperimentListFactory
-
     from dials_mdxbg.jobs.bin_background import bin_background
-    from dials_mdxbg.jobs.inputs import BinSource
     from dials_mdxbg.jobs.shared_pass import scores_in_two_reads
     from dials_mdxbg.jobs.shell_passes import ShellOptions, bin_shells, shell_map
 
-    expt, _ = rings
-    experiments = ExperimentListFactory.from_json_file(str(expt))
-    geometry = (experiments[0].detector, experiments[0].beam)
-    if kind == "experiments":
-        src = BinSource.from_experiments(experiments, {"imageset": None})
-    else:
-        run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
-        src = BinSource.from_series(tmp_path / "series.nxs")
+    src, geometry = _rings_source(rings, kind, tmp_path)
     options = BinOptions(bins=(4, 20, 20), valid_range=VALID, histogram=True)
     with src.open() as opened:
         box, plan, fit, quality = scores_in_two_reads(opened, geometry, options, ShellOptions(),
@@ -369,6 +359,22 @@ def test_a_pair_of_frames_scores_as_each_frame_alone(backend, monkeypatch):
         lib.library.cache_clear()
 
 
+def _rings_source(rings, kind: str, tmp_path):
+    """The rings sweep as a BinSource of its experiments or of its imported series, and
+    its (detector, beam)."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_mdxbg.jobs.inputs import BinSource
+
+    expt, _ = rings
+    experiments = ExperimentListFactory.from_json_file(str(expt))
+    geometry = (experiments[0].detector, experiments[0].beam)
+    if kind == "experiments":
+        return BinSource.from_experiments(experiments, {"imageset": None}), geometry
+    run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
+    return BinSource.from_series(tmp_path / "series.nxs"), geometry
+
+
 def _pair_scores_as_alone(sk, ResidualBasis) -> None:
     rng = np.random.default_rng(4)
     shape, nb, ns = (61, 1031), 4, 6
@@ -401,20 +407,11 @@ def test_frames_scored_in_pairs_give_the_sums_of_frames_scored_alone(rings, tmp_
                                                                      monkeypatch):  # fmt: skip
     """The held-out pass holds a frame back for its partner two frames on; every frame's
     sums are those of scoring it alone, and no frame is left unscored."""
-    from dxtbx.model.experiment_list import ExperimentListFactory
 
     from dials_mdxbg.binning import shell_sums
-    from dials_mdxbg.jobs.inputs import BinSource
     from dials_mdxbg.jobs.shell_passes import ShellOptions, bin_shells
 
-    expt, _ = rings
-    experiments = ExperimentListFactory.from_json_file(str(expt))
-    geometry = (experiments[0].detector, experiments[0].beam)
-    if kind == "experiments":
-        src = BinSource.from_experiments(experiments, {"imageset": None})
-    else:
-        run(["dials.mdx_import", expt, "output.data=series.nxs"], cwd=tmp_path)
-        src = BinSource.from_series(tmp_path / "series.nxs")
+    src, geometry = _rings_source(rings, kind, tmp_path)
     options, shell = BinOptions(valid_range=VALID), ShellOptions(frames=4)  # 3 phi bins
     pairs = []
     paired = shell_sums.score_pair

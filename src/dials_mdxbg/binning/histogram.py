@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dials_mdxbg.native import lib
-from dials_mdxbg.native.value_histogram import count_values
+from dials_mdxbg.native.value_histogram import add_masked_values
 
 FRAMES_PER_SAMPLE = 10
 """One frame sampled in this many."""
@@ -101,12 +101,8 @@ class ValueHistogram:
         one-step binning with the report on), 8 MB a piece.
         """
         if lib.loaded() and frame.dtype == np.int32:
-            # One pass in C (no index array): the values >= 0 go to counts[1:],
-            # and what it did not count (-1, other negatives, excluded) is masked.
-            counted = self.counts[1:]
-            before = int(counted.sum())
-            count_values(frame, excluded, counted)
-            self.counts[0] += frame.size - (int(counted.sum()) - before)
+            # One pass in C (no index array).
+            add_masked_values(frame, self.counts, excluded)
             return
         values = frame.ravel()
         flags = None if excluded is None else excluded.ravel()

@@ -67,16 +67,18 @@ def count_values_numpy(values: np.ndarray, skip: np.ndarray | None, hist: np.nda
     return int(np.count_nonzero(negative))
 
 
-def add_masked_values(masked: np.ndarray, counts: np.ndarray) -> None:
+def add_masked_values(
+    masked: np.ndarray, counts: np.ndarray, skip: np.ndarray | None = None
+) -> None:
     """Add a masked int32 frame (or rows of one) to a value histogram's counts, in place.
 
     The layout of :class:`~dials_mdxbg.binning.histogram.ValueHistogram`:
     ``counts[0]`` the masked (-1) and other negative values, ``counts[1 + v]``
     the value ``v`` for ``0 <= v < cap``, ``counts[cap + 1]`` the values
-    ``>= cap`` (``cap = counts.size - 2``). The C decode-and-bin kernel counts
-    its rows the same way.
+    ``>= cap`` (``cap = counts.size - 2``); a ``skip``ped pixel counts as
+    masked. The C decode-and-bin kernel counts its rows the same way.
     """
     counted = counts[1:]
     before = int(counted.sum())
-    count_values(masked, None, counted)
+    count_values(masked, skip, counted)
     counts[0] += masked.size - (int(counted.sum()) - before)
