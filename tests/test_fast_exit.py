@@ -55,3 +55,64 @@ def test_finished_command_leaves_complete_outputs_log_and_console(sweep, tmp_pat
     assert binned["signal"].shape[0] == 3 and binned["pixel_count"].sum() > 0
     assert (tmp_path / "b.json").exists() and (tmp_path / "b.html").exists()
     assert not list(tmp_path.glob(".*part*"))
+
+
+_SIGNAL_IN_IMPORT = """
+import signal, sys
+from dials_mdxbg.util import signals
+
+class SignalDuring:  # a Ctrl-C landing while Python imports {module}
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "{module}":
+            raise signals.Interrupted(signal.SIGINT)
+
+sys.meta_path.insert(0, SignalDuring())
+from dials_mdxbg.command_line.entry import mdx_bin_background
+mdx_bin_background()
+"""
+
+
+@pytest.mark.parametrize(
+    "module", ["dials_mdxbg.util.fast_exit", "dials_mdxbg.command_line.mdx_bin_background"]
+)
+def test_signal_in_any_import_of_the_entry_point_is_one_line(module, tmp_path):
+    """CI caught a Ctrl-C inside the entry point's import of fast_exit printing a traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_IN_IMPORT.format(module=module)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "dials.mdx_bin_background: error: interrupted by SIGINT (Ctrl-C); "
+        "no output written, nothing else changed"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_signal_before_the_command_handles_signals_is_one_line(tmp_path):
+    code = (
+        "import signal\n"
+        "from dials_mdxbg.util import signals\n"
+        "import dials_mdxbg.command_line.mdx_bin_background as command\n"
+        "def run():\n    raise signals.Interrupted(signal.SIGTERM)\n"
+        "command.run = run\n"
+        "from dials_mdxbg.command_line.entry import mdx_bin_background\n"
+        "mdx_bin_background()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 128 + 15, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "interrupted by SIGTERM" in proc.stderr
+
+
+def test_signal_while_leaving_keeps_the_status():
+    proc = _python(
+        "import os, signal\n"
+        "from dials_mdxbg.util import signals\n"
+        "signals.install()\n"
+        "atexit.register(lambda: print('exit functions finished'))\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+        "leave(0)\n"
+    )
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert proc.stdout == "exit functions finished\n"

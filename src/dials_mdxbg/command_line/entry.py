@@ -25,18 +25,27 @@ def _run(name: str) -> None:
     signals.install()
     # Under a memory limit, what C libraries print as memory runs out is held back.
     stderr_hold.hold_stderr(f"dials.{name}")
+    command_name = f"dials.{name}"
     try:
+        # Every import after install() is inside the try: a signal can land in any of them.
+        from dials_mdxbg.util.fast_exit import leave
+
         command = importlib.import_module(f"dials_mdxbg.command_line.{name}")
     except KeyboardInterrupt as e:
-        from dials_mdxbg.util.exits import interrupted
-
-        interrupted(e, f"dials.{name}")
+        _interrupted(e, command_name)
     except Exception as e:
-        stderr_hold.import_failed(e, f"dials.{name}")  # memory: one line, no traceback
-    from dials_mdxbg.util.fast_exit import leave
-
+        stderr_hold.import_failed(e, command_name)  # memory: one line, no traceback
     try:
         command.run()
+        code = 0
     except SystemExit as e:
-        leave(e.code)
-    leave(0)
+        code = e.code
+    except KeyboardInterrupt as e:  # a signal before the command's own handling began
+        _interrupted(e, command_name)
+    leave(code)
+
+
+def _interrupted(e: KeyboardInterrupt, command: str) -> None:
+    from dials_mdxbg.util.exits import interrupted
+
+    interrupted(e, command)
