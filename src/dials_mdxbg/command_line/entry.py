@@ -20,20 +20,24 @@ def mdx_bin_background() -> None:
 
 
 def _run(name: str) -> None:
-    from dials_mdxbg.util import signals, stderr_hold
+    from dials_mdxbg.util import signals
 
-    signals.install()
-    # Under a memory limit, what C libraries print as memory runs out is held back.
-    stderr_hold.hold_stderr(f"dials.{name}")
+    signals.install()  # first: before it, a Ctrl-C is Python's traceback
     command_name = f"dials.{name}"
     try:
-        # Every import after install() is inside the try: a signal can land in any of them.
+        # Everything after install() is inside the try: a signal can land anywhere.
+        from dials_mdxbg.util import stderr_hold
+
+        # Under a memory limit, what C libraries print as memory runs out is held back.
+        stderr_hold.hold_stderr(command_name)
         from dials_mdxbg.util.fast_exit import leave
 
         command = importlib.import_module(f"dials_mdxbg.command_line.{name}")
     except KeyboardInterrupt as e:
         _interrupted(e, command_name)
     except Exception as e:
+        from dials_mdxbg.util import stderr_hold
+
         stderr_hold.import_failed(e, command_name)  # memory: one line, no traceback
     try:
         command.run()
