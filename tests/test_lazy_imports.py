@@ -81,7 +81,7 @@ def test_already_imported_modules_are_left_alone(heavy_package: Path):
     assert out.strip() == "[]"
 
 
-def test_commands_start_without_sklearn_and_pandas():
+def test_commands_start_without_sklearn_pandas_and_dials_flex():
     pytest.importorskip("sklearn")
     out = _python(
         """
@@ -89,14 +89,20 @@ def test_commands_start_without_sklearn_and_pandas():
         from dials_mdxbg.util.startup import prepare
         prepare()  # what every dials.mdx_* run() does first
         import dials.util.options
-        loaded = [m for m in ("sklearn.base", "scipy.stats", "pandas.core") if m in sys.modules]
-        print(loaded)
+        heavy = ("sklearn.base", "scipy.stats", "pandas.core", "dials.array_family.flex_ext",
+                 "cctbx.miller", "cctbx.maptbx")
+        print([m for m in heavy if m in sys.modules])
         import sklearn.cluster, pandas
         print(sklearn.cluster.DBSCAN.__name__, pandas.DataFrame({"a": [1]}).shape)
+        from dials.array_family import flex  # what DIALS' parser holds: loads on first use
+        table = flex.reflection_table()
+        table["x"] = flex.double([1.5, 2.5])
+        print(type(table).__name__, table.size(), type(dials.util.options.flex).__name__)
         """
     ).split("\n")
     assert out[0] == "[]"
     assert out[1] == "DBSCAN (1, 1)"
+    assert out[2] == "reflection_table 2 _Deferred"
 
 
 def test_commands_start_without_pkg_resources_and_find_the_same_formats():

@@ -12,7 +12,11 @@ Importing ``dials.util.options`` costs ~1.2 s and ~245 MB on Debian's DIALS
   plugins' entry points, needed only when an image's format is looked up
   (binning an image series never does);
 * ``pint`` is needed only for NXmx (Eiger) images, and there without the
-  companions it tries at import (:data:`QUIET`).
+  companions it tries at import (:data:`QUIET`);
+* ``dials.array_family.flex`` (cctbx.miller, cctbx.crystal, cctbx.maptbx:
+  ~0.12 s) is imported by DIALS' option parser for reflection tables, which
+  our commands never read. Its package is light and is imported for real
+  (:data:`LIGHT_PARENTS`), the module itself deferred.
 
 :func:`defer` puts a placeholder module in ``sys.modules`` for each. The
 placeholder answers ``__file__`` and ``__spec__`` (which ``inspect`` and
@@ -35,7 +39,17 @@ import types
 from collections.abc import Iterator
 
 #: Modules deferred by the command-line programs, parents before children.
-DEFERRED = ("sklearn", "sklearn.cluster", "pandas", "pkg_resources", "pint")
+DEFERRED = (
+    "sklearn",
+    "sklearn.cluster",
+    "pandas",
+    "pkg_resources",
+    "pint",
+    "dials.array_family.flex",
+)
+
+#: Real packages cheap enough to import at start-up so that a heavy child can be deferred.
+LIGHT_PARENTS = ("dials.array_family",)
 
 #: Optional companions a deferred module looks for when it loads, for
 #: interoperation our commands never use; it loads as if they were not installed.
@@ -123,7 +137,13 @@ def defer(names: tuple[str, ...] = DEFERRED) -> list[str]:
         if name in sys.modules:
             continue
         parent, _, child = name.rpartition(".")
-        if parent:
+        if parent in LIGHT_PARENTS:
+            try:
+                holder = importlib.import_module(parent)
+            except ImportError:
+                continue
+            search = holder.__spec__.submodule_search_locations
+        elif parent:
             holder = sys.modules.get(parent)
             if not isinstance(holder, _Deferred):
                 continue  # the real parent is loaded: nothing to gain
