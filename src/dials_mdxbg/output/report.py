@@ -54,6 +54,7 @@ hatched on every map view and counted in the captions.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -133,6 +134,25 @@ def plotly_javascript() -> str:
     from plotly.offline import get_plotlyjs
 
     return get_plotlyjs()
+
+
+@functools.lru_cache(maxsize=1)
+def packed_plotly() -> str:
+    """The installed plotly.js, packed for the page (the same in every report of a process)."""
+    return pack_text(plotly_javascript())
+
+
+@functools.lru_cache(maxsize=1)
+def page_template():
+    """The page's jinja2 template, compiled once per process."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    return environment.from_string(
+        resources.files(__package__).joinpath("report.html.j2").read_text()
+    )
 
 
 def missing_dependencies() -> list[str]:
@@ -221,8 +241,6 @@ def render_report(
     Returns:
         The HTML text (UTF-8).
     """
-    import jinja2
-
     signal = np.asarray(signal)
     n_phi, ny, nx = signal.shape
     if np.shape(errors) != signal.shape or np.shape(pixel_count) != signal.shape:
@@ -329,9 +347,7 @@ def render_report(
         }
         for r in summary.get("per_phi") or []
     ]
-    template = jinja2.Environment(
-        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    ).from_string(resources.files(__package__).joinpath("report.html.j2").read_text())
+    template = page_template()
     values_note = ""
     if histogram is not None:
         values_note = text.values_text(
@@ -362,7 +378,7 @@ def render_report(
         sections=page_sections,
         meta_json=_script_json(meta),
         payload=payload,
-        plotly_gz=pack_text(plotly_javascript() if plotly_js is None else plotly_js),
+        plotly_gz=packed_plotly() if plotly_js is None else pack_text(plotly_js),
         fmt=_fmt,
         marker_ok=MARKER_OK,
     )
