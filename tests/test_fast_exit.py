@@ -124,3 +124,51 @@ def test_signal_while_leaving_keeps_the_status():
     )
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     assert proc.stdout == "exit functions finished\n"
+
+
+_SIGNAL_TURNED_INTO_ERROR = """
+import signal, sys
+from dials_mdxbg.util import signals
+
+class SignalDuring:  # Ctrl-C in a class body: Python raises RuntimeError from it
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "dials_mdxbg.command_line.common":
+            sys.meta_path.remove(self)
+            try:
+                signals._stop(signal.SIGINT, None)
+            except KeyboardInterrupt as e:
+                raise RuntimeError("Error calling __set_name__ on 'cached_property'") from e
+
+signals.install()
+sys.meta_path.insert(0, SignalDuring())
+from dials_mdxbg.command_line.entry import mdx_bin_background
+mdx_bin_background()
+"""
+
+_SIGNAL_BEFORE_INSTALL = """
+import sys
+
+class SignalDuring:  # Ctrl-C under Python's own handler, while signals is imported
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "dials_mdxbg.util.signals":
+            sys.meta_path.remove(self)
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, SignalDuring())
+from dials_mdxbg.command_line.entry import mdx_bin_background
+mdx_bin_background()
+"""
+
+
+@pytest.mark.parametrize(
+    "code",
+    [_SIGNAL_TURNED_INTO_ERROR, _SIGNAL_BEFORE_INSTALL],
+    ids=["into_error", "before_install"],
+)
+def test_signal_python_reports_otherwise_is_one_line(code, tmp_path):
+    """A stress run of 120 Ctrl-Cs at random moments found both (exit 1 and -2, tracebacks)."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "interrupted by SIGINT" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -20,12 +20,12 @@ def mdx_bin_background() -> None:
 
 
 def _run(name: str) -> None:
-    from dials_mdxbg.util import signals
-
-    signals.install()  # first: before it, a Ctrl-C is Python's traceback
     command_name = f"dials.{name}"
     try:
-        # Everything after install() is inside the try: a signal can land anywhere.
+        # Everything is inside the try: a signal can land anywhere, even in these imports.
+        from dials_mdxbg.util import signals
+
+        signals.install()
         from dials_mdxbg.util import stderr_hold
 
         # Under a memory limit, what C libraries print as memory runs out is held back.
@@ -36,9 +36,7 @@ def _run(name: str) -> None:
     except KeyboardInterrupt as e:
         _interrupted(e, command_name)
     except Exception as e:
-        from dials_mdxbg.util import stderr_hold
-
-        stderr_hold.import_failed(e, command_name)  # memory: one line, no traceback
+        _import_failed(e, command_name)
     try:
         command.run()
         code = 0
@@ -53,3 +51,13 @@ def _interrupted(e: KeyboardInterrupt, command: str) -> None:
     from dials_mdxbg.util.exits import interrupted
 
     interrupted(e, command)
+
+
+def _import_failed(e: Exception, command: str) -> None:
+    """One line: the interruption, if a signal came (Python may have turned it into
+    another error, e.g. in a class body being made), else what the import met."""
+    from dials_mdxbg.util import signals, stderr_hold
+
+    if signals.received is not None:
+        _interrupted(signals.Interrupted(signals.received), command)
+    stderr_hold.import_failed(e, command)  # memory: one line, no traceback

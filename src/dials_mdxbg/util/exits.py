@@ -122,9 +122,11 @@ def _unraisable(unraisable) -> None:
 
     When memory runs out, a finaliser fails too and Python's own hook would print
     "Exception ignored in: ..." before the one error line (or in the middle of it):
-    a failed allocation there is dropped; anything else is reported as Python would.
+    a failed allocation there is dropped, and so is a stopping signal that landed in
+    one (it is remembered: :mod:`dials_mdxbg.util.signals`); anything else is
+    reported as Python would.
     """
-    if out_of_memory(unraisable.exc_value):
+    if out_of_memory(unraisable.exc_value) or isinstance(unraisable.exc_value, KeyboardInterrupt):
         return
     sys.__unraisablehook__(unraisable)
 
@@ -155,6 +157,8 @@ def unexpected(e: BaseException) -> bool:
 
     if not isinstance(e, Exception) or isinstance(e, Sorry) or out_of_memory(e):
         return False
+    if signals.received is not None:
+        return False  # the failure of a run interrupted by a signal that was swallowed
     return _output_error(e) is None
 
 

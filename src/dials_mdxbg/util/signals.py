@@ -56,6 +56,12 @@ def handled() -> Iterator[None]:
     previous = {sig: signal.signal(sig, action) for sig, action in _ACTIONS.items()}
     try:
         yield
+    except Exception as e:
+        if received is not None:
+            # The signal was swallowed on the way (an import that caught it left numpy
+            # half-made, say): what failed after it is the interruption's doing.
+            raise Interrupted(received) from e
+        raise
     finally:
         received = None  # the run is over: a later run in this process starts clean
         for sig, handler in previous.items():
