@@ -90,7 +90,7 @@ def test_commands_start_without_sklearn_pandas_and_dials_flex():
         prepare()  # what every dials.mdx_* run() does first
         import dials.util.options
         heavy = ("sklearn.base", "scipy.stats", "pandas.core", "dials.array_family.flex_ext",
-                 "cctbx.miller", "cctbx.maptbx")
+                 "cctbx.miller", "cctbx.maptbx", "cctbx.crystal.find_best_cell")
         print([m for m in heavy if m in sys.modules])
         import sklearn.cluster, pandas
         print(sklearn.cluster.DBSCAN.__name__, pandas.DataFrame({"a": [1]}).shape)
@@ -98,11 +98,15 @@ def test_commands_start_without_sklearn_pandas_and_dials_flex():
         table = flex.reflection_table()
         table["x"] = flex.double([1.5, 2.5])
         print(type(table).__name__, table.size(), type(dials.util.options.flex).__name__)
+        from dxtbx.model import Crystal  # a crystal's symmetry loads cctbx.crystal
+        crystal = Crystal((10, 0, 0), (0, 11, 0), (0, 0, 12), space_group_symbol="P 1")
+        print(crystal.get_crystal_symmetry().unit_cell().parameters()[:3])
         """
     ).split("\n")
     assert out[0] == "[]"
     assert out[1] == "DBSCAN (1, 1)"
     assert out[2] == "reflection_table 2 _Deferred"
+    assert out[3] == "(10.0, 11.0, 12.0)"
 
 
 def test_commands_start_without_pkg_resources_and_find_the_same_formats():

@@ -15,8 +15,10 @@ Importing ``dials.util.options`` costs ~1.2 s and ~245 MB on Debian's DIALS
   companions it tries at import (:data:`QUIET`);
 * ``dials.array_family.flex`` (cctbx.miller, cctbx.crystal, cctbx.maptbx:
   ~0.12 s) is imported by DIALS' option parser for reflection tables, which
-  our commands never read. Its package is light and is imported for real
-  (:data:`LIGHT_PARENTS`), the module itself deferred.
+  our commands never read; ``cctbx.crystal`` (~0.1 s) by dxtbx's models
+  for a crystal's symmetry, which a background sweep has none of. Their
+  packages are imported for real (:data:`LIGHT_PARENTS`: cheap, or needed
+  anyway), the modules themselves deferred.
 
 :func:`defer` puts a placeholder module in ``sys.modules`` for each. The
 placeholder answers ``__file__`` and ``__spec__`` (which ``inspect`` and
@@ -46,10 +48,11 @@ DEFERRED = (
     "pkg_resources",
     "pint",
     "dials.array_family.flex",
+    "cctbx.crystal",
 )
 
 #: Real packages cheap enough to import at start-up so that a heavy child can be deferred.
-LIGHT_PARENTS = ("dials.array_family",)
+LIGHT_PARENTS = ("dials.array_family", "cctbx")
 
 #: Optional companions a deferred module looks for when it loads, for
 #: interoperation our commands never use; it loads as if they were not installed.
