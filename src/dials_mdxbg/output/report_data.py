@@ -58,7 +58,7 @@ def _gzip(data: bytes) -> bytes:
         from isal import igzip
     except ImportError:
         return gzip.compress(data, compresslevel=6, mtime=0)
-    return igzip.compress(data, 3)
+    return igzip.compress(data, 3, mtime=0)  # no time stamp: the same page for the same map
 
 
 def pack_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[str, list[dict]]:
