@@ -422,3 +422,21 @@ def test_frames_scored_in_pairs_give_the_sums_of_frames_scored_alone(rings, tmp_
     alone = bin_shells(src, geometry, options, shell, 1, True, make_map=False)[2]
     assert together["shells_heldout"] == alone["shells_heldout"]
     assert together["shells_heldout"]["pixels"] > 0
+
+
+@pytest.mark.parametrize("q, shape, start", [(1, (20, 30), 0), (2, (40, 33), 17), (3, (7, 11), 5),
+                                             (48, (2, 3), 0)])  # fmt: skip
+def test_box_interp_at_is_the_bilinear_formula_to_the_bit(q, shape, start):
+    """Interpolated along x once per box row, then rows picked: the same bits as each
+    grid row's own bilinear formula, for a band of rows anywhere in the image."""
+    from dials_mdxbg.binning.pixel_boxes import box_interp_at, box_weights
+
+    rng = np.random.default_rng(q)
+    values = rng.random(shape)
+    ys = np.arange(start, start + 9) if shape[0] * q > start + 9 else np.arange(shape[0] * q)
+    at = box_weights(shape, q, ys, np.arange(shape[1] * q + 1))
+    y0, y1, wy, x0, x1, wx = at
+    low, high = values[y0], values[y1]
+    top = (1 - wx) * low[:, x0] + wx * low[:, x1]
+    bottom = (1 - wx) * high[:, x0] + wx * high[:, x1]
+    assert np.array_equal(box_interp_at(values, at), (1 - wy) * top + wy * bottom)

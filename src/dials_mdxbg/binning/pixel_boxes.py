@@ -29,11 +29,12 @@ def box_weights(shape: tuple[int, int], q: int, ys, xs) -> tuple:
 def box_interp_at(values: np.ndarray, weights: tuple) -> np.ndarray:
     """:func:`box_interp` with the :func:`box_weights` of its grid (each row gathered once)."""
     y0, y1, wy, x0, x1, wx = weights
-    low, high = values[y0], values[y1]
-    vx = 1 - wx
-    top = vx * low[:, x0] + wx * low[:, x1]
-    bottom = vx * high[:, x0] + wx * high[:, x1]
-    return (1 - wy) * top + wy * bottom
+    # Along x once per box row the grid's rows use (q grid rows share one), then
+    # those rows picked: the same products and sums per point.
+    first = int(y0.min()) if y0.size else 0
+    rows = values[first : int(y1.max(initial=first)) + 1]
+    along = (1 - wx) * rows[:, x0] + wx * rows[:, x1]
+    return (1 - wy) * along[y0 - first] + wy * along[y1 - first]
 
 
 def box_sums(image: np.ndarray, q: int) -> np.ndarray:

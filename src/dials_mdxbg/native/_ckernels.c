@@ -33,6 +33,16 @@
 #define HOT
 #endif
 
+/* Running sums kept apart in scalar registers: GCC's SLP vectoriser packs a loop's
+ * independent double sums into one vector and chains every pixel's adds through its
+ * shuffles (the held-out kernels spent most of their time there). Each sum's adds and
+ * their order are unchanged, so are the bits. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SCALAR_SUMS __attribute__((optimize("no-tree-slp-vectorize")))
+#else
+#define SCALAR_SUMS
+#endif
+
 /* 1 when lo <= v <= hi: one unsigned compare (v - lo wraps when below). */
 static inline int in_range(int32_t v, int32_t lo, uint32_t span) {
     return (uint32_t)v - (uint32_t)lo <= span;
@@ -1150,7 +1160,7 @@ static inline float shell_rate(const float *restrict plane, int64_t i,
     return stat[i] * ((1.0f - b) * lo + b * hi);
 }
 
-MDX_API HOT void mdx_shell_score_frame(
+MDX_API HOT SCALAR_SUMS void mdx_shell_score_frame(
     const int32_t *restrict frame, int64_t n, const uint8_t *restrict excluded, int32_t vlo,
     int32_t vhi, double t, const int32_t *restrict i00, const int32_t *restrict i01,
     const float *restrict wb, const float *restrict ws, const int32_t *restrict near,
@@ -1162,7 +1172,9 @@ MDX_API HOT void mdx_shell_score_frame(
     const float a0 = (float)w0, a1 = (float)w1;
     const float q0 = (float)(w0 * w0), q1 = (float)(w1 * w1);
     const double inv_t = 1.0 / t; /* a product per pixel, not a division */
-    double sq = 0, pois = 0, rate = 0, vh = 0, vf = 0, pixels = 0;
+    /* Counts and pixels summed as integers: exact, as their double sums were. */
+    double sq = 0, rate = 0, vh = 0, vf = 0;
+    int64_t pois = 0, pixels = 0;
     /* Predictions for a run of pixels in a loop without branches (the compiler
      * vectorises its table look-ups), then the sums over the valid ones. */
     enum { RUN = 512 };
@@ -1196,19 +1208,19 @@ MDX_API HOT void mdx_shell_score_frame(
             if (excluded && excluded[i]) continue;
             const double r = (double)v * inv_t, d = r - (double)b[j];
             sq += d * d;
-            pois += (double)v;
+            pois += v;
             rate += r;
             vh += var_h[j];
             vf += var_f[j];
-            pixels += 1.0;
+            pixels += 1;
         }
     }
     res[0] += sq;
-    res[1] += pois / (t * t);
+    res[1] += (double)pois / (t * t);
     res[2] += rate;
     res[3] += vh;
     res[4] += vf;
-    res[5] += pixels;
+    res[5] += (double)pixels;
 }
 
 /* Two frames of one half model and the same two phi planes (frames two apart between
@@ -1217,7 +1229,7 @@ MDX_API HOT void mdx_shell_score_frame(
  * those mdx_shell_score_frame makes of it alone, to the bit (the same float32 products
  * in the same order, the same double sums over the same pixels). w: w0, w1 of frame a,
  * then of frame b. */
-MDX_API HOT void mdx_shell_score_pair(
+MDX_API HOT SCALAR_SUMS void mdx_shell_score_pair(
     const int32_t *restrict frame_a, const int32_t *restrict frame_b, int64_t n,
     const uint8_t *restrict ex_a, const uint8_t *restrict ex_b, int32_t vlo, int32_t vhi,
     double t_a, double t_b, const int32_t *restrict i00, const int32_t *restrict i01,
@@ -1230,11 +1242,12 @@ MDX_API HOT void mdx_shell_score_pair(
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
     enum { RUN = 512 };
     float r0[RUN], h0[RUN], f0[RUN], r1[RUN], h1[RUN], f1[RUN];
-    const int32_t *frames[2] = {frame_a, frame_b};
-    const uint8_t *exs[2] = {ex_a, ex_b};
+    float pb[2][RUN], ph[2][RUN], pf[2][RUN];
     const double ts[2] = {t_a, t_b};
+    const double inv_ta = 1.0 / t_a, inv_tb = 1.0 / t_b;
     double *out[2] = {res_a, res_b};
-    double sums[2][6] = {{0}};
+    double sums[2][4] = {{0}};      /* sq, rate, v_half, v_full */
+    int64_t whole[2][2] = {{0}};    /* counts and pixels: exact integers */
     for (int64_t a = 0; a < n; a += RUN) {
         const int64_t m = n - a < RUN ? n - a : RUN;
         for (int64_t j = 0; j < m; j++) {
@@ -1250,48 +1263,61 @@ MDX_API HOT void mdx_shell_score_pair(
             h1[j] = xx1 * (rel[i] + nh1[k]);
             f1[j] = xx1 * (rel_full[i] + nf1[k]);
         }
+        /* Each frame's prediction and variance terms (float32, as the single kernel). */
         for (int f = 0; f < 2; f++) {
-            const int32_t *restrict frame = frames[f];
-            const uint8_t *restrict excluded = exs[f];
             const float a0 = (float)w[2 * f], a1 = (float)w[2 * f + 1];
             const float q0 = (float)(w[2 * f] * w[2 * f]);
             const float q1 = (float)(w[2 * f + 1] * w[2 * f + 1]);
-            const double inv_t = 1.0 / ts[f];
-            /* One running sum per quantity over the whole call, as the single kernel. */
-            double *restrict acc = sums[f];
-            double sq = acc[0], pois = acc[1], rate = acc[2], vh = acc[3], vf = acc[4],
-                   pixels = acc[5];
+            float *restrict b = pb[f], *restrict vh = ph[f], *restrict vf = pf[f];
             for (int64_t j = 0; j < m; j++) {
-                const int64_t i = a + j;
-                const int32_t v = frame[i];
-                if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
-                if (excluded && excluded[i]) continue;
-                const float b = a0 * r0[j] + a1 * r1[j];
-                const float var_h = q0 * h0[j] + q1 * h1[j];
-                const float var_f = q0 * f0[j] + q1 * f1[j];
-                const double r = (double)v * inv_t, d = r - (double)b;
-                sq += d * d;
-                pois += (double)v;
-                rate += r;
-                vh += var_h;
-                vf += var_f;
-                pixels += 1.0;
+                b[j] = a0 * r0[j] + a1 * r1[j];
+                vh[j] = q0 * h0[j] + q1 * h1[j];
+                vf[j] = q0 * f0[j] + q1 * f1[j];
             }
-            acc[0] = sq;
-            acc[1] = pois;
-            acc[2] = rate;
-            acc[3] = vh;
-            acc[4] = vf;
-            acc[5] = pixels;
         }
+        /* Both frames' sums in one loop: two independent chains of adds per quantity
+         * (each still one running sum in pixel order, so the same bits). A pixel left
+         * out adds +0.0 (a sum from +0.0 is never -0.0, and x + 0.0 == x otherwise). */
+        double sq_a = sums[0][0], rate_a = sums[0][1], vh_a = sums[0][2], vf_a = sums[0][3];
+        double sq_b = sums[1][0], rate_b = sums[1][1], vh_b = sums[1][2], vf_b = sums[1][3];
+        int64_t pois_a = whole[0][0], pix_a = whole[0][1];
+        int64_t pois_b = whole[1][0], pix_b = whole[1][1];
+        const float *restrict b_a = pb[0], *restrict h_a = ph[0], *restrict f_a = pf[0];
+        const float *restrict b_b = pb[1], *restrict h_b = ph[1], *restrict f_b = pf[1];
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = a + j;
+            const int32_t va = frame_a[i], vb = frame_b[i];
+            const int ok_a = va != -1 && (uint32_t)va - (uint32_t)vlo <= vspan &&
+                             !(ex_a && ex_a[i]);
+            const int ok_b = vb != -1 && (uint32_t)vb - (uint32_t)vlo <= vspan &&
+                             !(ex_b && ex_b[i]);
+            const double ra = (double)va * inv_ta, da = ra - (double)b_a[j];
+            const double rb = (double)vb * inv_tb, db = rb - (double)b_b[j];
+            sq_a += ok_a ? da * da : 0.0;
+            sq_b += ok_b ? db * db : 0.0;
+            rate_a += ok_a ? ra : 0.0;
+            rate_b += ok_b ? rb : 0.0;
+            vh_a += ok_a ? (double)h_a[j] : 0.0;
+            vh_b += ok_b ? (double)h_b[j] : 0.0;
+            vf_a += ok_a ? (double)f_a[j] : 0.0;
+            vf_b += ok_b ? (double)f_b[j] : 0.0;
+            pois_a += ok_a ? va : 0;
+            pois_b += ok_b ? vb : 0;
+            pix_a += ok_a;
+            pix_b += ok_b;
+        }
+        sums[0][0] = sq_a, sums[0][1] = rate_a, sums[0][2] = vh_a, sums[0][3] = vf_a;
+        sums[1][0] = sq_b, sums[1][1] = rate_b, sums[1][2] = vh_b, sums[1][3] = vf_b;
+        whole[0][0] = pois_a, whole[0][1] = pix_a;
+        whole[1][0] = pois_b, whole[1][1] = pix_b;
     }
     for (int f = 0; f < 2; f++) {
         out[f][0] += sums[f][0];
-        out[f][1] += sums[f][1] / (ts[f] * ts[f]);
-        out[f][2] += sums[f][2];
-        out[f][3] += sums[f][3];
-        out[f][4] += sums[f][4];
-        out[f][5] += sums[f][5];
+        out[f][1] += (double)whole[f][0] / (ts[f] * ts[f]);
+        out[f][2] += sums[f][1];
+        out[f][3] += sums[f][2];
+        out[f][4] += sums[f][3];
+        out[f][5] += (double)whole[f][1];
     }
 }
 
