@@ -145,9 +145,9 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     """Bin one input, then its quality, profile, log and files; returns its summary."""
     from dials_mdxbg.binning.valid_auto import warn_if_rejecting
     from dials_mdxbg.output.map_files import map_summary, write_map_files
-    from dials_mdxbg.output.report_warmup import start as start_report
     from dials_mdxbg.output.tables import log_quality, log_table, log_usage
     from dials_mdxbg.output.verdict import map_verdict
+    from dials_mdxbg.output.warmup import start as start_outputs
 
     _check_outputs(paths, one)
     options = _data_options(one, options, params.mp.nproc)  # valid_range=auto resolved first
@@ -159,7 +159,7 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     t0 = time.perf_counter()
     box = functools.partial(bin_background, nproc=params.mp.nproc, engine=engine,
                             frames_per_task=params.mp.dask.frames_per_task)  # fmt: skip
-    report_parts = start_report(paths.html is not None and params.mp.nproc > 1)  # meanwhile
+    output_parts = start_outputs(paths, params.mp.nproc)  # meanwhile, on a second core
     binned = bin_model(one, options, params, box, engine)  # model = box (mdx2's) | shells | auto
     seconds = round(time.perf_counter() - t0, 3)
     used = int(binned.count.sum())
@@ -181,7 +181,7 @@ def _one_map(one: MapInput, paths: MapPaths, params, options, engine, phil_text)
     profile = _profile(binned, one.geometry, params.profile.n_shells)
     provenance = provenance_of("dials.mdx_bin_background", phil_text, input=facts)
     masked = one.masked_static
-    report_parts()
+    output_parts()
     write_map_files(paths, binned, quality, profile, provenance, options, masked, verdict)
     log_table(binned)
     given = one.source.series or _experiments_path(params) or one.description

@@ -1,13 +1,19 @@
-"""The report's fixed parts made in a thread while frames are binned: the same page."""
+"""The outputs' fixed parts made in a thread while frames are binned: the same files."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from dials_mdxbg.output import report, report_warmup
+from dials_mdxbg.output import report, warmup
+from dials_mdxbg.output.paths import MapPaths
 from test_report import _map
+
+HTML = MapPaths(binned=Path("b.nxs"), html=Path("b.html"))
 
 
 @pytest.fixture
@@ -25,7 +31,7 @@ def test_page_from_warmed_parts_is_the_page_made_cold(cold):
     page_cold = report.render_report(*_map(), summary={"frames": 3})
     report.page_template.cache_clear()
     report.packed_plotly.cache_clear()
-    wait = report_warmup.start(True)
+    wait = warmup.start(HTML, 2)
     wait()
     assert report.page_template.cache_info().currsize == 1
     assert report.packed_plotly.cache_info().currsize == 1
@@ -37,7 +43,7 @@ def test_page_from_warmed_parts_is_the_page_made_cold(cold):
 
 def test_one_core_makes_nothing_ahead(cold):
     threads = threading.active_count()
-    wait = report_warmup.start(False)
+    wait = warmup.start(HTML, 1)
     assert threading.active_count() == threads
     wait()
     assert report.page_template.cache_info().currsize == 0
@@ -49,7 +55,35 @@ def test_a_part_that_fails_in_the_thread_fails_in_the_page(cold, monkeypatch):
         raise FileNotFoundError("plotly.js is gone")
 
     monkeypatch.setattr(report, "plotly_javascript", missing)
-    report_warmup.start(True)()  # the thread swallows it
+    warmup.start(HTML, 2)()  # the thread swallows it
     assert report.packed_plotly.cache_info().currsize == 0
     with pytest.raises(FileNotFoundError, match="plotly.js is gone"):
         report.render_report(*_map(), summary={})
+
+
+FIGURES = """
+import sys
+from pathlib import Path
+from dials_mdxbg.output import warmup
+from dials_mdxbg.output.paths import MapPaths
+paths = MapPaths(binned=Path("b.nxs"), plot=Path("b.png") if sys.argv[1] == "plot" else None,
+                 profile=Path("b_profile.png") if sys.argv[1] == "profile" else None)
+before = "matplotlib.figure" in sys.modules
+warmup.start(paths, int(sys.argv[2]))()
+print(before, "matplotlib.figure" in sys.modules, "matplotlib.backends.backend_agg" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("asked", "nproc", "loaded"),
+    [("plot", 2, True), ("profile", 2, True), ("plot", 1, False), ("none", 2, False)],
+)
+def test_figure_modules_are_loaded_ahead_only_for_figures_on_a_second_core(asked, nproc, loaded):
+    """A fresh interpreter: the figures' matplotlib modules are there once the wait returns."""
+    out = subprocess.run(
+        [sys.executable, "-c", FIGURES, asked, str(nproc)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["False", str(loaded), str(loaded)]
