@@ -28,6 +28,7 @@ from dials_mdxbg.model import as_block
 from dials_mdxbg.native.shell_kernels import (
     PhiTerm,
     fit_frame,
+    fit_frame_packed,
     inverse_counts,
     score_frame,
     score_pair,
@@ -36,36 +37,89 @@ from dials_mdxbg.native.shell_kernels import (
 
 @dataclass
 class ShellSums:
-    """Joint histograms by (parity, phi bin) and the output grid's valid-pixel counts; mergeable."""
+    """Joint histograms by (parity, phi bin) and the output grid's valid-pixel counts; mergeable.
+
+    The per-pixel sums are float32 ``pixel_counts`` and ``pixel_exposure``, or,
+    while ``packed`` is set (:func:`pixel_table`), one uint32 per pixel and
+    parity holding the counts plus 65536 times the valid frames, a third of the
+    memory traffic per frame; :meth:`unpack` makes the float32 sums of them,
+    the bits the float32 adds make.
+    """
 
     counts: np.ndarray  # (2, n_phi, n_joint) float64 (exact integers)
     exposure: np.ndarray  # (2, n_phi, n_joint) pixel-seconds
     box_count: np.ndarray  # (n_phi, nby, nbx) int64: valid pixels in each map bin
-    pixel_counts: np.ndarray  # (2, ny, nx) per parity, over all frames
-    pixel_exposure: np.ndarray
+    pixel_counts: np.ndarray | None  # (2, ny, nx) per parity, over all frames
+    pixel_exposure: np.ndarray | None
+    packed: np.ndarray | None = None  # (2, ny, nx) uint32: counts + 65536 * valid frames
+    table: np.ndarray | None = None  # float32 exposure of k valid frames
 
     @classmethod
-    def zeros(cls, n_phi: int, n_joint: int, grid_shape: tuple[int, int, int], ny_nx) -> ShellSums:
-        """Empty sums."""
+    def zeros(cls, n_phi: int, n_joint: int, grid_shape: tuple[int, int, int], ny_nx,
+              table: np.ndarray | None = None) -> ShellSums:  # fmt: skip
+        """Empty sums (packed per pixel with a :func:`pixel_table`)."""
         shape = (2, n_phi, n_joint)
         pixels = (2, *ny_nx)
         # float32 per pixel: exact to 2^24 counts per pixel and parity, and half the memory.
+        per_pixel = [None, None] if table is not None else [
+            np.zeros(pixels, dtype=np.float32) for _ in range(2)]  # fmt: skip
         return cls(
             np.zeros(shape),
             np.zeros(shape),
             np.zeros(grid_shape, dtype=np.int64),
-            np.zeros(pixels, dtype=np.float32),
-            np.zeros(pixels, dtype=np.float32),
+            *per_pixel,
+            None if table is None else np.zeros(pixels, dtype=np.uint32),
+            table,
         )
 
+    def unpack(self) -> ShellSums:
+        """The float32 per-pixel sums of packed ones (a band of rows at a time); self."""
+        words, table = self.packed, self.table
+        if words is None:
+            return self
+        self.pixel_counts = np.empty(words.shape, dtype=np.float32)
+        self.pixel_exposure = np.empty(words.shape, dtype=np.float32)
+        step = 64
+        band = np.empty((step, words.shape[2]), dtype=np.uint32)
+        for q in range(words.shape[0]):
+            for a in range(0, words.shape[1], step):
+                rows = slice(a, a + step)
+                part = band[: words[q, rows].shape[0]]
+                np.bitwise_and(words[q, rows], 0xFFFF, out=part)
+                self.pixel_counts[q, rows] = part
+                np.right_shift(words[q, rows], 16, out=part)
+                np.take(table, part, out=self.pixel_exposure[q, rows])
+        self.packed = None
+        return self
+
     def merge(self, other: ShellSums) -> ShellSums:
-        """Add ``other`` into this one and return self."""
+        """Add ``other`` into this one and return self (as float32 per-pixel sums: the
+        bits of adding each thread's float32 sums)."""
+        self.unpack()
+        other.unpack()
         self.counts += other.counts
         self.exposure += other.exposure
         self.box_count += other.box_count
         self.pixel_counts += other.pixel_counts
         self.pixel_exposure += other.pixel_exposure
         return self
+
+
+def pixel_table(exposure_times: np.ndarray, valid_range: tuple[int, int] | None):
+    """The float32 exposure of 0, 1, ... valid frames of a parity, when every frame has the
+    same float32 exposure time and a pixel's counts and valid frames of a parity fit 16 bits
+    each (``valid_range`` given, from 0); else None (float32 per-pixel sums)."""
+    tf = np.asarray(exposure_times, dtype=np.float32)
+    per_parity = -(-tf.size // 2)
+    if valid_range is None or not tf.size or not (tf == tf[0]).all():
+        return None
+    lo, hi = (int(v) for v in valid_range)
+    if lo < 0 or hi * per_parity > 0xFFFF or per_parity > 0xFFFF:
+        return None
+    table = np.zeros(per_parity + 1, dtype=np.float32)
+    for k in range(1, per_parity + 1):
+        table[k] = table[k - 1] + tf[0]  # the float32 adds of each frame in turn
+    return table
 
 
 def fit_consumer(
@@ -88,6 +142,13 @@ def fit_consumer(
         for f in range(n):
             frame = frame0 + f
             k, q = int(grid.phi_index[frame]), frame % 2
+            if acc.packed is not None:
+                fit_frame_packed(
+                    block[f], joint, None if ex is None else ex[f], valid_range,
+                    float(exposure_times[frame]), acc.counts[q, k], acc.exposure[q, k],
+                    acc.packed[q, span], y_index, x_index, acc.box_count[k],
+                )  # fmt: skip
+                continue
             fit_frame(
                 block[f], joint, None if ex is None else ex[f], valid_range,
                 float(exposure_times[frame]), acc.counts[q, k], acc.exposure[q, k],
