@@ -1391,16 +1391,18 @@ static inline int64_t interp_index(double x, const double *restrict xp, int64_t 
 
 /* np.interp(x, xp, fp) (numpy 1.24's arr_interp, default left and right): the end
  * values outside, an exact hit's fp, else slope * (x - xp[j]) + fp[j], and numpy's
- * fallbacks when that is NaN. *g: the previous point's index (a hint). */
+ * fallbacks when that is NaN. slopes: the m - 1 slopes (fp[j + 1] - fp[j]) / (xp[j + 1] -
+ * xp[j]), which numpy makes once when x has more points than xp (the caller makes them the
+ * same way). *g: the previous point's index (a hint). */
 static inline double np_interp(double x, const double *restrict xp, const double *restrict fp,
-                               int64_t m, int64_t *restrict g) {
+                               const double *restrict slopes, int64_t m, int64_t *restrict g) {
     if (m == 1) return fp[0];
     if (isnan(x)) return x;
     if (x > xp[m - 1]) return fp[m - 1];
     if (x < xp[0]) return fp[0];
     const int64_t j = *g = interp_index(x, xp, m, *g);
     if (j == m - 1 || xp[j] == x) return fp[j];
-    const double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+    const double slope = slopes[j];
     double r = slope * (x - xp[j]) + fp[j];
     if (isnan(r)) {
         r = slope * (x - xp[j + 1]) + fp[j + 1];
@@ -1409,8 +1411,10 @@ static inline double np_interp(double x, const double *restrict xp, const double
     return r;
 }
 
-/* np.mod of doubles (numpy's npy_remainder: the sign of the divisor, +-0 as numpy). */
+/* np.mod of doubles (numpy's npy_remainder: the sign of the divisor, +-0 as numpy). An
+ * azimuth + pi is mostly already in [0, b): fmod returns it unchanged, so skip the call. */
 static inline double np_fmod(double a, double b) {
+    if (a >= 0.0 && a < b) return a;
     double m = fmod(a, b);
     if (!b) return m;
     if (m) {
@@ -1431,7 +1435,8 @@ static inline double np_max1(double v) { return v < 1.0 ? 1.0 : v; } /* NaN stay
 
 MDX_API HOT NUMPY_ROUNDING void mdx_shell_static(
     const float *restrict tt, int64_t rows, int64_t nx, const double *restrict xp, int64_t m,
-    const double *restrict fp_counts, const double *restrict fp_rate,
+    const double *restrict fp_counts, const double *restrict sl_counts,
+    const double *restrict fp_rate, const double *restrict sl_rate,
     const double *restrict q_counts, const double *restrict q_map, int64_t q_nx,
     const int64_t *restrict y0, const int64_t *restrict y1, const double *restrict wy,
     const int64_t *restrict x0, const int64_t *restrict x1, const double *restrict wx,
@@ -1446,7 +1451,7 @@ MDX_API HOT NUMPY_ROUNDING void mdx_shell_static(
         for (int64_t x = 0; x < nx; x++) {
             const int64_t i = y * nx + x;
             const double t = (double)tt[i];
-            double r = 1.0 / np_max1(np_interp(t, xp, fp_counts, m, &g_counts));
+            double r = 1.0 / np_max1(np_interp(t, xp, fp_counts, sl_counts, m, &g_counts));
             double vx = 0.0, ux = 0.0;
             int64_t a = 0, b = 0;
             if (q_counts) {
@@ -1457,7 +1462,7 @@ MDX_API HOT NUMPY_ROUNDING void mdx_shell_static(
             }
             rel[i] = (float)r;
             if (stat) {
-                double s = np_interp(t, xp, fp_rate, m, &g_rate);
+                double s = np_interp(t, xp, fp_rate, sl_rate, m, &g_rate);
                 if (q_map) {
                     const double top = vx * qm0[a] + ux * qm0[b];
                     const double bottom = vx * qm1[a] + ux * qm1[b];
@@ -1500,7 +1505,8 @@ static inline grid_corner residual_corner(double t, double p, double lo, double 
 MDX_API HOT NUMPY_ROUNDING void mdx_shell_expected(
     const float *restrict tt, const float *restrict psi, int64_t n, double lo, double span,
     int64_t nb, int64_t ns, int64_t n_models, const uint64_t *restrict plane_g,
-    const uint64_t *restrict xp_g, const uint64_t *restrict fp_g, const int64_t *restrict m_g,
+    const uint64_t *restrict xp_g, const uint64_t *restrict fp_g,
+    const uint64_t *restrict slope_g, const int64_t *restrict m_g,
     const uint64_t *restrict exposure_g, const uint64_t *restrict out_g,
     int32_t *restrict i00, int32_t *restrict i01, float *restrict wb_out,
     float *restrict ws_out, int32_t *restrict near) {
@@ -1525,7 +1531,8 @@ MDX_API HOT NUMPY_ROUNDING void mdx_shell_expected(
             const double *fp = (const double *)(uintptr_t)fp_g[k];
             const float *exposure = (const float *)(uintptr_t)exposure_g[k];
             float *out = (float *)(uintptr_t)out_g[k];
-            double part = np_interp(t, xp, fp, m_g[k], &guess[k]);
+            const double *slopes = (const double *)(uintptr_t)slope_g[k];
+            double part = np_interp(t, xp, fp, slopes, m_g[k], &guess[k]);
             part *= vb * (vs * plane[a00] + c.ws * plane[a01]) +
                     c.wb * (vs * plane[a10] + c.ws * plane[a11]);
             part *= (double)exposure[i];

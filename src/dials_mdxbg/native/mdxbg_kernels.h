@@ -191,11 +191,13 @@ MDX_API void mdx_shell_score_pair(const int32_t *frame_a, const int32_t *frame_b
 
 /* A model's parts that do not change along phi at rows x nx points: rel = 1/max(P_N, 1)
  * (+ 1/max(Q_N, 1)) and, when stat is not NULL, stat = P (* Q), float32. P_N, P: np.interp
- * of two-theta tt in (xp, fp_counts), (xp, fp_rate) (m points, non-decreasing); Q_N, Q:
+ * of two-theta tt in (xp, fp_counts), (xp, fp_rate) (m points, non-decreasing; sl_*: their
+ * m - 1 slopes, made as numpy makes them); Q_N, Q:
  * q_counts, q_map (rows of q_nx; NULL: none) interpolated bilinearly with the rows'
  * corners y0, y1 and weights wy and the columns' x0, x1, wx. */
 MDX_API void mdx_shell_static(const float *tt, int64_t rows, int64_t nx, const double *xp,
-                              int64_t m, const double *fp_counts, const double *fp_rate,
+                              int64_t m, const double *fp_counts, const double *sl_counts,
+                              const double *fp_rate, const double *sl_rate,
                               const double *q_counts, const double *q_map, int64_t q_nx,
                               const int64_t *y0, const int64_t *y1, const double *wy,
                               const int64_t *x0, const int64_t *x1, const double *wx,
@@ -204,12 +206,14 @@ MDX_API void mdx_shell_static(const float *tt, int64_t rows, int64_t nx, const d
 /* Expected counts of n_models models at n points (two-theta tt, azimuth psi): out_k =
  * float32(np.interp(tt, xp_k, fp_k) * bilinear(plane_k) * exposure_k), each model's flat
  * (nb x ns) residual plane on the grid of bands over [lo, lo + span] and sectors from -pi
- * (periodic); _g arrays hold the n_models addresses, m_g the profiles' sizes (at most 8
+ * (periodic); _g arrays hold the n_models addresses (slope_g: each profile's m - 1 slopes,
+ * made as numpy makes them), m_g the profiles' sizes (at most 8
  * models). When i00 is not NULL the points' basis (i00, i01, wb, ws, near) is written. */
 MDX_API void mdx_shell_expected(const float *tt, const float *psi, int64_t n, double lo,
                                 double span, int64_t nb, int64_t ns, int64_t n_models,
                                 const uint64_t *plane_g, const uint64_t *xp_g,
-                                const uint64_t *fp_g, const int64_t *m_g,
+                                const uint64_t *fp_g, const uint64_t *slope_g,
+                                const int64_t *m_g,
                                 const uint64_t *exposure_g, const uint64_t *out_g, int32_t *i00,
                                 int32_t *i01, float *wb, float *ws, int32_t *near);
 

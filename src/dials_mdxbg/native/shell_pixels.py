@@ -38,6 +38,13 @@ def _increasing(xp: np.ndarray) -> bool:
     return xp.size > 0 and bool((xp[1:] >= xp[:-1]).all())
 
 
+def _slopes(xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """np.interp's slopes between its points, as it makes them (elementwise, the same
+    float64 operations; a repeated point's is never used)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.ascontiguousarray((fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1]))
+
+
 def _bands(n_rows: int) -> list[slice]:
     return [slice(a, min(a + ROWS_AT_A_TIME, n_rows)) for a in range(0, n_rows, ROWS_AT_A_TIME)]
 
@@ -129,9 +136,11 @@ def residual_expected(two_theta, psi, grid: tuple, models: list, exposures: list
         residual_expected_numpy(two_theta, psi, grid, models, exposures, outs, into)
         return
     tables = [[_f64(a) for a in m] for m in models]
-    address = [np.array([lib.ptr(t[i]) for t in tables], dtype=np.uint64) for i in range(3)]
+    for t in tables:
+        t.append(_slopes(t[1], t[2]))
+    address = [np.array([lib.ptr(t[i]) for t in tables], dtype=np.uint64) for i in range(4)]
     sizes = np.array([t[1].size for t in tables], dtype=np.int64)
-    if not all(_increasing(t[1]) for t in tables):
+    if not all(_increasing(t[1]) and t[1].size == t[2].size for t in tables):
         residual_expected_numpy(two_theta, psi, grid, models, exposures, outs, into)
         return
     per_point = [np.array([lib.ptr(a) for a in arrays], dtype=np.uint64)
@@ -237,7 +246,9 @@ def static_rows(two_theta, tt_points, counts, rate, q_counts, q_map, at, rel, st
     rate = None if static is None else _f64(rate)
     if q_counts is not None:
         q_counts, q_map = _f64(q_counts), _f64(q_map)
-    if c is None or not _takes(two_theta, rel, static) or not _increasing(tt_points):
+    sizes_match = counts.size == tt_points.size and (rate is None or rate.size == tt_points.size)
+    if c is None or not _takes(two_theta, rel, static) or not _increasing(tt_points) \
+            or not sizes_match:
         static_rows_numpy(two_theta, tt_points, counts, rate, q_counts, q_map, at, rel, static)
         return
     if at is None:
@@ -248,9 +259,11 @@ def static_rows(two_theta, tt_points, counts, rate, q_counts, q_map, at, rel, st
                    lib.index(x1), _f64(wx).ravel())  # fmt: skip
     rows, nx = two_theta.shape
     p = lib.ptr
+    slopes = [None if f is None else _slopes(tt_points, f) for f in (counts, rate)]
     c.mdx_shell_static(
-        p(two_theta), rows, nx, p(tt_points), tt_points.size, p(counts),
-        None if rate is None else p(rate), None if q_counts is None else p(q_counts),
+        p(two_theta), rows, nx, p(tt_points), tt_points.size, p(counts), p(slopes[0]),
+        None if rate is None else p(rate), None if rate is None else p(slopes[1]),
+        None if q_counts is None else p(q_counts),
         None if q_map is None else p(q_map), 0 if q_counts is None else q_counts.shape[1],
         *(None if w is None else p(w) for w in weights), p(rel),
         None if static is None else p(static),
