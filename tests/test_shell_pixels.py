@@ -212,8 +212,12 @@ def test_the_pixel_residual_and_map_are_the_same_bits_either_way(geometry):
 
 
 @pytest.mark.parametrize("with_excluded", [False, True])
-def test_the_packed_fit_kernel_gives_the_twins_bits(with_excluded):
+@pytest.mark.parametrize("pixels_per_call", [1 << 24, 200])
+def test_the_packed_fit_kernel_gives_the_twins_bits(with_excluded, pixels_per_call,
+                                                    monkeypatch):  # fmt: skip
     from dials_mdxbg.native import shell_kernels as sk
+
+    monkeypatch.setattr(sk, "PACKED_PIXELS", pixels_per_call)  # 200: calls of 3 rows
 
     rng = np.random.default_rng(11)
     shape = (37, 53)

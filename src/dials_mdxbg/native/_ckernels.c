@@ -1594,24 +1594,27 @@ MDX_API HOT NUMPY_ROUNDING void mdx_shell_joint(const float *restrict tt,
     }
 }
 
-/* mdx_shell_fit_frame with each pixel's sums packed in one uint32 (per parity): the count
- * plus 65536 for a valid frame, one read and write per pixel where the float32 counts and
- * exposure took two (the caller keeps both within 16 bits and makes the float32 sums from
- * them: binning/shell_sums.py). */
+/* mdx_shell_fit_frame with the sums packed in integers: each pixel's (per parity) in one
+ * uint32, the count plus 65536 for a valid frame, one read and write per pixel where the
+ * float32 counts and exposure took two; each cell's in one uint64, the counts plus 2^40
+ * per valid pixel, one scattered add where two were made (the caller keeps the counts
+ * from 0 and within 16 bits, a call under 2^24 pixels, and makes the float sums: exact
+ * integers, so the same bits; binning/shell_sums.py). */
 MDX_API HOT void mdx_shell_fit_packed(const int32_t *restrict frame, int64_t rows, int64_t nx,
                                       const int32_t *restrict joint,
                                       const uint8_t *restrict excluded, int32_t vlo,
-                                      int32_t vhi, double *restrict counts,
-                                      int64_t *restrict per_cell, uint32_t *restrict pixels,
+                                      int32_t vhi, uint64_t *restrict cells,
+                                      uint32_t *restrict pixels,
                                       const int64_t *restrict y_index,
                                       const int64_t *restrict x_index, int64_t nbx,
                                       int64_t *restrict box_count) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const uint64_t pixel = (uint64_t)1 << 40;
     if (nx <= 0) return;
     for (int64_t y = 0; y < rows; y++) {
         int64_t *restrict box_row = box_count + y_index[y] * nbx;
         const int32_t *restrict row = frame + y * nx;
-        const int32_t *restrict cells = joint + y * nx;
+        const int32_t *restrict cell = joint + y * nx;
         const uint8_t *restrict ex = excluded ? excluded + y * nx : NULL;
         uint32_t *restrict words = pixels + y * nx;
         int64_t box = x_index[0], run = 0;
@@ -1624,9 +1627,7 @@ MDX_API HOT void mdx_shell_fit_packed(const int32_t *restrict frame, int64_t row
             const int32_t v = row[x];
             if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
             if (ex && ex[x]) continue;
-            const int32_t j = cells[x];
-            counts[j] += (double)v;
-            per_cell[j] += 1;
+            cells[cell[x]] += (uint64_t)(uint32_t)v + pixel;
             words[x] += (uint32_t)v + 65536u;
             run += 1;
         }

@@ -114,7 +114,7 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
     "mdx_box_rows_add": (None, (_P, _I64, _I64, _I64, _P, _I64)),
     "mdx_shell_fit_packed": (
         None,
-        (_P, _I64, _I64, _P, _P, _I32, _I32, _P, _P, _P, _P, _P, _I64, _P),
+        (_P, _I64, _I64, _P, _P, _I32, _I32, _P, _P, _P, _P, _I64, _P),
     ),
     "mdx_shell_joint": (None, (_P, _P, _I64, _P, _I64, _I64, _P)),
     "mdx_value_histogram": (_I64, (_P, _P, _I64, _I64, _P)),

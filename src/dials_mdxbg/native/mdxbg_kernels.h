@@ -227,11 +227,12 @@ MDX_API void mdx_box_rows_add(const float *values, int64_t n, int64_t nx, int64_
 MDX_API void mdx_shell_joint(const float *tt, const float *psi, int64_t n, const double *edges,
                              int64_t n_shells, int64_t sectors, int32_t *joint);
 
-/* mdx_shell_fit_frame with the per-pixel sums packed: pixels[i] += v + 65536 (uint32; the
- * caller keeps counts from 0 and both fields within 16 bits). */
+/* mdx_shell_fit_frame with the sums packed: pixels[i] += v + 65536 (uint32) and
+ * cells[joint[i]] += v + 2^40 (uint64, from zero; the caller keeps counts from 0 within 16
+ * bits and rows * nx under 2^24, and makes the float sums of them). */
 MDX_API void mdx_shell_fit_packed(const int32_t *frame, int64_t rows, int64_t nx,
                                   const int32_t *joint, const uint8_t *excluded, int32_t vlo,
-                                  int32_t vhi, double *counts, int64_t *per_cell, uint32_t *pixels,
+                                  int32_t vhi, uint64_t *cells, uint32_t *pixels,
                                   const int64_t *y_index, const int64_t *x_index, int64_t nbx,
                                   int64_t *box_count);
 

@@ -125,17 +125,32 @@ def fit_frame_packed(frame, joint, excluded, valid_range, t, counts, exposure, p
                                y_index, x_index, box_count)  # fmt: skip
         return
     y_index, x_index = lib.index(y_index), lib.index(x_index)
-    joint = _flat(joint, np.int32)
+    joint = _flat(joint, np.int32).reshape(frame.shape)
     ex = _flat(excluded, np.uint8)
-    per_cell = np.zeros(counts.size, dtype=np.int64)
+    ex = None if ex is None else ex.reshape(frame.shape)
     vlo, vhi = lib.valid_bounds(valid_range)
     rows, nx = frame.shape
-    c.mdx_shell_fit_packed(
-        lib.ptr(frame), rows, nx, lib.ptr(joint), None if ex is None else lib.ptr(ex),
-        vlo, vhi, lib.ptr(counts), lib.ptr(per_cell), lib.ptr(packed), lib.ptr(y_index),
-        lib.ptr(x_index), box_count.shape[1], lib.ptr(box_count),
-    )  # fmt: skip
-    exposure += per_cell.astype(np.float64) * float(t)
+    step = max(1, (PACKED_PIXELS - 1) // max(nx, 1))  # a cell's pixels within 24 bits
+    cells = np.empty(counts.size, dtype=np.uint64)
+    per_cell = np.zeros(counts.size, dtype=np.uint64)
+    for a in range(0, rows, step):
+        b = min(a + step, rows)
+        cells[...] = 0
+        c.mdx_shell_fit_packed(
+            lib.ptr(frame[a:b]), b - a, nx, lib.ptr(joint[a:b]),
+            None if ex is None else lib.ptr(ex[a:b]), vlo, vhi, lib.ptr(cells),
+            lib.ptr(packed[a:b]), lib.ptr(y_index[a:b]), lib.ptr(x_index), box_count.shape[1],
+            lib.ptr(box_count),
+        )  # fmt: skip
+        # Sums of integers (exact): the bits of adding each pixel's count in turn.
+        counts += (cells & np.uint64((1 << 40) - 1)).astype(np.float64)
+        per_cell += cells >> np.uint64(40)
+    exposure += per_cell.astype(np.float64) * float(t)  # once per frame, as the twin
+
+
+PACKED_PIXELS = 1 << 24
+"""Pixels a call of the packed fit kernel takes at most: a cell's count of them fits the
+24 bits above its counts' 40."""
 
 
 def fit_frame_packed_numpy(frame, joint, excluded, valid_range, t, counts, exposure, packed,
