@@ -270,6 +270,18 @@ def test_packed_per_pixel_sums_unpack_to_the_float32_sums():
             consume(accs[f % 3 == 0], f, 0, frames[f : f + 1])
         return accs[0].merge(accs[1])
 
+    # One accumulator: the whole-sweep sums and each parity's, as arrays or bands made on
+    # demand, are the float32 sums' bits.
+    lone = [ShellSums.zeros(3, layout.n_joint, grid.out_shape, (ny, nx), t) for t in (table, None)]
+    for acc in lone:
+        for f in range(n):
+            consume(acc, f, 0, frames[f : f + 1])
+    (c1, e1, parts1), (c2, e2, parts2) = (acc.pixels() for acc in lone)
+    assert np.array_equal(c1, c2) and np.array_equal(e1, e2) and c1.dtype == np.float32
+    for (pc1, pe1), (pc2, pe2) in zip(parts1, parts2):
+        for rows in (slice(0, 7), slice(7, 30)):
+            assert np.array_equal(pc1[rows], pc2[rows]) and np.array_equal(pe1[rows], pe2[rows])
+            assert pe1[rows].dtype == np.float32
     packed, plain = summed(table), summed(None)
     assert packed.packed is None and packed.pixel_exposure.dtype == np.float32
     for name in ("counts", "exposure", "box_count", "pixel_counts", "pixel_exposure"):

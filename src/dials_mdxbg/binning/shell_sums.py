@@ -42,8 +42,8 @@ class ShellSums:
     The per-pixel sums are float32 ``pixel_counts`` and ``pixel_exposure``, or,
     while ``packed`` is set (:func:`pixel_table`), one uint32 per pixel and
     parity holding the counts plus 65536 times the valid frames, a third of the
-    memory traffic per frame; :meth:`unpack` makes the float32 sums of them,
-    the bits the float32 adds make.
+    memory traffic per frame; :meth:`pixels` and :meth:`unpack` make the float32
+    sums of them, the bits the float32 adds make.
     """
 
     counts: np.ndarray  # (2, n_phi, n_joint) float64 (exact integers)
@@ -51,7 +51,7 @@ class ShellSums:
     box_count: np.ndarray  # (n_phi, nby, nbx) int64: valid pixels in each map bin
     pixel_counts: np.ndarray | None  # (2, ny, nx) per parity, over all frames
     pixel_exposure: np.ndarray | None
-    packed: np.ndarray | None = None  # (2, ny, nx) uint32: counts + 65536 * valid frames
+    packed: tuple | None = None  # 2 x (ny, nx) uint32: counts + 65536 * valid frames
     table: np.ndarray | None = None  # float32 exposure of k valid frames
 
     @classmethod
@@ -68,27 +68,42 @@ class ShellSums:
             np.zeros(shape),
             np.zeros(grid_shape, dtype=np.int64),
             *per_pixel,
-            None if table is None else np.zeros(pixels, dtype=np.uint32),
+            # One array per parity: under glibc's mmap threshold, so freed frames' memory
+            # is reused instead of fresh pages.
+            None if table is None else tuple(np.zeros(ny_nx, dtype=np.uint32) for _ in range(2)),
             table,
         )
 
+    def pixels(self) -> tuple:
+        """``(counts, exposure, parities)``: float32 per-pixel sums over all frames, and
+        each parity's ``(counts, exposure)``, arrays or (packed) :class:`PackedRows`."""
+        if self.packed is None:
+            return (self.pixel_counts.sum(axis=0), self.pixel_exposure.sum(axis=0),
+                    [(self.pixel_counts[q], self.pixel_exposure[q]) for q in (0, 1)])  # fmt: skip
+        parts = [(PackedRows(w, self.table, False), PackedRows(w, self.table, True))
+                 for w in self.packed]  # fmt: skip
+        counts = np.empty(self.packed[0].shape, dtype=np.float32)
+        exposure = np.empty_like(counts)
+        for a in range(0, counts.shape[0], PackedRows.ROWS):
+            rows = slice(a, a + PackedRows.ROWS)
+            # The float32 adds of the parities' sum (numpy's sum over their axis).
+            np.add(parts[0][0][rows], parts[1][0][rows], out=counts[rows])
+            np.add(parts[0][1][rows], parts[1][1][rows], out=exposure[rows])
+        return counts, exposure, parts
+
     def unpack(self) -> ShellSums:
         """The float32 per-pixel sums of packed ones (a band of rows at a time); self."""
-        words, table = self.packed, self.table
-        if words is None:
+        if self.packed is None:
             return self
-        self.pixel_counts = np.empty(words.shape, dtype=np.float32)
-        self.pixel_exposure = np.empty(words.shape, dtype=np.float32)
-        step = 64
-        band = np.empty((step, words.shape[2]), dtype=np.uint32)
-        for q in range(words.shape[0]):
-            for a in range(0, words.shape[1], step):
-                rows = slice(a, a + step)
-                part = band[: words[q, rows].shape[0]]
-                np.bitwise_and(words[q, rows], 0xFFFF, out=part)
-                self.pixel_counts[q, rows] = part
-                np.right_shift(words[q, rows], 16, out=part)
-                np.take(table, part, out=self.pixel_exposure[q, rows])
+        shape = (2, *self.packed[0].shape)
+        self.pixel_counts = np.empty(shape, dtype=np.float32)
+        self.pixel_exposure = np.empty(shape, dtype=np.float32)
+        for q, words in enumerate(self.packed):
+            counts, exposure = (PackedRows(words, self.table, e) for e in (False, True))
+            for a in range(0, shape[1], PackedRows.ROWS):
+                rows = slice(a, a + PackedRows.ROWS)
+                self.pixel_counts[q, rows] = counts[rows]
+                self.pixel_exposure[q, rows] = exposure[rows]
         self.packed = None
         return self
 
@@ -103,6 +118,23 @@ class ShellSums:
         self.pixel_counts += other.pixel_counts
         self.pixel_exposure += other.pixel_exposure
         return self
+
+
+class PackedRows:
+    """A parity's float32 per-pixel counts (or with ``exposure`` its pixel-seconds) from its
+    packed sums, made a band of rows at a time (``rows[a:b]``): no full-image copy."""
+
+    ROWS = 64  # rows per band of whole-image loops over it
+
+    def __init__(self, words: np.ndarray, table: np.ndarray, exposure: bool):
+        self.words, self.table, self.exposure = words, table, exposure
+        self.shape = words.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        words = self.words[rows]
+        if self.exposure:
+            return self.table[words >> np.uint32(16)]  # the float32 adds of k frames
+        return (words & np.uint32(0xFFFF)).astype(np.float32)
 
 
 def pixel_table(exposure_times: np.ndarray, valid_range: tuple[int, int] | None):
@@ -146,7 +178,7 @@ def fit_consumer(
                 fit_frame_packed(
                     block[f], joint, None if ex is None else ex[f], valid_range,
                     float(exposure_times[frame]), acc.counts[q, k], acc.exposure[q, k],
-                    acc.packed[q, span], y_index, x_index, acc.box_count[k],
+                    acc.packed[q][span], y_index, x_index, acc.box_count[k],
                 )  # fmt: skip
                 continue
             fit_frame(

@@ -127,7 +127,7 @@ class ShellFit:
 def fit_shells(plan: ShellPlan, sums: ShellSums, score: bool) -> ShellFit:
     """The full model (and with ``score`` its halves) from the fit pass's sums."""
     layout = plan.layout
-    sums.unpack()
+    counts, exposure, parities = sums.pixels()
     full = fit_model(layout, sums.counts.sum(axis=0), sums.exposure.sum(axis=0))
     if full is None:
         raise InputError("model=shells: no valid pixel in any frame (check valid_range)")
@@ -140,13 +140,9 @@ def fit_shells(plan: ShellPlan, sums: ShellSums, score: bool) -> ShellFit:
         if score else None
         for i in (0, 1)
     )  # fmt: skip
-    also = tuple((h, sums.pixel_counts[i], sums.pixel_exposure[i])
-                 for i, h in enumerate(halves) if h is not None)  # fmt: skip
+    also = tuple((h, *parities[i]) for i, h in enumerate(halves) if h is not None)
     basis = full.empty_basis(layout.two_theta.shape) if score else None
-    q = pixel_residual(
-        full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share,
-        also=also, basis=basis,
-    )  # fmt: skip
+    q = pixel_residual(full, layout, counts, exposure, share, also=also, basis=basis)
     return ShellFit(full, halves, q, sums.box_count, basis)
 
 
