@@ -277,10 +277,11 @@ def pixel_residual(
             es.add(rows, part)
             cs.add(rows, counts[rows])
     for (m, _, _), cs, es in zip(fits, c_sums, e_sums):
-        c, e = cs.out, es.out
+        c, factor = cs.out, es.out
+        empty = ~(factor > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            factor = c / e
-        factor[~(e > 0)] = 1.0
+            np.divide(c, factor, out=factor)  # in place: no fresh pages
+        factor[empty] = 1.0
         m.q_size, m.q_map, m.q_counts = q, factor, c
     return q
 
