@@ -28,6 +28,7 @@ from dials_mdxbg.model import as_block
 from dials_mdxbg.native.shell_kernels import (
     PhiTerm,
     fit_frame,
+    fit_frame_packed,
     inverse_counts,
     score_frame,
     score_pair,
@@ -36,36 +37,121 @@ from dials_mdxbg.native.shell_kernels import (
 
 @dataclass
 class ShellSums:
-    """Joint histograms by (parity, phi bin) and the output grid's valid-pixel counts; mergeable."""
+    """Joint histograms by (parity, phi bin) and the output grid's valid-pixel counts; mergeable.
+
+    The per-pixel sums are float32 ``pixel_counts`` and ``pixel_exposure``, or,
+    while ``packed`` is set (:func:`pixel_table`), one uint32 per pixel and
+    parity holding the counts plus 65536 times the valid frames, a third of the
+    memory traffic per frame; :meth:`pixels` and :meth:`unpack` make the float32
+    sums of them, the bits the float32 adds make.
+    """
 
     counts: np.ndarray  # (2, n_phi, n_joint) float64 (exact integers)
     exposure: np.ndarray  # (2, n_phi, n_joint) pixel-seconds
     box_count: np.ndarray  # (n_phi, nby, nbx) int64: valid pixels in each map bin
-    pixel_counts: np.ndarray  # (2, ny, nx) per parity, over all frames
-    pixel_exposure: np.ndarray
+    pixel_counts: np.ndarray | None  # (2, ny, nx) per parity, over all frames
+    pixel_exposure: np.ndarray | None
+    packed: tuple | None = None  # 2 x (ny, nx) uint32: counts + 65536 * valid frames
+    table: np.ndarray | None = None  # float32 exposure of k valid frames
 
     @classmethod
-    def zeros(cls, n_phi: int, n_joint: int, grid_shape: tuple[int, int, int], ny_nx) -> ShellSums:
-        """Empty sums."""
+    def zeros(cls, n_phi: int, n_joint: int, grid_shape: tuple[int, int, int], ny_nx,
+              table: np.ndarray | None = None) -> ShellSums:  # fmt: skip
+        """Empty sums (packed per pixel with a :func:`pixel_table`)."""
         shape = (2, n_phi, n_joint)
         pixels = (2, *ny_nx)
         # float32 per pixel: exact to 2^24 counts per pixel and parity, and half the memory.
+        per_pixel = [None, None] if table is not None else [
+            np.zeros(pixels, dtype=np.float32) for _ in range(2)]  # fmt: skip
         return cls(
             np.zeros(shape),
             np.zeros(shape),
             np.zeros(grid_shape, dtype=np.int64),
-            np.zeros(pixels, dtype=np.float32),
-            np.zeros(pixels, dtype=np.float32),
+            *per_pixel,
+            # One array per parity: under glibc's mmap threshold, so freed frames' memory
+            # is reused instead of fresh pages.
+            None if table is None else tuple(np.zeros(ny_nx, dtype=np.uint32) for _ in range(2)),
+            table,
         )
 
+    def pixels(self) -> tuple:
+        """``(counts, exposure, parities)``: float32 per-pixel sums over all frames, and
+        each parity's ``(counts, exposure)``, arrays or (packed) :class:`PackedRows`."""
+        if self.packed is None:
+            return (self.pixel_counts.sum(axis=0), self.pixel_exposure.sum(axis=0),
+                    [(self.pixel_counts[q], self.pixel_exposure[q]) for q in (0, 1)])  # fmt: skip
+        parts = [(PackedRows(w, self.table, False), PackedRows(w, self.table, True))
+                 for w in self.packed]  # fmt: skip
+        counts = np.empty(self.packed[0].shape, dtype=np.float32)
+        exposure = np.empty_like(counts)
+        for a in range(0, counts.shape[0], PackedRows.ROWS):
+            rows = slice(a, a + PackedRows.ROWS)
+            # The float32 adds of the parities' sum (numpy's sum over their axis).
+            np.add(parts[0][0][rows], parts[1][0][rows], out=counts[rows])
+            np.add(parts[0][1][rows], parts[1][1][rows], out=exposure[rows])
+        return counts, exposure, parts
+
+    def unpack(self) -> ShellSums:
+        """The float32 per-pixel sums of packed ones (a band of rows at a time); self."""
+        if self.packed is None:
+            return self
+        shape = (2, *self.packed[0].shape)
+        self.pixel_counts = np.empty(shape, dtype=np.float32)
+        self.pixel_exposure = np.empty(shape, dtype=np.float32)
+        for q, words in enumerate(self.packed):
+            counts, exposure = (PackedRows(words, self.table, e) for e in (False, True))
+            for a in range(0, shape[1], PackedRows.ROWS):
+                rows = slice(a, a + PackedRows.ROWS)
+                self.pixel_counts[q, rows] = counts[rows]
+                self.pixel_exposure[q, rows] = exposure[rows]
+        self.packed = None
+        return self
+
     def merge(self, other: ShellSums) -> ShellSums:
-        """Add ``other`` into this one and return self."""
+        """Add ``other`` into this one and return self (as float32 per-pixel sums: the
+        bits of adding each thread's float32 sums)."""
+        self.unpack()
+        other.unpack()
         self.counts += other.counts
         self.exposure += other.exposure
         self.box_count += other.box_count
         self.pixel_counts += other.pixel_counts
         self.pixel_exposure += other.pixel_exposure
         return self
+
+
+class PackedRows:
+    """A parity's float32 per-pixel counts (or with ``exposure`` its pixel-seconds) from its
+    packed sums, made a band of rows at a time (``rows[a:b]``): no full-image copy."""
+
+    ROWS = 64  # rows per band of whole-image loops over it
+
+    def __init__(self, words: np.ndarray, table: np.ndarray, exposure: bool):
+        self.words, self.table, self.exposure = words, table, exposure
+        self.shape = words.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        words = self.words[rows]
+        if self.exposure:
+            return self.table[words >> np.uint32(16)]  # the float32 adds of k frames
+        return (words & np.uint32(0xFFFF)).astype(np.float32)
+
+
+def pixel_table(exposure_times: np.ndarray, valid_range: tuple[int, int] | None):
+    """The float32 exposure of 0, 1, ... valid frames of a parity, when every frame has the
+    same float32 exposure time and a pixel's counts and valid frames of a parity fit 16 bits
+    each (``valid_range`` given, from 0); else None (float32 per-pixel sums)."""
+    tf = np.asarray(exposure_times, dtype=np.float32)
+    per_parity = -(-tf.size // 2)
+    if valid_range is None or not tf.size or not (tf == tf[0]).all():
+        return None
+    lo, hi = (int(v) for v in valid_range)
+    if lo < 0 or hi * per_parity > 0xFFFF or per_parity > 0xFFFF:
+        return None
+    table = np.zeros(per_parity + 1, dtype=np.float32)
+    for k in range(1, per_parity + 1):
+        table[k] = table[k - 1] + tf[0]  # the float32 adds of each frame in turn
+    return table
 
 
 def fit_consumer(
@@ -88,6 +174,13 @@ def fit_consumer(
         for f in range(n):
             frame = frame0 + f
             k, q = int(grid.phi_index[frame]), frame % 2
+            if acc.packed is not None:
+                fit_frame_packed(
+                    block[f], joint, None if ex is None else ex[f], valid_range,
+                    float(exposure_times[frame]), acc.counts[q, k], acc.exposure[q, k],
+                    acc.packed[q][span], y_index, x_index, acc.box_count[k],
+                )  # fmt: skip
+                continue
             fit_frame(
                 block[f], joint, None if ex is None else ex[f], valid_range,
                 float(exposure_times[frame]), acc.counts[q, k], acc.exposure[q, k],

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dials_mdxbg.binning.pixel_boxes import BoxRows, box_interp_at, box_weights
+from dials_mdxbg.binning.pixel_boxes import BoxRows, box_weights
+from dials_mdxbg.native.shell_pixels import (
+    residual_corners,
+    residual_expected,
+    shell_joint,
+    static_rows,
+)
 
 FINE_SECTORS = 24
 """Fine azimuthal sectors of the sums; every coarse sector count divides it."""
@@ -84,12 +90,6 @@ class ShellLayout:
         return 0.5 * (self.edges[:-1] + self.edges[1:])
 
 
-def sector_of(psi: np.ndarray, n: int) -> np.ndarray:
-    """Sector (0..n-1) of azimuths ``psi`` (radians, any range)."""
-    f = np.mod(np.asarray(psi, dtype=np.float64) + math.pi, 2 * math.pi) / (2 * math.pi)
-    return np.minimum((f * n).astype(np.int64), n - 1)
-
-
 def shell_layout(two_theta: np.ndarray, psi: np.ndarray) -> ShellLayout:
     """Fine shells about one pixel wide in two-theta, from the pixels' geometry.
 
@@ -108,9 +108,7 @@ def shell_layout(two_theta: np.ndarray, psi: np.ndarray) -> ShellLayout:
     edges = lo + width * np.arange(n + 1)
     edges[-1] = np.nextafter(max(hi, edges[-1]), np.inf)
     joint = np.empty(tt.shape, dtype=np.int32)
-    for rows in row_bands(tt.shape[0]):
-        shell = np.clip(np.searchsorted(edges, tt[rows], side="right") - 1, 0, n - 1)
-        joint[rows] = shell * FINE_SECTORS + sector_of(psi[rows], FINE_SECTORS)
+    shell_joint(tt, np.asarray(psi), edges, FINE_SECTORS, joint)
     return ShellLayout(
         joint,
         np.asarray(two_theta, dtype=np.float32),
@@ -181,13 +179,13 @@ class ShellModel:
     q_map: np.ndarray | None = None
     q_counts: np.ndarray | None = None
 
-    def _coords(self, two_theta, psi):
+    @property
+    def grid(self) -> tuple:
+        """The residual grid as :func:`~dials_mdxbg.native.shell_pixels.residual_corners`
+        takes it: (lo, span, bands, sectors)."""
         nb, ns = self.residual.shape[1:]
         lo, hi = self.tt_range
-        fb = (np.asarray(two_theta, dtype=np.float64) - lo) / max(hi - lo, 1e-12) * nb - 0.5
-        fs = np.mod(np.asarray(psi, dtype=np.float64) + math.pi, 2 * math.pi)
-        fs = fs / (2 * math.pi) * ns - 0.5
-        return np.clip(fb, 0.0, nb - 1.0), fs, nb, ns
+        return lo, max(hi - lo, 1e-12), nb, ns
 
     def basis(self, two_theta, psi) -> ResidualBasis:
         """Where points fall on the residual grid: shared by the models of one grid."""
@@ -206,18 +204,11 @@ class ShellModel:
         unless ``rate``) and the relative variance ``1/N_P + 1/N_Q``."""
         static = np.empty(np.shape(two_theta), dtype=np.float32) if rate else None
         rel = np.empty(np.shape(two_theta), dtype=np.float32)
-        for rows in row_bands(len(two_theta)):
-            tt = np.asarray(two_theta[rows], dtype=np.float64)  # what np.interp makes of it
-            r = 1.0 / np.maximum(np.interp(tt, self.tt_points, self.profile_counts), 1.0)
-            if self.q_map is not None:
-                at = box_weights(self.q_counts.shape, self.q_size, ys[rows], xs)
-                r += 1.0 / np.maximum(box_interp_at(self.q_counts, at), 1.0)
-            rel[rows] = r
-            if rate:
-                s = np.interp(tt, self.tt_points, self.profile)
-                if self.q_map is not None:
-                    s *= box_interp_at(self.q_map, at)
-                static[rows] = s
+        have_q = self.q_map is not None
+        at = box_weights(self.q_counts.shape, self.q_size, ys, xs) if have_q else None
+        static_rows(two_theta, self.tt_points, self.profile_counts, self.profile,
+                    self.q_counts if have_q else None, self.q_map if have_q else None, at, rel,
+                    static)  # fmt: skip
         return static, rel
 
     def rate_rows(self, k: int, basis: ResidualBasis, static) -> np.ndarray:
@@ -238,20 +229,7 @@ class ShellModel:
         """Float64 bilinear corners ``(b0, b1, s0, s1, wb, ws)`` of points on the residual
         grid (periodic in azimuth); with ``into``, their :meth:`basis` (the same
         coordinates) is written there."""
-        fb, fs, nb, ns = self._coords(two_theta, psi)
-        b0 = np.minimum(np.floor(fb).astype(np.int64), max(nb - 2, 0))
-        wb = fb - b0 if nb > 1 else np.zeros_like(fb)
-        b1 = np.minimum(b0 + 1, nb - 1)
-        s0f = np.floor(fs)
-        ws = fs - s0f
-        s0 = np.mod(s0f.astype(np.int64), ns)
-        s1 = np.mod(s0 + 1, ns)
-        if into is not None:
-            near = np.rint(fb).astype(np.int64) * ns + np.mod(np.rint(fs).astype(np.int64), ns)
-            for name, value in (("i00", b0 * ns + s0), ("i01", b0 * ns + s1), ("wb", wb),
-                                ("ws", ws), ("near", near)):  # fmt: skip
-                getattr(into, name)[...] = value  # cast as astype would
-        return b0, b1, s0, s1, wb, ws
+        return residual_corners(two_theta, psi, self.grid, into)
 
 
 def pixel_residual(
@@ -287,37 +265,25 @@ def pixel_residual(
     # Box sums band by band: no full-image float64 copies (fresh memory is dear).
     c_sums = [BoxRows(pixel_exposure.shape, q, ROWS_AT_A_TIME) for _ in fits]
     e_sums = [BoxRows(pixel_exposure.shape, q, ROWS_AT_A_TIME) for _ in fits]
-    ns = model.residual.shape[2]
+    tables = [(plane.ravel(), m.tt_points, m.profile) for (m, _, _), plane in zip(fits, planes)]
     for rows in c_sums[0].bands():
         tt, psi = layout.two_theta[rows], layout.psi[rows]
         into = None if basis is None else basis.rows(rows)
-        b0, b1, s0, s1, wb, ws = model.corners(tt, psi, into)  # one grid for every model here
-        # The bilinear weights and flat corner indices once, for all models.
-        at = [b0 * ns + s0, b0 * ns + s1, b1 * ns + s0, b1 * ns + s1]
-        weights = (1 - wb, wb, 1 - ws, ws)
-        tt = tt.astype(np.float64)
-        for (m, counts, exposure), plane, cs, es in zip(fits, planes, c_sums, e_sums):
-            part = np.interp(tt, m.tt_points, m.profile)
-            part *= _weighed(plane.ravel(), at, weights)
-            part *= exposure[rows]
-            es.add(rows, part.astype(np.float32))  # the expected counts, float32 as stored
+        # The expected counts of every model (one residual grid for all), float32 as stored.
+        expected = [np.empty(tt.shape, dtype=np.float32) for _ in fits]
+        residual_expected(tt, psi, model.grid, tables, [e[rows] for _, _, e in fits], expected,
+                          into)  # fmt: skip
+        for (_, counts, _), part, cs, es in zip(fits, expected, c_sums, e_sums):
+            es.add(rows, part)
             cs.add(rows, counts[rows])
     for (m, _, _), cs, es in zip(fits, c_sums, e_sums):
-        c, e = cs.out, es.out
+        c, factor = cs.out, es.out
+        empty = ~(factor > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            factor = c / e
-        factor[~(e > 0)] = 1.0
+            np.divide(c, factor, out=factor)  # in place: no fresh pages
+        factor[empty] = 1.0
         m.q_size, m.q_map, m.q_counts = q, factor, c
     return q
-
-
-def _weighed(flat: np.ndarray, at: list, weights: tuple) -> np.ndarray:
-    """Bilinear interpolation of a flat residual plane at the corners ``at`` (00, 01, 10,
-    11) with ``weights`` (1 - wb, wb, 1 - ws, ws), float64."""
-    vb, wb, vs, ws = weights
-    return vb * (vs * flat.take(at[0]) + ws * flat.take(at[1])) + wb * (
-        vs * flat.take(at[2]) + ws * flat.take(at[3])
-    )
 
 
 def _profile_groups(counts: np.ndarray, exposure: np.ndarray) -> np.ndarray:

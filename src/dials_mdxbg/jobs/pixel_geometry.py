@@ -82,16 +82,27 @@ def point_geometry(detector, beam, ys: np.ndarray, xs: np.ndarray):
     coarse = _lab(panel, cy, cx)
     xi, xw = _weights(xs, cx)
     x1 = np.minimum(xi + 1, cx.size - 1)
-    # Along x once for the coarse rows, then along y a band of rows at a time.
-    rows_x = coarse[:, xi] * (1 - xw)[None, :, None] + coarse[:, x1] * xw[None, :, None]
+    # Along x once for the coarse rows (one row at a time: the temporaries stay in
+    # cache, not fresh pages), then along y a band of rows at a time, into buffers
+    # reused from band to band; the same products and sums either way.
+    rows_x = np.empty((cy.size, xs.size, 3))
+    vx, ux = (1 - xw)[:, None], xw[:, None]
+    for r in range(cy.size):
+        rows_x[r] = coarse[r, xi] * vx + coarse[r, x1] * ux
     yi, yw = _weights(ys, cy)
     y1 = np.minimum(yi + 1, cy.size - 1)
     tt = np.empty((ys.size, xs.size), dtype=np.float32)
     psi = np.empty_like(tt)
+    low, high = (np.empty((ROWS_AT_A_TIME, xs.size, 3)) for _ in range(2))
     for a in range(0, ys.size, ROWS_AT_A_TIME):
         b = min(a + ROWS_AT_A_TIME, ys.size)
         w = yw[a:b, None, None]
-        lab = rows_x[yi[a:b]] * (1 - w) + rows_x[y1[a:b]] * w
+        lab, other = low[: b - a], high[: b - a]
+        np.take(rows_x, yi[a:b], axis=0, out=lab)
+        lab *= 1 - w
+        np.take(rows_x, y1[a:b], axis=0, out=other)
+        other *= w
+        lab += other
         along = lab @ k
         # numpy's sum over the axis of 3 adds in order; written out, 5x faster, same bits.
         x, y, z = lab[..., 0], lab[..., 1], lab[..., 2]

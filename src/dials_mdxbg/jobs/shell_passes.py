@@ -23,6 +23,7 @@ from dials_mdxbg.binning.shell_sums import (
     ScoreAcc,
     ShellSums,
     fit_consumer,
+    pixel_table,
     score_consumer,
     summarize_score,
 )
@@ -91,8 +92,9 @@ class ShellPlan:
         consume = fit_consumer(self.layout, self.grid, self.axes.exposure_times,
                                self.options.valid_range, self.excluded)  # fmt: skip
         n_phi = self.grid.out_shape[0]
+        table = pixel_table(self.axes.exposure_times, self.options.valid_range)
         return consume, lambda: ShellSums.zeros(n_phi, self.layout.n_joint, self.grid.out_shape,
-                                                (ny, nx))  # fmt: skip
+                                                (ny, nx), table)  # fmt: skip
 
 
 def shell_plan(opened, geometry, options: BinOptions, shell: ShellOptions) -> ShellPlan:
@@ -125,6 +127,7 @@ class ShellFit:
 def fit_shells(plan: ShellPlan, sums: ShellSums, score: bool) -> ShellFit:
     """The full model (and with ``score`` its halves) from the fit pass's sums."""
     layout = plan.layout
+    counts, exposure, parities = sums.pixels()
     full = fit_model(layout, sums.counts.sum(axis=0), sums.exposure.sum(axis=0))
     if full is None:
         raise InputError("model=shells: no valid pixel in any frame (check valid_range)")
@@ -137,13 +140,9 @@ def fit_shells(plan: ShellPlan, sums: ShellSums, score: bool) -> ShellFit:
         if score else None
         for i in (0, 1)
     )  # fmt: skip
-    also = tuple((h, sums.pixel_counts[i], sums.pixel_exposure[i])
-                 for i, h in enumerate(halves) if h is not None)  # fmt: skip
+    also = tuple((h, *parities[i]) for i, h in enumerate(halves) if h is not None)
     basis = full.empty_basis(layout.two_theta.shape) if score else None
-    q = pixel_residual(
-        full, layout, sums.pixel_counts.sum(axis=0), sums.pixel_exposure.sum(axis=0), share,
-        also=also, basis=basis,
-    )  # fmt: skip
+    q = pixel_residual(full, layout, counts, exposure, share, also=also, basis=basis)
     return ShellFit(full, halves, q, sums.box_count, basis)
 
 
@@ -198,7 +197,7 @@ def shell_map(plan: ShellPlan, fit: ShellFit, quality: dict) -> BinnedMap:
     detector, beam = plan.geometry
     iy, ix = axis_bin_means(axes.iy, p), axis_bin_means(axes.ix, p)
     gtt, gpsi = point_geometry(detector, beam, iy, ix)
-    signal, errors = grid_rates(fit.full, gtt.astype(np.float64), gpsi.astype(np.float64), iy, ix)
+    signal, errors = grid_rates(fit.full, gtt, gpsi, iy, ix)  # float32: widened to float64 inside
     count = fit.count
     return BinnedMap(
         phi=axis_bin_means(axes.phi, f), iy=iy, ix=ix, signal=signal, errors=errors,

@@ -1344,6 +1344,298 @@ MDX_API HOT int64_t mdx_value_histogram(const int32_t *restrict values,
 }
 
 /* ---------------------------------------------------------------------------------------
+ * The shell model's per-pixel preparation (native/shell_pixels.py has the numpy twins):
+ * numpy's float64 operations one point at a time, in numpy's order and with its rounding
+ * (np.interp, np.mod, floor, rint, the bilinear sums), without its temporaries. Products
+ * are never fused into multiply-adds: each is rounded as numpy rounds it.
+ * ------------------------------------------------------------------------------------- */
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define NUMPY_ROUNDING __attribute__((optimize("fp-contract=off")))
+#else
+#define NUMPY_ROUNDING
+#endif
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+#ifndef M_PI
+#define M_PI 3.14159265358979323846 /* math.pi */
+#endif
+
+/* The last j with xp[j] <= x, for xp[0] <= x <= xp[m - 1] (xp increasing, m >= 2),
+ * starting from the previous point's answer g: neighbouring pixels are near in two-theta.
+ * The answer is unique, so it is numpy's whatever the search. */
+static inline int64_t interp_index(double x, const double *restrict xp, int64_t m, int64_t g) {
+    int64_t lo, hi;
+    if (g < 0 || g > m - 1) g = 0;
+    if (xp[g] <= x) {
+        for (int k = 0; k < 8; k++) {
+            if (g + 1 >= m || xp[g + 1] > x) return g;
+            g++;
+        }
+        lo = g, hi = m;
+    } else {
+        for (int k = 0; k < 8; k++) {
+            g--;
+            if (xp[g] <= x) return g; /* g reaches 0 at the latest: xp[0] <= x */
+        }
+        lo = 0, hi = g;
+    }
+    while (hi - lo > 1) { /* xp[lo] <= x < xp[hi] (hi == m: past the end) */
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (xp[mid] <= x) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* np.interp(x, xp, fp) (numpy 1.24's arr_interp, default left and right): the end
+ * values outside, an exact hit's fp, else slope * (x - xp[j]) + fp[j], and numpy's
+ * fallbacks when that is NaN. slopes: the m - 1 slopes (fp[j + 1] - fp[j]) / (xp[j + 1] -
+ * xp[j]), which numpy makes once when x has more points than xp (the caller makes them the
+ * same way). *g: the previous point's index (a hint). */
+static inline double np_interp(double x, const double *restrict xp, const double *restrict fp,
+                               const double *restrict slopes, int64_t m, int64_t *restrict g) {
+    if (m == 1) return fp[0];
+    if (isnan(x)) return x;
+    if (x > xp[m - 1]) return fp[m - 1];
+    if (x < xp[0]) return fp[0];
+    const int64_t j = *g = interp_index(x, xp, m, *g);
+    if (j == m - 1 || xp[j] == x) return fp[j];
+    const double slope = slopes[j];
+    double r = slope * (x - xp[j]) + fp[j];
+    if (isnan(r)) {
+        r = slope * (x - xp[j + 1]) + fp[j + 1];
+        if (isnan(r) && fp[j] == fp[j + 1]) r = fp[j];
+    }
+    return r;
+}
+
+/* np.mod of doubles (numpy's npy_remainder: the sign of the divisor, +-0 as numpy). An
+ * azimuth + pi is mostly already in [0, b): fmod returns it unchanged, so skip the call. */
+static inline double np_fmod(double a, double b) {
+    if (a >= 0.0 && a < b) return a;
+    double m = fmod(a, b);
+    if (!b) return m;
+    if (m) {
+        if ((b < 0) != (m < 0)) m += b;
+    } else {
+        m = copysign(0.0, b);
+    }
+    return m;
+}
+
+/* np.mod of integers by a positive n. */
+static inline int64_t np_imod(int64_t a, int64_t n) {
+    const int64_t r = a % n;
+    return r < 0 ? r + n : r;
+}
+
+static inline double np_max1(double v) { return v < 1.0 ? 1.0 : v; } /* NaN stays NaN */
+
+MDX_API HOT NUMPY_ROUNDING void mdx_shell_static(
+    const float *restrict tt, int64_t rows, int64_t nx, const double *restrict xp, int64_t m,
+    const double *restrict fp_counts, const double *restrict sl_counts,
+    const double *restrict fp_rate, const double *restrict sl_rate,
+    const double *restrict q_counts, const double *restrict q_map, int64_t q_nx,
+    const int64_t *restrict y0, const int64_t *restrict y1, const double *restrict wy,
+    const int64_t *restrict x0, const int64_t *restrict x1, const double *restrict wx,
+    float *restrict rel, float *restrict stat) {
+    int64_t g_counts = 0, g_rate = 0;
+    for (int64_t y = 0; y < rows; y++) {
+        const double vy = 1.0 - (q_counts ? wy[y] : 0.0), uy = q_counts ? wy[y] : 0.0;
+        const double *qc0 = q_counts ? q_counts + y0[y] * q_nx : NULL;
+        const double *qc1 = q_counts ? q_counts + y1[y] * q_nx : NULL;
+        const double *qm0 = q_map ? q_map + y0[y] * q_nx : NULL;
+        const double *qm1 = q_map ? q_map + y1[y] * q_nx : NULL;
+        for (int64_t x = 0; x < nx; x++) {
+            const int64_t i = y * nx + x;
+            const double t = (double)tt[i];
+            double r = 1.0 / np_max1(np_interp(t, xp, fp_counts, sl_counts, m, &g_counts));
+            double vx = 0.0, ux = 0.0;
+            int64_t a = 0, b = 0;
+            if (q_counts) {
+                ux = wx[x], vx = 1.0 - ux, a = x0[x], b = x1[x];
+                const double top = vx * qc0[a] + ux * qc0[b];
+                const double bottom = vx * qc1[a] + ux * qc1[b];
+                r += 1.0 / np_max1(vy * top + uy * bottom);
+            }
+            rel[i] = (float)r;
+            if (stat) {
+                double s = np_interp(t, xp, fp_rate, sl_rate, m, &g_rate);
+                if (q_map) {
+                    const double top = vx * qm0[a] + ux * qm0[b];
+                    const double bottom = vx * qm1[a] + ux * qm1[b];
+                    s *= vy * top + uy * bottom;
+                }
+                stat[i] = (float)s;
+            }
+        }
+    }
+}
+
+/* Where a point falls on a residual grid of nb bands x ns sectors (as
+ * ShellModel.corners): the bands' and sectors' lower corners and weights. */
+typedef struct {
+    int64_t b0, b1, s0, s1;
+    double fb, fs, wb, ws;
+} grid_corner;
+
+static inline grid_corner residual_corner(double t, double p, double lo, double span,
+                                          int64_t nb, int64_t ns) {
+    const double two_pi = 2.0 * M_PI;
+    grid_corner c;
+    double fb = (t - lo) / span * (double)nb - 0.5;
+    if (fb < 0.0) fb = 0.0;                       /* np.clip: NaN stays NaN */
+    if (fb > (double)(nb - 1)) fb = (double)(nb - 1);
+    const double fs = np_fmod(p + M_PI, two_pi) / two_pi * (double)ns - 0.5;
+    int64_t b0 = (int64_t)floor(fb);
+    if (b0 > (nb - 2 > 0 ? nb - 2 : 0)) b0 = nb - 2 > 0 ? nb - 2 : 0;
+    const double s0f = floor(fs);
+    c.b0 = b0;
+    c.b1 = b0 + 1 < nb - 1 ? b0 + 1 : nb - 1;
+    c.wb = nb > 1 ? fb - (double)b0 : 0.0;
+    c.ws = fs - s0f;
+    c.s0 = np_imod((int64_t)s0f, ns);
+    c.s1 = np_imod(c.s0 + 1, ns);
+    c.fb = fb, c.fs = fs;
+    return c;
+}
+
+MDX_API HOT NUMPY_ROUNDING void mdx_shell_expected(
+    const float *restrict tt, const float *restrict psi, int64_t n, double lo, double span,
+    int64_t nb, int64_t ns, int64_t n_models, const uint64_t *restrict plane_g,
+    const uint64_t *restrict xp_g, const uint64_t *restrict fp_g,
+    const uint64_t *restrict slope_g, const int64_t *restrict m_g,
+    const uint64_t *restrict exposure_g, const uint64_t *restrict out_g,
+    int32_t *restrict i00, int32_t *restrict i01, float *restrict wb_out,
+    float *restrict ws_out, int32_t *restrict near) {
+    int64_t guess[8] = {0};
+    if (n_models > 8) return;
+    for (int64_t i = 0; i < n; i++) {
+        const double t = (double)tt[i];
+        const grid_corner c = residual_corner(t, (double)psi[i], lo, span, nb, ns);
+        const int64_t a00 = c.b0 * ns + c.s0, a01 = c.b0 * ns + c.s1;
+        const int64_t a10 = c.b1 * ns + c.s0, a11 = c.b1 * ns + c.s1;
+        const double vb = 1.0 - c.wb, vs = 1.0 - c.ws;
+        if (i00) {
+            i00[i] = (int32_t)a00;
+            i01[i] = (int32_t)a01;
+            wb_out[i] = (float)c.wb;
+            ws_out[i] = (float)c.ws;
+            near[i] = (int32_t)((int64_t)rint(c.fb) * ns + np_imod((int64_t)rint(c.fs), ns));
+        }
+        for (int64_t k = 0; k < n_models; k++) {
+            const double *plane = (const double *)(uintptr_t)plane_g[k];
+            const double *xp = (const double *)(uintptr_t)xp_g[k];
+            const double *fp = (const double *)(uintptr_t)fp_g[k];
+            const float *exposure = (const float *)(uintptr_t)exposure_g[k];
+            float *out = (float *)(uintptr_t)out_g[k];
+            const double *slopes = (const double *)(uintptr_t)slope_g[k];
+            double part = np_interp(t, xp, fp, slopes, m_g[k], &guess[k]);
+            part *= vb * (vs * plane[a00] + c.ws * plane[a01]) +
+                    c.wb * (vs * plane[a10] + c.ws * plane[a11]);
+            part *= (double)exposure[i];
+            out[i] = (float)part;
+        }
+    }
+}
+
+/* Sums of a band of n x nx float32 values over q x q boxes (q < 8), as BoxRows.add:
+ * each box row's q values added in turn from zero, then the rows; outside the band
+ * zeros. out: ceil(n / q) rows of out_nx >= ceil(nx / q) sums, overwritten. */
+MDX_API HOT NUMPY_ROUNDING void mdx_box_rows_add(const float *restrict values, int64_t n,
+                                                 int64_t nx, int64_t q, double *restrict out,
+                                                 int64_t out_nx) {
+    const int64_t by = (n + q - 1) / q;
+    for (int64_t j = 0; j < by; j++) {
+        double *restrict o = out + j * out_nx;
+        for (int64_t b = 0; b < out_nx; b++) o[b] = 0.0;
+        for (int64_t dy = 0; dy < q; dy++) {
+            const int64_t y = j * q + dy;
+            for (int64_t b = 0; b < out_nx; b++) {
+                double row = 0.0;
+                for (int64_t dx = 0; dx < q; dx++) {
+                    const int64_t x = b * q + dx;
+                    row += (y < n && x < nx) ? (double)values[y * nx + x] : 0.0;
+                }
+                o[b] += row;
+            }
+        }
+    }
+}
+
+/* Each pixel's fine shell and sector as ShellLayout.joint: shell = the last edge at or
+ * below two-theta (np.searchsorted(edges, tt, 'right') - 1, clipped to the shells), sector
+ * = min(floor(np.mod(psi + pi, 2 pi) / (2 pi) * sectors), sectors - 1). */
+MDX_API HOT NUMPY_ROUNDING void mdx_shell_joint(const float *restrict tt,
+                                                const float *restrict psi, int64_t n,
+                                                const double *restrict edges, int64_t n_shells,
+                                                int64_t sectors, int32_t *restrict joint) {
+    const double two_pi = 2.0 * M_PI;
+    const double lo = edges[0], width = n_shells > 0 ? edges[1] - edges[0] : 1.0;
+    for (int64_t i = 0; i < n; i++) {
+        const double t = (double)tt[i];
+        int64_t s; /* searchsorted right - 1: edges at or below t, minus one */
+        if (isnan(t)) {
+            s = n_shells; /* numpy sorts NaN last */
+        } else {
+            double guess = (t - lo) / width;
+            s = guess < 0.0 ? -1 : (guess > (double)n_shells ? n_shells : (int64_t)guess);
+            while (s >= 0 && edges[s] > t) s--;
+            while (s + 1 <= n_shells && edges[s + 1] <= t) s++;
+        }
+        if (s < 0) s = 0;
+        if (s > n_shells - 1) s = n_shells - 1;
+        const double f = np_fmod((double)psi[i] + M_PI, two_pi) / two_pi;
+        int64_t sector = (int64_t)(f * (double)sectors);
+        if (sector > sectors - 1) sector = sectors - 1;
+        joint[i] = (int32_t)(s * sectors + sector);
+    }
+}
+
+/* mdx_shell_fit_frame with the sums packed in integers: each pixel's (per parity) in one
+ * uint32, the count plus 65536 for a valid frame, one read and write per pixel where the
+ * float32 counts and exposure took two; each cell's in one uint64, the counts plus 2^40
+ * per valid pixel, one scattered add where two were made (the caller keeps the counts
+ * from 0 and within 16 bits, a call under 2^24 pixels, and makes the float sums: exact
+ * integers, so the same bits; binning/shell_sums.py). */
+MDX_API HOT void mdx_shell_fit_packed(const int32_t *restrict frame, int64_t rows, int64_t nx,
+                                      const int32_t *restrict joint,
+                                      const uint8_t *restrict excluded, int32_t vlo,
+                                      int32_t vhi, uint64_t *restrict cells,
+                                      uint32_t *restrict pixels,
+                                      const int64_t *restrict y_index,
+                                      const int64_t *restrict x_index, int64_t nbx,
+                                      int64_t *restrict box_count) {
+    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
+    const uint64_t pixel = (uint64_t)1 << 40;
+    if (nx <= 0) return;
+    for (int64_t y = 0; y < rows; y++) {
+        int64_t *restrict box_row = box_count + y_index[y] * nbx;
+        const int32_t *restrict row = frame + y * nx;
+        const int32_t *restrict cell = joint + y * nx;
+        const uint8_t *restrict ex = excluded ? excluded + y * nx : NULL;
+        uint32_t *restrict words = pixels + y * nx;
+        int64_t box = x_index[0], run = 0;
+        for (int64_t x = 0; x < nx; x++) {
+            if (x_index[x] != box) {
+                box_row[box] += run;
+                box = x_index[x];
+                run = 0;
+            }
+            const int32_t v = row[x];
+            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
+            if (ex && ex[x]) continue;
+            cells[cell[x]] += (uint64_t)(uint32_t)v + pixel;
+            words[x] += (uint32_t)v + 65536u;
+            run += 1;
+        }
+        box_row[box] += run;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
  * Import: Huffman-only deflate of one byte plane (issue 23, chunk_codec.deflate_huffman).
  * The low byte plane of detector counts is noise: LZ matching (ISA-L level 1) finds
  * nothing there but pays for searching. This writes one dynamic-Huffman block of the

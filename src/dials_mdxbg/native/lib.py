@@ -108,6 +108,15 @@ PROTOTYPES: dict[str, tuple[type | None, tuple[type, ...]]] = {
         None,
         (_P, _P, _I64, _P, _P, _I32, _I32, _D, _D, *(_P,) * 5, _I64, *(_P,) * 12),
     ),
+    # the shell model's per-pixel preparation (native/shell_pixels.py)
+    "mdx_shell_static": (None, (_P, _I64, _I64, _P, _I64, *(_P,) * 6, _I64, *(_P,) * 8)),
+    "mdx_shell_expected": (None, (_P, _P, _I64, _D, _D, _I64, _I64, _I64, *(_P,) * 12)),
+    "mdx_box_rows_add": (None, (_P, _I64, _I64, _I64, _P, _I64)),
+    "mdx_shell_fit_packed": (
+        None,
+        (_P, _I64, _I64, _P, _P, _I32, _I32, _P, _P, _P, _P, _I64, _P),
+    ),
+    "mdx_shell_joint": (None, (_P, _P, _I64, _P, _I64, _I64, _P)),
     "mdx_value_histogram": (_I64, (_P, _P, _I64, _I64, _P)),
     "mdx_deflate_huffman": (_I64, (_P, _I64, _P, _I64)),
 }

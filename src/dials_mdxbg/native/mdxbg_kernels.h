@@ -186,6 +186,56 @@ MDX_API void mdx_shell_score_pair(const int32_t *frame_a, const int32_t *frame_b
                                   const float *nh1, const float *nf1, const double *w,
                                   double *res_a, double *res_b);
 
+/* ---- The shell model's per-pixel preparation (native/shell_pixels.py has the numpy twins:
+ * the same float64 operations in the same order, no fused multiply-adds). ---- */
+
+/* A model's parts that do not change along phi at rows x nx points: rel = 1/max(P_N, 1)
+ * (+ 1/max(Q_N, 1)) and, when stat is not NULL, stat = P (* Q), float32. P_N, P: np.interp
+ * of two-theta tt in (xp, fp_counts), (xp, fp_rate) (m points, non-decreasing; sl_*: their
+ * m - 1 slopes, made as numpy makes them); Q_N, Q:
+ * q_counts, q_map (rows of q_nx; NULL: none) interpolated bilinearly with the rows'
+ * corners y0, y1 and weights wy and the columns' x0, x1, wx. */
+MDX_API void mdx_shell_static(const float *tt, int64_t rows, int64_t nx, const double *xp,
+                              int64_t m, const double *fp_counts, const double *sl_counts,
+                              const double *fp_rate, const double *sl_rate,
+                              const double *q_counts, const double *q_map, int64_t q_nx,
+                              const int64_t *y0, const int64_t *y1, const double *wy,
+                              const int64_t *x0, const int64_t *x1, const double *wx,
+                              float *rel, float *stat);
+
+/* Expected counts of n_models models at n points (two-theta tt, azimuth psi): out_k =
+ * float32(np.interp(tt, xp_k, fp_k) * bilinear(plane_k) * exposure_k), each model's flat
+ * (nb x ns) residual plane on the grid of bands over [lo, lo + span] and sectors from -pi
+ * (periodic); _g arrays hold the n_models addresses (slope_g: each profile's m - 1 slopes,
+ * made as numpy makes them), m_g the profiles' sizes (at most 8
+ * models). When i00 is not NULL the points' basis (i00, i01, wb, ws, near) is written. */
+MDX_API void mdx_shell_expected(const float *tt, const float *psi, int64_t n, double lo,
+                                double span, int64_t nb, int64_t ns, int64_t n_models,
+                                const uint64_t *plane_g, const uint64_t *xp_g,
+                                const uint64_t *fp_g, const uint64_t *slope_g,
+                                const int64_t *m_g,
+                                const uint64_t *exposure_g, const uint64_t *out_g, int32_t *i00,
+                                int32_t *i01, float *wb, float *ws, int32_t *near);
+
+/* Sums of an n x nx float32 band over q x q boxes (q < 8) into out (ceil(n / q) rows of
+ * out_nx, overwritten): each box row's values added in turn from zero, then the rows. */
+MDX_API void mdx_box_rows_add(const float *values, int64_t n, int64_t nx, int64_t q,
+                              double *out, int64_t out_nx);
+
+/* joint = shell * sectors + sector of n points: shell the last of edges (n_shells + 1,
+ * evenly spaced but the last) at or below tt, clipped; sector of psi from -pi. */
+MDX_API void mdx_shell_joint(const float *tt, const float *psi, int64_t n, const double *edges,
+                             int64_t n_shells, int64_t sectors, int32_t *joint);
+
+/* mdx_shell_fit_frame with the sums packed: pixels[i] += v + 65536 (uint32) and
+ * cells[joint[i]] += v + 2^40 (uint64, from zero; the caller keeps counts from 0 within 16
+ * bits and rows * nx under 2^24, and makes the float sums of them). */
+MDX_API void mdx_shell_fit_packed(const int32_t *frame, int64_t rows, int64_t nx,
+                                  const int32_t *joint, const uint8_t *excluded, int32_t vlo,
+                                  int32_t vhi, uint64_t *cells, uint32_t *pixels,
+                                  const int64_t *y_index, const int64_t *x_index, int64_t nbx,
+                                  int64_t *box_count);
+
 /* valid_range's sampled values (native/value_histogram.py has the numpy twin). Count the n
  * values that are not -1 and not skipped (skip: NULL or n flags): v >= 0 into hist[min(v, cap)]
  * (cap + 1 bins); returns how many were other negatives. */

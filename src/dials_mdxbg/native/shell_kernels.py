@@ -85,6 +85,15 @@ def fit_frame(
 def fit_frame_numpy(frame, joint, excluded, valid_range, t, counts, exposure, pixel_counts,
                     pixel_exposure, y_index, x_index, box_count) -> None:  # fmt: skip
     """The numpy twin of :func:`fit_frame` (same arguments, same sums)."""
+    valid, values = _fit_cells(frame, joint, excluded, valid_range, t, counts, exposure,
+                               y_index, x_index, box_count)  # fmt: skip
+    pixel_counts += values.reshape(pixel_counts.shape)
+    pixel_exposure += valid.reshape(pixel_exposure.shape) * np.float32(t)
+
+
+def _fit_cells(frame, joint, excluded, valid_range, t, counts, exposure, y_index, x_index,
+               box_count) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The fit's sums but the per-pixel ones; returns the valid flags and float64 counts."""
     valid = valid_mask(frame, valid_range, excluded)
     nby, nbx = box_count.shape
     cell = (np.asarray(y_index)[:, np.newaxis] * nbx + np.asarray(x_index)[np.newaxis, :])
@@ -94,8 +103,63 @@ def fit_frame_numpy(frame, joint, excluded, valid_range, t, counts, exposure, pi
     values = np.where(valid, frame.reshape(-1), 0).astype(np.float64)
     counts += np.bincount(joint, values, counts.size)
     exposure += np.bincount(joint, valid.astype(np.float64), counts.size) * float(t)
-    pixel_counts += values.reshape(pixel_counts.shape)
-    pixel_exposure += valid.reshape(pixel_exposure.shape) * np.float32(t)
+    return valid, values
+
+
+def fit_frame_packed(frame, joint, excluded, valid_range, t, counts, exposure, packed, y_index,
+                     x_index, box_count) -> None:  # fmt: skip
+    """:func:`fit_frame` with the per-pixel sums packed: ``packed`` (uint32, rows x nx) gains
+    ``count + 65536`` at each valid pixel (the caller keeps counts within 16 bits: counts
+    from 0, :func:`dials_mdxbg.binning.shell_sums.pixel_table`)."""
+    c = lib.library()
+    if (
+        c is None
+        or not lib.takes_block(frame)
+        or not all(a.flags.c_contiguous for a in (counts, exposure))
+        or packed.dtype != np.uint32
+        or not packed.flags.c_contiguous
+        or box_count.dtype != np.int64
+        or not box_count.flags.c_contiguous
+    ):
+        fit_frame_packed_numpy(frame, joint, excluded, valid_range, t, counts, exposure, packed,
+                               y_index, x_index, box_count)  # fmt: skip
+        return
+    y_index, x_index = lib.index(y_index), lib.index(x_index)
+    joint = _flat(joint, np.int32).reshape(frame.shape)
+    ex = _flat(excluded, np.uint8)
+    ex = None if ex is None else ex.reshape(frame.shape)
+    vlo, vhi = lib.valid_bounds(valid_range)
+    rows, nx = frame.shape
+    step = max(1, (PACKED_PIXELS - 1) // max(nx, 1))  # a cell's pixels within 24 bits
+    cells = np.empty(counts.size, dtype=np.uint64)
+    per_cell = np.zeros(counts.size, dtype=np.uint64)
+    for a in range(0, rows, step):
+        b = min(a + step, rows)
+        cells[...] = 0
+        c.mdx_shell_fit_packed(
+            lib.ptr(frame[a:b]), b - a, nx, lib.ptr(joint[a:b]),
+            None if ex is None else lib.ptr(ex[a:b]), vlo, vhi, lib.ptr(cells),
+            lib.ptr(packed[a:b]), lib.ptr(y_index[a:b]), lib.ptr(x_index), box_count.shape[1],
+            lib.ptr(box_count),
+        )  # fmt: skip
+        # Sums of integers (exact): the bits of adding each pixel's count in turn.
+        counts += (cells & np.uint64((1 << 40) - 1)).astype(np.float64)
+        per_cell += cells >> np.uint64(40)
+    exposure += per_cell.astype(np.float64) * float(t)  # once per frame, as the twin
+
+
+PACKED_PIXELS = 1 << 24
+"""Pixels a call of the packed fit kernel takes at most: a cell's count of them fits the
+24 bits above its counts' 40."""
+
+
+def fit_frame_packed_numpy(frame, joint, excluded, valid_range, t, counts, exposure, packed,
+                           y_index, x_index, box_count) -> None:  # fmt: skip
+    """The numpy twin of :func:`fit_frame_packed` (same arguments, same sums)."""
+    valid, values = _fit_cells(frame, joint, excluded, valid_range, t, counts, exposure,
+                               y_index, x_index, box_count)  # fmt: skip
+    word = np.where(valid, values.astype(np.uint32) + np.uint32(65536), np.uint32(0))
+    packed += word.reshape(packed.shape)
 
 
 @dataclass(frozen=True)
