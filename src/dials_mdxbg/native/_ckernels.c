@@ -1106,28 +1106,30 @@ MDX_API HOT void mdx_score_cells(const double *restrict m, const double *restric
  * one pass over a frame instead of numpy's masks, bincounts and table look-ups.
  */
 
-MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t rows, int64_t nx,
-                                     const int32_t *restrict joint,
-                                     const uint8_t *restrict excluded, int32_t vlo, int32_t vhi,
-                                     double *restrict counts, int64_t *restrict per_cell,
-                                     float *restrict pixel_counts,
-                                     float *restrict pixel_exposure, double t,
-                                     const int64_t *restrict y_index,
-                                     const int64_t *restrict x_index, int64_t nbx,
-                                     int64_t *restrict box_count) {
+/* The fit's pass over rows of a frame, shared by the two kernels below: the pixels that
+ * count (not -1, within the valid range, not excluded) added into their cell and their
+ * per-pixel sums, either as float sums or packed in integers. `packed` is a constant at
+ * each call, so each kernel compiles to a loop of its own without the test.
+ * Shells are about a pixel wide, so neighbours mostly fall in different cells: add
+ * each pixel where it goes (sums of integers: exact in any order). The map bins come
+ * in runs along a row: their valid pixels are counted in a register. */
+static inline __attribute__((always_inline)) void
+shell_fit_rows(const int32_t *restrict frame, int64_t rows, int64_t nx,
+               const int32_t *restrict joint, const uint8_t *restrict excluded, int32_t vlo,
+               int32_t vhi, const int64_t *restrict y_index, const int64_t *restrict x_index,
+               int64_t nbx, int64_t *restrict box_count, const int packed,
+               double *restrict counts, int64_t *restrict per_cell,
+               float *restrict pixel_counts, float *restrict pixel_exposure, float tf,
+               uint64_t *restrict cells, uint32_t *restrict words) {
     const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
-    const float tf = (float)t; /* numpy's twin adds float32(t) */
+    const uint64_t pixel = (uint64_t)1 << 40;
     if (nx <= 0) return;
-    /* Shells are about a pixel wide, so neighbours mostly fall in different cells: add
-     * each pixel where it goes (sums of integers: exact in any order). The map bins come
-     * in runs along a row: their valid pixels are counted in a register. */
     for (int64_t y = 0; y < rows; y++) {
         int64_t *restrict box_row = box_count + y_index[y] * nbx;
         const int32_t *restrict row = frame + y * nx;
-        const int32_t *restrict cells = joint + y * nx;
+        const int32_t *restrict cell = joint + y * nx;
         const uint8_t *restrict ex = excluded ? excluded + y * nx : NULL;
-        float *restrict pc = pixel_counts + y * nx;
-        float *restrict pe = pixel_exposure + y * nx;
+        const int64_t at = y * nx;
         int64_t box = x_index[0], run = 0;
         for (int64_t x = 0; x < nx; x++) {
             if (x_index[x] != box) {
@@ -1138,15 +1140,52 @@ MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t rows
             const int32_t v = row[x];
             if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
             if (ex && ex[x]) continue;
-            const int32_t j = cells[x];
-            counts[j] += (double)v;
-            per_cell[j] += 1;
-            pc[x] += (float)v;
-            pe[x] += tf;
+            if (packed) {
+                cells[cell[x]] += (uint64_t)(uint32_t)v + pixel;
+                words[at + x] += (uint32_t)v + 65536u;
+            } else {
+                const int32_t j = cell[x];
+                counts[j] += (double)v;
+                per_cell[j] += 1;
+                pixel_counts[at + x] += (float)v;
+                pixel_exposure[at + x] += tf;
+            }
             run += 1;
         }
         box_row[box] += run;
     }
+}
+
+MDX_API HOT void mdx_shell_fit_frame(const int32_t *restrict frame, int64_t rows, int64_t nx,
+                                     const int32_t *restrict joint,
+                                     const uint8_t *restrict excluded, int32_t vlo, int32_t vhi,
+                                     double *restrict counts, int64_t *restrict per_cell,
+                                     float *restrict pixel_counts,
+                                     float *restrict pixel_exposure, double t,
+                                     const int64_t *restrict y_index,
+                                     const int64_t *restrict x_index, int64_t nbx,
+                                     int64_t *restrict box_count) {
+    /* numpy's twin adds float32(t) */
+    shell_fit_rows(frame, rows, nx, joint, excluded, vlo, vhi, y_index, x_index, nbx, box_count,
+                   0, counts, per_cell, pixel_counts, pixel_exposure, (float)t, NULL, NULL);
+}
+
+/* mdx_shell_fit_frame with the sums packed in integers: each pixel's (per parity) in one
+ * uint32, the count plus 65536 for a valid frame, one read and write per pixel where the
+ * float32 counts and exposure took two; each cell's in one uint64, the counts plus 2^40
+ * per valid pixel, one scattered add where two were made (the caller keeps the counts
+ * from 0 and within 16 bits, a call under 2^24 pixels, and makes the float sums: exact
+ * integers, so the same bits; binning/shell_sums.py). */
+MDX_API HOT void mdx_shell_fit_packed(const int32_t *restrict frame, int64_t rows, int64_t nx,
+                                      const int32_t *restrict joint,
+                                      const uint8_t *restrict excluded, int32_t vlo,
+                                      int32_t vhi, uint64_t *restrict cells,
+                                      uint32_t *restrict pixels,
+                                      const int64_t *restrict y_index,
+                                      const int64_t *restrict x_index, int64_t nbx,
+                                      int64_t *restrict box_count) {
+    shell_fit_rows(frame, rows, nx, joint, excluded, vlo, vhi, y_index, x_index, nbx, box_count,
+                   1, NULL, NULL, NULL, NULL, 0.0f, cells, pixels);
 }
 
 /* The half model's rate at pixel i from one phi plane (float32, as numpy's twin). */
@@ -1591,47 +1630,6 @@ MDX_API HOT NUMPY_ROUNDING void mdx_shell_joint(const float *restrict tt,
         int64_t sector = (int64_t)(f * (double)sectors);
         if (sector > sectors - 1) sector = sectors - 1;
         joint[i] = (int32_t)(s * sectors + sector);
-    }
-}
-
-/* mdx_shell_fit_frame with the sums packed in integers: each pixel's (per parity) in one
- * uint32, the count plus 65536 for a valid frame, one read and write per pixel where the
- * float32 counts and exposure took two; each cell's in one uint64, the counts plus 2^40
- * per valid pixel, one scattered add where two were made (the caller keeps the counts
- * from 0 and within 16 bits, a call under 2^24 pixels, and makes the float sums: exact
- * integers, so the same bits; binning/shell_sums.py). */
-MDX_API HOT void mdx_shell_fit_packed(const int32_t *restrict frame, int64_t rows, int64_t nx,
-                                      const int32_t *restrict joint,
-                                      const uint8_t *restrict excluded, int32_t vlo,
-                                      int32_t vhi, uint64_t *restrict cells,
-                                      uint32_t *restrict pixels,
-                                      const int64_t *restrict y_index,
-                                      const int64_t *restrict x_index, int64_t nbx,
-                                      int64_t *restrict box_count) {
-    const uint32_t vspan = (uint32_t)vhi - (uint32_t)vlo;
-    const uint64_t pixel = (uint64_t)1 << 40;
-    if (nx <= 0) return;
-    for (int64_t y = 0; y < rows; y++) {
-        int64_t *restrict box_row = box_count + y_index[y] * nbx;
-        const int32_t *restrict row = frame + y * nx;
-        const int32_t *restrict cell = joint + y * nx;
-        const uint8_t *restrict ex = excluded ? excluded + y * nx : NULL;
-        uint32_t *restrict words = pixels + y * nx;
-        int64_t box = x_index[0], run = 0;
-        for (int64_t x = 0; x < nx; x++) {
-            if (x_index[x] != box) {
-                box_row[box] += run;
-                box = x_index[x];
-                run = 0;
-            }
-            const int32_t v = row[x];
-            if (v == -1 || (uint32_t)v - (uint32_t)vlo > vspan) continue;
-            if (ex && ex[x]) continue;
-            cells[cell[x]] += (uint64_t)(uint32_t)v + pixel;
-            words[x] += (uint32_t)v + 65536u;
-            run += 1;
-        }
-        box_row[box] += run;
     }
 }
 
