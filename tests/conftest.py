@@ -17,6 +17,18 @@ from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """The runs' packed plotly.js cache in the session's folder, not the user's (nor shared)."""
+    previous = os.environ.get("DIALS_MDXBG_CACHE")
+    os.environ["DIALS_MDXBG_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("DIALS_MDXBG_CACHE", None)
+    else:
+        os.environ["DIALS_MDXBG_CACHE"] = previous
+
+
 def run(
     cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, **kw
 ) -> subprocess.CompletedProcess:

@@ -50,14 +50,12 @@ def test_one_core_makes_nothing_ahead(cold):
     assert report.packed_plotly.cache_info().currsize == 0
 
 
-def test_a_part_that_fails_in_the_thread_fails_in_the_page(cold, monkeypatch):
-    def missing():
-        raise FileNotFoundError("plotly.js is gone")
-
-    monkeypatch.setattr(report, "plotly_javascript", missing)
+def test_a_part_that_fails_in_the_thread_fails_in_the_page(cold, monkeypatch, tmp_path):
+    gone = tmp_path / "plotly.js"  # found when the run started, deleted since
+    monkeypatch.setattr(report, "_plotly_js_file", lambda: gone)
     warmup.start(HTML, 2)()  # the thread swallows it
     assert report.packed_plotly.cache_info().currsize == 0
-    with pytest.raises(FileNotFoundError, match="plotly.js is gone"):
+    with pytest.raises(FileNotFoundError, match="plotly.js"):
         report.render_report(*_map(), summary={})
 
 

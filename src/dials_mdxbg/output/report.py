@@ -77,6 +77,7 @@ from dials_mdxbg.output.report_data import (
     ERROR_MANTISSA_BITS,
     pack_arrays,
     pack_text,
+    packer_name,
     round_mantissa,
 )
 
@@ -138,8 +139,19 @@ def plotly_javascript() -> str:
 
 @functools.lru_cache(maxsize=1)
 def packed_plotly() -> str:
-    """The installed plotly.js, packed for the page (the same in every report of a process)."""
-    return pack_text(plotly_javascript())
+    """The installed plotly.js, packed for the page (the same in every report of a process).
+
+    Kept between runs (:mod:`~dials_mdxbg.output.plotly_cache`) when it is a file.
+    """
+    path = _plotly_js_file()
+    if path is None:
+        return pack_text(plotly_javascript())
+    from dials_mdxbg.output import plotly_cache
+
+    def pack(file) -> str:  # read as text, as plotly_javascript() does (newlines translated)
+        return pack_text(file.read_text(encoding="utf-8"))
+
+    return plotly_cache.packed(path, packer_name(), pack)
 
 
 @functools.lru_cache(maxsize=1)

@@ -95,6 +95,17 @@ def pack_text(text: str) -> str:
     return base64.b64encode(_gzip(text.encode("utf-8"))).decode("ascii")
 
 
+def packer_name() -> str:
+    """What :func:`pack_text` output depends on: the compressor, its version and level."""
+    try:
+        import isal
+    except ImportError:
+        import zlib
+
+        return f"gzip-zlib-{zlib.ZLIB_RUNTIME_VERSION}-6+base64"
+    return f"gzip-isal-{isal.__version__}-3+base64"
+
+
 def unpack_report(text: str) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata and arrays a report carries, as its page script unpacks them.
 
