@@ -2,8 +2,8 @@
 
 :func:`run_command` is every command's body: parse (checks of :mod:`~dials_mdxbg.frames.precheck`),
 check every output against every input before any work, then run the job with DIALS logging inside
-:func:`~dials_mdxbg.util.atomic.committed_together` (all outputs appear at the end, or none), and
-map every failure to one line and a non-zero exit.
+:func:`~dials_mdxbg.util.atomic.committed_together` (all outputs appear at the
+end, or none), and map every failure to one line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dials_mdxbg.output.json_summary import write_json
 from dials_mdxbg.output.paths import summary_path
 from dials_mdxbg.util import exits
 from dials_mdxbg.util.exits import handle_errors, survive_closed_console, unexpected
-from dials_mdxbg.util.startup import load_hdf5_filters_for, prepare
+from dials_mdxbg.util.startup import prepare
 from dials_mdxbg.util.stderr_hold import release_stderr
 from dials_mdxbg.util.warnings_log import collected_warnings
 
@@ -38,7 +38,7 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
     """
     t0 = time.perf_counter()
     with handle_errors(command):
-        prepare(filters=False)
+        prepare()
         from dials.util import enable_faulthandler
 
         from dials_mdxbg.jobs.commands import JOBS
@@ -52,7 +52,6 @@ def run_command(command: str, doc: str, phil, job_name: str, args: list[str] | N
         job = JOBS[job_name]()
         args = sys.argv[1:] if args is None else list(args)
         taken, args = job.take_files(args) if job.take_files else ([], args)
-        load_hdf5_filters_for(args)  # hdf5plugin unless only image series and settings
         parser = make_parser(command, job.usage, phil, doc)
         params, options = parse(parser, args)
         resolve_nproc(params.mp)
@@ -96,7 +95,8 @@ def _keep_log_of(error: Exception, outputs, log: str) -> None:
     for handler in _file_handlers():
         handler.handle(record)  # the traceback goes to the log file only, not the console
         handler.flush()
-    if outputs.keep(Path(log)) is not None:
+    kept = outputs.keep(Path(log))
+    if kept is not None:
         error.mdxbg_log = str(log)
 
 

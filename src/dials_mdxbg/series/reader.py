@@ -17,7 +17,6 @@ from dials_mdxbg.series.counts import as_counts
 from dials_mdxbg.series.layout import DEFLATE, IMAGE_SERIES, SHUFFLE
 from dials_mdxbg.series.stored_block import StoredBlock, StoredRow, stored_loader
 from dials_mdxbg.util.progress import Progress
-from dials_mdxbg.util.startup import load_filters_for
 
 _AXES = ("phi", "iy", "ix", "exposure_times")
 
@@ -101,7 +100,6 @@ class ImageSeriesReader:
                 f"{self.path}: /entry/{IMAGE_SERIES} lacks dataset(s) {', '.join(missing)}"
             )
         self.data = _dataset(group, "data", self.path)
-        load_filters_for(self.data)
         if self.data.dtype.kind not in "iuf":
             raise InputError(
                 f"{self.path}: /entry/{IMAGE_SERIES}/data holds {self.data.dtype} values, "
@@ -164,7 +162,6 @@ class ImageSeriesReader:
             if not isinstance(dset, h5py.Dataset):
                 raise InputError(f"{source} lacks dataset {vmap.dset_name}")
             self._check_source(source, f, dset, int(f0), int(f1) + 1)
-            load_filters_for(dset)
             # h5py cannot always report the source selection (HDF5 1.10); the
             # frame-slab layout is recognised by the source being exactly the slab.
             if not full_frames or dset.shape != (f1 - f0 + 1, self.shape[1], self.shape[2]):

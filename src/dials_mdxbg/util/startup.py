@@ -10,9 +10,7 @@ first thing, before DIALS' parser (and with it dxtbx) is imported:
 * :func:`dials_mdxbg.util.allocator.keep_freed_buffers`: glibc keeps freed
   frame buffers for the next frame (~10% less time);
 * :func:`load_hdf5_filters`: the bitshuffle/LZ4 filter of Eiger data, which
-  dxtbx 3.11 does not load itself (skipped for a command line of image series
-  and settings only, :func:`names_files`; the series reader loads it if a
-  series needs it);
+  dxtbx 3.11 does not load itself;
 * :func:`load_experiments_once`: an experiment list file is loaded once, not
   again each time the parameters are formatted.
 """
@@ -53,51 +51,6 @@ def load_hdf5_filters() -> bool:
     return True
 
 
-def load_filters_for(dataset) -> None:
-    """Register hdf5plugin's filters if ``dataset`` (h5py) uses one HDF5 lacks.
-
-    For inputs that skip :func:`prepare`'s load (image series only): mdx2's and
-    our series are deflate+shuffle, which HDF5 has built in.
-    """
-    import h5py
-
-    plist = dataset.id.get_create_plist()
-    for i in range(plist.get_nfilters()):
-        if not h5py.h5z.filter_avail(plist.get_filter(i)[0]):
-            load_hdf5_filters()
-            return
-
-
-def names_files(args: list[str]) -> bool:
-    """True if an argument is not an option or a PHIL assignment, or assigns an existing file.
-
-    Outputs (``output.*``) and ``mp.*`` settings are never read as inputs.
-    """
-    for arg in args:
-        if arg.startswith("-"):
-            continue
-        name, is_assignment, value = arg.partition("=")
-        if not is_assignment or os.path.exists(arg):
-            return True
-        if not name.strip().startswith(("output.", "mp.")) and os.path.exists(value):
-            return True
-    return False
-
-
-def load_hdf5_filters_for(args: list[str]) -> None:
-    """Load hdf5plugin's filters before DIALS' parser reads the inputs in ``args``.
-
-    The parser loads experiments or images, whose masks and pixels can be
-    bitshuffle/LZ4 (Eiger), whenever an argument names a file (or a PHIL file
-    or preset that may). A command line of image series (taken before the
-    parser) and plain settings reads no such file: importing hdf5plugin (~0.1 s)
-    is then left to the series reader, for a series that needs it
-    (:func:`load_filters_for`).
-    """
-    if names_files(args):
-        load_hdf5_filters()
-
-
 def load_experiments_once() -> None:
     """Let the process load each experiment list file once.
 
@@ -130,18 +83,13 @@ def load_experiments_once() -> None:
     ExperimentListFactory.from_json_file = staticmethod(from_json_file)
 
 
-def prepare(filters: bool = True) -> None:
-    """Everything a command does before it imports DIALS.
-
-    Args:
-        filters: load hdf5plugin's filters now (see :func:`names_files`).
-    """
+def prepare() -> None:
+    """Everything a command does before it imports DIALS."""
     from dials_mdxbg.util import allocator, lazy_imports
 
     point_libtbx_at_debian_build()
     if not lazy_imports.deferral_disabled():
         lazy_imports.defer()
     allocator.keep_freed_buffers()
-    if filters:
-        load_hdf5_filters()
+    load_hdf5_filters()
     load_experiments_once()
