@@ -109,3 +109,17 @@ def test_a_corrupt_chunk_is_one_line(our_import: Path, tmp_path: Path):
         grid = BinGrid(reader.shape, (4, 20, 20))
         with pytest.raises(InputError, match=r"frames 6\.\.10, rows 211\.\.406 is corrupt"):
             _sums(reader, grid, sampled_frames(reader.shape[0]))
+
+
+def test_a_blocks_first_frame_alone_is_its_arrays_first_frame(our_import: Path, kernels):
+    """The histogram's sampled frame is unshuffled alone, not with its block's other frames."""
+    with ImageSeriesReader(our_import) as reader:
+        first = sampled_frames(reader.shape[0])
+        blocks = [load() for _, _, load in series_tasks(reader, None, None, first)()]
+        assert blocks
+        for block in blocks:
+            whole = block.array()
+            alone = block.array(frames=1)
+            assert alone.shape == (1, *whole.shape[1:])
+            assert np.array_equal(alone, whole[:1])
+            assert np.array_equal(next(block.masked_slabs()), whole[0])

@@ -131,13 +131,13 @@ class StoredBlock:
         """(frames, rows, nx) of the block."""
         return self.b - self.a, self.row.rows, self.row.nx
 
-    def array(self) -> np.ndarray:
-        """The block of counts, int32 (frames, rows, nx)."""
+    def array(self, frames: int | None = None) -> np.ndarray:
+        """The block of counts, int32 (frames, rows, nx); its first ``frames`` only if given."""
         row = self.row
-        cf, cy, cx = row.chunk_shape
-        out = np.empty(self.shape, dtype=np.int32)
+        nf, rows, nx = self.shape
+        out = np.empty((nf if frames is None else min(frames, nf), rows, nx), dtype=np.int32)
         for x0, payload in row.payloads:
-            unshuffle_into(row.planes(x0, payload), (cf, cy, cx), out, x0, self.a)
+            unshuffle_into(row.planes(x0, payload), row.chunk_shape, out, x0, self.a)
         return out
 
     def masked(self) -> tuple[np.ndarray, int]:
@@ -146,7 +146,7 @@ class StoredBlock:
 
     def masked_slabs(self, rows: int = 256) -> Iterator[np.ndarray]:
         """The rows of the block's first frame (the only one that can be a sampled frame)."""
-        yield self.array()[0]
+        yield self.array(frames=1)[0]  # not the block's other frames: they are binned from planes
 
     def bin_into(self, sums, grid, frame: int, valid_range, values=None) -> int:
         """Add the block (series frame ``frame`` first) into ``sums``; 0 pixels were masked.
