@@ -141,6 +141,22 @@ def test_extras_plot_json_and_preset(sweep, our_import, tmp_path):
         assert "valid_range = 0 200" in f["entry/dials_mdxbg/phil"][()].decode()
 
 
+def test_a_series_bins_after_its_images_are_moved(tmp_path):
+    """The series replaces the images: its map and radial profile need only the models it
+    keeps (the profile's geometry was loaded with format checks, which opened image 1)."""
+    from dials_mdxbg.testing.pilatus import SweepSpec, make_background_sweep
+
+    make_background_sweep(tmp_path / "sw", SweepSpec(n_frames=4, modules=(1, 1)))
+    run(["dials.mdx_import", "sw/background.expt", "output.data=s.nxs"], cwd=tmp_path)
+    kept = read_binned(bin_map(tmp_path, "s.nxs", "before"))
+    (tmp_path / "sw").rename(tmp_path / "archived")
+    run(["dials.mdx_bin_background", "s.nxs", "output.binned=after.nxs"], cwd=tmp_path)
+    after = read_binned(tmp_path / "after.nxs")
+    assert all(np.array_equal(kept[k], after[k], equal_nan=True) for k in ("signal", "errors"))
+    profile = json.loads((tmp_path / "after.json").read_text())["runs"][0]["radial_profile"]
+    assert profile and profile["shells"]
+
+
 def test_mdx2_mask_file(our_import, mdx2_import, tmp_path):
     from mdx2.geometry import GridData
     from mdx2.io import saveobj

@@ -127,8 +127,9 @@ def geometry_from_series(path: Path):
         index = json.loads(group["imageset"][()]) if "imageset" in group else None
     from dxtbx.model.experiment_list import ExperimentListFactory
 
+    # Only the models are needed: the images may be gone (the series replaces them).
     experiments = ExperimentListFactory.from_dict(
-        json.loads(text.decode() if isinstance(text, bytes) else text)
+        json.loads(text.decode() if isinstance(text, bytes) else text), check_format=False
     )
     return _detector_beam(experiments, index)
 
