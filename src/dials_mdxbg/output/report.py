@@ -148,10 +148,7 @@ def packed_plotly() -> str:
         return pack_text(plotly_javascript())
     from dials_mdxbg.output import plotly_cache
 
-    def pack(file) -> str:  # read as text, as plotly_javascript() does (newlines translated)
-        return pack_text(file.read_text(encoding="utf-8"))
-
-    return plotly_cache.packed(path, packer_name(), pack)
+    return plotly_cache.packed(path, packer_name(), lambda _: pack_text(plotly_javascript()))
 
 
 @functools.lru_cache(maxsize=1)
