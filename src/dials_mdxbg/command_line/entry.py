@@ -26,6 +26,8 @@ def _run(name: str) -> None:
         from dials_mdxbg.util import signals
 
         signals.install()
+        with signals.deferred():  # numpy's C initialisation is not to be cut (see there)
+            import numpy  # noqa: F401
         from dials_mdxbg.util import stderr_hold
 
         # Under a memory limit, what C libraries print as memory runs out is held back.

@@ -68,6 +68,24 @@ def handled() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Stopping signals held back inside the block (main thread) and delivered at its end.
+
+    For an import whose C initialisation cannot be cut cleanly: numpy's, when a
+    signal lands in it, is left half-made, and each C extension that imports it
+    next prints the failure itself (numpy's C API) before the command's one line.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a pending signal arrives here
+
+
 def install() -> None:
     """Handle stopping signals from now on (a command's entry point, before its imports)."""
     for sig, action in _ACTIONS.items():
