@@ -26,13 +26,14 @@ def _run(name: str) -> None:
         from dials_mdxbg.util import signals
 
         signals.install()
-        with signals.deferred():  # numpy's C initialisation is not to be cut (see there)
-            import numpy  # noqa: F401
         from dials_mdxbg.util import stderr_hold
 
         # Under a memory limit, what C libraries print as memory runs out is held back.
         stderr_hold.hold_stderr(command_name)
         from dials_mdxbg.util.fast_exit import leave
+
+        with signals.deferred():  # numpy's C initialisation is not to be cut (see there)
+            import numpy  # noqa: F401  (after the hold: OpenBLAS may print as memory runs out)
 
         command = importlib.import_module(f"dials_mdxbg.command_line.{name}")
     except KeyboardInterrupt as e:
